@@ -1,0 +1,85 @@
+#define _GNU_SOURCE
+#include "ckvm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/io_uring.h>
+
+int ckvm_get_api_version(int kvm_fd) { return ioctl(kvm_fd, KVM_GET_API_VERSION, 0); }
+int ckvm_check_extension(int fd, long capability) { return ioctl(fd, KVM_CHECK_EXTENSION, capability); }
+int ckvm_get_vcpu_mmap_size(int kvm_fd) { return ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0); }
+int ckvm_create_vm(int kvm_fd, unsigned long type) { return ioctl(kvm_fd, KVM_CREATE_VM, type); }
+int ckvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid2 *cpuid) {
+    return ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid);
+}
+
+int ckvm_set_user_memory_region(int vm_fd, const struct kvm_userspace_memory_region *region) {
+    return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, region);
+}
+int ckvm_create_vcpu(int vm_fd, unsigned long vcpu_id) { return ioctl(vm_fd, KVM_CREATE_VCPU, vcpu_id); }
+int ckvm_create_irqchip(int vm_fd) { return ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0); }
+int ckvm_create_pit2(int vm_fd, const struct kvm_pit_config *config) {
+    return ioctl(vm_fd, KVM_CREATE_PIT2, config);
+}
+int ckvm_set_tss_addr(int vm_fd, unsigned long address) { return ioctl(vm_fd, KVM_SET_TSS_ADDR, address); }
+int ckvm_set_identity_map_addr(int vm_fd, uint64_t address) {
+    return ioctl(vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &address);
+}
+int ckvm_irq_line(int vm_fd, uint32_t irq, uint32_t level) {
+    struct kvm_irq_level line = {.irq = irq, .level = level};
+    return ioctl(vm_fd, KVM_IRQ_LINE, &line);
+}
+int ckvm_set_gsi_routing(int vm_fd, const struct kvm_irq_routing *routing) {
+    return ioctl(vm_fd, KVM_SET_GSI_ROUTING, routing);
+}
+int ckvm_irqfd(int vm_fd, const struct kvm_irqfd *irqfd) { return ioctl(vm_fd, KVM_IRQFD, irqfd); }
+int ckvm_ioeventfd(int vm_fd, const struct kvm_ioeventfd *ioeventfd) {
+    return ioctl(vm_fd, KVM_IOEVENTFD, ioeventfd);
+}
+int ckvm_enable_cap(int fd, const struct kvm_enable_cap *cap) { return ioctl(fd, KVM_ENABLE_CAP, cap); }
+int ckvm_get_stats_fd(int fd) { return ioctl(fd, KVM_GET_STATS_FD, 0); }
+
+int ckvm_run(int vcpu_fd) { return ioctl(vcpu_fd, KVM_RUN, 0); }
+int ckvm_get_regs(int vcpu_fd, struct kvm_regs *regs) { return ioctl(vcpu_fd, KVM_GET_REGS, regs); }
+int ckvm_set_regs(int vcpu_fd, const struct kvm_regs *regs) { return ioctl(vcpu_fd, KVM_SET_REGS, regs); }
+int ckvm_get_sregs(int vcpu_fd, struct kvm_sregs *sregs) { return ioctl(vcpu_fd, KVM_GET_SREGS, sregs); }
+int ckvm_set_sregs(int vcpu_fd, const struct kvm_sregs *sregs) { return ioctl(vcpu_fd, KVM_SET_SREGS, sregs); }
+int ckvm_set_fpu(int vcpu_fd, const struct kvm_fpu *fpu) { return ioctl(vcpu_fd, KVM_SET_FPU, fpu); }
+int ckvm_set_cpuid2(int vcpu_fd, const struct kvm_cpuid2 *cpuid) {
+    return ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid);
+}
+int ckvm_get_lapic(int vcpu_fd, struct kvm_lapic_state *lapic) { return ioctl(vcpu_fd, KVM_GET_LAPIC, lapic); }
+int ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic) {
+    return ioctl(vcpu_fd, KVM_SET_LAPIC, lapic);
+}
+int ckvm_get_mp_state(int vcpu_fd, struct kvm_mp_state *state) {
+    return ioctl(vcpu_fd, KVM_GET_MP_STATE, state);
+}
+
+int ckvm_probe_io_uring(void) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    long fd = syscall(__NR_io_uring_setup, 1, &params);
+    if (fd < 0) return errno;
+    close((int)fd);
+    return 0;
+}
+
+int ckvm_set_thread_name(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof truncated - 1);
+    truncated[sizeof truncated - 1] = 0;
+    return pthread_setname_np(pthread_self(), truncated);
+}
+
+int ckvm_pin_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}

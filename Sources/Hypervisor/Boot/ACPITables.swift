@@ -1,0 +1,91 @@
+/// Minimal ACPI 6 tables for a hardware-reduced platform: RSDP, XSDT, FADT, DSDT and MADT.
+///
+/// The MADT lists one local APIC per vCPU and the IOAPIC, so Linux brings up its APs itself.
+/// The FADT's sleep control register and reset register are I/O ports handled by `PowerControl`,
+/// which is how guest `poweroff` and `reboot` reach hvctl; the DSDT only declares \_S5.
+public enum ACPITables {
+    public static let oemID = Array("SIDCOR".utf8)
+
+    /// Writes all tables at `X86Layout.acpiTablesAddress` and returns the RSDP's address.
+    @discardableResult
+    public static func write(to memory: GuestMemory, vcpuCount: Int) throws -> UInt64 {
+        let rsdpAddress = X86Layout.acpiTablesAddress
+        let xsdtAddress = rsdpAddress + 0x40
+        let dsdt = makeDSDT()
+        let madt = makeMADT(vcpuCount: vcpuCount)
+        let dsdtAddress = xsdtAddress + 0x40
+        let fadtAddress = align(dsdtAddress + UInt64(dsdt.count))
+        let madtAddress = align(fadtAddress + 276)
+        let fadt = makeFADT(dsdtAddress: dsdtAddress)
+        let xsdt = table("XSDT", revision: 1, body: le(fadtAddress) + le(madtAddress))
+        try memory.write(makeRSDP(xsdtAddress: xsdtAddress), at: rsdpAddress)
+        try memory.write(xsdt, at: xsdtAddress)
+        try memory.write(dsdt, at: dsdtAddress)
+        try memory.write(fadt, at: fadtAddress)
+        try memory.write(madt, at: madtAddress)
+        return rsdpAddress
+    }
+
+    static func align(_ address: UInt64) -> UInt64 { (address + 15) & ~15 }
+
+    static func makeRSDP(xsdtAddress: UInt64) -> [UInt8] {
+        var rsdp = Array("RSD PTR ".utf8) + [0] + oemID + [2] + le(UInt32(0)) + le(UInt32(36)) + le(xsdtAddress) + [0, 0, 0, 0]
+        rsdp[8] = checksum(rsdp[0..<20])
+        rsdp[32] = checksum(rsdp[0..<36])
+        return rsdp
+    }
+
+    /// AML for `Name (_S5_, Package () { 5, 0, 0, 0 })`: sleep type 5 is what `PowerControl` treats as power off.
+    static func makeDSDT() -> [UInt8] {
+        let s5: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
+        return table("DSDT", revision: 2, body: s5)
+    }
+
+    static func makeFADT(dsdtAddress: UInt64) -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: 276 - 36)
+        func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes) }
+        put(le(UInt32(dsdtAddress)), at: 40)
+        // IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no ASPM control; no legacy devices and no i8042 bits set.
+        put(le(UInt16(1 << 2 | 1 << 3 | 1 << 5)), at: 109)
+        // Flags: WBINVD, RESET_REG_SUP, HW_REDUCED_ACPI.
+        put(le(UInt32(1 << 0 | 1 << 10 | 1 << 20)), at: 112)
+        put(ioPort(PowerControl.resetPort), at: 116)
+        put([PowerControl.resetValue], at: 128)
+        put([3], at: 131)  // FADT minor version: 6.3
+        put(le(dsdtAddress), at: 140)
+        put(ioPort(PowerControl.sleepControlPort), at: 244)
+        put(ioPort(PowerControl.sleepStatusPort), at: 256)
+        put(Array("SIDECORE".utf8), at: 268)
+        return table("FACP", revision: 6, body: body)
+    }
+
+    static func makeMADT(vcpuCount: Int) -> [UInt8] {
+        var body = le(UInt32(X86Layout.lapicAddress)) + le(UInt32(1))  // PCAT_COMPAT: 8259s present
+        for id in 0..<vcpuCount {
+            body += [0, 8, UInt8(id), UInt8(id)] + le(UInt32(1))  // Processor Local APIC, enabled
+        }
+        body += [1, 12, 0, 0] + le(UInt32(X86Layout.ioapicAddress)) + le(UInt32(0))  // IOAPIC 0 at GSI 0
+        return table("APIC", revision: 5, body: body)
+    }
+
+    /// A Generic Address Structure for a one-byte I/O port.
+    static func ioPort(_ port: UInt16) -> [UInt8] {
+        [1, 8, 0, 1] + le(UInt64(port))
+    }
+
+    static func table(_ signature: String, revision: UInt8, body: [UInt8]) -> [UInt8] {
+        let length = UInt32(36 + body.count)
+        var bytes = Array(signature.utf8) + le(length) + [revision, 0] + oemID + Array("SIDECORE".utf8)
+            + le(UInt32(1)) + Array("SCVM".utf8) + le(UInt32(1)) + body
+        bytes[9] = checksum(bytes[...])
+        return bytes
+    }
+
+    static func checksum(_ bytes: ArraySlice<UInt8>) -> UInt8 {
+        0 &- bytes.reduce(0, &+)
+    }
+
+    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    }
+}

@@ -1,0 +1,64 @@
+/// The platform's power and reset controls: the ACPI sleep control and reset registers named in
+/// the FADT, and the i8042 controller's CPU reset line (command 0xFE on port 0x64).
+///
+/// Linux powers off by writing SLP_TYP=5|SLP_EN to the sleep control register, and reboots through
+/// the ACPI reset register, falling back to the i8042 reset; either reaches `onEvent` once.
+public final class PowerControl: @unchecked Sendable {
+    public enum Event: Equatable, Sendable { case powerOff, reset }
+
+    public static let sleepControlPort: UInt16 = 0x600
+    public static let sleepStatusPort: UInt16 = 0x601
+    public static let resetPort: UInt16 = 0x604
+    public static let resetValue: UInt8 = 0x06
+    public static let poweroffSleepType: UInt8 = 5
+    public static let i8042DataPort: UInt16 = 0x60
+    public static let i8042CommandPort: UInt16 = 0x64
+
+    private let onEvent: (Event) -> Void
+
+    public init(onEvent: @escaping (Event) -> Void) {
+        self.onEvent = onEvent
+    }
+
+    /// The ACPI registers: sleep control at +0, sleep status at +1, reset at +4.
+    public var acpiRegisters: BusDevice { ACPIRegisters(owner: self) }
+    /// Ports 0x60-0x64 of the i8042: status reads as "idle", command 0xFE resets.
+    public var i8042: BusDevice { I8042(owner: self) }
+
+    private final class ACPIRegisters: BusDevice, @unchecked Sendable {
+        let owner: PowerControl
+        init(owner: PowerControl) { self.owner = owner }
+
+        func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+            data.initializeMemory(as: UInt8.self, repeating: 0)
+        }
+
+        func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+            guard let value = data.first else { return }
+            switch offset {
+            case 0 where value & 0x20 != 0 && (value >> 2) & 0x7 == PowerControl.poweroffSleepType:
+                owner.onEvent(.powerOff)
+            case UInt64(PowerControl.resetPort - PowerControl.sleepControlPort) where value == PowerControl.resetValue:
+                owner.onEvent(.reset)
+            default:
+                break
+            }
+        }
+    }
+
+    private final class I8042: BusDevice, @unchecked Sendable {
+        let owner: PowerControl
+        init(owner: PowerControl) { self.owner = owner }
+
+        func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
+            // Output buffer empty and input buffer empty: Linux's kb_wait() returns at once.
+            data.initializeMemory(as: UInt8.self, repeating: 0)
+        }
+
+        func write(offset: UInt64, data: UnsafeRawBufferPointer) {
+            if offset == UInt64(PowerControl.i8042CommandPort - PowerControl.i8042DataPort), data.first == 0xFE {
+                owner.onEvent(.reset)
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import CKVM
+
+/// Derives each vCPU's CPUID from `KVM_GET_SUPPORTED_CPUID` with one consistent topology:
+/// one socket of `vcpuCount` cores, one thread each, APIC ID = vCPU index.
+public enum CPUIDConfiguration {
+    static let significantIndex = UInt32(KVM_CPUID_FLAG_SIGNIFCANT_INDEX)
+
+    public static func entries(from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
+        let apicID = UInt32(vcpuID)
+        let count = UInt32(vcpuCount)
+        // Bits of the APIC ID that number cores within the package.
+        let coreBits = UInt32(vcpuCount <= 1 ? 0 : (Int.bitWidth - (vcpuCount - 1).leadingZeroBitCount))
+        var result: [kvm_cpuid_entry2] = []
+        var hasExtendedTopology = false
+        for var entry in supported {
+            switch entry.function {
+            case 0x1:
+                entry.ebx = (entry.ebx & 0xFFFF) | (min(count, 255) << 16) | (apicID << 24)
+                entry.ecx |= 1 << 31  // running under a hypervisor
+                if vcpuCount > 1 { entry.edx |= 1 << 28 }  // HTT: the count in EBX[23:16] is valid
+            case 0x4:
+                entry.eax = (entry.eax & 0x03FF_FFFF) | ((count - 1) << 26)
+            case 0xB, 0x1F:
+                hasExtendedTopology = true
+                continue  // rebuilt below
+            case 0x8000_0001:
+                entry.ecx &= ~(1 << 22)  // no TOPOEXT: leaf 0x8000001E would describe the host
+            case 0x8000_0008:
+                entry.ecx = (coreBits << 12) | (count - 1)
+            default:
+                break
+            }
+            result.append(entry)
+        }
+        if hasExtendedTopology || vcpuCount > 1 {
+            // Leaf 0xB: level 0 = SMT (1 thread), level 1 = core (vcpuCount), then the terminating level.
+            let levels: [(eax: UInt32, ebx: UInt32, type: UInt32)] = [(0, 1, 1), (coreBits, count, 2), (0, 0, 0)]
+            for (index, level) in levels.enumerated() {
+                var entry = kvm_cpuid_entry2()
+                entry.function = 0xB
+                entry.index = UInt32(index)
+                entry.flags = significantIndex
+                entry.eax = level.eax
+                entry.ebx = level.ebx
+                entry.ecx = (level.type << 8) | UInt32(index)
+                entry.edx = apicID
+                result.append(entry)
+            }
+            raiseBasicLeafLimit(in: &result, to: 0xB)
+        }
+        return result
+    }
+
+    /// Makes leaf 0's maximum basic leaf cover `leaf`, so the guest looks at it.
+    static func raiseBasicLeafLimit(in entries: inout [kvm_cpuid_entry2], to leaf: UInt32) {
+        if let index = entries.firstIndex(where: { $0.function == 0 }), entries[index].eax < leaf {
+            entries[index].eax = leaf
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import CKVM
+import Glibc
+
+/// An open `/dev/kvm`: the system-level KVM API.
+public final class KVM {
+    public let fd: Int32
+    public let path: String
+
+    public init(path: String = "/dev/kvm") throws {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        if fd < 0 { throw KVMError(.open(path: path)) }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Corresponds to `KVM_GET_API_VERSION`.
+    public func apiVersion() throws -> Int32 {
+        try check(.getAPIVersion) { ckvm_get_api_version(fd) }
+    }
+
+    /// Corresponds to `KVM_CHECK_EXTENSION`; 0 means absent, a positive value is the capability's value.
+    public func checkExtension(_ capability: Int32) -> Int32 {
+        max(0, ckvm_check_extension(fd, Int(capability)))
+    }
+
+    /// Corresponds to `KVM_GET_VCPU_MMAP_SIZE`.
+    public func vcpuMmapSize() throws -> Int {
+        Int(try check(.getVCPUMmapSize) { ckvm_get_vcpu_mmap_size(fd) })
+    }
+
+    /// The most vCPUs one VM may have (`KVM_CAP_MAX_VCPUS`, falling back to `KVM_CAP_NR_VCPUS`).
+    public var maxVCPUs: Int {
+        let max = checkExtension(KVM_CAP_MAX_VCPUS)
+        return Int(max > 0 ? max : checkExtension(KVM_CAP_NR_VCPUS))
+    }
+
+    /// Corresponds to `KVM_GET_SUPPORTED_CPUID`.
+    public func supportedCPUID() throws -> [kvm_cpuid_entry2] {
+        var capacity = 128
+        while true {
+            let list = CPUIDList(capacity: capacity)
+            let result = ckvm_get_supported_cpuid(fd, list.pointer)
+            if result == 0 { return list.entries }
+            if errno == E2BIG && capacity < 4096 { capacity *= 2; continue }
+            throw KVMError(.getSupportedCPUID)
+        }
+    }
+
+    /// Corresponds to `KVM_CREATE_VM`.
+    public func createVM() throws -> VirtualMachine {
+        var vmfd: Int32
+        repeat { vmfd = ckvm_create_vm(fd, 0) } while vmfd < 0 && errno == EINTR
+        if vmfd < 0 { throw KVMError(.createVM) }
+        return VirtualMachine(fd: vmfd, kvm: self)
+    }
+}
+
+/// A `struct kvm_cpuid2` with its flexible array of entries, in one allocation.
+final class CPUIDList {
+    let pointer: UnsafeMutablePointer<kvm_cpuid2>
+    private let raw: UnsafeMutableRawPointer
+    private static let headerSize = MemoryLayout<kvm_cpuid2>.size
+
+    init(capacity: Int) {
+        let bytes = Self.headerSize + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
+        raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        pointer = raw.bindMemory(to: kvm_cpuid2.self, capacity: 1)
+        pointer.pointee.nent = UInt32(capacity)
+    }
+
+    convenience init(entries: [kvm_cpuid_entry2]) {
+        self.init(capacity: entries.count)
+        let base = (raw + Self.headerSize).bindMemory(to: kvm_cpuid_entry2.self, capacity: entries.count)
+        for (index, entry) in entries.enumerated() { base[index] = entry }
+    }
+
+    var entries: [kvm_cpuid_entry2] {
+        let count = Int(pointer.pointee.nent)
+        let base = (raw + Self.headerSize).bindMemory(to: kvm_cpuid_entry2.self, capacity: count)
+        return Array(UnsafeBufferPointer(start: base, count: count))
+    }
+
+    deinit { raw.deallocate() }
+}

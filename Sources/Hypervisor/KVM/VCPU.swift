@@ -1,0 +1,111 @@
+import CKVM
+import Glibc
+
+/// A KVM vCPU file descriptor and its shared `struct kvm_run` mapping.
+public final class VCPU {
+    public let fd: Int32
+    public let id: Int
+    let run: UnsafeMutablePointer<kvm_run>
+    private let mapping: UnsafeMutableRawPointer
+    private let mmapSize: Int
+
+    init(fd: Int32, id: Int, mmapSize: Int) throws {
+        let pointer = mmap(nil, mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let pointer, pointer != MAP_FAILED else { throw KVMError(.mmap(bytes: mmapSize)) }
+        self.fd = fd
+        self.id = id
+        self.mapping = pointer
+        self.mmapSize = mmapSize
+        self.run = ckvm_run_ptr(pointer)
+    }
+
+    deinit {
+        munmap(mapping, mmapSize)
+        close(fd)
+    }
+
+    /// Corresponds to `KVM_RUN`. Returns false when interrupted (EINTR: a kick), true on a VM exit.
+    public func runOnce() throws -> Bool {
+        if ckvm_run(fd) == 0 { return true }
+        if errno == EINTR || errno == EAGAIN { return false }
+        throw KVMError(.run(vcpu: id))
+    }
+
+    /// Makes the next or current `KVM_RUN` return at once (set before signalling the vCPU thread).
+    public func requestImmediateExit(_ value: Bool) {
+        ckvm_set_immediate_exit(run, value ? 1 : 0)
+    }
+
+    public var exitReason: UInt32 { ckvm_exit_reason(run) }
+
+    /// The data area of a `KVM_EXIT_IO` exit: `count` items of `size` bytes each.
+    var ioData: UnsafeMutableRawBufferPointer {
+        let offset = Int(ckvm_io_data_offset(run))
+        let bytes = Int(ckvm_io_size(run)) * Int(ckvm_io_count(run))
+        precondition(offset + bytes <= mmapSize, "KVM reported IO data outside the kvm_run mapping")
+        return UnsafeMutableRawBufferPointer(start: mapping + offset, count: bytes)
+    }
+
+    /// Corresponds to `KVM_GET_REGS`.
+    public func registers() throws -> kvm_regs {
+        var regs = kvm_regs()
+        try check(.getRegisters(vcpu: id)) { ckvm_get_regs(fd, &regs) }
+        return regs
+    }
+
+    /// Corresponds to `KVM_SET_REGS`.
+    public func setRegisters(_ regs: kvm_regs) throws {
+        var regs = regs
+        try check(.setRegisters(vcpu: id)) { ckvm_set_regs(fd, &regs) }
+    }
+
+    /// Corresponds to `KVM_GET_SREGS`.
+    public func specialRegisters() throws -> kvm_sregs {
+        var sregs = kvm_sregs()
+        try check(.getSpecialRegisters(vcpu: id)) { ckvm_get_sregs(fd, &sregs) }
+        return sregs
+    }
+
+    /// Corresponds to `KVM_SET_SREGS`.
+    public func setSpecialRegisters(_ sregs: kvm_sregs) throws {
+        var sregs = sregs
+        try check(.setSpecialRegisters(vcpu: id)) { ckvm_set_sregs(fd, &sregs) }
+    }
+
+    /// Corresponds to `KVM_SET_FPU`: x87 control word and MXCSR at their reset values.
+    public func resetFPU() throws {
+        var fpu = kvm_fpu()
+        fpu.fcw = 0x37f
+        fpu.mxcsr = 0x1f80
+        try check(.setFPU(vcpu: id)) { ckvm_set_fpu(fd, &fpu) }
+    }
+
+    /// Corresponds to `KVM_SET_CPUID2`.
+    public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
+        let list = CPUIDList(entries: entries)
+        try check(.setCPUID(vcpu: id)) { ckvm_set_cpuid2(fd, list.pointer) }
+    }
+
+    /// Programs LINT0 as ExtINT and LINT1 as NMI (corresponds to `KVM_GET_LAPIC` + `KVM_SET_LAPIC`),
+    /// the wiring firmware leaves for an OS that starts in virtual-wire mode.
+    public func configureLocalInterrupts() throws {
+        var lapic = kvm_lapic_state()
+        try check(.getLAPIC(vcpu: id)) { ckvm_get_lapic(fd, &lapic) }
+        withUnsafeMutableBytes(of: &lapic.regs) { regs in
+            func setDeliveryMode(offset: Int, mode: UInt32) {
+                var value = regs.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+                value = (value & ~0x700) | (mode << 8)
+                regs.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+            }
+            setDeliveryMode(offset: 0x350, mode: 7)  // LVT LINT0: ExtINT
+            setDeliveryMode(offset: 0x360, mode: 4)  // LVT LINT1: NMI
+        }
+        try check(.setLAPIC(vcpu: id)) { ckvm_set_lapic(fd, &lapic) }
+    }
+
+    /// Corresponds to `KVM_GET_STATS_FD` on this vCPU.
+    public func statisticsReader() throws -> KVMStatisticsReader {
+        let statsfd = try check(.getStatsFD) { ckvm_get_stats_fd(fd) }
+        return try KVMStatisticsReader(fd: statsfd)
+    }
+}

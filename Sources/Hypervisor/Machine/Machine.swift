@@ -1,0 +1,152 @@
+import CKVM
+import Dispatch
+import Glibc
+import Synchronization
+
+/// What to build: the boot payload, vCPUs and RAM.
+public struct MachineConfiguration {
+    public var boot: LinuxBootConfiguration
+    public var vcpuCount: Int
+    public var memoryInBytes: UInt64
+
+    public init(boot: LinuxBootConfiguration, vcpuCount: Int, memoryInBytes: UInt64) {
+        self.boot = boot
+        self.vcpuCount = vcpuCount
+        self.memoryInBytes = memoryInBytes
+    }
+}
+
+/// How a machine's run ended.
+public enum MachineExit: Equatable, Sendable {
+    case powerOff
+    case reboot
+    /// Stopped from the host (a signal or the console escape); carries the signal number.
+    case stopped(signal: Int32)
+    case failed(String)
+}
+
+/// A user-supplied machine shape KVM cannot run.
+public struct MachineConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+}
+
+/// A PC-like x86-64 VM: RAM, in-kernel irqchip and PIT, COM1, ACPI power control and N vCPUs,
+/// with Linux loaded and the boot vCPU at its entry point.
+public final class Machine: @unchecked Sendable {
+    public let configuration: MachineConfiguration
+    public let kvm: KVM
+    public let vm: VirtualMachine
+    public let memory: GuestMemory
+    public let portBus = IOBus()
+    public let mmioBus = IOBus()
+    public private(set) var serial: Serial16550!
+    public let kernel: LoadedKernel
+    private var vcpus: [VCPU] = []
+    private var statisticsReaders: [KVMStatisticsReader] = []
+    private var threads: [HostThread] = []
+    private let exitReason = Mutex<MachineExit?>(nil)
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Builds the machine. `consoleOutput` receives every byte the guest writes to COM1.
+    public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping (UInt8) -> Void) throws {
+        let maxVCPUs = kvm.maxVCPUs
+        guard (1...maxVCPUs).contains(configuration.vcpuCount) else {
+            throw MachineConfigurationError(description: "--cpus \(configuration.vcpuCount) is out of range: KVM on this host allows 1 to \(maxVCPUs)")
+        }
+        guard configuration.memoryInBytes >= X86Layout.biosAreaEnd else {
+            throw MachineConfigurationError(description: "--memory must be at least 1 MiB")
+        }
+        self.configuration = configuration
+        self.kvm = kvm
+        memory = try GuestMemory(ranges: X86Layout.ramRanges(memoryInBytes: configuration.memoryInBytes))
+        vm = try kvm.createVM()
+        kernel = try LinuxLoader.load(configuration.boot, into: memory, rsdpAddress: X86Layout.acpiTablesAddress)
+        try ACPITables.write(to: memory, vcpuCount: configuration.vcpuCount)
+        try vm.setIdentityMapAddress(X86Layout.identityMapAddress)
+        try vm.setTSSAddress(X86Layout.tssAddress)
+        try vm.createIRQChip()
+        try vm.createPIT()
+        try vm.map(memory)
+
+        let vm = self.vm
+        serial = Serial16550(output: consoleOutput, setIRQLevel: { level in
+            try? vm.setIRQLine(Serial16550.com1IRQ, level: level)
+        })
+        let power = PowerControl { [unowned self] event in
+            self.requestExit(event == .powerOff ? .powerOff : .reboot)
+        }
+        try portBus.register(serial, base: Serial16550.com1Base, length: 8)
+        try portBus.register(power.acpiRegisters, base: UInt64(PowerControl.sleepControlPort), length: 8)
+        try portBus.register(power.i8042, base: UInt64(PowerControl.i8042DataPort), length: 5)
+
+        let supportedCPUID = try kvm.supportedCPUID()
+        for id in 0..<configuration.vcpuCount {
+            let vcpu = try vm.createVCPU(id: id)
+            try vcpu.setCPUID(CPUIDConfiguration.entries(from: supportedCPUID, vcpuID: id, vcpuCount: configuration.vcpuCount))
+            try vcpu.configureLocalInterrupts()
+            // APs stay in wait-for-SIPI inside the in-kernel LAPIC until Linux starts them.
+            if id == 0 { try kernel.prepare(vcpu, memory: memory) }
+            statisticsReaders.append(try vcpu.statisticsReader())
+            vcpus.append(vcpu)
+        }
+    }
+
+    /// Ends the run with `exit` (the first request wins) and kicks every vCPU out of the guest.
+    public func requestExit(_ exit: MachineExit) {
+        let first = exitReason.withLock { reason -> Bool in
+            if reason != nil { return false }
+            reason = exit
+            return true
+        }
+        guard first else { return }
+        for vcpu in vcpus { vcpu.requestImmediateExit(true) }
+        for thread in threads { thread.kick() }
+        exited.signal()
+    }
+
+    private var stopRequested: Bool { exitReason.withLock { $0 != nil } }
+
+    /// Runs every vCPU on its own thread until power off, reset, a fatal exit or `requestExit`.
+    public func run() throws -> MachineExit {
+        VCPUKickSignal.install()
+        for vcpu in vcpus {
+            let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
+            threads.append(try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+                do {
+                    let exit = try loop.run(until: { self.stopRequested })
+                    if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
+                } catch {
+                    self.requestExit(.failed("\(error)"))
+                }
+            })
+        }
+        exited.wait()
+        // Kick again: a vCPU may have entered KVM_RUN between the first kick and now.
+        for thread in threads { thread.kick() }
+        for thread in threads { thread.join() }
+        return exitReason.withLock { $0! }
+    }
+
+    static func machineExit(for exit: VCPUExit, vcpu: Int) -> MachineExit? {
+        switch exit {
+        case .stopRequested: return nil
+        case .shutdown: return .reboot  // triple fault resets a PC
+        case .systemEvent(let type) where type == KVM_SYSTEM_EVENT_SHUTDOWN: return .powerOff
+        case .systemEvent(let type) where type == KVM_SYSTEM_EVENT_RESET: return .reboot
+        case .systemEvent(let type): return .failed("vcpu\(vcpu): KVM system event \(type)")
+        case .halted: return .failed("vcpu\(vcpu) halted without an in-kernel irqchip")
+        case .internalError(let suberror):
+            let detail = suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) ? " (emulation failure)" : ""
+            return .failed("vcpu\(vcpu): KVM internal error, suberror \(suberror)\(detail)")
+        case .failedEntry(let reason):
+            return .failed("vcpu\(vcpu): KVM could not enter the guest, hardware reason 0x\(String(reason, radix: 16))")
+        case .unhandled(let reason):
+            return .failed("vcpu\(vcpu): unhandled KVM exit reason \(reason)")
+        }
+    }
+
+    /// Each vCPU's KVM binary statistics, by KVM's names, in vCPU order.
+    public func vcpuStatistics() throws -> [[String: UInt64]] {
+        try statisticsReaders.map { try $0.read() }
+    }
+}

@@ -1,0 +1,62 @@
+import Glibc
+import Hypervisor
+
+/// Writes guest console bytes to stdout, unbuffered.
+enum ConsoleOutput {
+    static func write(_ byte: UInt8) {
+        var byte = byte
+        while Glibc.write(STDOUT_FILENO, &byte, 1) < 0 && errno == EINTR {}
+    }
+}
+
+/// Forwards stdin to the guest's UART. On a terminal it switches stdin to raw mode (restored
+/// by `restore()`) and watches for the escape Ctrl-A x; a second Ctrl-A sends a literal Ctrl-A.
+final class Console: @unchecked Sendable {
+    static let escapeByte: UInt8 = 0x01
+
+    private let onEscape: () -> Void
+    private var savedTerminal: termios?
+
+    init(onEscape: @escaping () -> Void) {
+        self.onEscape = onEscape
+    }
+
+    func start(forwardingTo serial: Serial16550) throws {
+        let isTerminal = isatty(STDIN_FILENO) == 1
+        if isTerminal {
+            var attributes = termios()
+            if tcgetattr(STDIN_FILENO, &attributes) == 0 {
+                savedTerminal = attributes
+                cfmakeraw(&attributes)
+                attributes.c_oflag |= tcflag_t(OPOST | ONLCR)  // keep host-side newline handling for our own messages
+                tcsetattr(STDIN_FILENO, TCSANOW, &attributes)
+            }
+        }
+        _ = try HostThread(name: "console") { [self] in
+            var buffer = [UInt8](repeating: 0, count: 512)
+            var escapePending = false
+            while true {
+                let count = read(STDIN_FILENO, &buffer, buffer.count)
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { return }  // end of input: the guest keeps running
+                var bytes: [UInt8] = []
+                for byte in buffer[0..<count] {
+                    if isTerminal && escapePending {
+                        escapePending = false
+                        if byte == UInt8(ascii: "x") { onEscape(); return }
+                        bytes.append(byte == Self.escapeByte ? Self.escapeByte : byte)
+                    } else if isTerminal && byte == Self.escapeByte {
+                        escapePending = true
+                    } else {
+                        bytes.append(byte)
+                    }
+                }
+                serial.enqueueInput(bytes)
+            }
+        }
+    }
+
+    func restore() {
+        if var saved = savedTerminal { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import Hypervisor
+
+/// The `--stats-json` document: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"exit":"poweroff"}`,
+/// keyed by KVM's own statistic names.
+struct StatisticsReport: Encodable {
+    struct VCPU: Encodable {
+        let id: Int
+        let kvm: [String: UInt64]
+    }
+
+    let vcpus: [VCPU]
+    let exit: String
+
+    init(vcpus: [[String: UInt64]], exit: MachineExit) {
+        self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
+        switch exit {
+        case .powerOff: self.exit = "poweroff"
+        case .reboot: self.exit = "reboot"
+        case .stopped(let signal): self.exit = "signal \(signal)"
+        case .failed(let reason): self.exit = "failed: \(reason)"
+        }
+    }
+
+    /// The counters shown by `--stats`, in this order; every other KVM statistic is in the JSON.
+    static let summaryNames = [
+        "exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits",
+        "irq_injections", "nmi_injections", "insn_emulation", "signal_exits", "blocking",
+    ]
+
+    static func print(_ vcpus: [[String: UInt64]]) {
+        printError("KVM statistics per vCPU:")
+        let names = summaryNames.filter { name in vcpus.contains { $0[name] != nil } }
+        printError("  " + "vcpu".padding(6) + names.map { $0.padding(16) }.joined())
+        for (id, values) in vcpus.enumerated() {
+            printError("  " + "\(id)".padding(6) + names.map { "\(values[$0] ?? 0)".padding(16) }.joined())
+        }
+    }
+}
+
+/// The `--stats-json` output file: opened (created) before the VM starts so a bad path fails early,
+/// written in full at exit.
+struct StatisticsFile {
+    let path: String
+
+    init(path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        self.path = path
+    }
+
+    func write(_ report: StatisticsReport) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var data = try encoder.encode(report)
+        data.append(UInt8(ascii: "\n"))
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        // Written whole then renamed, so the file never holds half a document.
+        guard written == data.count, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
