@@ -35,18 +35,48 @@ public enum ACPITables {
         return rsdp
     }
 
-    /// AML for `Name (_S5_, Package () { 5, 0, 0, 0 })`: sleep type 5 is what `PowerControl` treats as power off.
+    /// The DSDT's AML: `\_S5_` (sleep type 5 is what `PowerControl` treats as power off) and COM1.
     static func makeDSDT() -> [UInt8] {
         let s5: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
-        return table("DSDT", revision: 2, body: s5)
+        return table("DSDT", revision: 2, body: s5 + scope("_SB_", serialDevice()))
+    }
+
+    /// `Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO 0x3F8-0x3FF, IRQ 4 } }`.
+    /// A hardware-reduced platform has no legacy PIC, so Linux maps ISA IRQ 4 only for a device
+    /// that declares it; without this the 8250 driver cannot request its interrupt.
+    static func serialDevice() -> [UInt8] {
+        let base = UInt16(Serial16550.com1Base)
+        let resources: [UInt8] = [0x47, 0x01] + le(base) + le(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
+            + [0x22] + le(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
+            + [0x79, 0x00]  // end tag
+        let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x05, 0x01]  // EisaId ("PNP0501")
+        let uid: [UInt8] = [0x08] + Array("_UID".utf8) + [0x01]  // One
+        let buffer: [UInt8] = [0x0A, UInt8(resources.count)] + resources
+        let crs: [UInt8] = [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
+        let body = Array("COM1".utf8) + hid + uid + crs
+        return [0x5B, 0x82] + packageLength(body.count) + body
+    }
+
+    static func scope(_ name: String, _ body: [UInt8]) -> [UInt8] {
+        let content = Array(name.utf8) + body
+        return [0x10] + packageLength(content.count) + content
+    }
+
+    /// AML PkgLength for `count` bytes that follow it (the encoding counts its own bytes).
+    static func packageLength(_ count: Int) -> [UInt8] {
+        if count + 1 < 0x40 { return [UInt8(count + 1)] }
+        let total = count + 2
+        precondition(total < 0x1000, "AML package too large for a two-byte PkgLength")
+        return [UInt8(0x40 | (total & 0xF)), UInt8(total >> 4)]
     }
 
     static func makeFADT(dsdtAddress: UInt64) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
         func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes) }
         put(le(UInt32(dsdtAddress)), at: 40)
-        // IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no ASPM control; no legacy devices and no i8042 bits set.
-        put(le(UInt16(1 << 2 | 1 << 3 | 1 << 5)), at: 109)
+        // IAPC_BOOT_ARCH: VGA not present, ASPM not to be enabled, no CMOS RTC. The i8042 bit stays
+        // clear so Linux does not probe a keyboard controller; MSI stays allowed.
+        put(le(UInt16(1 << 2 | 1 << 4 | 1 << 5)), at: 109)
         // Flags: WBINVD, RESET_REG_SUP, HW_REDUCED_ACPI.
         put(le(UInt32(1 << 0 | 1 << 10 | 1 << 20)), at: 112)
         put(ioPort(PowerControl.resetPort), at: 116)

@@ -1,0 +1,41 @@
+# Sidecore: `make` builds hvctl and the default guest, `make test` runs every test,
+# `make run` boots the default guest (inside the nested rig when this host's KVM is PVM).
+SWIFT ?= swift
+HVCTL := .build/release/hvctl
+GUEST := guest-images/out
+# Debian packages the build and tests use; each is installed only when missing.
+DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils
+
+.PHONY: all deps hvctl guest test unit-test integration-test run clean
+
+all: hvctl guest
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get install -y -qq $$missing >/dev/null || { apt-get update -qq && apt-get install -y -qq $$missing; }; \
+	fi
+
+# Static Swift runtime, so the same binary runs inside the nested rig's L2 with only libc & co.
+hvctl: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product hvctl
+
+guest: deps
+	$(MAKE) -C guest-images
+
+test: all
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+run: all
+	@if $(HVCTL) check --require-native >/dev/null 2>&1; then \
+		exec $(HVCTL) run --kernel $(GUEST)/bzImage --initrd $(GUEST)/initramfs.cpio; \
+	else \
+		echo "make run: this host's /dev/kvm emulates guest ring 0 (PVM); booting the default guest inside the nested rig (QEMU TCG + KVM-on-SVM)"; \
+		exec guest-images/nested/run --interactive -- hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio; \
+	fi
+
+clean:
+	rm -rf .build
+	$(MAKE) -C guest-images clean
