@@ -1,0 +1,98 @@
+import CKVM
+@testable import Hypervisor
+import Synchronization
+import XCTest
+
+/// ACPI tables, CPUID topology, guest memory bounds and the bus: pure unit tests.
+final class PlatformTests: XCTestCase {
+    func testACPITablesHaveValidChecksumsAndDescribeTheMachine() throws {
+        let memory = try GuestMemory(ranges: [(0, 2 << 20)])
+        let rsdp = try ACPITables.write(to: memory, vcpuCount: 3)
+        let rsdpBytes = try memory.read(at: rsdp, count: 36)
+        XCTAssertEqual(Array(rsdpBytes[0..<8]), Array("RSD PTR ".utf8))
+        XCTAssertEqual(rsdpBytes[0..<20].reduce(0, &+), 0)
+        XCTAssertEqual(rsdpBytes.reduce(0, &+), 0)
+        let xsdt = try memory.load(UInt64.self, at: rsdp + 24)
+        var tables: [String: [UInt8]] = [:]
+        func readTable(_ address: UInt64) throws -> [UInt8] {
+            let length = Int(try memory.load(UInt32.self, at: address + 4))
+            let bytes = try memory.read(at: address, count: length)
+            XCTAssertEqual(bytes.reduce(0, &+), 0, "checksum of \(String(decoding: bytes[0..<4], as: UTF8.self))")
+            return bytes
+        }
+        let xsdtBytes = try readTable(xsdt)
+        for index in 0..<((xsdtBytes.count - 36) / 8) {
+            let address = try memory.load(UInt64.self, at: xsdt + 36 + UInt64(index * 8))
+            let bytes = try readTable(address)
+            tables[String(decoding: bytes[0..<4], as: UTF8.self)] = bytes
+        }
+        let fadt = try XCTUnwrap(tables["FACP"])
+        XCTAssertEqual(fadt.count, 276)
+        XCTAssertNotEqual(le32(fadt, 112) & (1 << 20), 0, "hardware-reduced ACPI")
+        XCTAssertEqual(le32(fadt, 112) & (1 << 10), 1 << 10, "reset register supported")
+        XCTAssertEqual(le64(fadt, 116 + 4), UInt64(PowerControl.resetPort))
+        XCTAssertEqual(le64(fadt, 244 + 4), UInt64(PowerControl.sleepControlPort))
+        let dsdt = try readTable(le64(fadt, 140))
+        XCTAssertNotNil(dsdt.firstRange(of: Array("_S5_".utf8)))
+        XCTAssertNotNil(dsdt.firstRange(of: [0x41, 0xD0, 0x05, 0x01]), "COM1 declared as PNP0501")
+        let madt = try XCTUnwrap(tables["APIC"])
+        var offset = 44
+        var apicIDs: [UInt8] = []
+        var ioapics = 0
+        while offset < madt.count {
+            if madt[offset] == 0 { apicIDs.append(madt[offset + 3]) }
+            if madt[offset] == 1 { ioapics += 1 }
+            offset += Int(madt[offset + 1])
+        }
+        XCTAssertEqual(apicIDs, [0, 1, 2])
+        XCTAssertEqual(ioapics, 1)
+    }
+
+    func testCPUIDTopologyIsConsistentPerVCPU() throws {
+        var leaf1 = kvm_cpuid_entry2()
+        leaf1.function = 1
+        var leaf0 = kvm_cpuid_entry2()
+        leaf0.eax = 0xD
+        for id in 0..<4 {
+            let entries = CPUIDConfiguration.entries(from: [leaf0, leaf1], vcpuID: id, vcpuCount: 4)
+            let basic = try XCTUnwrap(entries.first { $0.function == 1 })
+            XCTAssertEqual(basic.ebx >> 24, UInt32(id), "initial APIC ID")
+            XCTAssertEqual((basic.ebx >> 16) & 0xFF, 4, "logical processors per package")
+            XCTAssertNotEqual(basic.ecx & (1 << 31), 0, "hypervisor bit")
+            let topology = entries.filter { $0.function == 0xB }.sorted { $0.index < $1.index }
+            XCTAssertEqual(topology.map(\.edx), [UInt32](repeating: UInt32(id), count: 3), "x2APIC ID at every level")
+            XCTAssertEqual(topology[1].ebx, 4, "cores in the package")
+            XCTAssertEqual((topology[1].ecx >> 8) & 0xFF, 2, "level type core")
+            XCTAssertEqual(topology[1].eax, 2, "APIC ID shift covering 4 cores")
+        }
+    }
+
+    func testGuestMemoryRejectsOutOfRangeAndOverflowingAccesses() throws {
+        let memory = try GuestMemory(ranges: [(0, 0x10000), (0x20000, 0x1000)])
+        XCTAssertNoThrow(try memory.slice(at: 0xFFF0, length: 0x10))
+        XCTAssertThrowsError(try memory.slice(at: 0xFFF0, length: 0x11))
+        XCTAssertThrowsError(try memory.slice(at: 0x10000, length: 1), "gap between regions")
+        XCTAssertThrowsError(try memory.slice(at: 0xF000, length: 0x12000), "spans two regions")
+        XCTAssertThrowsError(try memory.slice(at: UInt64.max - 1, length: 4), "address + length overflows")
+        try memory.store(UInt32(0xDEADBEEF), at: 0x20FFC)
+        XCTAssertEqual(try memory.load(UInt32.self, at: 0x20FFC), 0xDEADBEEF)
+        XCTAssertThrowsError(try memory.load(UInt32.self, at: 0x20FFD))
+    }
+
+    func testBusRejectsOverlapsAndRoutesByRange() throws {
+        let bus = IOBus()
+        let first = RecordingDevice(readValue: 1)
+        let second = RecordingDevice(readValue: 2)
+        try bus.register(first, base: 0x100, length: 8)
+        try bus.register(second, base: 0x108, length: 8)
+        XCTAssertThrowsError(try bus.register(RecordingDevice(), base: 0x104, length: 8))
+        var byte: UInt8 = 0
+        withUnsafeMutableBytes(of: &byte) { bus.read(0x10F, into: $0) }
+        XCTAssertEqual(byte, 2)
+        withUnsafeBytes(of: UInt8(9)) { bus.write(0x107, data: $0) }
+        XCTAssertEqual(first.writes.withLock { $0.map(\.offset) }, [7])
+        var wide: UInt32 = 0
+        withUnsafeMutableBytes(of: &wide) { bus.read(0x10E, into: $0) }
+        XCTAssertEqual(wide, 0xFFFF_FFFF, "an access running past a device's end is unclaimed")
+    }
+}
