@@ -40,17 +40,16 @@ struct StatisticsReport: Encodable {
     }
 }
 
-/// The `--stats-json` output file: opened (created) before the VM starts so a bad path fails early,
-/// written in full at exit.
+/// The `--stats-json` output file: its directory is checked before the VM starts so a bad path
+/// fails early and nothing is created; the document is written whole at exit.
 struct StatisticsFile {
     let path: String
 
     init(path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        if access(directory.isEmpty ? "/" : directory, W_OK) != 0 {
             throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")
         }
-        close(fd)
         self.path = path
     }
 

@@ -137,3 +137,28 @@ final class VCPURunLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(stats["signal_exits"] ?? 0, 1, "KVM counted the kick as a signal exit")
     }
 }
+
+extension VCPURunLoopTests {
+    func testResetVectorStubWritesTheResetRegister() throws {
+        let kvm = try KVM()
+        let vm = try kvm.createVM()
+        let memory = try GuestMemory(ranges: [(0, 2 << 20)])
+        try vm.map(memory)
+        try ResetVector.write(to: memory)
+        let vcpu = try vm.createVCPU(id: 0)
+        // Real mode at F000:FFF0, where Linux's machine_real_restart jumps.
+        var sregs = try vcpu.specialRegisters()
+        sregs.cs.selector = 0xF000
+        sregs.cs.base = 0xF0000
+        try vcpu.setSpecialRegisters(sregs)
+        var regs = try vcpu.registers()
+        regs.rip = 0xFFF0
+        try vcpu.setRegisters(regs)
+        let events = Mutex<[PowerControl.Event]>([])
+        let power = PowerControl { event in events.withLock { $0.append(event) } }
+        let loop = VCPURunLoop(vcpu: vcpu, portBus: IOBus(), mmioBus: IOBus())
+        try loop.portBus.register(power.acpiRegisters, base: UInt64(PowerControl.sleepControlPort), length: 8)
+        XCTAssertEqual(try loop.run(until: { false }), .halted)
+        XCTAssertEqual(events.withLock { $0 }, [.reset])
+    }
+}

@@ -61,7 +61,7 @@ enum PVHImage {
             let module = X86Layout.pvhModuleListAddress
             try memory.store(address, at: module)
             try memory.store(initrd.sizeInBytes, at: module + 8)
-            try memory.store(UInt32(1), at: startInfo + 8)  // nr_modules
+            try memory.store(UInt32(1), at: startInfo + 12)  // nr_modules
             try memory.store(module, at: startInfo + 16)
             initrdAddress = address
         }

@@ -17,6 +17,7 @@ public enum CPUIDConfiguration {
             case 0x1:
                 entry.ebx = (entry.ebx & 0xFFFF) | (min(count, 255) << 16) | (apicID << 24)
                 entry.ecx |= 1 << 31  // running under a hypervisor
+                entry.ecx &= ~(1 << 5)  // no VMX: Sidecore offers no nested virtualization
                 if vcpuCount > 1 { entry.edx |= 1 << 28 }  // HTT: the count in EBX[23:16] is valid
             case 0x4:
                 entry.eax = (entry.eax & 0x03FF_FFFF) | ((count - 1) << 26)
@@ -25,6 +26,9 @@ public enum CPUIDConfiguration {
                 continue  // rebuilt below
             case 0x8000_0001:
                 entry.ecx &= ~(1 << 22)  // no TOPOEXT: leaf 0x8000001E would describe the host
+                // No SVM: a guest that believes it has SVM writes SVM MSRs on emergency restart
+                // (panic), which it cannot do here, and never reaches the reset register.
+                entry.ecx &= ~(1 << 2)
             case 0x8000_0008:
                 entry.ecx = (coreBits << 12) | (count - 1)
             default:

@@ -62,6 +62,7 @@ public final class Machine: @unchecked Sendable {
         vm = try kvm.createVM()
         kernel = try LinuxLoader.load(configuration.boot, into: memory, rsdpAddress: X86Layout.acpiTablesAddress)
         try ACPITables.write(to: memory, vcpuCount: configuration.vcpuCount)
+        try ResetVector.write(to: memory)
         try vm.setIdentityMapAddress(X86Layout.identityMapAddress)
         try vm.setTSSAddress(X86Layout.tssAddress)
         try vm.createIRQChip()

@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+
+/// Bad input to `hvctl run`: one error line naming the input, a non-zero exit, nothing left behind.
+final class CLIErrorTests: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        try Toolchain.requireArtifacts()
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("hvctl-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    var bzImage: String { Toolchain.guestImages.appendingPathComponent("bzImage").path }
+
+    func assertRejected(_ arguments: [String], mentions expected: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try Toolchain.run(Toolchain.hvctl, arguments)
+        XCTAssertNotEqual(result.status, 0, "exit status", file: file, line: line)
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "exactly one error line, got: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("hvctl: "), result.stderr, file: file, line: line)
+        for word in expected {
+            XCTAssertTrue(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
+        }
+        XCTAssertFalse(result.stderr.contains("Fatal error"), file: file, line: line)
+        XCTAssertEqual(result.stdout, "", "no guest output", file: file, line: line)
+    }
+
+    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let url = scratch.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+
+    func testMissingKernel() throws {
+        try assertRejected(["run", "--kernel", "/nonexistent/vmlinuz"], mentions: ["/nonexistent/vmlinuz", "No such file"])
+    }
+
+    func testMissingInitrd() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--initrd", "/nonexistent/initrd"], mentions: ["/nonexistent/initrd"])
+    }
+
+    func testUnreadableInitrd() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--initrd", scratch.path], mentions: [scratch.path, "directory"])
+    }
+
+    func testNotAKernel() throws {
+        let path = try write("notes.txt", Array("hello, world\n".utf8))
+        try assertRejected(["run", "--kernel", path], mentions: [path, "neither a bzImage nor an x86-64 ELF"])
+    }
+
+    func testBootProtocolTooOld() throws {
+        var image = Array(try Data(contentsOf: URL(fileURLWithPath: bzImage)))
+        image[0x206] = 0x04  // boot protocol 2.04
+        let path = try write("old-bzImage", image)
+        try assertRejected(["run", "--kernel", path], mentions: [path, "2.04", "2.12"])
+    }
+
+    func testInitrdDoesNotFit() throws {
+        let initrd = try write("big-initrd", [UInt8](repeating: 0, count: 48 << 20))
+        try assertRejected(["run", "--kernel", bzImage, "--initrd", initrd, "--memory", "48"], mentions: [initrd, "does not fit", "--memory"])
+    }
+
+    func testMemoryTooSmallForKernel() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--memory", "8"], mentions: [bzImage, "--memory"])
+    }
+
+    func testZeroOrExcessiveCPUs() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--cpus", "0"], mentions: ["--cpus 0"])
+        try assertRejected(["run", "--kernel", bzImage, "--cpus", "100000"], mentions: ["--cpus 100000", "allows 1 to"])
+    }
+
+    func testZeroMemory() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--memory", "0"], mentions: ["--memory 0"])
+    }
+
+    func testUnknownFlag() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--frobnicate"], mentions: ["--frobnicate"])
+    }
+
+    func testStatsJSONInUnwritableDirectoryIsRejectedBeforeBoot() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--stats-json", "/nonexistent/dir/stats.json"], mentions: ["/nonexistent/dir/stats.json"])
+    }
+
+    func testStatsJSONIsNotCreatedWhenTheKernelIsBad() throws {
+        let stats = scratch.appendingPathComponent("stats.json").path
+        try assertRejected(["run", "--kernel", "/nonexistent/k", "--stats-json", stats], mentions: ["/nonexistent/k"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stats), "nothing left behind")
+    }
+
+    func testCheckReportsTheHost() throws {
+        let result = try Toolchain.run(Toolchain.hvctl, ["check"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        for line in ["KVM API version:     12", "guest kernel code:", "posted interrupts:", "io_uring:", "IRQCHIP", "BINARY_STATS_FD"] {
+            XCTAssertTrue(result.stdout.contains(line), "missing '\(line)' in:\n\(result.stdout)")
+        }
+        if FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") {
+            XCTAssertTrue(result.stdout.contains("emulated (PVM"), result.stdout)
+            XCTAssertEqual(try Toolchain.run(Toolchain.hvctl, ["check", "--require-native"]).status, 3)
+        }
+    }
+}

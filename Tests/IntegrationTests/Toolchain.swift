@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+
+/// Paths to what `make` builds, and a way to run them. Integration tests never skip: when an
+/// artifact is missing they fail and say which `make` target builds it.
+enum Toolchain {
+    static let repository: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }()
+    static var hvctl: String { ProcessInfo.processInfo.environment["HVCTL"] ?? repository.appendingPathComponent(".build/release/hvctl").path }
+    static var rig: String { repository.appendingPathComponent("guest-images/nested/run").path }
+    static var guestImages: URL { repository.appendingPathComponent("guest-images/out") }
+
+    static func requireArtifacts() throws {
+        for path in [hvctl, rig, guestImages.appendingPathComponent("bzImage").path, guestImages.appendingPathComponent("l2-base.cpio").path] {
+            guard FileManager.default.isExecutableFile(atPath: path) || FileManager.default.fileExists(atPath: path) else {
+                XCTFail("\(path) is missing: run `make` (hvctl and guest-images) before the integration tests")
+                throw CocoaError(.fileNoSuchFile)
+            }
+        }
+    }
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// Runs a program to completion with stdin from /dev/null.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Read both pipes concurrently so neither fills up and blocks the child.
+        var errorData = Data()
+        let errorReader = Thread { errorData = err.fileHandleForReading.readDataToEndOfFile() }
+        errorReader.start()
+        let outputData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while errorReader.isExecuting || !errorReader.isFinished { usleep(1000) }
+        return Result(status: process.terminationStatus,
+                      stdout: String(decoding: outputData, as: UTF8.self),
+                      stderr: String(decoding: errorData, as: UTF8.self))
+    }
+}
