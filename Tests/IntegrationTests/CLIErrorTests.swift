@@ -61,8 +61,8 @@ final class CLIErrorTests: XCTestCase {
     }
 
     func testInitrdDoesNotFit() throws {
-        let initrd = try write("big-initrd", [UInt8](repeating: 0, count: 48 << 20))
-        try assertRejected(["run", "--kernel", bzImage, "--initrd", initrd, "--memory", "48"], mentions: [initrd, "does not fit", "--memory"])
+        let initrd = try write("big-initrd", [UInt8](repeating: 0, count: 60 << 20))
+        try assertRejected(["run", "--kernel", bzImage, "--initrd", initrd, "--memory", "96"], mentions: [initrd, "does not fit", "--memory"])
     }
 
     func testMemoryTooSmallForKernel() throws {

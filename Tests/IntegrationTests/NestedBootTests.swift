@@ -14,7 +14,7 @@ final class NestedBootTests: XCTestCase {
     static let reportScript = "echo report:cpus=$(grep -c ^processor /proc/cpuinfo); exit 7"
 
     /// One rig run covering every scenario; each prints `=== begin NAME` ... `=== end NAME status=N`.
-    static let sections: Result<[String: Section], Error> = Result {
+    static let rigRun: Result<(sections: [String: Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
         func guestRun(_ script: String) -> String {
             "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
@@ -51,7 +51,9 @@ final class NestedBootTests: XCTestCase {
         }
         var sections: [String: Section] = [:]
         var current: (name: String, lines: [String])?
-        for line in result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+        // Guest lines end in "\r\r\n" after two ttys; Swift treats "\r\n" as one Character, so drop "\r" first.
+        let text = result.stdout.replacingOccurrences(of: "\r", with: "")
+        for line in text.components(separatedBy: "\n") {
             if line.hasPrefix("=== begin ") {
                 current = (String(line.dropFirst(10)), [])
             } else if line.hasPrefix("=== end "), let open = current, let range = line.range(of: " status=") {
@@ -61,12 +63,12 @@ final class NestedBootTests: XCTestCase {
                 current?.lines.append(line)
             }
         }
-        return sections
+        return (sections, result.stdout + result.stderr)
     }
 
     func section(_ name: String) throws -> Section {
-        let sections = try Self.sections.get()
-        return try XCTUnwrap(sections[name], "no output for \(name); got \(sections.keys.sorted())")
+        let run = try Self.rigRun.get()
+        return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
     }
 
     func assertReported(_ name: String, cpus: Int) throws {
