@@ -63,6 +63,16 @@ static inline uint64_t ckvm_fail_entry_reason(const struct kvm_run *run) {
 }
 static inline uint32_t ckvm_system_event_type(const struct kvm_run *run) { return run->system_event.type; }
 
+// MARK: ordered accesses to guest memory shared with a driver (virtqueue indices and flags)
+static inline uint16_t ckvm_load_acquire_u16(const void *address) {
+    return __atomic_load_n((const uint16_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void ckvm_store_release_u16(void *address, uint16_t value) {
+    __atomic_store_n((uint16_t *)address, value, __ATOMIC_RELEASE);
+}
+/// A full barrier: orders an earlier store (e.g. avail_event) before a later load (avail->idx).
+static inline void ckvm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 // MARK: syscalls without a Glibc wrapper
 /// io_uring_setup(2) with 1 entry, immediately closed: tells whether the host allows io_uring.
 /// Returns 0 when available, otherwise the errno io_uring_setup failed with.

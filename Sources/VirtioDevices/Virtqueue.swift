@@ -1,0 +1,218 @@
+import CKVM
+import Hypervisor
+
+/// Why a virtqueue or one of its chains cannot be used. Each is the driver's fault: the request
+/// gets an error status or the device needs a reset, and nothing else is affected.
+public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
+    case invalidSize(UInt16)
+    case misaligned(ring: String, address: UInt64)
+    case ringOutsideMemory(ring: String, address: UInt64)
+    case availableIndexJump(from: UInt16, to: UInt16)
+    case headOutOfRange(UInt16)
+    case nextOutOfRange(UInt16)
+    case chainTooLong
+    case nestedIndirect
+    case indirectWithNext
+    case invalidIndirectTable(length: UInt32)
+    case bufferOutsideMemory(address: UInt64, length: UInt32)
+    case totalLengthOverflow
+    case readableAfterWritable
+
+    public var description: String {
+        switch self {
+        case .invalidSize(let size): return "queue size \(size) is not a power of two in 1...32768"
+        case .misaligned(let ring, let address): return "\(ring) at 0x\(String(address, radix: 16)) is misaligned"
+        case .ringOutsideMemory(let ring, let address): return "\(ring) at 0x\(String(address, radix: 16)) is outside guest RAM"
+        case .availableIndexJump(let from, let to): return "available index jumped from \(from) to \(to)"
+        case .headOutOfRange(let head): return "chain head \(head) is out of range"
+        case .nextOutOfRange(let next): return "descriptor next \(next) is out of range"
+        case .chainTooLong: return "descriptor chain is longer than the queue (a cycle)"
+        case .nestedIndirect: return "indirect descriptor inside an indirect table"
+        case .indirectWithNext: return "indirect descriptor with NEXT set"
+        case .invalidIndirectTable(let length): return "indirect table of \(length) bytes"
+        case .bufferOutsideMemory(let address, let length): return "buffer of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM"
+        case .totalLengthOverflow: return "chain length exceeds 4 GiB"
+        case .readableAfterWritable: return "device-readable descriptor after a device-writable one"
+        }
+    }
+}
+
+/// One guest buffer of a descriptor chain, already checked to lie inside guest RAM.
+public struct VirtqueueBuffer: Equatable {
+    public let address: UInt64
+    public let length: UInt32
+    public let isDeviceWritable: Bool
+}
+
+/// A descriptor chain popped from the available ring: its head (for the used ring) and buffers
+/// in order, device-readable ones first.
+public struct DescriptorChain: Equatable {
+    public let head: UInt16
+    public let buffers: [VirtqueueBuffer]
+
+    public var readable: ArraySlice<VirtqueueBuffer> { buffers.prefix { !$0.isDeviceWritable } }
+    public var writable: ArraySlice<VirtqueueBuffer> { buffers.drop { !$0.isDeviceWritable } }
+    public var writableLength: UInt64 { writable.reduce(0) { $0 + UInt64($1.length) } }
+}
+
+/// A virtio 1.2 split virtqueue, device side.
+///
+/// Ring addresses are validated once at creation (alignment, inside guest RAM); the hot path then
+/// uses the cached host pointers. Descriptor contents come from the guest at any time and are
+/// checked on every walk.
+public final class Virtqueue {
+    static let descriptorNext: UInt16 = 1
+    static let descriptorWrite: UInt16 = 2
+    static let descriptorIndirect: UInt16 = 4
+    static let usedNoNotify: UInt16 = 1
+    static let availableNoInterrupt: UInt16 = 1
+
+    public let size: UInt16
+    public let eventIndex: Bool
+    let memory: GuestMemory
+    let descriptorTable: UInt64
+    private let available: UnsafeMutableRawPointer  // flags, idx, ring[size], used_event
+    private let used: UnsafeMutableRawPointer  // flags, idx, ring[size] of (id, len), avail_event
+    /// The next available-ring slot to read: everything before it has been popped.
+    public private(set) var lastAvailableIndex: UInt16 = 0
+    /// The used index as last published to the driver.
+    public private(set) var usedIndex: UInt16 = 0
+    /// usedIndex when the driver was last interrupted, for VIRTIO_RING_F_EVENT_IDX.
+    private var lastSignalledUsedIndex: UInt16 = 0
+
+    public init(memory: GuestMemory, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64, eventIndex: Bool) throws {
+        guard size > 0, size <= 32768, size & (size - 1) == 0 else { throw VirtqueueError.invalidSize(size) }
+        let count = UInt64(size)
+        func ring(_ name: String, _ address: UInt64, alignment: UInt64, length: UInt64) throws -> UnsafeMutableRawPointer {
+            guard address % alignment == 0 else { throw VirtqueueError.misaligned(ring: name, address: address) }
+            guard let slice = try? memory.slice(at: address, length: length), let base = slice.baseAddress else {
+                throw VirtqueueError.ringOutsideMemory(ring: name, address: address)
+            }
+            return base
+        }
+        _ = try ring("descriptor table", descriptorTable, alignment: 16, length: 16 * count)
+        self.available = try ring("available ring", availableRing, alignment: 2, length: 6 + 2 * count)
+        self.used = try ring("used ring", usedRing, alignment: 4, length: 6 + 8 * count)
+        self.memory = memory
+        self.size = size
+        self.descriptorTable = descriptorTable
+        self.eventIndex = eventIndex
+    }
+
+    /// The driver's available index, loaded with acquire: ring entries it covers are visible.
+    private var availableIndex: UInt16 { UInt16(littleEndian: ckvm_load_acquire_u16(available + 2)) }
+
+    /// True when the driver has made chains available that have not been popped.
+    public var hasAvailable: Bool { availableIndex != lastAvailableIndex }
+
+    /// Pops the next available chain, or nil when the ring is empty. A malformed chain is still
+    /// consumed (so the queue moves on) and reported through `DescriptorChainResult.failure` with its head.
+    public func popAvailable() throws -> DescriptorChainResult? {
+        let index = availableIndex
+        let pending = index &- lastAvailableIndex
+        if pending == 0 { return nil }
+        // More pending entries than the ring holds means the driver's index is garbage.
+        guard pending <= size else { throw VirtqueueError.availableIndexJump(from: lastAvailableIndex, to: index) }
+        let slot = Int(lastAvailableIndex % size)
+        let head = UInt16(littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * slot, as: UInt16.self))
+        lastAvailableIndex &+= 1
+        if eventIndex {
+            // avail_event: ask for a kick when the driver passes what we have consumed.
+            used.storeBytes(of: lastAvailableIndex.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
+        }
+        do {
+            return .chain(try walk(head: head))
+        } catch let error as VirtqueueError {
+            return .failure(head: head, error: error)
+        }
+    }
+
+    /// Reads a chain, bounded: at most `size` descriptors in the table and, for an indirect
+    /// table, at most its own entry count.
+    func walk(head: UInt16) throws -> DescriptorChain {
+        guard head < size else { throw VirtqueueError.headOutOfRange(head) }
+        var buffers: [VirtqueueBuffer] = []
+        var total: UInt64 = 0
+        var table = descriptorTable
+        var tableSize = UInt32(size)
+        var index = head
+        var remaining = UInt32(size)
+        var indirect = false
+        while true {
+            guard remaining > 0 else { throw VirtqueueError.chainTooLong }
+            remaining -= 1
+            let entry = table + 16 * UInt64(index)
+            let address = try memory.load(UInt64.self, at: entry)
+            let length = try memory.load(UInt32.self, at: entry + 8)
+            let flags = try memory.load(UInt16.self, at: entry + 12)
+            let next = try memory.load(UInt16.self, at: entry + 14)
+            if flags & Self.descriptorIndirect != 0 {
+                guard !indirect else { throw VirtqueueError.nestedIndirect }
+                guard flags & Self.descriptorNext == 0 else { throw VirtqueueError.indirectWithNext }
+                guard length >= 16, length % 16 == 0, length / 16 <= 32768 else { throw VirtqueueError.invalidIndirectTable(length: length) }
+                guard memory.contains(address, length: UInt64(length)) else { throw VirtqueueError.bufferOutsideMemory(address: address, length: length) }
+                indirect = true
+                table = address
+                tableSize = length / 16
+                remaining = tableSize
+                index = 0
+                continue
+            }
+            guard memory.contains(address, length: UInt64(length)) else { throw VirtqueueError.bufferOutsideMemory(address: address, length: length) }
+            let writable = flags & Self.descriptorWrite != 0
+            if !writable, buffers.last?.isDeviceWritable == true { throw VirtqueueError.readableAfterWritable }
+            total += UInt64(length)
+            guard total <= UInt64(UInt32.max) else { throw VirtqueueError.totalLengthOverflow }
+            buffers.append(VirtqueueBuffer(address: address, length: length, isDeviceWritable: writable))
+            guard flags & Self.descriptorNext != 0 else { break }
+            guard UInt32(next) < tableSize else { throw VirtqueueError.nextOutOfRange(next) }
+            index = next
+        }
+        return DescriptorChain(head: head, buffers: buffers)
+    }
+
+    /// Returns a chain to the driver with `length` bytes written into its device-writable buffers.
+    public func addUsed(head: UInt16, length: UInt32) {
+        let slot = Int(usedIndex % size)
+        used.storeBytes(of: UInt32(head).littleEndian, toByteOffset: 4 + 8 * slot, as: UInt32.self)
+        used.storeBytes(of: length.littleEndian, toByteOffset: 8 + 8 * slot, as: UInt32.self)
+        usedIndex &+= 1
+        // Release: the element above is visible to the driver before the index that covers it.
+        ckvm_store_release_u16(used + 2, usedIndex.littleEndian)
+    }
+
+    /// Whether the driver wants an interrupt for the chains used since the last one
+    /// (VIRTIO_RING_F_EVENT_IDX's used_event, or VRING_AVAIL_F_NO_INTERRUPT without it).
+    public func needsInterrupt() -> Bool {
+        // Full barrier: our used->idx store is ordered before reading the driver's suppression state.
+        ckvm_fence_seq_cst()
+        defer { lastSignalledUsedIndex = usedIndex }
+        if eventIndex {
+            let usedEvent = UInt16(littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * Int(size), as: UInt16.self))
+            // vring_need_event: did used_idx move past used_event since the last signal?
+            return (usedIndex &- usedEvent &- 1) < (usedIndex &- lastSignalledUsedIndex)
+        }
+        let flags = UInt16(littleEndian: ckvm_load_acquire_u16(available))
+        return flags & Self.availableNoInterrupt == 0
+    }
+
+    /// Asks the driver not to kick (polling) or to kick again. When re-enabling, the caller must
+    /// check `hasAvailable` afterwards: a chain may have arrived while kicks were off.
+    public func setNotifications(enabled: Bool) {
+        if eventIndex {
+            if enabled {
+                used.storeBytes(of: lastAvailableIndex.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
+            }
+        } else {
+            ckvm_store_release_u16(used, (enabled ? 0 : Self.usedNoNotify).littleEndian)
+        }
+        // Full barrier: the suppression store is visible before the caller re-reads avail->idx.
+        ckvm_fence_seq_cst()
+    }
+}
+
+/// A popped chain, or the error that made it unusable (the head is still returned as used).
+public enum DescriptorChainResult: Equatable {
+    case chain(DescriptorChain)
+    case failure(head: UInt16, error: VirtqueueError)
+}

@@ -1,0 +1,54 @@
+import Hypervisor
+@testable import VirtioDevices
+
+/// The driver side of a split virtqueue over real host memory, for device tests.
+final class FakeDriver {
+    let memory: GuestMemory
+    let size: UInt16
+    let descriptorTable: UInt64 = 0x1000
+    let availableRing: UInt64 = 0x4000
+    let usedRing: UInt64 = 0x5000
+    var availableIndex: UInt16 = 0
+
+    init(size: UInt16 = 8, memoryInBytes: UInt64 = 1 << 20) throws {
+        memory = try GuestMemory(ranges: [(0, memoryInBytes)])
+        self.size = size
+    }
+
+    func queue(eventIndex: Bool = false) throws -> Virtqueue {
+        try Virtqueue(memory: memory, size: size, descriptorTable: descriptorTable, availableRing: availableRing,
+                      usedRing: usedRing, eventIndex: eventIndex)
+    }
+
+    func setDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0, table: UInt64? = nil) throws {
+        let entry = (table ?? descriptorTable) + 16 * UInt64(index)
+        try memory.store(address, at: entry)
+        try memory.store(length, at: entry + 8)
+        try memory.store(flags, at: entry + 12)
+        try memory.store(next, at: entry + 14)
+    }
+
+    /// Publishes `head` in the available ring and bumps the index.
+    func makeAvailable(_ head: UInt16) throws {
+        try memory.store(head, at: availableRing + 4 + 2 * UInt64(availableIndex % size))
+        availableIndex &+= 1
+        try memory.store(availableIndex, at: availableRing + 2)
+    }
+
+    func setAvailableIndex(_ index: UInt16) throws {
+        availableIndex = index
+        try memory.store(index, at: availableRing + 2)
+    }
+
+    var usedIndex: UInt16 { (try? memory.load(UInt16.self, at: usedRing + 2)) ?? 0 }
+
+    func usedElement(_ slot: UInt16) throws -> (id: UInt32, length: UInt32) {
+        let base = usedRing + 4 + 8 * UInt64(slot % size)
+        return (try memory.load(UInt32.self, at: base), try memory.load(UInt32.self, at: base + 4))
+    }
+
+    func setUsedEvent(_ value: UInt16) throws { try memory.store(value, at: availableRing + 4 + 2 * UInt64(size)) }
+    func setAvailableFlags(_ value: UInt16) throws { try memory.store(value, at: availableRing) }
+    var availableEvent: UInt16 { (try? memory.load(UInt16.self, at: usedRing + 4 + 8 * UInt64(size))) ?? 0 }
+    var usedFlags: UInt16 { (try? memory.load(UInt16.self, at: usedRing)) ?? 0 }
+}
