@@ -13,13 +13,16 @@ let package = Package(
     ],
     targets: [
         // Only what Swift cannot import: ioctl request macros, kvm_run union accessors, raw syscalls.
-        .target(name: "CKVM"),
+        // Also the io_uring helpers over Debian's liburing (liburing-dev): liburing's API is mostly
+        // static inline and its headers clash with Glibc's module when imported directly.
+        .target(name: "CKVM", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "Hypervisor", dependencies: ["CKVM"]),
         .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
         .executableTarget(
             name: "hvctl",
             dependencies: [
                 "Hypervisor",
+                "VirtioDevices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -5,10 +5,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <linux/io_uring.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <stdlib.h>
 
 int ckvm_get_api_version(int kvm_fd) { return ioctl(kvm_fd, KVM_GET_API_VERSION, 0); }
 int ckvm_check_extension(int fd, long capability) { return ioctl(fd, KVM_CHECK_EXTENSION, capability); }
@@ -70,6 +74,8 @@ int ckvm_probe_io_uring(void) {
     return 0;
 }
 
+int ckvm_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+
 int ckvm_set_thread_name(const char *name) {
     char truncated[16];
     strncpy(truncated, name, sizeof truncated - 1);
@@ -83,3 +89,87 @@ int ckvm_pin_thread(int cpu) {
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
+
+struct ckvm_uring {
+    struct io_uring ring;
+};
+
+ckvm_uring *ckvm_uring_create(unsigned entries, int *error) {
+    ckvm_uring *ring = calloc(1, sizeof *ring);
+    if (!ring) { *error = ENOMEM; return NULL; }
+    int result = io_uring_queue_init(entries, &ring->ring, 0);
+    if (result < 0) { free(ring); *error = -result; return NULL; }
+    return ring;
+}
+
+void ckvm_uring_destroy(ckvm_uring *ring) {
+    io_uring_queue_exit(&ring->ring);
+    free(ring);
+}
+
+/// A free submission entry, submitting what is queued once if the queue is full.
+static struct io_uring_sqe *next_sqe(ckvm_uring *ring) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring->ring);
+    if (!sqe) {
+        io_uring_submit(&ring->ring);
+        sqe = io_uring_get_sqe(&ring->ring);
+    }
+    return sqe;
+}
+
+int ckvm_uring_prep_readv(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_readv(sqe, fd, iovecs, count, offset);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_writev(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_writev(sqe, fd, iovecs, count, offset);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_read(sqe, fd, buffer, length, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fallocate(sqe, fd, mode, offset, length);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_submit_and_wait(ckvm_uring *ring, unsigned wait_count) {
+    return io_uring_submit_and_wait(&ring->ring, wait_count);
+}
+
+int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result) {
+    struct io_uring_cqe *cqe = NULL;
+    int status = wait ? io_uring_wait_cqe(&ring->ring, &cqe) : io_uring_peek_cqe(&ring->ring, &cqe);
+    if (status < 0 || !cqe) return 0;
+    *user_data = io_uring_cqe_get_data64(cqe);
+    *result = cqe->res;
+    io_uring_cqe_seen(&ring->ring, cqe);
+    return 1;
+}
+
+int ckvm_falloc_punch_hole(void) { return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; }
+int ckvm_falloc_zero_range(void) { return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE; }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Hypervisor
+import VirtioDevices
 
 /// `hvctl run`: boots one Linux guest with its serial console on stdin/stdout.
 ///
@@ -33,6 +34,11 @@ struct Run: ParsableCommand {
     @Option(help: "Guest RAM in MiB.")
     var memory: Int = 512
 
+    @Option(name: .customLong("disk"), help: ArgumentHelp(
+        "A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. Repeatable.",
+        valueName: "options"))
+    var disks: [String] = []
+
     @Flag(help: "Print each vCPU's KVM statistics to stderr at exit.")
     var stats = false
 
@@ -46,6 +52,7 @@ struct Run: ParsableCommand {
         if cpus < 1 { throw ValidationError("--cpus \(cpus): a guest needs at least 1 vCPU") }
         if memory < 1 { throw ValidationError("--memory \(memory): a guest needs at least 1 MiB") }
         if memory > 1 << 20 { throw ValidationError("--memory \(memory): more than 1 TiB is not supported") }
+        for disk in disks { _ = try DiskArgument.parse(disk) }
     }
 
     func run() throws {
@@ -74,6 +81,13 @@ struct Run: ParsableCommand {
             throw ExitCode.failure
         }
 
+        let devices: VirtioDeviceSet
+        do {
+            devices = try VirtioDeviceSet(machine: machine, disks: try disks.map(DiskArgument.parse))
+        } catch let error as BlockDeviceError {
+            throw ValidationError(error.description)
+        }
+
         let console = Console(onEscape: { machine.requestExit(.stopped(signal: SIGINT)) })
         try console.start(forwardingTo: machine.serial)
         _ = try HostThread(name: "signals") {
@@ -86,7 +100,8 @@ struct Run: ParsableCommand {
 
         let statistics = try machine.vcpuStatistics()
         if stats { StatisticsReport.print(statistics) }
-        try statisticsFile?.write(StatisticsReport(vcpus: statistics, exit: exit))
+        try statisticsFile?.write(StatisticsReport(vcpus: statistics, devices: devices.statistics(), exit: exit))
+        devices.stop()
 
         switch exit {
         case .powerOff:

@@ -3,7 +3,8 @@ import FoundationEssentials
 import Glibc
 import Hypervisor
 
-/// The `--stats-json` document: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"exit":"poweroff"}`,
+/// The `--stats-json` document: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"devices":[{"name":"blk0",
+/// "type":"virtio-blk","queues":[{"index":0,"requests":N,...}]}],"exit":"poweroff"}`, vCPU counters
 /// keyed by KVM's own statistic names.
 struct StatisticsReport: Encodable {
     struct VCPU: Encodable {
@@ -12,10 +13,12 @@ struct StatisticsReport: Encodable {
     }
 
     let vcpus: [VCPU]
+    let devices: [DeviceStatistics]
     let exit: String
 
-    init(vcpus: [[String: UInt64]], exit: MachineExit) {
+    init(vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit) {
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
+        self.devices = devices
         switch exit {
         case .powerOff: self.exit = "poweroff"
         case .reboot: self.exit = "reboot"

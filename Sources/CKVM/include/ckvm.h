@@ -73,10 +73,33 @@ static inline void ckvm_store_release_u16(void *address, uint16_t value) {
 /// A full barrier: orders an earlier store (e.g. avail_event) before a later load (avail->idx).
 static inline void ckvm_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+// MARK: io_uring (liburing), one ring per device queue
+/// An io_uring instance; opaque to Swift.
+typedef struct ckvm_uring ckvm_uring;
+/// Creates a ring with `entries` submission slots; NULL with *error = errno on failure.
+ckvm_uring *ckvm_uring_create(unsigned entries, int *error);
+void ckvm_uring_destroy(ckvm_uring *ring);
+/// Each prep call queues one operation tagged `user_data`; it returns -EBUSY when the submission
+/// queue is full even after submitting what it held.
+int ckvm_uring_prep_readv(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data);
+int ckvm_uring_prep_writev(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data);
+int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
+int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data);
+int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data);
+/// Submits queued operations and waits for at least `wait_count` completions.
+int ckvm_uring_submit_and_wait(ckvm_uring *ring, unsigned wait_count);
+/// Takes one completion if there is one (returns 1), else returns 0; `wait` blocks for it.
+int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result);
+/// fallocate(2) modes for DISCARD (punch a hole) and WRITE_ZEROES.
+int ckvm_falloc_punch_hole(void);
+int ckvm_falloc_zero_range(void);
+
 // MARK: syscalls without a Glibc wrapper
 /// io_uring_setup(2) with 1 entry, immediately closed: tells whether the host allows io_uring.
 /// Returns 0 when available, otherwise the errno io_uring_setup failed with.
 int ckvm_probe_io_uring(void);
+/// eventfd(2) with EFD_CLOEXEC, starting at 0.
+int ckvm_eventfd(void);
 /// Sets the calling thread's name (at most 15 bytes are kept).
 int ckvm_set_thread_name(const char *name);
 /// Pins the calling thread to one host CPU.

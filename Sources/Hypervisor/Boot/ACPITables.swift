@@ -38,7 +38,7 @@ public enum ACPITables {
     /// The DSDT's AML: `\_S5_` (sleep type 5 is what `PowerControl` treats as power off) and COM1.
     static func makeDSDT() -> [UInt8] {
         let s5: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
-        return table("DSDT", revision: 2, body: s5 + scope("_SB_", serialDevice()))
+        return table("DSDT", revision: 2, body: s5 + scope("_SB_", serialDevice() + pciRootBridge()))
     }
 
     /// `Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO 0x3F8-0x3FF, IRQ 4 } }`.
@@ -54,6 +54,32 @@ public enum ACPITables {
         let buffer: [UInt8] = [0x0A, UInt8(resources.count)] + resources
         let crs: [UInt8] = [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
         let body = Array("COM1".utf8) + hid + uid + crs
+        return [0x5B, 0x82] + packageLength(body.count) + body
+    }
+
+    /// `Device (PCI0)`: the host bridge of bus 0 (PNP0A03) with its windows: the I/O ports around
+    /// 0xCF8-0xCFF and the 32-bit MMIO hole where `PCIRoot` places BARs. Linux enumerates bus 0
+    /// through this device and only assigns BARs inside these windows.
+    static func pciRootBridge() -> [UInt8] {
+        func wordAddress(type: UInt8, typeFlags: UInt8, minimum: UInt16, maximum: UInt16) -> [UInt8] {
+            // Word Address Space Descriptor: producer, fixed min and max.
+            [0x88, 0x0D, 0x00, type, 0x0C, typeFlags] + le(UInt16(0)) + le(minimum) + le(maximum) + le(UInt16(0))
+                + le(UInt16(maximum - minimum &+ 1))
+        }
+        let windowStart = UInt32(X86Layout.mmioHoleStart)
+        let windowEnd = UInt32(X86Layout.ioapicAddress - 1)
+        let memory: [UInt8] = [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + le(UInt32(0)) + le(windowStart) + le(windowEnd)
+            + le(UInt32(0)) + le(windowEnd - windowStart + 1)  // DWord memory, read/write, non-cacheable
+        let resources = wordAddress(type: 2, typeFlags: 0, minimum: 0, maximum: 0)  // bus 0
+            + [0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08]  // IO 0xCF8-0xCFF (configuration mechanism #1)
+            + wordAddress(type: 1, typeFlags: 3, minimum: 0x0000, maximum: 0x0CF7)
+            + wordAddress(type: 1, typeFlags: 3, minimum: 0x0D00, maximum: 0xFFFF)
+            + memory + [0x79, 0x00]
+        let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x0A, 0x03]  // EisaId ("PNP0A03")
+        let uid: [UInt8] = [0x08] + Array("_UID".utf8) + [0x00]  // Zero
+        let buffer: [UInt8] = [0x0A, UInt8(resources.count)] + resources
+        let crs: [UInt8] = [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
+        let body = Array("PCI0".utf8) + hid + uid + crs
         return [0x5B, 0x82] + packageLength(body.count) + body
     }
 

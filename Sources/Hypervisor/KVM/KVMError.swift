@@ -29,6 +29,10 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
         case getStatsFD
         case readStats
         case createThread(name: String)
+        case setGSIRouting
+        case irqfd(gsi: UInt32)
+        case ioeventfd(address: UInt64)
+        case eventfd
 
         public var description: String {
             switch self {
@@ -57,6 +61,10 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
             case .getStatsFD: return "KVM_GET_STATS_FD"
             case .readStats: return "reading KVM binary statistics"
             case .createThread(let name): return "creating thread \(name)"
+            case .setGSIRouting: return "KVM_SET_GSI_ROUTING"
+            case .irqfd(let gsi): return "KVM_IRQFD (gsi \(gsi))"
+            case .ioeventfd(let address): return "KVM_IOEVENTFD (0x\(String(address, radix: 16)))"
+            case .eventfd: return "eventfd"
             }
         }
     }

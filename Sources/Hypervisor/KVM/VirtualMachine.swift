@@ -56,6 +56,17 @@ public final class VirtualMachine {
         try check(.irqLine(irq: irq)) { ckvm_irq_line(fd, irq, level ? 1 : 0) }
     }
 
+    /// Corresponds to `KVM_IOEVENTFD`: a guest write of `length` bytes to MMIO `address` signals
+    /// `eventfd` inside KVM, without an exit to userspace. `remove` unregisters it.
+    public func setIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32, remove: Bool = false) throws {
+        var request = kvm_ioeventfd()
+        request.addr = address
+        request.len = length
+        request.fd = eventfd.fd
+        request.flags = remove ? UInt32(1 << kvm_ioeventfd_flag_nr_deassign) : 0
+        try check(.ioeventfd(address: address)) { ckvm_ioeventfd(fd, &request) }
+    }
+
     /// Corresponds to `KVM_CREATE_VCPU`.
     public func createVCPU(id: Int) throws -> VCPU {
         let vcpufd = ckvm_create_vcpu(fd, UInt(id))

@@ -41,6 +41,9 @@ public final class Machine: @unchecked Sendable {
     public let mmioBus = IOBus()
     public private(set) var serial: Serial16550!
     public let kernel: LoadedKernel
+    /// PCI bus 0; add devices before `run()`.
+    public let pciRoot = PCIRoot()
+    public let interruptRouter: InterruptRouter
     private var vcpus: [VCPU] = []
     private var statisticsReaders: [KVMStatisticsReader] = []
     private var threads: [HostThread] = []
@@ -68,6 +71,7 @@ public final class Machine: @unchecked Sendable {
         try vm.createIRQChip()
         try vm.createPIT()
         try vm.map(memory)
+        interruptRouter = InterruptRouter(vm: vm)
 
         let vm = self.vm
         serial = Serial16550(output: consoleOutput, setIRQLevel: { level in
@@ -79,6 +83,7 @@ public final class Machine: @unchecked Sendable {
         try portBus.register(serial, base: Serial16550.com1Base, length: 8)
         try portBus.register(power.acpiRegisters, base: UInt64(PowerControl.sleepControlPort), length: 8)
         try portBus.register(power.i8042, base: UInt64(PowerControl.i8042DataPort), length: 5)
+        try pciRoot.attach(portBus: portBus, mmioBus: mmioBus)
 
         let supportedCPUID = try kvm.supportedCPUID()
         for id in 0..<configuration.vcpuCount {

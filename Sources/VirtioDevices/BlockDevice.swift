@@ -1,0 +1,142 @@
+import Glibc
+import Hypervisor
+import Synchronization
+
+/// How one `--disk` is backed.
+public struct BlockDeviceConfiguration: Equatable {
+    public enum Backend: String, Equatable { case file, null }
+    public var path: String?
+    public var readOnly = false
+    public var queueCount = 1
+    public var backend: Backend = .file
+    /// Serial number returned by GET_ID (at most 20 bytes).
+    public var id: String
+    /// Size of a null disk (a file disk has its file's size).
+    public var nullSizeInBytes: UInt64 = 0
+
+    public init(path: String?, id: String) {
+        self.path = path
+        self.id = id
+    }
+}
+
+/// A problem with a `--disk` the user gave: names the input.
+public struct BlockDeviceError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+}
+
+/// virtio-blk: multi-queue, each queue served by its own worker with its own io_uring.
+public final class BlockDevice: VirtioDevice, @unchecked Sendable {
+    static let featureSizeMax: UInt64 = 1 << 1
+    static let featureSegMax: UInt64 = 1 << 2
+    static let featureReadOnly: UInt64 = 1 << 5
+    static let featureBlockSize: UInt64 = 1 << 6
+    static let featureFlush: UInt64 = 1 << 9
+    static let featureMultiQueue: UInt64 = 1 << 12
+    public static let featureDiscard: UInt64 = 1 << 13
+    public static let featureWriteZeroes: UInt64 = 1 << 14
+    public static let queueSize: UInt16 = 256
+    static let sizeMax: UInt32 = 1 << 20
+    static let segMax: UInt32 = 126
+
+    public let configuration: BlockDeviceConfiguration
+    public let name: String
+    public let capacityInSectors: UInt64
+    let fd: Int32
+    private var workers: [BlockQueueWorker] = []
+    private let lock = Mutex(())
+    /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
+    public var transportNeedsReset: ((String) -> Void)?
+    /// Per-queue statistics, kept across resets.
+    public let queueStatistics: [QueueStatistics]
+
+    public let deviceType: UInt16 = 2
+    public let pciClassCode: UInt32 = 0x01_80_00
+    public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: configuration.queueCount) }
+
+    public var deviceFeatures: UInt64 {
+        var features = Self.featureSizeMax | Self.featureSegMax | Self.featureBlockSize | Self.featureFlush
+            | Self.featureDiscard | Self.featureWriteZeroes
+        if configuration.readOnly { features |= Self.featureReadOnly }
+        if configuration.queueCount > 1 { features |= Self.featureMultiQueue }
+        return features
+    }
+
+    public init(configuration: BlockDeviceConfiguration, name: String) throws {
+        guard (1...64).contains(configuration.queueCount) else {
+            throw BlockDeviceError(description: "--disk queues=\(configuration.queueCount): must be 1 to 64")
+        }
+        self.configuration = configuration
+        self.name = name
+        switch configuration.backend {
+        case .file:
+            guard let path = configuration.path else { throw BlockDeviceError(description: "--disk needs path=FILE") }
+            let fd = open(path, (configuration.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+            guard fd >= 0 else { throw BlockDeviceError(description: "--disk path=\(path): \(String(cString: strerror(errno)))") }
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
+                close(fd)
+                throw BlockDeviceError(description: "--disk path=\(path): not a regular file or block device")
+            }
+            var size = UInt64(info.st_size)
+            if (info.st_mode & S_IFMT) == S_IFBLK { size = UInt64(lseek(fd, 0, SEEK_END)) }
+            self.fd = fd
+            capacityInSectors = size / BlockRequest.sectorSize
+        case .null:
+            fd = -1
+            capacityInSectors = configuration.nullSizeInBytes / BlockRequest.sectorSize
+        }
+        queueStatistics = (0..<configuration.queueCount).map { _ in QueueStatistics() }
+    }
+
+    deinit {
+        reset()
+        if fd >= 0 { close(fd) }
+    }
+
+    public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        var config = [UInt8](repeating: 0, count: 64)
+        func put(_ bytes: [UInt8], at position: Int) { config.replaceSubrange(position..<(position + bytes.count), with: bytes) }
+        put(le(capacityInSectors), at: 0)
+        put(le(Self.sizeMax), at: 8)
+        put(le(Self.segMax), at: 12)
+        put(le(UInt32(BlockRequest.sectorSize)), at: 20)
+        put(le(UInt16(configuration.queueCount)), at: 34)
+        put(le(UInt32(UInt32.max / 512)), at: 36)  // max_discard_sectors
+        put(le(BlockRequest.maxDiscardSegments), at: 40)
+        put(le(UInt32(1)), at: 44)  // discard_sector_alignment
+        put(le(UInt32(UInt32.max / 512)), at: 48)  // max_write_zeroes_sectors
+        put(le(BlockRequest.maxDiscardSegments), at: 52)
+        config[56] = 1  // write_zeroes_may_unmap
+        for index in 0..<data.count { data[index] = offset + index < config.count ? config[offset + index] : 0 }
+    }
+
+    public func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
+
+    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
+        try lock.withLock { _ in
+            for context in queues {
+                workers.append(try BlockQueueWorker(device: self, context: context, memory: memory, features: features,
+                                                    statistics: queueStatistics[context.index]))
+            }
+        }
+    }
+
+    public func reset() {
+        let stopping = lock.withLock { _ -> [BlockQueueWorker] in
+            defer { workers = [] }
+            return workers
+        }
+        for worker in stopping { worker.stop() }
+    }
+}
+
+/// Counters for one queue, exported in `--stats-json`.
+public final class QueueStatistics: Sendable {
+    public let requests = Counter()
+    public let bytes = Counter()
+    public let notifications = Counter()
+    public let interrupts = Counter()
+    public let errors = Counter()
+    public init() {}
+}

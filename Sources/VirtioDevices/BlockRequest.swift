@@ -1,0 +1,143 @@
+import Hypervisor
+
+/// A virtio-blk request, parsed and checked before any I/O is issued.
+public struct BlockRequest: Equatable {
+    public enum Kind: Equatable {
+        case read(sector: UInt64, buffers: [VirtqueueBuffer])
+        case write(sector: UInt64, buffers: [VirtqueueBuffer])
+        case flush
+        case getID(buffer: VirtqueueBuffer)
+        /// DISCARD or WRITE_ZEROES ranges, in sectors.
+        case discard(ranges: [(sector: UInt64, count: UInt32)])
+        case writeZeroes(ranges: [(sector: UInt64, count: UInt32)], unmap: Bool)
+
+        public static func == (lhs: Kind, rhs: Kind) -> Bool {
+            switch (lhs, rhs) {
+            case let (.read(a, b), .read(c, d)), let (.write(a, b), .write(c, d)): return a == c && b == d
+            case (.flush, .flush): return true
+            case let (.getID(a), .getID(b)): return a == b
+            case let (.discard(a), .discard(b)): return a.elementsEqual(b) { $0 == $1 }
+            case let (.writeZeroes(a, x), .writeZeroes(b, y)): return x == y && a.elementsEqual(b) { $0 == $1 }
+            default: return false
+            }
+        }
+    }
+
+    /// What the device answers without doing I/O.
+    public enum Rejection: Equatable {
+        /// Malformed: no room for a status byte. The chain is returned with nothing written.
+        case noStatusByte
+        case ioError
+        case unsupported
+    }
+
+    /// A refused request and where its status byte is (nil when there is none).
+    public struct Refusal: Error, Equatable {
+        public let rejection: Rejection
+        public let statusAddress: UInt64?
+    }
+
+    public static let sectorSize: UInt64 = 512
+    public static let typeIn: UInt32 = 0
+    public static let typeOut: UInt32 = 1
+    public static let typeFlush: UInt32 = 4
+    public static let typeGetID: UInt32 = 8
+    public static let typeDiscard: UInt32 = 11
+    public static let typeWriteZeroes: UInt32 = 13
+    public static let statusOK: UInt8 = 0
+    public static let statusIOError: UInt8 = 1
+    public static let statusUnsupported: UInt8 = 2
+    public static let idLength = 20
+    public static let maxDiscardSegments: UInt32 = 32
+
+    public let kind: Kind
+    /// Guest address of the status byte.
+    public let statusAddress: UInt64
+    /// Bytes of data the request moves (for statistics).
+    public let dataLength: UInt64
+
+    /// Parses `chain`. On a rejection the status byte's address comes with it (when there is one).
+    public static func parse(_ chain: DescriptorChain, memory: GuestMemory, capacityInSectors: UInt64, readOnly: Bool,
+                             features: UInt64) -> Result<BlockRequest, Refusal> {
+        // The status byte is the last byte of the last buffer, which must be device-writable.
+        guard let last = chain.buffers.last, last.isDeviceWritable, last.length >= 1 else { return .failure(Refusal(rejection: .noStatusByte, statusAddress: nil)) }
+        let statusAddress = last.address + UInt64(last.length) - 1
+        func reject(_ reason: Rejection) -> Result<BlockRequest, Refusal> { .failure(Refusal(rejection: reason, statusAddress: statusAddress)) }
+
+        // The 16-byte header may span readable buffers; gather it.
+        var header: [UInt8] = []
+        for buffer in chain.readable where header.count < 16 {
+            let take = min(Int(buffer.length), 16 - header.count)
+            guard let bytes = try? memory.read(at: buffer.address, count: take) else { return reject(.ioError) }
+            header += bytes
+        }
+        guard header.count == 16 else { return reject(.ioError) }
+        let type = UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24
+        let sector = (0..<8).reduce(UInt64(0)) { $0 | UInt64(header[8 + $1]) << (8 * UInt64($1)) }
+
+        // Payload buffers: readable ones past the header, and writable ones less the status byte.
+        var readablePayload: [VirtqueueBuffer] = []
+        var skipped = 0
+        for buffer in chain.readable {
+            let skip = min(Int(buffer.length), 16 - skipped)
+            skipped += skip
+            if UInt32(skip) < buffer.length {
+                readablePayload.append(VirtqueueBuffer(address: buffer.address + UInt64(skip), length: buffer.length - UInt32(skip), isDeviceWritable: false))
+            }
+        }
+        var writablePayload = Array(chain.writable)
+        writablePayload.removeLast()
+        if last.length > 1 { writablePayload.append(VirtqueueBuffer(address: last.address, length: last.length - 1, isDeviceWritable: true)) }
+
+        func checkRange(_ sector: UInt64, bytes: UInt64) -> Bool {
+            guard bytes % sectorSize == 0 else { return false }
+            let (end, overflow) = sector.addingReportingOverflow(bytes / sectorSize)
+            return !overflow && end <= capacityInSectors
+        }
+        func length(_ buffers: [VirtqueueBuffer]) -> UInt64 { buffers.reduce(0) { $0 + UInt64($1.length) } }
+
+        switch type {
+        case typeIn:
+            guard readablePayload.isEmpty, checkRange(sector, bytes: length(writablePayload)) else { return reject(.ioError) }
+            return .success(BlockRequest(kind: .read(sector: sector, buffers: writablePayload), statusAddress: statusAddress,
+                                         dataLength: length(writablePayload)))
+        case typeOut:
+            guard !readOnly else { return reject(.ioError) }
+            guard writablePayload.isEmpty, checkRange(sector, bytes: length(readablePayload)) else { return reject(.ioError) }
+            return .success(BlockRequest(kind: .write(sector: sector, buffers: readablePayload), statusAddress: statusAddress,
+                                         dataLength: length(readablePayload)))
+        case typeFlush:
+            return .success(BlockRequest(kind: .flush, statusAddress: statusAddress, dataLength: 0))
+        case typeGetID:
+            guard let buffer = writablePayload.first, buffer.length >= 1 else { return reject(.ioError) }
+            return .success(BlockRequest(kind: .getID(buffer: buffer), statusAddress: statusAddress, dataLength: 0))
+        case typeDiscard, typeWriteZeroes:
+            let feature: UInt64 = type == typeDiscard ? BlockDevice.featureDiscard : BlockDevice.featureWriteZeroes
+            guard features & feature != 0 else { return reject(.unsupported) }
+            guard !readOnly else { return reject(.ioError) }
+            let total = length(readablePayload)
+            guard total > 0, total % 16 == 0, total / 16 <= UInt64(maxDiscardSegments) else { return reject(.ioError) }
+            var bytes: [UInt8] = []
+            for buffer in readablePayload {
+                guard let chunk = try? memory.read(at: buffer.address, count: Int(buffer.length)) else { return reject(.ioError) }
+                bytes += chunk
+            }
+            var ranges: [(sector: UInt64, count: UInt32)] = []
+            var unmap = false
+            for segment in stride(from: 0, to: bytes.count, by: 16) {
+                let start = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[segment + $1]) << (8 * UInt64($1)) }
+                let count = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[segment + 8 + $1]) << (8 * UInt32($1)) }
+                let flags = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[segment + 12 + $1]) << (8 * UInt32($1)) }
+                // Only the unmap flag exists, and only for WRITE_ZEROES.
+                guard flags & ~1 == 0, type == typeWriteZeroes || flags == 0 else { return reject(.unsupported) }
+                guard checkRange(start, bytes: UInt64(count) * sectorSize) else { return reject(.ioError) }
+                unmap = unmap || flags & 1 != 0
+                ranges.append((start, count))
+            }
+            let kind: Kind = type == typeDiscard ? .discard(ranges: ranges) : .writeZeroes(ranges: ranges, unmap: unmap)
+            return .success(BlockRequest(kind: kind, statusAddress: statusAddress, dataLength: 0))
+        default:
+            return reject(.unsupported)
+        }
+    }
+}
