@@ -32,8 +32,8 @@ final class BlockQueueWorker: @unchecked Sendable {
     private let iovecs: UnsafeMutablePointer<iovec>
     private static let iovecsPerSlot = Int(BlockDevice.segMax)
     private var freeSlots: [Int]
-    private var kickBuffer: UInt64 = 0
-    private var stopBuffer: UInt64 = 0
+    /// Where io_uring stores the kick and stop eventfd counters: stable memory, not a Swift property.
+    private let eventFDCounters = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     private var thread: HostThread?
     private var completedSinceInterrupt = false
 
@@ -60,6 +60,7 @@ final class BlockQueueWorker: @unchecked Sendable {
     deinit {
         ckvm_uring_destroy(ring)
         iovecs.deallocate()
+        eventFDCounters.deallocate()
     }
 
     func stop() {
@@ -69,12 +70,8 @@ final class BlockQueueWorker: @unchecked Sendable {
     }
 
     private func armEventFDReads(kick: Bool, stop: Bool) {
-        if kick {
-            withUnsafeMutableBytes(of: &kickBuffer) { _ = ckvm_uring_prep_read(ring, context.kick.fd, $0.baseAddress, 8, Self.kickTag) }
-        }
-        if stop {
-            withUnsafeMutableBytes(of: &stopBuffer) { _ = ckvm_uring_prep_read(ring, stopSignal.fd, $0.baseAddress, 8, Self.stopTag) }
-        }
+        if kick { _ = ckvm_uring_prep_read(ring, context.kick.fd, eventFDCounters, 8, Self.kickTag) }
+        if stop { _ = ckvm_uring_prep_read(ring, stopSignal.fd, eventFDCounters + 1, 8, Self.stopTag) }
     }
 
     private func run() {
@@ -90,7 +87,7 @@ final class BlockQueueWorker: @unchecked Sendable {
                 case Self.stopTag:
                     running = false
                 case Self.kickTag:
-                    statistics.notifications.add(max(1, kickBuffer))
+                    statistics.notifications.add(max(1, eventFDCounters[0]))
                     armEventFDReads(kick: true, stop: false)
                     drainQueue()
                 default:
