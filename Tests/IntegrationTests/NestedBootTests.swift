@@ -5,16 +5,11 @@ import XCTest
 /// the whole class: bzImage and PVH, 1 and 2 vCPUs, a guest script's output and status, poweroff,
 /// reboot, panic and SIGTERM exit statuses, and the --stats-json document.
 final class NestedBootTests: XCTestCase {
-    struct Section {
-        let output: String
-        let status: Int32
-    }
-
     static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let reportScript = "echo report:cpus=$(grep -c ^processor /proc/cpuinfo); exit 7"
 
     /// One rig run covering every scenario; each prints `=== begin NAME` ... `=== end NAME status=N`.
-    static let rigRun: Result<(sections: [String: Section], output: String), Error> = Result {
+    static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
         func guestRun(_ script: String) -> String {
             "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
@@ -41,32 +36,10 @@ final class NestedBootTests: XCTestCase {
             echo "=== end sigterm status=$?"
             """,
         ].joined(separator: "\n")
-        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("nested-boot-\(UUID().uuidString).sh")
-        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: scriptURL) }
-        let result = try Toolchain.run(Toolchain.rig, ["--timeout", "400", "--add", "\(scriptURL.path):/boot-tests.sh", "--", "sh", "/boot-tests.sh"])
-        guard result.status == 0 else {
-            throw NSError(domain: "nested-rig", code: Int(result.status),
-                          userInfo: [NSLocalizedDescriptionKey: "rig exited \(result.status)\n\(result.stdout)\n\(result.stderr)"])
-        }
-        var sections: [String: Section] = [:]
-        var current: (name: String, lines: [String])?
-        // Guest lines end in "\r\r\n" after two ttys; Swift treats "\r\n" as one Character, so drop "\r" first.
-        let text = result.stdout.replacingOccurrences(of: "\r", with: "")
-        for line in text.components(separatedBy: "\n") {
-            if line.hasPrefix("=== begin ") {
-                current = (String(line.dropFirst(10)), [])
-            } else if line.hasPrefix("=== end "), let open = current, let range = line.range(of: " status=") {
-                sections[open.name] = Section(output: open.lines.joined(separator: "\n"), status: Int32(line[range.upperBound...]) ?? -1)
-                current = nil
-            } else {
-                current?.lines.append(line)
-            }
-        }
-        return (sections, result.stdout + result.stderr)
+        return try NestedRig.run(script: script)
     }
 
-    func section(_ name: String) throws -> Section {
+    func section(_ name: String) throws -> NestedRig.Section {
         let run = try Self.rigRun.get()
         return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
     }

@@ -1,0 +1,115 @@
+import Foundation
+import XCTest
+
+/// virtio-blk with Linux's own virtio_pci and virtio_blk drivers, in the nested rig: data written
+/// through /dev/vda reaches the backing file, a read-only disk refuses writes, and a 2-queue disk
+/// spreads requests over both queues of a 2-vCPU guest.
+final class NestedBlockTests: XCTestCase {
+    static let commandLine = "console=ttyS0 panic=-1 quiet"
+
+    static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
+        try Toolchain.requireArtifacts()
+        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        // A deterministic 1 MiB pattern both sides can regenerate: L2 checks the backing file with it.
+        let pattern = "i=0; while [ $i -lt 16384 ]; do printf 'sidecore-%054d\\n' $i; i=$((i+1)); done"
+        let writeAndVerify = """
+            \(pattern) > /tmp/pattern
+            dd if=/tmp/pattern of=/dev/vda bs=4096 seek=256 conv=fsync 2>/dev/null && echo guest-write-ok
+            echo 3 > /proc/sys/vm/drop_caches
+            echo "guest-readback $(dd if=/dev/vda bs=4096 skip=256 count=256 2>/dev/null | md5sum | cut -d' ' -f1)"
+            echo "guest-pattern $(md5sum < /tmp/pattern | cut -d' ' -f1)"
+            echo "guest-size $(cat /sys/block/vda/size)"
+            """
+        let readOnly = """
+            if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo ro-write-accepted; else echo ro-write-refused; fi
+            echo "ro-read $(dd if=/dev/vda bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
+            """
+        let multiQueue = """
+            echo "mq-queues $(ls /sys/block/vda/mq | wc -l)"
+            for cpu in 0 1; do taskset -c $cpu dd if=/dev/vda of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; done
+            echo mq-done
+            """
+        let script = """
+            \(pattern) > /tmp/pattern
+            dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
+            echo "=== begin write"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img,id=test-disk --cmdline '\(guestRun(writeAndVerify))' --stats-json /tmp/write.json
+            echo "=== end write status=$?"
+            echo "=== begin host-file"
+            echo "host-file $(dd if=/tmp/disk.img bs=4096 skip=256 count=256 2>/dev/null | md5sum | cut -d' ' -f1)"
+            echo "host-pattern $(md5sum < /tmp/pattern | cut -d' ' -f1)"
+            cat /tmp/write.json; echo
+            echo "=== end host-file status=0"
+            dd if=/dev/urandom of=/tmp/ro.img bs=1M count=4 2>/dev/null
+            before=$(md5sum < /tmp/ro.img | cut -d' ' -f1)
+            echo "=== begin readonly"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/ro.img,readonly=on --cmdline '\(guestRun(readOnly))'
+            st=$?
+            echo "ro-host-first-block $(dd if=/tmp/ro.img bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
+            [ "$before" = "$(md5sum < /tmp/ro.img | cut -d' ' -f1)" ] && echo ro-file-unchanged
+            echo "=== end readonly status=$st"
+            echo "=== begin multiqueue"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus 2 --disk path=/tmp/disk.img,queues=2 --cmdline '\(guestRun(multiQueue))' --stats-json /tmp/mq.json
+            st=$?
+            cat /tmp/mq.json; echo
+            echo "=== end multiqueue status=$st"
+            """
+        return try NestedRig.run(script: script)
+    }
+
+    func section(_ name: String) throws -> NestedRig.Section {
+        let run = try Self.rigRun.get()
+        return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
+    }
+
+    func value(_ key: String, in text: String) -> String? {
+        text.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
+    }
+
+    func testPatternWrittenInTheGuestReadsBackAndReachesTheFile() throws {
+        let guest = try section("write")
+        XCTAssertEqual(guest.status, 0, guest.output)
+        XCTAssertTrue(guest.output.contains("guest-write-ok"), guest.output)
+        let pattern = try XCTUnwrap(value("guest-pattern", in: guest.output))
+        XCTAssertEqual(value("guest-readback", in: guest.output), pattern, "read back after dropping caches")
+        XCTAssertEqual(value("guest-size", in: guest.output), "32768", "16 MiB in 512-byte sectors")
+        let host = try section("host-file")
+        XCTAssertEqual(value("host-file", in: host.output), value("host-pattern", in: host.output), "the backing file holds the pattern")
+        XCTAssertEqual(value("host-pattern", in: host.output), pattern)
+    }
+
+    func testStatisticsCountBlockRequests() throws {
+        let host = try section("host-file")
+        let json = try XCTUnwrap(host.output.components(separatedBy: "\n").first { $0.hasPrefix("{") })
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let devices = try XCTUnwrap(document["devices"] as? [[String: Any]])
+        XCTAssertEqual(devices.first?["type"] as? String, "virtio-blk")
+        let queue = try XCTUnwrap((devices.first?["queues"] as? [[String: Any]])?.first)
+        XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, 0)
+        XCTAssertGreaterThanOrEqual(queue["bytes"] as? Int ?? 0, 1 << 20 + 1 << 20, "1 MiB written and 1 MiB read back")
+        XCTAssertGreaterThan(queue["interrupts"] as? Int ?? 0, 0)
+        XCTAssertEqual(queue["errors"] as? Int, 0)
+    }
+
+    func testReadOnlyDiskRefusesWritesAndLeavesTheFileUnchanged() throws {
+        let result = try section("readonly")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("ro-write-refused"), result.output)
+        XCTAssertTrue(result.output.contains("ro-file-unchanged"), result.output)
+        XCTAssertEqual(value("ro-read", in: result.output), value("ro-host-first-block", in: result.output), "reads still work")
+    }
+
+    func testTwoQueuesServeTwoVCPUs() throws {
+        let result = try section("multiqueue")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertEqual(value("mq-queues", in: result.output), "2", result.output)
+        XCTAssertTrue(result.output.contains("mq-done"), result.output)
+        let json = try XCTUnwrap(result.output.components(separatedBy: "\n").first { $0.hasPrefix("{") })
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let queues = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"]) as? [[String: Any]])
+        XCTAssertEqual(queues.count, 2)
+        for queue in queues {
+            XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, 0, "requests on queue \(queue["index"] ?? "?")")
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+
+/// Runs a shell script inside the nested rig's L2 and splits its output into sections printed as
+/// `=== begin NAME` ... `=== end NAME status=N`.
+enum NestedRig {
+    struct Section {
+        let output: String
+        let status: Int32
+    }
+
+    static func run(script: String, timeoutInSeconds: Int = 500) throws -> (sections: [String: Section], output: String) {
+        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("nested-\(UUID().uuidString).sh")
+        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scriptURL) }
+        let result = try Toolchain.run(Toolchain.rig, ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh", "--", "sh", "/test.sh"])
+        guard result.status == 0 else {
+            throw NSError(domain: "nested-rig", code: Int(result.status),
+                          userInfo: [NSLocalizedDescriptionKey: "rig exited \(result.status)\n\(result.stdout.suffix(5000))\n\(result.stderr.suffix(3000))"])
+        }
+        var sections: [String: Section] = [:]
+        var current: (name: String, lines: [String])?
+        // Guest lines end in "\r\r\n" after two ttys; Swift treats "\r\n" as one Character, so drop "\r" first.
+        let text = result.stdout.replacingOccurrences(of: "\r", with: "")
+        for line in text.components(separatedBy: "\n") {
+            if line.hasPrefix("=== begin ") {
+                current = (String(line.dropFirst(10)), [])
+            } else if line.hasPrefix("=== end "), let open = current, let range = line.range(of: " status=") {
+                sections[open.name] = Section(output: open.lines.joined(separator: "\n"), status: Int32(line[range.upperBound...]) ?? -1)
+                current = nil
+            } else {
+                current?.lines.append(line)
+            }
+        }
+        return (sections, result.stdout + result.stderr)
+    }
+}
