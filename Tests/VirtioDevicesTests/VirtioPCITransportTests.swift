@@ -1,0 +1,158 @@
+import Hypervisor
+import Synchronization
+@testable import VirtioDevices
+import XCTest
+
+/// A device that records activation, for transport tests.
+final class FakeVirtioDevice: VirtioDevice, @unchecked Sendable {
+    let deviceType: UInt16 = 2
+    let pciClassCode: UInt32 = 0x01_80_00
+    let deviceFeatures: UInt64 = 1 << 9
+    let queueMaxSizes: [UInt16] = [16, 16]
+    let activations = Mutex<[(features: UInt64, queues: [Int])]>([])
+    let resets = Mutex(0)
+
+    func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        for index in 0..<data.count { data[index] = UInt8(truncatingIfNeeded: offset + index) }
+    }
+    func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
+    func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
+        activations.withLock { $0.append((features, queues.map(\.index))) }
+    }
+    func reset() { resets.withLock { $0 += 1 } }
+}
+
+/// The virtio-pci transport's registers as Linux's virtio_pci_modern drives them, on a real VM
+/// (MSI-X routes and ioeventfds need KVM).
+final class VirtioPCITransportTests: XCTestCase {
+    var vm: VirtualMachine!
+    var memory: GuestMemory!
+    var device: FakeVirtioDevice!
+    var transport: VirtioPCITransport!
+
+    override func setUpWithError() throws {
+        vm = try KVM().createVM()
+        try vm.createIRQChip()
+        memory = try GuestMemory(ranges: [(0, 1 << 20)])
+        try vm.map(memory)
+        device = FakeVirtioDevice()
+        transport = try VirtioPCITransport(device: device, name: "test", root: PCIRoot(), vm: vm,
+                                           router: InterruptRouter(vm: vm), memory: memory)
+        transport.configurationWrite(offset: 0x04, width: 2, value: 0x06)  // memory decoding, bus master
+    }
+
+    func common(_ offset: UInt64, width: Int = 4) -> UInt64 {
+        var bytes = [UInt8](repeating: 0, count: width)
+        bytes.withUnsafeMutableBytes { transport.barRead(index: 0, offset: offset, into: $0) }
+        return bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    }
+
+    func setCommon(_ offset: UInt64, _ value: UInt64, width: Int = 4) {
+        let bytes = (0..<width).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+        bytes.withUnsafeBytes { transport.barWrite(index: 0, offset: offset, data: $0) }
+    }
+
+    func testConfigurationSpaceIdentifiesAModernVirtioDeviceWithItsCapabilities() {
+        XCTAssertEqual(transport.configurationRead(offset: 0, width: 4), 0x1042_1AF4)
+        XCTAssertEqual(transport.configurationRead(offset: 0x08, width: 4) >> 8, 0x01_80_00, "class code")
+        XCTAssertNotEqual(transport.configurationRead(offset: 0x06, width: 2) & 0x10, 0, "capability list")
+        var pointer = Int(transport.configurationRead(offset: 0x34, width: 1))
+        var virtioTypes: [UInt32] = []
+        var msixTableSize: UInt32?
+        while pointer != 0 {
+            let id = transport.configurationRead(offset: pointer, width: 1)
+            if id == 0x09 { virtioTypes.append(transport.configurationRead(offset: pointer + 3, width: 1)) }
+            if id == 0x11 { msixTableSize = (transport.configurationRead(offset: pointer + 2, width: 2) & 0x7FF) + 1 }
+            pointer = Int(transport.configurationRead(offset: pointer + 1, width: 1))
+        }
+        XCTAssertEqual(virtioTypes, [1, 2, 3, 4], "common, notify, ISR, device config")
+        XCTAssertEqual(msixTableSize, 3, "one vector per queue plus config")
+    }
+
+    func testBARSizingReportsTheSize() {
+        let original = transport.configurationRead(offset: 0x10, width: 4)
+        transport.configurationWrite(offset: 0x10, width: 4, value: 0xFFFF_FFFF)
+        XCTAssertEqual(transport.configurationRead(offset: 0x10, width: 4), 0xFFFF_000C, "64 KiB, 64-bit prefetchable")
+        transport.configurationWrite(offset: 0x10, width: 4, value: original)
+        XCTAssertEqual(transport.configurationRead(offset: 0x10, width: 4), original)
+        XCTAssertEqual(transport.memoryBARs().first?.address, UInt64(original & ~0xF))
+    }
+
+    func negotiate(_ features: UInt64) -> UInt8 {
+        setCommon(0x14, 1 | 2, width: 1)
+        setCommon(0x08, 0)
+        setCommon(0x0C, features & 0xFFFF_FFFF)
+        setCommon(0x08, 1)
+        setCommon(0x0C, features >> 32)
+        setCommon(0x14, 1 | 2 | 8, width: 1)
+        return UInt8(common(0x14, width: 1))
+    }
+
+    func testFeaturesNeverOfferedAreRefused() {
+        setCommon(0x00, 1)
+        XCTAssertEqual(common(0x04), 1 | (1 << 0), "VERSION_1 offered in the high word")
+        XCTAssertEqual(negotiate(VirtioFeature.version1 | (1 << 20)) & 8, 0, "bit 20 was never offered")
+        setCommon(0x14, 0, width: 1)
+        XCTAssertEqual(negotiate(1 << 9) & 8, 0, "a driver without VERSION_1 is refused")
+        setCommon(0x14, 0, width: 1)
+        XCTAssertEqual(negotiate(VirtioFeature.version1 | (1 << 9)) & 8, 8)
+    }
+
+    func testDriverOKActivatesEnabledQueuesAndResetDeactivates() {
+        XCTAssertEqual(negotiate(VirtioFeature.version1 | VirtioFeature.eventIndex) & 8, 8)
+        setCommon(0x16, 1, width: 2)  // queue 1
+        XCTAssertEqual(common(0x18, width: 2), 16)
+        setCommon(0x18, 8, width: 2)
+        setCommon(0x20, 0x1000, width: 8)
+        setCommon(0x28, 0x2000, width: 8)
+        setCommon(0x30, 0x3000, width: 8)
+        setCommon(0x1C, 1, width: 2)
+        setCommon(0x14, 1 | 2 | 8 | 4, width: 1)
+        XCTAssertEqual(device.activations.withLock { $0.map(\.queues) }, [[1]])
+        XCTAssertEqual(device.activations.withLock { $0.first?.features }, VirtioFeature.version1 | VirtioFeature.eventIndex)
+        setCommon(0x18, 4, width: 2)
+        XCTAssertEqual(common(0x18, width: 2), 8, "queue registers are frozen after DRIVER_OK")
+        setCommon(0x14, 0, width: 1)
+        XCTAssertEqual(common(0x14, width: 1), 0)
+        XCTAssertEqual(device.resets.withLock { $0 }, 1)
+    }
+
+    func testQueueOutsideGuestMemoryNeedsReset() {
+        _ = negotiate(VirtioFeature.version1)
+        setCommon(0x16, 0, width: 2)
+        setCommon(0x20, 0xFFFF_0000, width: 8)
+        setCommon(0x1C, 1, width: 2)
+        setCommon(0x14, 1 | 2 | 8 | 4, width: 1)
+        XCTAssertNotEqual(common(0x14, width: 1) & 64, 0, "DEVICE_NEEDS_RESET")
+        XCTAssertTrue(device.activations.withLock { $0.isEmpty })
+    }
+
+    func testMaskedMSIXVectorIsPendingUntilUnmasked() throws {
+        var pointer = Int(transport.configurationRead(offset: 0x34, width: 1))
+        while transport.configurationRead(offset: pointer, width: 1) != 0x11 { pointer = Int(transport.configurationRead(offset: pointer + 1, width: 1)) }
+        transport.configurationWrite(offset: pointer + 2, width: 2, value: 0x8000)  // enable MSI-X
+        let entry = VirtioPCITransport.msixTableOffset
+        setCommon(entry, 0xFEE0_0000)
+        setCommon(entry + 8, 0x41)
+        setCommon(0x16, 0, width: 2)
+        setCommon(0x1A, 0, width: 2)  // queue 0 -> vector 0
+        XCTAssertEqual(common(entry + 12), 1, "vectors start masked")
+        transport.raiseQueueInterrupt(0)
+        XCTAssertEqual(common(VirtioPCITransport.msixPendingOffset) & 1, 1, "pending bit set while masked")
+        XCTAssertEqual(transport.interruptsRaised(vector: 0), 0)
+        setCommon(entry + 12, 0)  // unmask
+        XCTAssertEqual(common(VirtioPCITransport.msixPendingOffset) & 1, 0)
+        XCTAssertEqual(transport.interruptsRaised(vector: 0), 1, "delivered on unmask")
+        transport.raiseQueueInterrupt(0)
+        XCTAssertEqual(transport.interruptsRaised(vector: 0), 2)
+        transport.configurationWrite(offset: pointer + 2, width: 2, value: 0xC000)  // function mask
+        transport.raiseQueueInterrupt(0)
+        XCTAssertEqual(transport.interruptsRaised(vector: 0), 2, "function mask holds it back")
+        transport.configurationWrite(offset: pointer + 2, width: 2, value: 0x8000)
+        XCTAssertEqual(transport.interruptsRaised(vector: 0), 3)
+    }
+
+    func testDeviceConfigurationIsForwarded() {
+        XCTAssertEqual(common(VirtioPCITransport.deviceConfigOffset + 4, width: 4), 0x0706_0504)
+    }
+}
