@@ -39,6 +39,10 @@ struct Run: ParsableCommand {
         valueName: "options"))
     var disks: [String] = []
 
+    @Option(name: .customLong("net"), help: ArgumentHelp(
+        "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.", valueName: "options"))
+    var nets: [String] = []
+
     @Flag(help: "Print each vCPU's KVM statistics to stderr at exit.")
     var stats = false
 
@@ -53,6 +57,7 @@ struct Run: ParsableCommand {
         if memory < 1 { throw ValidationError("--memory \(memory): a guest needs at least 1 MiB") }
         if memory > 1 << 20 { throw ValidationError("--memory \(memory): more than 1 TiB is not supported") }
         for disk in disks { _ = try DiskArgument.parse(disk) }
+        for net in nets { _ = try NetArgument.parse(net) }
     }
 
     func run() throws {
@@ -83,8 +88,10 @@ struct Run: ParsableCommand {
 
         let devices: VirtioDeviceSet
         do {
-            devices = try VirtioDeviceSet(machine: machine, disks: try disks.map(DiskArgument.parse))
+            devices = try VirtioDeviceSet(machine: machine, disks: try disks.map(DiskArgument.parse), nets: try nets.map(NetArgument.parse))
         } catch let error as BlockDeviceError {
+            throw ValidationError(error.description)
+        } catch let error as NetDeviceError {
             throw ValidationError(error.description)
         }
 

@@ -5,6 +5,7 @@ import VirtioDevices
 struct DeviceStatistics: Encodable {
     struct Queue: Encodable {
         let index: Int
+        let name: String
         let requests: UInt64
         let bytes: UInt64
         let notifications: UInt64
@@ -21,8 +22,9 @@ struct DeviceStatistics: Encodable {
 /// The virtio devices of one VM: created from the command line and put on its PCI bus.
 final class VirtioDeviceSet {
     private var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
+    private var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
 
-    init(machine: Machine, disks: [BlockDeviceConfiguration]) throws {
+    init(machine: Machine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration]) throws {
         for (index, var configuration) in disks.enumerated() {
             let name = "blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
@@ -33,23 +35,41 @@ final class VirtioDeviceSet {
             _ = machine.pciRoot.add(transport)
             blocks.append((device, transport))
         }
+        for (index, configuration) in nets.enumerated() {
+            let name = "net\(index)"
+            let device = try NetDevice(configuration: configuration, name: name)
+            let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
+                                                   router: machine.interruptRouter, memory: machine.memory)
+            _ = machine.pciRoot.add(transport)
+            networks.append((device, transport))
+        }
     }
 
     func statistics() -> [DeviceStatistics] {
-        blocks.map { block in
-            DeviceStatistics(
-                name: block.device.name, type: "virtio-blk",
-                queues: block.device.queueStatistics.enumerated().map { index, queue in
-                    DeviceStatistics.Queue(index: index, requests: queue.requests.count, bytes: queue.bytes.count,
-                                           notifications: queue.notifications.count, interrupts: queue.interrupts.count,
-                                           errors: queue.errors.count)
-                },
-                deviceErrors: block.transport.errorCount.count)
+        func queues(_ statistics: [QueueStatistics], names: (Int) -> String) -> [DeviceStatistics.Queue] {
+            statistics.enumerated().map { index, queue in
+                DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
+                                       notifications: queue.notifications.count, interrupts: queue.interrupts.count,
+                                       errors: queue.errors.count)
+            }
         }
+        let disks = blocks.map { block in
+            DeviceStatistics(name: block.device.name, type: "virtio-blk",
+                             queues: queues(block.device.queueStatistics) { "request\($0)" },
+                             deviceErrors: block.transport.errorCount.count)
+        }
+        let nics = networks.map { network in
+            let pairs = network.device.configuration.queuePairs
+            return DeviceStatistics(name: network.device.name, type: "virtio-net",
+                                    queues: queues(network.device.queueStatistics) { $0 == 2 * pairs ? "control" : ($0 % 2 == 0 ? "rx\($0 / 2)" : "tx\($0 / 2)") },
+                                    deviceErrors: network.transport.errorCount.count)
+        }
+        return disks + nics
     }
 
     /// Stops the device workers (their io_urings drain first).
     func stop() {
         for block in blocks { block.device.reset() }
+        for network in networks { network.device.reset() }
     }
 }

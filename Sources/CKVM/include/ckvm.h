@@ -94,6 +94,13 @@ int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, 
 int ckvm_falloc_punch_hole(void);
 int ckvm_falloc_zero_range(void);
 
+// MARK: TAP devices (linux/if_tun.h)
+/// Opens one queue of TAP device `name` (created if absent) with IFF_TAP | IFF_NO_PI |
+/// IFF_VNET_HDR | IFF_MULTI_QUEUE and a 12-byte virtio_net_hdr; returns the fd or -1 with errno.
+int ckvm_tap_open(const char *name);
+/// TUNSETOFFLOAD: which offloaded frames the TAP may hand us (the guest's receive offloads).
+int ckvm_tap_set_offload(int fd, int checksum, int tso4, int tso6);
+
 // MARK: syscalls without a Glibc wrapper
 /// io_uring_setup(2) with 1 entry, immediately closed: tells whether the host allows io_uring.
 /// Returns 0 when available, otherwise the errno io_uring_setup failed with.

@@ -1,0 +1,85 @@
+import Glibc
+import Hypervisor
+
+/// Serves the virtio-net control queue: VIRTIO_NET_CTRL_MQ's VQ_PAIRS_SET is acknowledged when
+/// the count is valid; every other command gets VIRTIO_NET_ERR.
+final class NetControlWorker: @unchecked Sendable {
+    static let classMultiQueue: UInt8 = 4
+    static let commandSetPairs: UInt8 = 0
+    static let ok: UInt8 = 0
+    static let error: UInt8 = 1
+
+    private let context: QueueContext
+    private let memory: GuestMemory
+    private unowned let device: NetDevice
+    private let statistics: QueueStatistics
+    private let stopSignal: EventFD
+    private var thread: HostThread?
+
+    init(name: String, context: QueueContext, memory: GuestMemory, device: NetDevice, statistics: QueueStatistics) throws {
+        self.context = context
+        self.memory = memory
+        self.device = device
+        self.statistics = statistics
+        stopSignal = try EventFD()
+        thread = try HostThread(name: name) { [self] in run() }
+    }
+
+    func stop() {
+        stopSignal.signal()
+        thread?.join()
+        thread = nil
+    }
+
+    private func run() {
+        var fds = [pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: context.kick.fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            handleCommands()
+            guard poll(&fds, 2, -1) >= 0 || errno == EINTR else { return }
+            if fds[0].revents != 0 { return }
+            if fds[1].revents != 0 {
+                statistics.notifications.add(context.kick.wait())
+            }
+        }
+    }
+
+    private func handleCommands() {
+        var completed = false
+        while let popped = try? context.queue.popAvailable() {
+            completed = true
+            statistics.requests.add()
+            switch popped {
+            case .failure(let head, _):
+                statistics.errors.add()
+                context.queue.addUsed(head: head, length: 0)
+            case .chain(let chain):
+                let status = execute(chain)
+                if status != Self.ok { statistics.errors.add() }
+                if let ack = chain.writable.last, ack.length >= 1 {
+                    try? memory.store(status, at: ack.address + UInt64(ack.length) - 1)
+                    context.queue.addUsed(head: chain.head, length: 1)
+                } else {
+                    context.queue.addUsed(head: chain.head, length: 0)
+                }
+            }
+        }
+        if completed && context.queue.needsInterrupt() {
+            statistics.interrupts.add()
+            context.interrupt.raise()
+        }
+    }
+
+    private func execute(_ chain: DescriptorChain) -> UInt8 {
+        var command: [UInt8] = []
+        for buffer in chain.readable where command.count < 4 {
+            guard let bytes = try? memory.read(at: buffer.address, count: min(Int(buffer.length), 4 - command.count)) else { return Self.error }
+            command += bytes
+        }
+        guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else { return Self.error }
+        let pairs = Int(command[2]) | Int(command[3]) << 8
+        guard (1...device.configuration.queuePairs).contains(pairs) else { return Self.error }
+        device.activePairs.store(pairs, ordering: .relaxed)
+        return Self.ok
+    }
+}

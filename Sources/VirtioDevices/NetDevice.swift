@@ -1,0 +1,132 @@
+import CKVM
+import Glibc
+import Hypervisor
+import Synchronization
+
+/// How one `--net` is backed.
+public struct NetDeviceConfiguration: Equatable {
+    public var tapName: String
+    public var mac: [UInt8]
+    public var queuePairs = 1
+
+    public init(tapName: String, mac: [UInt8]) {
+        self.tapName = tapName
+        self.mac = mac
+    }
+}
+
+/// A problem with a `--net` the user gave: names the input.
+public struct NetDeviceError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+}
+
+/// virtio-net on a multi-queue TAP: one worker per queue pair, the virtio_net_hdr passed through
+/// (checksum and TSO offloads both ways), mergeable receive buffers, and a control queue for MQ.
+public final class NetDevice: VirtioDevice, @unchecked Sendable {
+    static let featureChecksum: UInt64 = 1 << 0
+    static let featureGuestChecksum: UInt64 = 1 << 1
+    static let featureMAC: UInt64 = 1 << 5
+    static let featureGuestTSO4: UInt64 = 1 << 7
+    static let featureGuestTSO6: UInt64 = 1 << 8
+    static let featureHostTSO4: UInt64 = 1 << 11
+    static let featureHostTSO6: UInt64 = 1 << 12
+    static let featureMergeableBuffers: UInt64 = 1 << 15
+    static let featureStatus: UInt64 = 1 << 16
+    static let featureControlQueue: UInt64 = 1 << 17
+    static let featureMultiQueue: UInt64 = 1 << 22
+    static let headerSize = 12
+    public static let queueSize: UInt16 = 256
+
+    public let configuration: NetDeviceConfiguration
+    public let name: String
+    let tapFDs: [Int32]
+    private let workers = Mutex<[NetQueuePairWorker]>([])
+    private let controlWorker = Mutex<NetControlWorker?>(nil)
+    /// Counters per virtqueue (rx0, tx0, rx1, tx1, ..., control), kept across resets.
+    public let queueStatistics: [QueueStatistics]
+    /// Queue pairs the driver asked for through VIRTIO_NET_CTRL_MQ.
+    public let activePairs: Atomic<Int>
+
+    public let deviceType: UInt16 = 1
+    public let pciClassCode: UInt32 = 0x02_00_00
+    public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: 2 * configuration.queuePairs) + [64] }
+
+    public var deviceFeatures: UInt64 {
+        var features = Self.featureChecksum | Self.featureGuestChecksum | Self.featureMAC | Self.featureGuestTSO4
+            | Self.featureGuestTSO6 | Self.featureHostTSO4 | Self.featureHostTSO6 | Self.featureMergeableBuffers
+            | Self.featureStatus | Self.featureControlQueue
+        if configuration.queuePairs > 1 { features |= Self.featureMultiQueue }
+        return features
+    }
+
+    public init(configuration: NetDeviceConfiguration, name: String) throws {
+        guard (1...16).contains(configuration.queuePairs) else {
+            throw NetDeviceError(description: "--net queues=\(configuration.queuePairs): must be 1 to 16")
+        }
+        var fds: [Int32] = []
+        for _ in 0..<configuration.queuePairs {
+            let fd = configuration.tapName.withCString { ckvm_tap_open($0) }
+            guard fd >= 0 else {
+                let reason = String(cString: strerror(errno))
+                for fd in fds { close(fd) }
+                throw NetDeviceError(description: "--net tap=\(configuration.tapName): cannot open the TAP device: \(reason)")
+            }
+            fds.append(fd)
+        }
+        self.configuration = configuration
+        self.name = name
+        self.tapFDs = fds
+        queueStatistics = (0...(2 * configuration.queuePairs)).map { _ in QueueStatistics() }
+        activePairs = Atomic(1)
+    }
+
+    deinit {
+        reset()
+        for fd in tapFDs { close(fd) }
+    }
+
+    public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
+        // mac[6], status (LINK_UP), max_virtqueue_pairs
+        let config = configuration.mac + le(UInt16(1)) + le(UInt16(configuration.queuePairs))
+        for index in 0..<data.count { data[index] = offset + index < config.count ? config[offset + index] : 0 }
+    }
+
+    public func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
+
+    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
+        let byIndex = Dictionary(uniqueKeysWithValues: queues.map { ($0.index, $0) })
+        for fd in tapFDs {
+            _ = ckvm_tap_set_offload(fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
+                                     features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
+        }
+        var started: [NetQueuePairWorker] = []
+        for pair in 0..<configuration.queuePairs {
+            guard let rx = byIndex[2 * pair], let tx = byIndex[2 * pair + 1] else { continue }
+            started.append(try NetQueuePairWorker(
+                name: "\(name)-q\(pair)", tapFD: tapFDs[pair], rx: rx, tx: tx, memory: memory,
+                mergeable: features & Self.featureMergeableBuffers != 0,
+                rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1]))
+        }
+        workers.withLock { $0 = started }
+        if let control = byIndex[2 * configuration.queuePairs] {
+            let worker = try NetControlWorker(name: "\(name)-ctl", context: control, memory: memory, device: self,
+                                              statistics: queueStatistics[2 * configuration.queuePairs])
+            controlWorker.withLock { $0 = worker }
+        }
+    }
+
+    public func reset() {
+        let stopping = workers.withLock { workers -> [NetQueuePairWorker] in
+            defer { workers = [] }
+            return workers
+        }
+        for worker in stopping { worker.stop() }
+        controlWorker.withLock { $0 }?.stop()
+        controlWorker.withLock { $0 = nil }
+    }
+
+    /// A locally administered unicast MAC address, random per run.
+    public static func randomMAC() -> [UInt8] {
+        [0x52, 0x54, 0x00] + (0..<3).map { _ in UInt8.random(in: 0...255) }
+    }
+}
