@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+
+/// virtio-net with Linux's own virtio_net driver against a TAP inside the rig's L2 (which has no
+/// network device: nothing leaves the emulated machine). Link-local addresses only.
+final class NestedNetTests: XCTestCase {
+    static let commandLine = "console=ttyS0 panic=-1 quiet"
+    static let hostAddress = "169.254.77.1"
+    static let guestAddress = "169.254.77.2"
+
+    static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
+        try Toolchain.requireArtifacts()
+        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        let guestSetUp = "ip link set lo up; ip addr add \(guestAddress)/24 dev eth0 && ip link set eth0 up; sleep 1"
+        let transfers = """
+            \(guestSetUp)
+            ping -c 3 \(hostAddress) >/dev/null && echo guest-ping-ok
+            wget -q -O /tmp/down http://\(hostAddress):8080/down && echo "guest-down $(md5sum < /tmp/down | cut -d' ' -f1)"
+            mkdir -p /srv; dd if=/dev/urandom of=/srv/up bs=1M count=4 2>/dev/null
+            echo "guest-up $(md5sum < /srv/up | cut -d' ' -f1)"
+            httpd -p \(guestAddress):8081 -h /srv
+            i=0; while [ ! -f /tmp/fetched ] && [ $i -lt 60 ]; do sleep 1; wget -q -O /tmp/fetched http://\(hostAddress):8080/fetched || rm -f /tmp/fetched; i=$((i+1)); done
+            """
+        let multiQueue = """
+            \(guestSetUp)
+            echo "mq-queues $(ls /sys/class/net/eth0/queues | tr '\\n' ' ')"
+            for cpu in 0 1; do taskset -c $cpu wget -q -O /dev/null http://\(hostAddress):8080/down & done; wait
+            echo mq-done
+            """
+        func boot(_ name: String, cpus: Int, net: String, script: String, afterStart: String) -> String {
+            """
+            echo "=== begin \(name)"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
+            pid=$!
+            i=0; while [ ! -d /sys/class/net/tap0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+            ip addr add \(hostAddress)/24 dev tap0 2>/dev/null; ip link set tap0 up
+            \(afterStart)
+            wait $pid; st=$?
+            cat /tmp/\(name).json; echo
+            echo "=== end \(name) status=$st"
+            """
+        }
+        let script = """
+            mkdir -p /srv; dd if=/dev/urandom of=/srv/down bs=1M count=4 2>/dev/null; echo done > /srv/fetched
+            echo "=== begin host"; echo "host-down $(md5sum < /srv/down | cut -d' ' -f1)"; echo "=== end host status=0"
+            httpd -p 8080 -h /srv
+            \(boot("transfers", cpus: 1, net: "tap=tap0,mac=52:54:00:12:34:56", script: transfers, afterStart: """
+                i=0; until wget -q -O /tmp/up http://\(guestAddress):8081/up 2>/dev/null || [ $i -ge 90 ]; do sleep 1; i=$((i+1)); done
+                echo "host-up $(md5sum < /tmp/up | cut -d' ' -f1)"
+                """))
+            \(boot("multiqueue", cpus: 2, net: "tap=tap0,queues=2", script: multiQueue, afterStart: ""))
+            """
+        return try NestedRig.run(script: script)
+    }
+
+    func section(_ name: String) throws -> NestedRig.Section {
+        let run = try Self.rigRun.get()
+        return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
+    }
+
+    func value(_ key: String, in text: String) -> String? {
+        text.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
+    }
+
+    func queues(in section: NestedRig.Section) throws -> [String: [String: Any]] {
+        let json = try XCTUnwrap(section.output.components(separatedBy: "\n").first { $0.hasPrefix("{") }, section.output)
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let device = try XCTUnwrap((document["devices"] as? [[String: Any]])?.first)
+        XCTAssertEqual(device["type"] as? String, "virtio-net")
+        let list = try XCTUnwrap(device["queues"] as? [[String: Any]])
+        return Dictionary(uniqueKeysWithValues: list.map { ($0["name"] as? String ?? "", $0) })
+    }
+
+    func testPingAndTCPTransfersBothWays() throws {
+        let result = try section("transfers")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("guest-ping-ok"), result.output)
+        let host = try section("host")
+        XCTAssertEqual(value("guest-down", in: result.output), value("host-down", in: host.output), "4 MiB L2 -> guest intact")
+        XCTAssertNotNil(value("guest-up", in: result.output))
+        XCTAssertEqual(value("host-up", in: result.output), value("guest-up", in: result.output), "4 MiB guest -> L2 intact")
+        let stats = try queues(in: result)
+        XCTAssertGreaterThanOrEqual(stats["rx0"]?["bytes"] as? Int ?? 0, 4 << 20)
+        XCTAssertGreaterThanOrEqual(stats["tx0"]?["bytes"] as? Int ?? 0, 4 << 20)
+        XCTAssertEqual(stats["rx0"]?["errors"] as? Int, 0)
+        XCTAssertEqual(stats["tx0"]?["errors"] as? Int, 0)
+    }
+
+    func testTwoQueuePairsWithTwoVCPUs() throws {
+        let result = try section("multiqueue")
+        XCTAssertEqual(result.status, 0, result.output)
+        let listed = try XCTUnwrap(value("mq-queues", in: result.output))
+        XCTAssertTrue(listed.contains("rx-1") && listed.contains("tx-1"), listed)
+        XCTAssertTrue(result.output.contains("mq-done"))
+        let stats = try queues(in: result)
+        XCTAssertGreaterThan(stats["control"]?["requests"] as? Int ?? 0, 0, "VIRTIO_NET_CTRL_MQ set the pair count")
+        XCTAssertEqual(stats["control"]?["errors"] as? Int, 0)
+        for queue in ["tx0", "tx1"] {
+            XCTAssertGreaterThan(stats[queue]?["requests"] as? Int ?? 0, 0, "\(queue) carried traffic")
+        }
+    }
+}
