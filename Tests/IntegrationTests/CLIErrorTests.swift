@@ -92,6 +92,22 @@ final class CLIErrorTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: stats), "nothing left behind")
     }
 
+    func testBadDiskOptions() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=/nonexistent/disk.img"], mentions: ["/nonexistent/disk.img", "No such file"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=\(scratch.path)"], mentions: [scratch.path, "directory"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,queues=0"], mentions: ["queues"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,colour=blue"], mentions: ["colour"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "backend=null"], mentions: ["size"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "readonly=maybe,path=x"], mentions: ["readonly"])
+    }
+
+    func testBadNetOptions() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--net", "mac=52:54:00:00:00:01"], mentions: ["tap=NAME"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,mac=01:00:00:00:00:01"], mentions: ["01:00:00:00:00:01", "unicast"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,queues=99"], mentions: ["queues"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=this-name-is-too-long"], mentions: ["15 bytes"])
+    }
+
     func testCheckReportsTheHost() throws {
         let result = try Toolchain.run(Toolchain.hvctl, ["check"])
         XCTAssertEqual(result.status, 0, result.stderr)
