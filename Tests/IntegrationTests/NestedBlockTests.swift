@@ -62,26 +62,21 @@ final class NestedBlockTests: XCTestCase {
         return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
     }
 
-    func value(_ key: String, in text: String) -> String? {
-        text.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
-    }
-
     func testPatternWrittenInTheGuestReadsBackAndReachesTheFile() throws {
         let guest = try section("write")
         XCTAssertEqual(guest.status, 0, guest.output)
         XCTAssertTrue(guest.output.contains("guest-write-ok"), guest.output)
-        let pattern = try XCTUnwrap(value("guest-pattern", in: guest.output))
-        XCTAssertEqual(value("guest-readback", in: guest.output), pattern, "read back after dropping caches")
-        XCTAssertEqual(value("guest-size", in: guest.output), "32768", "16 MiB in 512-byte sectors")
+        let pattern = try XCTUnwrap(guest.value("guest-pattern"))
+        XCTAssertEqual(guest.value("guest-readback"), pattern, "read back after dropping caches")
+        XCTAssertEqual(guest.value("guest-size"), "32768", "16 MiB in 512-byte sectors")
         let host = try section("host-file")
-        XCTAssertEqual(value("host-file", in: host.output), value("host-pattern", in: host.output), "the backing file holds the pattern")
-        XCTAssertEqual(value("host-pattern", in: host.output), pattern)
+        XCTAssertEqual(host.value("host-file"), host.value("host-pattern"), "the backing file holds the pattern")
+        XCTAssertEqual(host.value("host-pattern"), pattern)
     }
 
     func testStatisticsCountBlockRequests() throws {
         let host = try section("host-file")
-        let json = try XCTUnwrap(host.output.components(separatedBy: "\n").first { $0.hasPrefix("{") })
-        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let document = try XCTUnwrap(try host.jsonDocument(), host.output)
         let devices = try XCTUnwrap(document["devices"] as? [[String: Any]])
         XCTAssertEqual(devices.first?["type"] as? String, "virtio-blk")
         let queue = try XCTUnwrap((devices.first?["queues"] as? [[String: Any]])?.first)
@@ -96,16 +91,15 @@ final class NestedBlockTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("ro-write-refused"), result.output)
         XCTAssertTrue(result.output.contains("ro-file-unchanged"), result.output)
-        XCTAssertEqual(value("ro-read", in: result.output), value("ro-host-first-block", in: result.output), "reads still work")
+        XCTAssertEqual(result.value("ro-read"), result.value("ro-host-first-block"), "reads still work")
     }
 
     func testTwoQueuesServeTwoVCPUs() throws {
         let result = try section("multiqueue")
         XCTAssertEqual(result.status, 0, result.output)
-        XCTAssertEqual(value("mq-queues", in: result.output), "2", result.output)
+        XCTAssertEqual(result.value("mq-queues"), "2", result.output)
         XCTAssertTrue(result.output.contains("mq-done"), result.output)
-        let json = try XCTUnwrap(result.output.components(separatedBy: "\n").first { $0.hasPrefix("{") })
-        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let document = try XCTUnwrap(try result.jsonDocument(), result.output)
         let queues = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"]) as? [[String: Any]])
         XCTAssertEqual(queues.count, 2)
         for queue in queues {

@@ -58,13 +58,8 @@ final class NestedNetTests: XCTestCase {
         return try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
     }
 
-    func value(_ key: String, in text: String) -> String? {
-        text.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
-    }
-
     func queues(in section: NestedRig.Section) throws -> [String: [String: Any]] {
-        let json = try XCTUnwrap(section.output.components(separatedBy: "\n").first { $0.hasPrefix("{") }, section.output)
-        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let document = try XCTUnwrap(try section.jsonDocument(), section.output)
         let device = try XCTUnwrap((document["devices"] as? [[String: Any]])?.first)
         XCTAssertEqual(device["type"] as? String, "virtio-net")
         let list = try XCTUnwrap(device["queues"] as? [[String: Any]])
@@ -76,9 +71,9 @@ final class NestedNetTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("guest-ping-ok"), result.output)
         let host = try section("host")
-        XCTAssertEqual(value("guest-down", in: result.output), value("host-down", in: host.output), "4 MiB L2 -> guest intact")
-        XCTAssertNotNil(value("guest-up", in: result.output))
-        XCTAssertEqual(value("host-up", in: result.output), value("guest-up", in: result.output), "4 MiB guest -> L2 intact")
+        XCTAssertEqual(result.value("guest-down"), host.value("host-down"), "4 MiB L2 -> guest intact")
+        XCTAssertNotNil(result.value("guest-up"))
+        XCTAssertEqual(result.value("host-up"), result.value("guest-up"), "4 MiB guest -> L2 intact")
         let stats = try queues(in: result)
         XCTAssertGreaterThanOrEqual(stats["rx0"]?["bytes"] as? Int ?? 0, 4 << 20)
         XCTAssertGreaterThanOrEqual(stats["tx0"]?["bytes"] as? Int ?? 0, 4 << 20)
@@ -89,7 +84,7 @@ final class NestedNetTests: XCTestCase {
     func testTwoQueuePairsWithTwoVCPUs() throws {
         let result = try section("multiqueue")
         XCTAssertEqual(result.status, 0, result.output)
-        let listed = try XCTUnwrap(value("mq-queues", in: result.output))
+        let listed = try XCTUnwrap(result.value("mq-queues"))
         XCTAssertTrue(listed.contains("rx-1") && listed.contains("tx-1"), listed)
         XCTAssertTrue(result.output.contains("mq-done"))
         let stats = try queues(in: result)

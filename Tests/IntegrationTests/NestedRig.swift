@@ -6,6 +6,17 @@ enum NestedRig {
     struct Section {
         let output: String
         let status: Int32
+
+        /// The rest of the first line that starts with `key` and a space.
+        func value(_ key: String) -> String? {
+            output.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
+        }
+
+        /// The first line that is a JSON object (an hvctl --stats-json document), parsed.
+        func jsonDocument() throws -> [String: Any]? {
+            guard let json = output.components(separatedBy: "\n").first(where: { $0.hasPrefix("{") }) else { return nil }
+            return try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        }
     }
 
     static func run(script: String, timeoutInSeconds: Int = 500) throws -> (sections: [String: Section], output: String) {
