@@ -138,5 +138,7 @@ public final class QueueStatistics: Sendable {
     public let notifications = Counter()
     public let interrupts = Counter()
     public let errors = Counter()
+    /// FLUSH requests passed to fdatasync (block devices only).
+    public let flushes = Counter()
     public init() {}
 }

@@ -197,6 +197,7 @@ final class BlockQueueWorker: @unchecked Sendable {
             }
             if slots[slot].pendingOperations == 0 { complete(slot: slot) }
         case .flush:
+            statistics.flushes.add()
             submit(expecting: 0) { ckvm_uring_prep_fdatasync(ring, fd, tag) }
             if slots[slot].pendingOperations == 0 { complete(slot: slot) }
         case .getID(let buffer):

@@ -11,6 +11,7 @@ struct DeviceStatistics: Encodable {
         let notifications: UInt64
         let interrupts: UInt64
         let errors: UInt64
+        let flushes: UInt64
     }
 
     let name: String
@@ -50,7 +51,7 @@ final class VirtioDeviceSet {
             statistics.enumerated().map { index, queue in
                 DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
                                        notifications: queue.notifications.count, interrupts: queue.interrupts.count,
-                                       errors: queue.errors.count)
+                                       errors: queue.errors.count, flushes: queue.flushes.count)
             }
         }
         let disks = blocks.map { block in

@@ -29,6 +29,15 @@ final class NestedBlockTests: XCTestCase {
             for cpu in 0 1; do taskset -c $cpu dd if=/dev/vda of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; done
             echo mq-done
             """
+        let fileSystem = """
+            mkdir -p /mnt; mke2fs -q /dev/vda && mount /dev/vda /mnt && echo sidecore-fs > /mnt/file && umount /mnt
+            mount /dev/vda /mnt && echo "fs-read $(cat /mnt/file)"
+            """
+        let noSpace = """
+            if dd if=/dev/urandom of=/dev/vda bs=1M count=8 oflag=direct 2>/dev/null; then echo enospc-write-accepted; else echo enospc-write-failed; fi
+            dd if=/dev/vda of=/dev/null bs=4096 count=16 iflag=direct 2>/dev/null && echo enospc-device-still-reads
+            """
+        let null = "dd if=/dev/vda of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null && echo null-read-ok; echo \"null-size $(cat /sys/block/vda/size)\""
         let script = """
             \(pattern) > /tmp/pattern
             dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
@@ -53,6 +62,19 @@ final class NestedBlockTests: XCTestCase {
             st=$?
             cat /tmp/mq.json; echo
             echo "=== end multiqueue status=$st"
+            dd if=/dev/zero of=/tmp/fs.img bs=1M count=8 2>/dev/null
+            echo "=== begin filesystem"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/fs.img --cmdline '\(guestRun(fileSystem))'
+            echo "=== end filesystem status=$?"
+            mkdir -p /tmp/small && mount -t tmpfs -o size=2m tmpfs /tmp/small && truncate -s 16M /tmp/small/disk.img
+            echo "=== begin enospc"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/small/disk.img --cmdline '\(guestRun(noSpace))' --stats-json /tmp/enospc.json
+            st=$?
+            cat /tmp/enospc.json; echo
+            echo "=== end enospc status=$st"
+            echo "=== begin null"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk backend=null,size=64M --cmdline '\(guestRun(null))'
+            echo "=== end null status=$?"
             """
         return try NestedRig.run(script: script)
     }
@@ -84,6 +106,30 @@ final class NestedBlockTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(queue["bytes"] as? Int ?? 0, 1 << 20 + 1 << 20, "1 MiB written and 1 MiB read back")
         XCTAssertGreaterThan(queue["interrupts"] as? Int ?? 0, 0)
         XCTAssertEqual(queue["errors"] as? Int, 0)
+        XCTAssertGreaterThan(queue["flushes"] as? Int ?? 0, 0, "conv=fsync reached the backing file as fdatasync")
+    }
+
+    func testFileSystemSurvivesARemount() throws {
+        let result = try section("filesystem")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertEqual(result.value("fs-read"), "sidecore-fs", result.output)
+    }
+
+    func testBackingFileOutOfSpaceIsAnIOErrorAndTheVMGoesOn() throws {
+        let result = try section("enospc")
+        XCTAssertEqual(result.status, 0, "the guest powered off normally\n\(result.output)")
+        XCTAssertTrue(result.output.contains("enospc-write-failed"), result.output)
+        XCTAssertTrue(result.output.contains("enospc-device-still-reads"), result.output)
+        let document = try XCTUnwrap(try result.jsonDocument(), result.output)
+        let queue = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first)
+        XCTAssertGreaterThan(queue["errors"] as? Int ?? 0, 0)
+    }
+
+    func testNullBackendCompletesWithoutStorage() throws {
+        let result = try section("null")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("null-read-ok"), result.output)
+        XCTAssertEqual(result.value("null-size"), "131072", "64 MiB in sectors")
     }
 
     func testReadOnlyDiskRefusesWritesAndLeavesTheFileUnchanged() throws {

@@ -19,6 +19,7 @@ final class NestedNetTests: XCTestCase {
             mkdir -p /srv; dd if=/dev/urandom of=/srv/up bs=1M count=4 2>/dev/null
             echo "guest-up $(md5sum < /srv/up | cut -d' ' -f1)"
             httpd -p \(guestAddress):8081 -h /srv
+            # Stay up until L2 has fetched /srv/up (it then publishes /fetched).
             i=0; while [ ! -f /tmp/fetched ] && [ $i -lt 60 ]; do sleep 1; wget -q -O /tmp/fetched http://\(hostAddress):8080/fetched || rm -f /tmp/fetched; i=$((i+1)); done
             """
         let multiQueue = """
@@ -41,12 +42,13 @@ final class NestedNetTests: XCTestCase {
             """
         }
         let script = """
-            mkdir -p /srv; dd if=/dev/urandom of=/srv/down bs=1M count=4 2>/dev/null; echo done > /srv/fetched
+            mkdir -p /srv; dd if=/dev/urandom of=/srv/down bs=1M count=4 2>/dev/null; rm -f /srv/fetched
             echo "=== begin host"; echo "host-down $(md5sum < /srv/down | cut -d' ' -f1)"; echo "=== end host status=0"
             httpd -p 8080 -h /srv
             \(boot("transfers", cpus: 1, net: "tap=tap0,mac=52:54:00:12:34:56", script: transfers, afterStart: """
-                i=0; until wget -q -O /tmp/up http://\(guestAddress):8081/up 2>/dev/null || [ $i -ge 90 ]; do sleep 1; i=$((i+1)); done
+                i=0; until wget -q -O /tmp/up http://\(guestAddress):8081/up 2>/dev/null || [ $i -ge 60 ]; do sleep 1; i=$((i+1)); done
                 echo "host-up $(md5sum < /tmp/up | cut -d' ' -f1)"
+                echo done > /srv/fetched  # tells the guest it may power off
                 """))
             \(boot("multiqueue", cpus: 2, net: "tap=tap0,queues=2", script: multiQueue, afterStart: ""))
             """

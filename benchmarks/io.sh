@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# I/O path benchmark, hvctl vs QEMU 7.2 (Debian) with an iothread and aio=io_uring, both as L3
+# hypervisors in one nested-rig run: fio 4 KiB random reads at QD1/QD16 and an iperf3 TCP stream,
+# with KVM exit counters sampled around each run. Usage: benchmarks/io.sh (after `make`).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+make -s -C "$here/../guest-images" out/bench-initramfs.cpio >&2
+# The L2 side of the TCP stream needs iperf3 and its libraries.
+adds=()
+for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do adds+=(--add "$f:$f"); done
+"$here/../guest-images/nested/run" --with-qemu --memory 4096 --timeout 1200 "${adds[@]}" \
+    --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" \
+    --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" sh /bench.sh | grep '^bench:'
