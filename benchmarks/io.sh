@@ -8,6 +8,6 @@ make -s -C "$here/../guest-images" out/bench-initramfs.cpio >&2
 # The L2 side of the TCP stream needs iperf3 and its libraries.
 adds=()
 for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do adds+=(--add "$f:$f"); done
-"$here/../guest-images/nested/run" --with-qemu --memory 4096 --timeout 1200 "${adds[@]}" \
+"$here/../guest-images/nested/run" --with-qemu --memory 6144 --timeout 1200 "${adds[@]}" \
     --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" \
     --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" sh /bench.sh | grep '^bench:'
