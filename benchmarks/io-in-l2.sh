@@ -41,15 +41,18 @@ run() {
         done
         sleep 0.2
     done
+    wait $pid; echo "bench: $name exit-status $?"
     tr -d '\r' < /tmp/console-$name | grep -E '^bench-(fio|tcp)' | sed "s/^/bench: $name /"
+    # A run without results shows why: the end of its console.
+    grep -q '^bench-tcp' /tmp/console-$name || tail -40 /tmp/console-$name | sed "s/^/bench: $name console: /"
     ip link del $tap 2>/dev/null
 }
 
 iperf3 -s -D
 cmdline="console=ttyS0 panic=-1 quiet guest.run=$(guest_script | base64 | tr -d '\n')"
-run hvctl tap0 hvctl run --kernel /guest/bzImage --initrd /bench-initramfs.cpio --memory 1024 --cpus 2 \
+run hvctl tap0 hvctl run --kernel /guest/bzImage --initrd /bench-initramfs.cpio --memory 1024 --cpus ${CPUS:-1} \
     --disk path=/tmp/bench.img --net tap=tap0 --cmdline "$cmdline"
-run qemu tap1 qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 1024 -nographic -no-reboot -nodefaults -serial stdio \
+run qemu tap1 qemu-system-x86_64 -enable-kvm -cpu host -smp ${CPUS:-1} -m 1024 -nographic -no-reboot -nodefaults -serial stdio \
     -kernel /guest/bzImage -initrd /bench-initramfs.cpio -append "$cmdline" \
     -object iothread,id=io0 -drive file=/tmp/bench.img,if=none,id=d0,format=raw,aio=io_uring \
     -device virtio-blk-pci,drive=d0,iothread=io0 \

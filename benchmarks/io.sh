@@ -10,4 +10,4 @@ adds=()
 for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do adds+=(--add "$f:$f"); done
 "$here/../guest-images/nested/run" --with-qemu --memory 6144 --timeout 1200 "${adds[@]}" \
     --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" \
-    --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" sh /bench.sh | grep '^bench:'
+    --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" CPUS="${CPUS:-1}" sh /bench.sh | grep '^bench:'

@@ -46,7 +46,16 @@ final class NetControlWorker: @unchecked Sendable {
 
     private func handleCommands() {
         var completed = false
-        while let popped = try? context.queue.popAvailable() {
+        while true {
+            let popped: DescriptorChainResult
+            do {
+                guard let next = try context.queue.popAvailable() else { break }
+                popped = next
+            } catch {
+                statistics.errors.add()
+                device.transportNeedsReset?("\(device.name) control queue: \(error)")
+                break
+            }
             completed = true
             statistics.requests.add()
             switch popped {

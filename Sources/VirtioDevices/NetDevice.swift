@@ -42,6 +42,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     let tapFDs: [Int32]
     private let workers = Mutex<[NetQueuePairWorker]>([])
     private let controlWorker = Mutex<NetControlWorker?>(nil)
+    /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
+    public var transportNeedsReset: ((String) -> Void)?
     /// Counters per virtqueue (rx0, tx0, rx1, tx1, ..., control), kept across resets.
     public let queueStatistics: [QueueStatistics]
     /// Queue pairs the driver asked for through VIRTIO_NET_CTRL_MQ.
@@ -105,7 +107,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             started.append(try NetQueuePairWorker(
                 name: "\(name)-q\(pair)", tapFD: tapFDs[pair], rx: rx, tx: tx, memory: memory,
                 mergeable: features & Self.featureMergeableBuffers != 0,
-                rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1]))
+                rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1],
+                onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
         }
         workers.withLock { $0 = started }
         if let control = byIndex[2 * configuration.queuePairs] {

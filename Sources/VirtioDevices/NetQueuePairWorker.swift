@@ -19,6 +19,9 @@ final class NetQueuePairWorker: @unchecked Sendable {
     private let txStatistics: QueueStatistics
     private let stopSignal: EventFD
     private var thread: HostThread?
+    /// Called once when the driver breaks a ring (its available index jumps): the device needs a reset.
+    private let onBrokenQueue: (String) -> Void
+    private var broken = false
 
     /// A frame read from the TAP and not yet fully placed in guest buffers.
     private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: NetQueuePairWorker.frameCapacity, alignment: 16)
@@ -29,7 +32,8 @@ final class NetQueuePairWorker: @unchecked Sendable {
     private var iovecs = [iovec](repeating: iovec(), count: 256)
 
     init(name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
-         rxStatistics: QueueStatistics, txStatistics: QueueStatistics) throws {
+         rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) throws {
+        self.onBrokenQueue = onBrokenQueue
         self.tapFD = tapFD
         self.rx = rx
         self.tx = tx
@@ -72,11 +76,24 @@ final class NetQueuePairWorker: @unchecked Sendable {
         }
     }
 
+    /// The next available chain; a broken ring stops this pair until the driver resets the device.
+    private func pop(_ context: QueueContext, statistics: QueueStatistics) -> DescriptorChainResult? {
+        guard !broken else { return nil }
+        do {
+            return try context.queue.popAvailable()
+        } catch {
+            broken = true
+            statistics.errors.add()
+            onBrokenQueue("queue \(context.index): \(error)")
+            return nil
+        }
+    }
+
     // MARK: Transmit
 
     private func transmit() {
         var completed = false
-        while let popped = try? tx.queue.popAvailable() {
+        while let popped = pop(tx, statistics: txStatistics) {
             completed = true
             txStatistics.requests.add()
             switch popped {
@@ -155,7 +172,7 @@ final class NetQueuePairWorker: @unchecked Sendable {
     /// Copies the pending frame into as many chains as it needs (one without mergeable buffers).
     private func placeFrame() -> Placement {
         while frameOffset < frameLength {
-            guard let popped = try? rx.queue.popAvailable() else { return .needBuffers }
+            guard let popped = pop(rx, statistics: rxStatistics) else { return .needBuffers }
             guard case .chain(let chain) = popped else {
                 if case .failure(let head, _) = popped { rx.queue.addUsed(head: head, length: 0) }
                 rxStatistics.errors.add()

@@ -41,6 +41,7 @@ final class VirtioDeviceSet {
             let device = try NetDevice(configuration: configuration, name: name)
             let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
                                                    router: machine.interruptRouter, memory: machine.memory)
+            device.transportNeedsReset = { [unowned transport] reason in transport.markNeedsReset(reason) }
             _ = machine.pciRoot.add(transport)
             networks.append((device, transport))
         }
