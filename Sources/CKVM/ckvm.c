@@ -119,18 +119,14 @@ static struct io_uring_sqe *next_sqe(ckvm_uring *ring) {
     return sqe;
 }
 
-int ckvm_uring_prep_readv(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
+int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
-    io_uring_prep_readv(sqe, fd, iovecs, count, offset);
-    io_uring_sqe_set_data64(sqe, user_data);
-    return 0;
-}
-
-int ckvm_uring_prep_writev(ckvm_uring *ring, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
-    struct io_uring_sqe *sqe = next_sqe(ring);
-    if (!sqe) return -EBUSY;
-    io_uring_prep_writev(sqe, fd, iovecs, count, offset);
+    if (write) {
+        io_uring_prep_writev(sqe, fd, iovecs, count, offset);
+    } else {
+        io_uring_prep_readv(sqe, fd, iovecs, count, offset);
+    }
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }

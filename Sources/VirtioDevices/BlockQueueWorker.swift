@@ -192,8 +192,7 @@ final class BlockQueueWorker: @unchecked Sendable {
             let offset = sector * BlockRequest.sectorSize
             let count = UInt32(buffers.count)
             submit(expecting: Int64(request.dataLength)) {
-                isRead ? ckvm_uring_prep_readv(ring, fd, vectors, count, offset, tag)
-                    : ckvm_uring_prep_writev(ring, fd, vectors, count, offset, tag)
+                ckvm_uring_prep_rw(ring, isRead ? 0 : 1, fd, vectors, count, offset, tag)
             }
             if slots[slot].pendingOperations == 0 { complete(slot: slot) }
         case .flush:
