@@ -46,7 +46,8 @@ public final class Machine: @unchecked Sendable {
     public let interruptRouter: InterruptRouter
     private var vcpus: [VCPU] = []
     private var statisticsReaders: [KVMStatisticsReader] = []
-    private var threads: [HostThread] = []
+    /// vCPU threads; guarded because a vCPU may request an exit while later ones are still starting.
+    private let threads = Mutex<[HostThread]>([])
     private let exitReason = Mutex<MachineExit?>(nil)
     private let exited = DispatchSemaphore(value: 0)
 
@@ -105,8 +106,9 @@ public final class Machine: @unchecked Sendable {
             return true
         }
         guard first else { return }
+        // immediate_exit first: a vCPU not yet in KVM_RUN returns at once when it gets there.
         for vcpu in vcpus { vcpu.requestImmediateExit(true) }
-        for thread in threads { thread.kick() }
+        threads.withLock { $0.forEach { $0.kick() } }
         exited.signal()
     }
 
@@ -117,19 +119,21 @@ public final class Machine: @unchecked Sendable {
         VCPUKickSignal.install()
         for vcpu in vcpus {
             let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
-            threads.append(try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+            let thread = try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
                 do {
                     let exit = try loop.run(until: { self.stopRequested })
                     if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
                 } catch {
                     self.requestExit(.failed("\(error)"))
                 }
-            })
+            }
+            threads.withLock { $0.append(thread) }
         }
         exited.wait()
         // Kick again: a vCPU may have entered KVM_RUN between the first kick and now.
-        for thread in threads { thread.kick() }
-        for thread in threads { thread.join() }
+        let started = threads.withLock { $0 }
+        for thread in started { thread.kick() }
+        for thread in started { thread.join() }
         return exitReason.withLock { $0! }
     }
 
