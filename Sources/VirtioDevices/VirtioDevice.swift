@@ -40,4 +40,6 @@ public protocol VirtioDevice: AnyObject, Sendable {
     func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws
     /// Stops processing and forgets the queues (device reset by the driver).
     func reset()
+    /// Set by the transport: a device calls it when the driver broke a ring, to enter DEVICE_NEEDS_RESET.
+    var transportNeedsReset: ((String) -> Void)? { get set }
 }

@@ -87,6 +87,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
             id: 0x11, body: le(UInt16(queueCount)) + le(UInt32(Self.msixTableOffset)) + le(UInt32(Self.msixPendingOffset)),
             writableMask: [0x00, 0xC0])
         self.space = Mutex(space)
+        device.transportNeedsReset = { [unowned self] reason in self.markNeedsReset(reason) }
     }
 
     // MARK: PCIDevice

@@ -30,21 +30,21 @@ final class VirtioDeviceSet {
             let name = "blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
             let device = try BlockDevice(configuration: configuration, name: name)
-            let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
-                                                   router: machine.interruptRouter, memory: machine.memory)
-            device.transportNeedsReset = { [unowned transport] reason in transport.markNeedsReset(reason) }
-            _ = machine.pciRoot.add(transport)
-            blocks.append((device, transport))
+            blocks.append((device, try Self.attach(device, name: name, to: machine)))
         }
         for (index, configuration) in nets.enumerated() {
             let name = "net\(index)"
             let device = try NetDevice(configuration: configuration, name: name)
-            let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
-                                                   router: machine.interruptRouter, memory: machine.memory)
-            device.transportNeedsReset = { [unowned transport] reason in transport.markNeedsReset(reason) }
-            _ = machine.pciRoot.add(transport)
-            networks.append((device, transport))
+            networks.append((device, try Self.attach(device, name: name, to: machine)))
         }
+    }
+
+    /// Puts `device` behind a virtio-pci function on the machine's PCI bus.
+    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine) throws -> VirtioPCITransport {
+        let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
+                                               router: machine.interruptRouter, memory: machine.memory)
+        _ = machine.pciRoot.add(transport)
+        return transport
     }
 
     func statistics() -> [DeviceStatistics] {

@@ -11,6 +11,7 @@ final class FakeVirtioDevice: VirtioDevice, @unchecked Sendable {
     let queueMaxSizes: [UInt16] = [16, 16]
     let activations = Mutex<[(features: UInt64, queues: [Int])]>([])
     let resets = Mutex(0)
+    var transportNeedsReset: ((String) -> Void)?
 
     func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         for index in 0..<data.count { data[index] = UInt8(truncatingIfNeeded: offset + index) }
@@ -150,6 +151,14 @@ final class VirtioPCITransportTests: XCTestCase {
         XCTAssertEqual(transport.interruptsRaised(vector: 0), 2, "function mask holds it back")
         transport.configurationWrite(offset: pointer + 2, width: 2, value: 0x8000)
         XCTAssertEqual(transport.interruptsRaised(vector: 0), 3)
+    }
+
+    func testDeviceReportingABrokenRingSetsNeedsReset() {
+        _ = negotiate(VirtioFeature.version1)
+        XCTAssertEqual(common(0x14, width: 1) & 64, 0)
+        device.transportNeedsReset?("available index jumped")
+        XCTAssertNotEqual(common(0x14, width: 1) & 64, 0, "DEVICE_NEEDS_RESET")
+        XCTAssertEqual(transport.lastError.withLock { $0 }, "available index jumped")
     }
 
     func testDeviceConfigurationIsForwarded() {
