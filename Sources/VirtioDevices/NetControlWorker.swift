@@ -87,8 +87,7 @@ final class NetControlWorker: @unchecked Sendable {
         }
         guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else { return Self.error }
         let pairs = Int(command[2]) | Int(command[3]) << 8
-        guard (1...device.configuration.queuePairs).contains(pairs) else { return Self.error }
-        device.activePairs.store(pairs, ordering: .relaxed)
-        return Self.ok
+        // Every pair keeps being served; the command only has to name a valid count.
+        return (1...device.configuration.queuePairs).contains(pairs) ? Self.ok : Self.error
     }
 }

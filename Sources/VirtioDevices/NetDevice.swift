@@ -46,8 +46,6 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public var transportNeedsReset: ((String) -> Void)?
     /// Counters per virtqueue (rx0, tx0, rx1, tx1, ..., control), kept across resets.
     public let queueStatistics: [QueueStatistics]
-    /// Queue pairs the driver asked for through VIRTIO_NET_CTRL_MQ.
-    public let activePairs: Atomic<Int>
 
     public let deviceType: UInt16 = 1
     public let pciClassCode: UInt32 = 0x02_00_00
@@ -79,7 +77,6 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         self.name = name
         self.tapFDs = fds
         queueStatistics = (0...(2 * configuration.queuePairs)).map { _ in QueueStatistics() }
-        activePairs = Atomic(1)
     }
 
     deinit {

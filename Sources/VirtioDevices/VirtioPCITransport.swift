@@ -318,10 +318,6 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     public func interruptsRaised(vector: Int) -> UInt64 {
         vector < msix.vectorCount ? msix.raised[vector].count : 0
     }
-
-    public func queueVector(_ queue: Int) -> UInt16 {
-        state.withLock { queue < $0.queues.count ? $0.queues[queue].vector : Self.noVector }
-    }
 }
 
 /// A queue's interrupt: whatever MSI-X vector the driver currently assigns to it.

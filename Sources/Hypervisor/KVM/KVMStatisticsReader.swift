@@ -46,9 +46,6 @@ public final class KVMStatisticsReader {
 
     deinit { close(fd) }
 
-    /// The names of every single-valued statistic, in KVM's order.
-    public var names: [String] { descriptors.map(\.name) }
-
     /// Current values of every single-valued statistic, keyed by KVM's names.
     public func read() throws -> [String: UInt64] {
         var values: [String: UInt64] = [:]

@@ -5,7 +5,6 @@ public struct PCIConfigurationSpace {
     public static let size = 256
     public private(set) var bytes = [UInt8](repeating: 0, count: size)
     private var writable = [UInt8](repeating: 0, count: size)
-    private var barSizes = [UInt64](repeating: 0, count: 6)
     private var nextCapability = 0x40
 
     public init(vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8 = 1,
@@ -38,7 +37,6 @@ public struct PCIConfigurationSpace {
     /// Declares a 64-bit prefetchable memory BAR (uses slots `index` and `index + 1`) at `address`.
     public mutating func addMemoryBAR64(index: Int, address: UInt64, sizeInBytes: UInt64) {
         precondition(index % 2 == 0 && index < 5 && sizeInBytes.nonzeroBitCount == 1 && sizeInBytes >= 16)
-        barSizes[index] = sizeInBytes
         set32(0x10 + 4 * index, UInt32(address & 0xFFFF_FFF0) | 0x0C)  // 64-bit, prefetchable
         set32(0x14 + 4 * index, UInt32(address >> 32))
         let mask = ~(sizeInBytes - 1)
@@ -50,8 +48,6 @@ public struct PCIConfigurationSpace {
     public func barAddress(index: Int) -> UInt64 {
         UInt64(get32(0x10 + 4 * index) & 0xFFFF_FFF0) | UInt64(get32(0x14 + 4 * index)) << 32
     }
-
-    public func barSize(index: Int) -> UInt64 { barSizes[index] }
 
     public var memoryDecodingEnabled: Bool { bytes[0x04] & 0x02 != 0 }
 
