@@ -331,6 +331,4 @@ final class VectorInterrupt: QueueInterrupt, @unchecked Sendable {
     func raise() { transport.raiseQueueInterrupt(queue) }
 }
 
-func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-    withUnsafeBytes(of: value.littleEndian) { Array($0) }
-}
+func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }

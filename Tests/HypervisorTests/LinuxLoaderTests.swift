@@ -151,5 +151,5 @@ enum TestELF {
         return elf + code + note
     }
 
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { ACPITables.le(value) }
+    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }
 }

@@ -141,7 +141,5 @@ public enum ACPITables {
         0 &- bytes.reduce(0, &+)
     }
 
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-        withUnsafeBytes(of: value.littleEndian) { Array($0) }
-    }
+    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }
 }
