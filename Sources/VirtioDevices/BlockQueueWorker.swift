@@ -51,7 +51,7 @@ final class BlockQueueWorker: @unchecked Sendable {
         // Room for every slot's operations plus the two eventfd reads.
         var error: Int32 = 0
         guard let ring = ckvm_uring_create(UInt32(size * 2 + 2), &error) else {
-            throw KVMError(.createThread(name: "io_uring for \(device.name) queue \(context.index)"), errno: error)
+            throw KVMError(.ioUringSetup(queue: "\(device.name) queue \(context.index)"), errno: error)
         }
         self.ring = ring
         thread = try HostThread(name: "\(device.name)-q\(context.index)") { [self] in run() }

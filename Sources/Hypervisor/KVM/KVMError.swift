@@ -33,6 +33,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
         case irqfd(gsi: UInt32)
         case ioeventfd(address: UInt64)
         case eventfd
+        case ioUringSetup(queue: String)
 
         public var description: String {
             switch self {
@@ -65,6 +66,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
             case .irqfd(let gsi): return "KVM_IRQFD (gsi \(gsi))"
             case .ioeventfd(let address): return "KVM_IOEVENTFD (0x\(String(address, radix: 16)))"
             case .eventfd: return "eventfd"
+            case .ioUringSetup(let queue): return "io_uring_setup for \(queue)"
             }
         }
     }
