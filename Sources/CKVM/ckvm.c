@@ -76,7 +76,7 @@ int ckvm_probe_io_uring(void) {
     return 0;
 }
 
-int ckvm_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+int ckvm_eventfd(int nonblocking) { return eventfd(0, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0)); }
 
 int ckvm_set_thread_name(const char *name) {
     char truncated[16];
@@ -158,6 +158,12 @@ int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offse
 int ckvm_uring_submit_and_wait(ckvm_uring *ring, unsigned wait_count) {
     return io_uring_submit_and_wait(&ring->ring, wait_count);
 }
+
+int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd) {
+    return io_uring_register_eventfd(&ring->ring, fd);
+}
+
+unsigned ckvm_uring_completions_ready(ckvm_uring *ring) { return io_uring_cq_ready(&ring->ring); }
 
 int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result) {
     struct io_uring_cqe *cqe = NULL;

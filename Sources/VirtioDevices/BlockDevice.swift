@@ -25,7 +25,7 @@ public struct BlockDeviceError: Error, CustomStringConvertible, Equatable {
     public let description: String
 }
 
-/// virtio-blk: multi-queue, each queue served by its own worker with its own io_uring.
+/// virtio-blk: multi-queue, each queue served by its own handler with its own io_uring.
 public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     static let featureSizeMax: UInt64 = 1 << 1
     static let featureSegMax: UInt64 = 1 << 2
@@ -43,7 +43,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public let name: String
     public let capacityInSectors: UInt64
     let fd: Int32
-    private var workers: [BlockQueueWorker] = []
+    private var handlers: [BlockQueueHandler] = []
     private let lock = Mutex(())
     /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
     public var transportNeedsReset: ((String) -> Void)?
@@ -113,21 +113,20 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
 
-    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
-        try lock.withLock { _ in
-            for context in queues {
-                workers.append(try BlockQueueWorker(device: self, context: context, memory: memory, features: features,
-                                                    statistics: queueStatistics[context.index]))
-            }
+    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler] {
+        let created = try queues.map {
+            try BlockQueueHandler(device: self, context: $0, memory: memory, features: features, statistics: queueStatistics[$0.index])
         }
+        lock.withLock { _ in handlers = created }
+        return created
     }
 
     public func reset() {
-        let stopping = lock.withLock { _ -> [BlockQueueWorker] in
-            defer { workers = [] }
-            return workers
+        let stopping = lock.withLock { _ -> [BlockQueueHandler] in
+            defer { handlers = [] }
+            return handlers
         }
-        for worker in stopping { worker.stop() }
+        for handler in stopping { handler.quiesce() }
     }
 }
 

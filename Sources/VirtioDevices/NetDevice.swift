@@ -1,7 +1,6 @@
 import CKVM
 import Glibc
 import Hypervisor
-import Synchronization
 
 /// How one `--net` is backed.
 public struct NetDeviceConfiguration: Equatable {
@@ -20,7 +19,7 @@ public struct NetDeviceError: Error, CustomStringConvertible, Equatable {
     public let description: String
 }
 
-/// virtio-net on a multi-queue TAP: one worker per queue pair, the virtio_net_hdr passed through
+/// virtio-net on a multi-queue TAP: one handler per queue pair, the virtio_net_hdr passed through
 /// (checksum and TSO offloads both ways), mergeable receive buffers, and a control queue for MQ.
 public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let featureChecksum: UInt64 = 1 << 0
@@ -40,8 +39,6 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public let configuration: NetDeviceConfiguration
     public let name: String
     let tapFDs: [Int32]
-    private let workers = Mutex<[NetQueuePairWorker]>([])
-    private let controlWorker = Mutex<NetControlWorker?>(nil)
     /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
     public var transportNeedsReset: ((String) -> Void)?
     /// Counters per virtqueue (rx0, tx0, rx1, tx1, ..., control), kept across resets.
@@ -80,7 +77,6 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     }
 
     deinit {
-        reset()
         for fd in tapFDs { close(fd) }
     }
 
@@ -92,38 +88,30 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
 
-    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
+    public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler] {
         let byIndex = Dictionary(uniqueKeysWithValues: queues.map { ($0.index, $0) })
         for fd in tapFDs {
             _ = ckvm_tap_set_offload(fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
                                      features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
         }
-        var started: [NetQueuePairWorker] = []
+        var handlers: [QueueHandler] = []
         for pair in 0..<configuration.queuePairs {
             guard let rx = byIndex[2 * pair], let tx = byIndex[2 * pair + 1] else { continue }
-            started.append(try NetQueuePairWorker(
+            handlers.append(NetQueuePairHandler(
                 name: "\(name)-q\(pair)", tapFD: tapFDs[pair], rx: rx, tx: tx, memory: memory,
                 mergeable: features & Self.featureMergeableBuffers != 0,
                 rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1],
                 onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
         }
-        workers.withLock { $0 = started }
         if let control = byIndex[2 * configuration.queuePairs] {
-            let worker = try NetControlWorker(name: "\(name)-ctl", context: control, memory: memory, device: self,
-                                              statistics: queueStatistics[2 * configuration.queuePairs])
-            controlWorker.withLock { $0 = worker }
+            handlers.append(NetControlHandler(name: "\(name)-ctl", context: control, memory: memory, device: self,
+                                              statistics: queueStatistics[2 * configuration.queuePairs]))
         }
+        return handlers
     }
 
-    public func reset() {
-        let stopping = workers.withLock { workers -> [NetQueuePairWorker] in
-            defer { workers = [] }
-            return workers
-        }
-        for worker in stopping { worker.stop() }
-        controlWorker.withLock { $0 }?.stop()
-        controlWorker.withLock { $0 = nil }
-    }
+    /// Nothing is in flight once the engine let go: transmits and receives finish within a poll.
+    public func reset() {}
 
     /// A locally administered unicast MAC address, random per run.
     public static func randomMAC() -> [UInt8] {

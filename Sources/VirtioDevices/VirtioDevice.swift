@@ -36,9 +36,11 @@ public protocol VirtioDevice: AnyObject, Sendable {
     var queueMaxSizes: [UInt16] { get }
     func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer)
     func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer)
-    /// Starts processing with the negotiated features; called once per DRIVER_OK.
-    func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws
-    /// Stops processing and forgets the queues (device reset by the driver).
+    /// Prepares processing with the negotiated features, once per DRIVER_OK: returns the handlers
+    /// the transport hands to its `QueueEngine`.
+    func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler]
+    /// Called after the engine let go of the handlers (device reset): finishes what is in flight
+    /// and forgets the queues.
     func reset()
     /// Set by the transport: a device calls it when the driver broke a ring, to enter DEVICE_NEEDS_RESET.
     var transportNeedsReset: ((String) -> Void)? { get set }

@@ -45,7 +45,10 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
         var configGeneration: UInt8 = 0
         var isr: UInt8 = 0
         var active = false
-        var registeredDoorbells: [UInt64] = []
+        /// Queue index and notify address of each ioeventfd registered at DRIVER_OK.
+        var registeredDoorbells: [(queue: Int, address: UInt64)] = []
+        /// What the device returned at DRIVER_OK, running on `engine` until reset.
+        var handlers: [QueueHandler] = []
     }
 
     public let device: VirtioDevice
@@ -53,21 +56,24 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     let offeredFeatures: UInt64
     private let vm: VirtualMachine
     private let memory: GuestMemory
+    private let engine: QueueEngine
     private let msix: MSIXTable
     private let kicks: [EventFD]
     private let space: Mutex<PCIConfigurationSpace>
     private let state: Mutex<State>
     private let msixCapabilityOffset: Int
 
-    public init(device: VirtioDevice, name: String, root: PCIRoot, vm: VirtualMachine, router: InterruptRouter, memory: GuestMemory) throws {
+    public init(device: VirtioDevice, name: String, root: PCIRoot, vm: VirtualMachine, router: InterruptRouter, memory: GuestMemory,
+                engine: QueueEngine) throws {
         self.device = device
+        self.engine = engine
         self.name = name
         self.vm = vm
         self.memory = memory
         self.offeredFeatures = device.deviceFeatures | VirtioFeature.transport
         let queueCount = device.queueMaxSizes.count
         msix = try MSIXTable(vectorCount: queueCount + 1, router: router)
-        kicks = try device.queueMaxSizes.map { _ in try EventFD() }
+        kicks = try device.queueMaxSizes.map { _ in try EventFD(nonBlocking: true) }
         state = Mutex(State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) }))
 
         var space = PCIConfigurationSpace(vendorID: 0x1AF4, deviceID: 0x1040 + device.deviceType, classCode: device.pciClassCode,
@@ -214,8 +220,11 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
                 let status = UInt8(truncatingIfNeeded: value)
                 if status == 0 {
                     reset = state.active
-                    let queueSizes = device.queueMaxSizes
-                    state = State(queues: queueSizes.map { QueueRegisters(size: $0) })
+                    // The running handlers and doorbells stay recorded for deactivate() to tear down.
+                    var fresh = State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) })
+                    fresh.handlers = state.handlers
+                    fresh.registeredDoorbells = state.registeredDoorbells
+                    state = fresh
                     return
                 }
                 var accepted = status
@@ -257,36 +266,50 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
         let barAddress = space.withLock { $0.barAddress(index: 0) }
         let eventIndex = snapshot.driverFeatures & VirtioFeature.eventIndex != 0
         var contexts: [QueueContext] = []
-        var doorbells: [UInt64] = []
+        var doorbells: [(queue: Int, address: UInt64)] = []
         do {
             for (index, registers) in snapshot.queues.enumerated() where registers.enabled {
                 let queue = try Virtqueue(memory: memory, size: registers.size, descriptorTable: registers.descriptorTable,
                                           availableRing: registers.driverArea, usedRing: registers.deviceArea, eventIndex: eventIndex)
                 let doorbell = barAddress + Self.notifyOffset + UInt64(index) * UInt64(Self.notifyMultiplier)
                 try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0)
-                doorbells.append(doorbell)
+                doorbells.append((index, doorbell))
                 contexts.append(QueueContext(index: index, queue: queue, kick: kicks[index],
                                              interrupt: VectorInterrupt(transport: self, queue: index)))
             }
+            let handlers = try device.activate(memory: memory, features: snapshot.driverFeatures, queues: contexts)
             state.withLock {
                 $0.active = true
                 $0.registeredDoorbells = doorbells
+                $0.handlers = handlers
             }
-            try device.activate(memory: memory, features: snapshot.driverFeatures, queues: contexts)
+            try engine.attach(handlers)
         } catch {
-            for (index, doorbell) in doorbells.enumerated() { try? vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0, remove: true) }
+            // What got recorded in the state is torn down by deactivate(); doorbells before that here.
+            let recorded = state.withLock { !$0.registeredDoorbells.isEmpty }
+            if recorded { deactivate() } else { removeDoorbells(doorbells) }
             markNeedsReset("\(name): activation failed: \(error)")
         }
     }
 
-    private func deactivate() {
-        device.reset()
-        let doorbells = state.withLock { state -> [UInt64] in
-            defer { state.registeredDoorbells = [] }
-            return state.registeredDoorbells
+    /// Stops the device's queue processing: the engine lets go of the handlers, then the device
+    /// finishes what is in flight. Also called at VMM shutdown.
+    public func deactivate() {
+        let (handlers, doorbells) = state.withLock { state in
+            defer {
+                state.handlers = []
+                state.registeredDoorbells = []
+            }
+            return (state.handlers, state.registeredDoorbells)
         }
-        for (index, doorbell) in doorbells.enumerated() {
-            try? vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0, remove: true)
+        engine.detach(handlers)
+        device.reset()
+        removeDoorbells(doorbells)
+    }
+
+    private func removeDoorbells(_ doorbells: [(queue: Int, address: UInt64)]) {
+        for doorbell in doorbells {
+            try? vm.setIOEventFD(kicks[doorbell.queue], mmioAddress: doorbell.address, length: 0, remove: true)
         }
     }
 

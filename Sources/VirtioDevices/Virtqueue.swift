@@ -116,10 +116,7 @@ public final class Virtqueue {
         let slot = Int(lastAvailableIndex % size)
         let head = UInt16(littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * slot, as: UInt16.self))
         lastAvailableIndex &+= 1
-        if eventIndex {
-            // avail_event: ask for a kick when the driver passes what we have consumed.
-            used.storeBytes(of: lastAvailableIndex.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
-        }
+        if eventIndex { publishAvailableEvent() }
         do {
             return .chain(try walk(head: head))
         } catch let error as VirtqueueError {
@@ -196,13 +193,24 @@ public final class Virtqueue {
         return flags & Self.availableNoInterrupt == 0
     }
 
+    /// Whether the driver is asked to kick (false while a side core polls this queue).
+    public private(set) var notificationsEnabled = true
+
+    /// avail_event (EVENT_IDX). With kicks wanted: kick once the driver publishes past what we have
+    /// consumed. Without: one behind what we consumed. The driver kicks only when avail_event lies
+    /// in [old, new) of its index update, and old never drops below our consumed index, so an
+    /// index behind it is never crossed (a batch is at most `size` < 65536 entries).
+    private func publishAvailableEvent() {
+        let event = notificationsEnabled ? lastAvailableIndex : lastAvailableIndex &- 1
+        used.storeBytes(of: event.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
+    }
+
     /// Asks the driver not to kick (polling) or to kick again. When re-enabling, the caller must
     /// check `hasAvailable` afterwards: a chain may have arrived while kicks were off.
     public func setNotifications(enabled: Bool) {
+        notificationsEnabled = enabled
         if eventIndex {
-            if enabled {
-                used.storeBytes(of: lastAvailableIndex.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
-            }
+            publishAvailableEvent()
         } else {
             ckvm_store_release_u16(used, (enabled ? 0 : Self.usedNoNotify).littleEndian)
         }

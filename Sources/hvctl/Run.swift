@@ -43,6 +43,9 @@ struct Run: ParsableCommand {
         "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.", valueName: "options"))
     var nets: [String] = []
 
+    @OptionGroup(title: "I/O engine")
+    var io: IOEngineOptions
+
     @Flag(help: "Print each vCPU's KVM statistics to stderr at exit.")
     var stats = false
 
@@ -86,9 +89,11 @@ struct Run: ParsableCommand {
             throw ExitCode.failure
         }
 
+        let (engine, sideCores) = try io.makeEngine()
         let devices: VirtioDeviceSet
         do {
-            devices = try VirtioDeviceSet(machine: machine, disks: try disks.map(DiskArgument.parse), nets: try nets.map(NetArgument.parse))
+            devices = try VirtioDeviceSet(machine: machine, engine: engine, disks: try disks.map(DiskArgument.parse),
+                                          nets: try nets.map(NetArgument.parse))
         } catch let error as BlockDeviceError {
             throw ValidationError(error.description)
         } catch let error as NetDeviceError {
@@ -107,8 +112,12 @@ struct Run: ParsableCommand {
 
         let statistics = try machine.vcpuStatistics()
         if stats { StatisticsReport.print(statistics) }
-        try statisticsFile?.write(StatisticsReport(vcpus: statistics, devices: devices.statistics(), exit: exit))
+        // Queues are detached first: that finishes requests in flight and counts the last kicks.
         devices.stop()
+        let sideCoreStatistics = sideCores.map(SideCoreReport.collect) ?? []
+        sideCores?.stop()
+        try statisticsFile?.write(StatisticsReport(vcpus: statistics, devices: devices.statistics(), sideCores: sideCoreStatistics,
+                                                   ioMode: io.ioMode.rawValue, exit: exit))
 
         switch exit {
         case .powerOff:

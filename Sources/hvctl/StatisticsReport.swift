@@ -4,8 +4,8 @@ import Glibc
 import Hypervisor
 
 /// The `--stats-json` document: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"devices":[{"name":"blk0",
-/// "type":"virtio-blk","queues":[{"index":0,"requests":N,...}]}],"exit":"poweroff"}`, vCPU counters
-/// keyed by KVM's own statistic names.
+/// "type":"virtio-blk","queues":[{"index":0,"requests":N,...}]}],"ioMode":"hybrid","sideCores":[{"name":
+/// "side0",...}],"exit":"poweroff"}`, vCPU counters keyed by KVM's own statistic names.
 struct StatisticsReport: Encodable {
     struct VCPU: Encodable {
         let id: Int
@@ -14,11 +14,15 @@ struct StatisticsReport: Encodable {
 
     let vcpus: [VCPU]
     let devices: [DeviceStatistics]
+    let ioMode: String
+    let sideCores: [SideCoreReport]
     let exit: String
 
-    init(vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit) {
+    init(vcpus: [[String: UInt64]], devices: [DeviceStatistics], sideCores: [SideCoreReport], ioMode: String, exit: MachineExit) {
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
         self.devices = devices
+        self.sideCores = sideCores
+        self.ioMode = ioMode
         switch exit {
         case .powerOff: self.exit = "poweroff"
         case .reboot: self.exit = "reboot"

@@ -25,24 +25,24 @@ final class VirtioDeviceSet {
     private var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
     private var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
 
-    init(machine: Machine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration]) throws {
+    init(machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration]) throws {
         for (index, var configuration) in disks.enumerated() {
             let name = "blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
             let device = try BlockDevice(configuration: configuration, name: name)
-            blocks.append((device, try Self.attach(device, name: name, to: machine)))
+            blocks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
         }
         for (index, configuration) in nets.enumerated() {
             let name = "net\(index)"
             let device = try NetDevice(configuration: configuration, name: name)
-            networks.append((device, try Self.attach(device, name: name, to: machine)))
+            networks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
         }
     }
 
     /// Puts `device` behind a virtio-pci function on the machine's PCI bus.
-    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine) throws -> VirtioPCITransport {
+    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine, engine: QueueEngine) throws -> VirtioPCITransport {
         let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
-                                               router: machine.interruptRouter, memory: machine.memory)
+                                               router: machine.interruptRouter, memory: machine.memory, engine: engine)
         _ = machine.pciRoot.add(transport)
         return transport
     }
@@ -69,9 +69,9 @@ final class VirtioDeviceSet {
         return disks + nics
     }
 
-    /// Stops the device workers (their io_urings drain first).
+    /// Stops queue processing (requests in flight finish first), once the vCPUs have stopped.
     func stop() {
-        for block in blocks { block.device.reset() }
-        for network in networks { network.device.reset() }
+        for block in blocks { block.transport.deactivate() }
+        for network in networks { network.transport.deactivate() }
     }
 }

@@ -12,15 +12,21 @@ final class FakeVirtioDevice: VirtioDevice, @unchecked Sendable {
     let activations = Mutex<[(features: UInt64, queues: [Int])]>([])
     let resets = Mutex(0)
     var transportNeedsReset: ((String) -> Void)?
+    /// Where reset() records itself, to check it comes after the engine let go of the handlers.
+    var engine: RecordingEngine?
 
     func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         for index in 0..<data.count { data[index] = UInt8(truncatingIfNeeded: offset + index) }
     }
     func writeConfiguration(offset: Int, data: UnsafeRawBufferPointer) {}
-    func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws {
+    func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler] {
         activations.withLock { $0.append((features, queues.map(\.index))) }
+        return queues.map { FakeQueueHandler(name: "q\($0.index)") }
     }
-    func reset() { resets.withLock { $0 += 1 } }
+    func reset() {
+        resets.withLock { $0 += 1 }
+        engine?.events.withLock { $0.append("device reset") }
+    }
 }
 
 /// The virtio-pci transport's registers as Linux's virtio_pci_modern drives them, on a real VM
@@ -30,6 +36,7 @@ final class VirtioPCITransportTests: XCTestCase {
     var memory: GuestMemory!
     var device: FakeVirtioDevice!
     var transport: VirtioPCITransport!
+    var engine: RecordingEngine!
 
     override func setUpWithError() throws {
         vm = try KVM().createVM()
@@ -37,8 +44,10 @@ final class VirtioPCITransportTests: XCTestCase {
         memory = try GuestMemory(ranges: [(0, 1 << 20)])
         try vm.map(memory)
         device = FakeVirtioDevice()
+        engine = RecordingEngine()
+        device.engine = engine
         transport = try VirtioPCITransport(device: device, name: "test", root: PCIRoot(), vm: vm,
-                                           router: InterruptRouter(vm: vm), memory: memory)
+                                           router: InterruptRouter(vm: vm), memory: memory, engine: engine)
         transport.configurationWrite(offset: 0x04, width: 2, value: 0x06)  // memory decoding, bus master
     }
 
@@ -99,7 +108,8 @@ final class VirtioPCITransportTests: XCTestCase {
         XCTAssertEqual(negotiate(VirtioFeature.version1 | (1 << 9)) & 8, 8)
     }
 
-    func testDriverOKActivatesEnabledQueuesAndResetDeactivates() {
+    /// Negotiates, sets up queue 1 only, and sets DRIVER_OK.
+    func activateQueueOne() {
         XCTAssertEqual(negotiate(VirtioFeature.version1 | VirtioFeature.eventIndex) & 8, 8)
         setCommon(0x16, 1, width: 2)  // queue 1
         XCTAssertEqual(common(0x18, width: 2), 16)
@@ -109,6 +119,10 @@ final class VirtioPCITransportTests: XCTestCase {
         setCommon(0x30, 0x3000, width: 8)
         setCommon(0x1C, 1, width: 2)
         setCommon(0x14, 1 | 2 | 8 | 4, width: 1)
+    }
+
+    func testDriverOKActivatesEnabledQueuesAndResetDeactivates() {
+        activateQueueOne()
         XCTAssertEqual(device.activations.withLock { $0.map(\.queues) }, [[1]])
         XCTAssertEqual(device.activations.withLock { $0.first?.features }, VirtioFeature.version1 | VirtioFeature.eventIndex)
         setCommon(0x18, 4, width: 2)
@@ -116,6 +130,17 @@ final class VirtioPCITransportTests: XCTestCase {
         setCommon(0x14, 0, width: 1)
         XCTAssertEqual(common(0x14, width: 1), 0)
         XCTAssertEqual(device.resets.withLock { $0 }, 1)
+        XCTAssertEqual(engine.events.withLock { $0 }, ["attach [\"q1\"]", "detach [\"q1\"]", "device reset"],
+                       "the engine lets go of the handlers before the device resets")
+    }
+
+    func testDriverCanResetAndActivateAgain() {
+        activateQueueOne()
+        setCommon(0x14, 0, width: 1)
+        // The doorbell's ioeventfd was removed at reset: registering it again must not fail.
+        activateQueueOne()
+        XCTAssertEqual(common(0x14, width: 1) & 64, 0, "no DEVICE_NEEDS_RESET: \(transport.lastError.withLock { $0 } ?? "")")
+        XCTAssertEqual(device.activations.withLock { $0.count }, 2)
     }
 
     func testQueueOutsideGuestMemoryNeedsReset() {

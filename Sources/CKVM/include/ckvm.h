@@ -88,6 +88,11 @@ int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data);
 int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data);
 /// Submits queued operations and waits for at least `wait_count` completions.
 int ckvm_uring_submit_and_wait(ckvm_uring *ring, unsigned wait_count);
+/// Makes the kernel signal eventfd `fd` whenever a completion is posted, so a thread can sleep in
+/// poll(2) on the ring together with other file descriptors. Returns 0 or -errno.
+int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd);
+/// Completions waiting in the ring, read without a system call.
+unsigned ckvm_uring_completions_ready(ckvm_uring *ring);
 /// Takes one completion if there is one (returns 1), else returns 0; `wait` blocks for it.
 int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result);
 /// fallocate(2) modes for DISCARD (punch a hole) and WRITE_ZEROES.
@@ -105,8 +110,8 @@ int ckvm_tap_set_offload(int fd, int checksum, int tso4, int tso6);
 /// io_uring_setup(2) with 1 entry, immediately closed: tells whether the host allows io_uring.
 /// Returns 0 when available, otherwise the errno io_uring_setup failed with.
 int ckvm_probe_io_uring(void);
-/// eventfd(2) with EFD_CLOEXEC, starting at 0.
-int ckvm_eventfd(void);
+/// eventfd(2) with EFD_CLOEXEC (and EFD_NONBLOCK when asked), starting at 0.
+int ckvm_eventfd(int nonblocking);
 /// Sets the calling thread's name (at most 15 bytes are kept).
 int ckvm_set_thread_name(const char *name);
 /// Pins the calling thread to one host CPU.

@@ -6,8 +6,9 @@ import Glibc
 public final class EventFD: @unchecked Sendable {
     public let fd: Int32
 
-    public init() throws {
-        fd = ckvm_eventfd()
+    /// A non-blocking eventfd can be drained without waiting (`drain`), e.g. by a polling side core.
+    public init(nonBlocking: Bool = false) throws {
+        fd = ckvm_eventfd(nonBlocking ? 1 : 0)
         if fd < 0 { throw KVMError(.eventfd) }
     }
 
@@ -23,6 +24,16 @@ public final class EventFD: @unchecked Sendable {
     public func wait() -> UInt64 {
         var value: UInt64 = 0
         while read(fd, &value, 8) < 0 && errno == EINTR {}
+        return value
+    }
+
+    /// Returns and clears the counter without waiting: 0 when nothing was signalled. Only for a
+    /// non-blocking eventfd (a blocking one would wait here).
+    public func drain() -> UInt64 {
+        var value: UInt64 = 0
+        while read(fd, &value, 8) < 0 {
+            if errno != EINTR { return 0 }
+        }
         return value
     }
 }

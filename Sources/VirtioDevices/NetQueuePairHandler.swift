@@ -6,10 +6,11 @@ import Hypervisor
 /// Transmit: each chain's readable buffers (virtio_net_hdr + frame) go to the TAP in one writev.
 /// Receive: frames read from the TAP are copied into receive chains (several with mergeable
 /// buffers, num_buffers set in the header). When the guest has no receive buffers, the TAP is
-/// not read at all until the guest kicks the receive queue: frames wait in the TAP, not dropped here.
-final class NetQueuePairWorker: @unchecked Sendable {
+/// not read at all until the guest posts some: frames wait in the TAP, not dropped here.
+final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     static let frameCapacity = 1 << 17
 
+    let name: String
     private let tapFD: Int32
     private let rx: QueueContext
     private let tx: QueueContext
@@ -17,14 +18,14 @@ final class NetQueuePairWorker: @unchecked Sendable {
     private let mergeable: Bool
     private let rxStatistics: QueueStatistics
     private let txStatistics: QueueStatistics
-    private let stopSignal: EventFD
-    private var thread: HostThread?
     /// Called once when the driver breaks a ring (its available index jumps): the device needs a reset.
     private let onBrokenQueue: (String) -> Void
     private var broken = false
+    /// A frame is pending and the receive ring is empty: the TAP is left alone until buffers come.
+    private var waitingForRxBuffers = false
 
     /// A frame read from the TAP and not yet fully placed in guest buffers.
-    private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: NetQueuePairWorker.frameCapacity, alignment: 16)
+    private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: NetQueuePairHandler.frameCapacity, alignment: 16)
     private var frameLength = 0
     private var frameOffset = 0
     /// Chains already filled with part of the pending frame: (head, bytes written).
@@ -32,7 +33,8 @@ final class NetQueuePairWorker: @unchecked Sendable {
     private var iovecs = [iovec](repeating: iovec(), count: 256)
 
     init(name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
-         rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) throws {
+         rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) {
+        self.name = name
         self.onBrokenQueue = onBrokenQueue
         self.tapFD = tapFD
         self.rx = rx
@@ -41,39 +43,35 @@ final class NetQueuePairWorker: @unchecked Sendable {
         self.mergeable = mergeable
         self.rxStatistics = rxStatistics
         self.txStatistics = txStatistics
-        stopSignal = try EventFD()
-        thread = try HostThread(name: name) { [self] in run() }
     }
 
     deinit { frame.deallocate() }
 
-    func stop() {
-        stopSignal.signal()
-        thread?.join()
-        thread = nil
+    // MARK: QueueHandler
+
+    func poll(budget: Int) -> Int {
+        var done = transmit(budget: budget)
+        if waitingForRxBuffers && !broken && rx.queue.hasAvailable { waitingForRxBuffers = false }
+        if !waitingForRxBuffers { done += receive(budget: budget) }
+        return done
     }
 
-    private func run() {
-        var waitingForRxBuffers = false
-        while true {
-            var fds = [pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: tx.kick.fd, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: rx.kick.fd, events: Int16(POLLIN), revents: 0),
-                       // The TAP is only watched while the guest has somewhere to put frames.
-                       pollfd(fd: waitingForRxBuffers ? -1 : tapFD, events: Int16(POLLIN), revents: 0)]
-            guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
-            if fds[0].revents != 0 { return }
-            if fds[1].revents != 0 {
-                txStatistics.notifications.add(tx.kick.wait())
-            }
-            // Transmit runs every round: cheap when empty, and it catches chains queued with kicks suppressed.
-            transmit()
-            if fds[2].revents != 0 {
-                rxStatistics.notifications.add(rx.kick.wait())
-                waitingForRxBuffers = false
-            }
-            if !waitingForRxBuffers { waitingForRxBuffers = !receive() }
-        }
+    func setGuestNotifications(enabled: Bool) {
+        rx.queue.setNotifications(enabled: enabled)
+        tx.queue.setNotifications(enabled: enabled)
+    }
+
+    func prepareToSleep() -> Bool {
+        txStatistics.notifications.add(tx.kick.drain())
+        rxStatistics.notifications.add(rx.kick.drain())
+        guard !broken else { return false }
+        // A readable TAP needs no check here: it is among the wake descriptors.
+        return tx.queue.hasAvailable || (waitingForRxBuffers && rx.queue.hasAvailable)
+    }
+
+    var wakeDescriptors: [Int32] {
+        // The TAP is only watched while the guest has somewhere to put frames.
+        [tx.kick.fd, rx.kick.fd] + (waitingForRxBuffers ? [] : [tapFD])
     }
 
     /// The next available chain; a broken ring stops this pair until the driver resets the device.
@@ -91,10 +89,10 @@ final class NetQueuePairWorker: @unchecked Sendable {
 
     // MARK: Transmit
 
-    private func transmit() {
-        var completed = false
-        while let popped = pop(tx, statistics: txStatistics) {
-            completed = true
+    private func transmit(budget: Int) -> Int {
+        var sent = 0
+        while sent < budget, let popped = pop(tx, statistics: txStatistics) {
+            sent += 1
             txStatistics.requests.add()
             switch popped {
             case .failure(let head, _):
@@ -117,10 +115,11 @@ final class NetQueuePairWorker: @unchecked Sendable {
                 tx.queue.addUsed(head: chain.head, length: 0)
             }
         }
-        if completed && tx.queue.needsInterrupt() {
+        if sent > 0 && tx.queue.needsInterrupt() {
             txStatistics.interrupts.add()
             tx.interrupt.raise()
         }
+        return sent
     }
 
     /// writev to the TAP, waiting for room if its queue is momentarily full.
@@ -130,41 +129,42 @@ final class NetQueuePairWorker: @unchecked Sendable {
             if written >= 0 { return written }
             if errno == EINTR { continue }
             guard errno == EAGAIN else { return -1 }
+            // A TAP's transmit path hands frames straight to the host stack, so this is rare;
+            // the wait is short because a side core serves other queues too.
             var out = pollfd(fd: tapFD, events: Int16(POLLOUT), revents: 0)
-            _ = poll(&out, 1, 100)
+            _ = Glibc.poll(&out, 1, 1)
         }
     }
 
     // MARK: Receive
 
-    /// Moves frames from the TAP into receive chains. Returns false when it stopped for lack of
-    /// receive buffers (the TAP is then left alone until the guest kicks).
-    private func receive() -> Bool {
-        var completed = false
+    /// Moves up to `budget` frames from the TAP into receive chains; returns how many. Sets
+    /// `waitingForRxBuffers` when it stopped for lack of receive buffers.
+    private func receive(budget: Int) -> Int {
+        var received = 0
         defer {
-            if completed && rx.queue.needsInterrupt() {
+            if received > 0 && rx.queue.needsInterrupt() {
                 rxStatistics.interrupts.add()
                 rx.interrupt.raise()
             }
         }
-        while true {
+        while received < budget {
             if frameLength == 0 {
                 let count = read(tapFD, frame.baseAddress, frame.count)
                 if count < 0 && errno == EINTR { continue }
-                guard count > NetDevice.headerSize else { return true }  // EAGAIN: the TAP is empty
+                guard count > NetDevice.headerSize else { return received }  // EAGAIN: the TAP is empty
                 frameLength = count
                 frameOffset = 0
             }
             switch placeFrame() {
             case .placed:
-                completed = true
+                received += 1
             case .needBuffers:
-                // Re-enable kicks, then look once more: buffers may have arrived in between.
-                rx.queue.setNotifications(enabled: true)
-                if rx.queue.hasAvailable { continue }
-                return false
+                waitingForRxBuffers = true
+                return received
             }
         }
+        return received
     }
 
     private enum Placement { case placed, needBuffers }

@@ -2,13 +2,11 @@ import CKVM
 import Glibc
 import Hypervisor
 
-/// Serves one virtio-blk queue: drains the available ring when the guest kicks, issues each
-/// request asynchronously on this queue's io_uring, and returns chains as completions arrive.
-/// The kick and stop eventfds are read through the same ring, so the thread blocks in one place.
-final class BlockQueueWorker: @unchecked Sendable {
-    private static let kickTag: UInt64 = 0
-    private static let stopTag: UInt64 = 1
-    private static let firstSlotTag: UInt64 = 2
+/// Serves one virtio-blk queue: takes available chains, issues each request asynchronously on
+/// this queue's own io_uring, and returns chains as their operations complete. Whichever executor
+/// drives it polls it; completions also signal an eventfd so a sleeping executor wakes for them.
+final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
+    private static let firstSlotTag: UInt64 = 0
 
     /// One request in flight: enough to finish it when its last operation completes.
     private struct InFlight {
@@ -20,87 +18,105 @@ final class BlockQueueWorker: @unchecked Sendable {
         var failed = false
     }
 
+    let name: String
     private let device: BlockDevice
     private let context: QueueContext
     private let memory: GuestMemory
     private let features: UInt64
     private let statistics: QueueStatistics
     private let ring: OpaquePointer
-    private let stopSignal: EventFD
+    /// Signalled by the kernel for every completion posted to `ring`.
+    private let completionSignal: EventFD
     private var slots: [InFlight]
     /// Each slot's iovec array, preallocated (seg_max entries) so the hot path does not allocate.
     private let iovecs: UnsafeMutablePointer<iovec>
     private static let iovecsPerSlot = Int(BlockDevice.segMax)
     private var freeSlots: [Int]
-    /// Where io_uring stores the kick and stop eventfd counters: stable memory, not a Swift property.
-    private let eventFDCounters = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
-    private var thread: HostThread?
+    /// Operations prepared on the ring and not yet submitted.
+    private var unsubmitted = 0
     private var completedSinceInterrupt = false
+    /// The driver broke the ring: nothing more is taken from it until the device is reset.
+    private var broken = false
 
     init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics) throws {
+        name = "\(device.name)-q\(context.index)"
         self.device = device
         self.context = context
         self.memory = memory
         self.features = features
         self.statistics = statistics
-        stopSignal = try EventFD()
+        completionSignal = try EventFD(nonBlocking: true)
         let size = Int(context.queue.size)
         slots = Array(repeating: InFlight(), count: size)
-        iovecs = .allocate(capacity: size * Self.iovecsPerSlot)
         freeSlots = Array((0..<size).reversed())
-        // Room for every slot's operations plus the two eventfd reads.
+        // Room for every slot's operations (a discard may need two).
         var error: Int32 = 0
-        guard let ring = ckvm_uring_create(UInt32(size * 2 + 2), &error) else {
-            throw KVMError(.ioUringSetup(queue: "\(device.name) queue \(context.index)"), errno: error)
+        guard let ring = ckvm_uring_create(UInt32(size * 2), &error) else {
+            throw KVMError(.ioUringSetup(queue: name), errno: error)
+        }
+        let registered = ckvm_uring_register_eventfd(ring, completionSignal.fd)
+        guard registered == 0 else {
+            ckvm_uring_destroy(ring)
+            throw KVMError(.ioUringSetup(queue: name), errno: -registered)
         }
         self.ring = ring
-        thread = try HostThread(name: "\(device.name)-q\(context.index)") { [self] in run() }
+        iovecs = .allocate(capacity: size * Self.iovecsPerSlot)
     }
 
     deinit {
         ckvm_uring_destroy(ring)
         iovecs.deallocate()
-        eventFDCounters.deallocate()
     }
 
-    func stop() {
-        stopSignal.signal()
-        thread?.join()
-        thread = nil
+    // MARK: QueueHandler
+
+    func poll(budget: Int) -> Int {
+        var done = reapCompletions()
+        done += takeAvailable(budget: budget)
+        if unsubmitted > 0 {
+            ckvm_uring_submit_and_wait(ring, 0)
+            unsubmitted = 0
+        }
+        signalIfNeeded()
+        return done
     }
 
-    private func armEventFDReads(kick: Bool, stop: Bool) {
-        if kick { _ = ckvm_uring_prep_read(ring, context.kick.fd, eventFDCounters, 8, Self.kickTag) }
-        if stop { _ = ckvm_uring_prep_read(ring, stopSignal.fd, eventFDCounters + 1, 8, Self.stopTag) }
+    func setGuestNotifications(enabled: Bool) {
+        context.queue.setNotifications(enabled: enabled)
     }
 
-    private func run() {
-        armEventFDReads(kick: true, stop: true)
-        drainQueue()
-        var running = true
+    func prepareToSleep() -> Bool {
+        statistics.notifications.add(context.kick.drain())
+        _ = completionSignal.drain()
+        // Checked after draining: a completion or chain that raced the drain is seen here.
+        return ckvm_uring_completions_ready(ring) > 0 || (!broken && !freeSlots.isEmpty && context.queue.hasAvailable)
+    }
+
+    var wakeDescriptors: [Int32] { [context.kick.fd, completionSignal.fd] }
+
+    /// Waits for every request in flight, so the ring and guest buffers can go (device reset).
+    func quiesce() {
+        if unsubmitted > 0 { ckvm_uring_submit_and_wait(ring, 0) }
+        unsubmitted = 0
         var tag: UInt64 = 0
         var result: Int32 = 0
-        while running {
-            ckvm_uring_submit_and_wait(ring, 1)
-            while ckvm_uring_next_completion(ring, 0, &tag, &result) == 1 {
-                switch tag {
-                case Self.stopTag:
-                    running = false
-                case Self.kickTag:
-                    statistics.notifications.add(max(1, eventFDCounters[0]))
-                    armEventFDReads(kick: true, stop: false)
-                    drainQueue()
-                default:
-                    finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
-                }
-            }
-            signalIfNeeded()
-        }
-        // Requests still in flight complete before the ring goes away (the driver reset the device).
-        ckvm_uring_submit_and_wait(ring, 0)
         while freeSlots.count < slots.count, ckvm_uring_next_completion(ring, 1, &tag, &result) == 1 {
-            if tag >= Self.firstSlotTag { finishOperation(slot: Int(tag - Self.firstSlotTag), result: result) }
+            finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
         }
+        signalIfNeeded()
+    }
+
+    // MARK: Requests
+
+    private func reapCompletions() -> Int {
+        var tag: UInt64 = 0
+        var result: Int32 = 0
+        var count = 0
+        while ckvm_uring_next_completion(ring, 0, &tag, &result) == 1 {
+            finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
+            count += 1
+        }
+        return count
     }
 
     private func signalIfNeeded() {
@@ -112,18 +128,22 @@ final class BlockQueueWorker: @unchecked Sendable {
         }
     }
 
-    /// Pops every available chain while a slot is free; a full queue resumes on the next completion.
-    private func drainQueue() {
-        while !freeSlots.isEmpty {
+    /// Pops up to `budget` available chains while a slot is free; a full queue resumes once a
+    /// completion frees a slot. Returns how many it took.
+    private func takeAvailable(budget: Int) -> Int {
+        var taken = 0
+        while taken < budget && !freeSlots.isEmpty && !broken {
             let popped: DescriptorChainResult?
             do {
                 popped = try context.queue.popAvailable()
             } catch {
                 statistics.errors.add()
+                broken = true
                 device.transportNeedsReset?("\(device.name) queue \(context.index): \(error)")
-                return
+                return taken
             }
-            guard let popped else { return }
+            guard let popped else { return taken }
+            taken += 1
             switch popped {
             case .failure(let head, _):
                 statistics.errors.add()
@@ -133,6 +153,7 @@ final class BlockQueueWorker: @unchecked Sendable {
                 start(chain)
             }
         }
+        return taken
     }
 
     private func start(_ chain: DescriptorChain) {
@@ -166,6 +187,7 @@ final class BlockQueueWorker: @unchecked Sendable {
         // The ring holds two entries per slot, so a prep call only fails for a broken ring.
         func submit(expecting result: Int64, _ prepare: () -> Int32) {
             if prepare() == 0 {
+                unsubmitted += 1
                 slots[slot].pendingOperations += 1
                 slots[slot].expectedResult = result
             } else {
@@ -234,7 +256,5 @@ final class BlockQueueWorker: @unchecked Sendable {
         slots[slot] = InFlight()
         freeSlots.append(slot)
         completedSinceInterrupt = true
-        // A slot is free again: chains that waited for one can start.
-        drainQueue()
     }
 }

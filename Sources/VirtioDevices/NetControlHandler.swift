@@ -3,60 +3,52 @@ import Hypervisor
 
 /// Serves the virtio-net control queue: VIRTIO_NET_CTRL_MQ's VQ_PAIRS_SET is acknowledged when
 /// the count is valid; every other command gets VIRTIO_NET_ERR.
-final class NetControlWorker: @unchecked Sendable {
+final class NetControlHandler: QueueHandler, @unchecked Sendable {
     static let classMultiQueue: UInt8 = 4
     static let commandSetPairs: UInt8 = 0
     static let ok: UInt8 = 0
     static let error: UInt8 = 1
 
+    let name: String
     private let context: QueueContext
     private let memory: GuestMemory
     private unowned let device: NetDevice
     private let statistics: QueueStatistics
-    private let stopSignal: EventFD
-    private var thread: HostThread?
+    private var broken = false
 
-    init(name: String, context: QueueContext, memory: GuestMemory, device: NetDevice, statistics: QueueStatistics) throws {
+    init(name: String, context: QueueContext, memory: GuestMemory, device: NetDevice, statistics: QueueStatistics) {
+        self.name = name
         self.context = context
         self.memory = memory
         self.device = device
         self.statistics = statistics
-        stopSignal = try EventFD()
-        thread = try HostThread(name: name) { [self] in run() }
     }
 
-    func stop() {
-        stopSignal.signal()
-        thread?.join()
-        thread = nil
+    func poll(budget: Int) -> Int { handleCommands(budget: budget) }
+
+    func setGuestNotifications(enabled: Bool) { context.queue.setNotifications(enabled: enabled) }
+
+    func prepareToSleep() -> Bool {
+        statistics.notifications.add(context.kick.drain())
+        return !broken && context.queue.hasAvailable
     }
 
-    private func run() {
-        var fds = [pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: context.kick.fd, events: Int16(POLLIN), revents: 0)]
-        while true {
-            handleCommands()
-            guard poll(&fds, 2, -1) >= 0 || errno == EINTR else { return }
-            if fds[0].revents != 0 { return }
-            if fds[1].revents != 0 {
-                statistics.notifications.add(context.kick.wait())
-            }
-        }
-    }
+    var wakeDescriptors: [Int32] { [context.kick.fd] }
 
-    private func handleCommands() {
-        var completed = false
-        while true {
+    private func handleCommands(budget: Int) -> Int {
+        var handled = 0
+        while handled < budget && !broken {
             let popped: DescriptorChainResult
             do {
                 guard let next = try context.queue.popAvailable() else { break }
                 popped = next
             } catch {
                 statistics.errors.add()
+                broken = true
                 device.transportNeedsReset?("\(device.name) control queue: \(error)")
                 break
             }
-            completed = true
+            handled += 1
             statistics.requests.add()
             switch popped {
             case .failure(let head, _):
@@ -73,10 +65,11 @@ final class NetControlWorker: @unchecked Sendable {
                 }
             }
         }
-        if completed && context.queue.needsInterrupt() {
+        if handled > 0 && context.queue.needsInterrupt() {
             statistics.interrupts.add()
             context.interrupt.raise()
         }
+        return handled
     }
 
     private func execute(_ chain: DescriptorChain) -> UInt8 {

@@ -1,0 +1,64 @@
+import Glibc
+import Hypervisor
+import Synchronization
+
+/// The baseline executor (`--io-mode notify`): each handler gets its own thread, which sleeps in
+/// poll(2) on the handler's wake descriptors. Every guest request costs a kick: an ioeventfd
+/// write that KVM handles in the kernel (one VM exit, no exit to userspace).
+public final class NotifyEngine: QueueEngine, @unchecked Sendable {
+    /// Work per pass before the thread looks at its stop signal again.
+    static let budget = 256
+
+    private final class Runner: @unchecked Sendable {
+        let handler: QueueHandler
+        let stopSignal: EventFD
+        var thread: HostThread?
+
+        init(handler: QueueHandler) throws {
+            self.handler = handler
+            stopSignal = try EventFD()
+            handler.setGuestNotifications(enabled: true)
+            thread = try HostThread(name: handler.name) { [self] in run() }
+        }
+
+        private func run() {
+            while true {
+                while handler.poll(budget: NotifyEngine.budget) > 0 {}
+                if handler.prepareToSleep() { continue }
+                var fds = (handler.wakeDescriptors + [stopSignal.fd]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
+                if fds[fds.count - 1].revents != 0 { return }
+            }
+        }
+
+        func stop() {
+            stopSignal.signal()
+            thread?.join()
+            thread = nil
+        }
+    }
+
+    private let runners = Mutex<[ObjectIdentifier: Runner]>([:])
+
+    public init() {}
+
+    public func attach(_ handlers: [QueueHandler]) throws {
+        var started: [QueueHandler] = []
+        do {
+            for handler in handlers {
+                let runner = try Runner(handler: handler)
+                runners.withLock { $0[ObjectIdentifier(handler)] = runner }
+                started.append(handler)
+            }
+        } catch {
+            detach(started)
+            throw error
+        }
+    }
+
+    public func detach(_ handlers: [QueueHandler]) {
+        for handler in handlers {
+            runners.withLock { $0.removeValue(forKey: ObjectIdentifier(handler)) }?.stop()
+        }
+    }
+}

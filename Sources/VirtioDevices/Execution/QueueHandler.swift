@@ -1,0 +1,27 @@
+/// What a device does for one of its queues (or a queue pair that must be served together),
+/// independent of which thread drives it: an ioeventfd-woken thread (`NotifyEngine`) or a side
+/// core polling many handlers (`SideCoreEngine`). One executor thread at a time calls a handler.
+public protocol QueueHandler: AnyObject {
+    /// For thread names and statistics, e.g. "blk0-q1".
+    var name: String { get }
+    /// Does at most `budget` requests' worth of work without blocking: takes available chains,
+    /// starts them, finishes completed ones, raises the interrupt if the driver wants one.
+    /// Returns how much it did; 0 means it found nothing to do.
+    func poll(budget: Int) -> Int
+    /// Asks the driver to kick (true) or not (false, while a side core polls the queues).
+    func setGuestNotifications(enabled: Bool)
+    /// Called before the executor sleeps on `wakeDescriptors`: clears the kick eventfds (counting
+    /// them as notifications) and returns true when work is already waiting, e.g. a chain published
+    /// just before notifications were re-enabled, which no kick will announce.
+    func prepareToSleep() -> Bool
+    /// File descriptors whose readability means work may be waiting: kick eventfds, an io_uring's
+    /// completion eventfd, a TAP. Read after `prepareToSleep`; may change between sleeps.
+    var wakeDescriptors: [Int32] { get }
+}
+
+/// Runs queue handlers on some threads. A device's handlers are attached at DRIVER_OK and
+/// detached at reset; `detach` returns only once no thread will call them again.
+public protocol QueueEngine: AnyObject, Sendable {
+    func attach(_ handlers: [QueueHandler]) throws
+    func detach(_ handlers: [QueueHandler])
+}

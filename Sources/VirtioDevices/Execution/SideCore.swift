@@ -1,0 +1,184 @@
+import CKVM
+import Glibc
+import Hypervisor
+import Synchronization
+
+/// Counters of one side core, for `--stats-json`.
+public final class SideCoreStatistics: Sendable {
+    /// Time spent in rounds that found work, and in rounds that found none (polling cost).
+    public let busyNanoseconds = Counter()
+    public let idleNanoseconds = Counter()
+    /// Times the core blocked because every queue it serves was asleep.
+    public let sleeps = Counter()
+    public init() {}
+}
+
+/// One side core: a thread named `side<N>`, pinned to a host CPU, that runs a `PollSchedule` over
+/// queue handlers of any device of any VM in this process. Handlers come and go through a mailbox
+/// the thread reads between rounds, so the schedule itself is only ever touched by the thread.
+public final class SideCore: @unchecked Sendable {
+    private enum Change {
+        case add(QueueHandler)
+        case remove(QueueHandler, done: EventFD)
+    }
+
+    private struct Mailbox {
+        var changes: [Change] = []
+        var stopped = false
+    }
+
+    public let name: String
+    public let cpu: Int32?
+    public let statistics = SideCoreStatistics()
+    private let schedule: PollSchedule
+    private let mailbox = Mutex(Mailbox())
+    private let wakeSignal: EventFD
+    private let handlerCount = Atomic<Int>(0)
+    private var thread: HostThread?
+    public typealias HandlerCounters = (name: String, polls: UInt64, productivePolls: UInt64, sleeps: UInt64)
+    /// Per-handler counters for readers on other threads: handlers served now (as of a recent
+    /// round), and the totals of removed ones by name (a driver that resets its device over and
+    /// over adds to the same entry, not to a growing list).
+    private let published = Mutex<(current: [HandlerCounters], removed: [String: HandlerCounters])>(([], [:]))
+
+    public init(name: String, cpu: Int32?, mode: PollSchedule.Mode, budget: Int, pollMaxNanoseconds: UInt64) throws {
+        self.name = name
+        self.cpu = cpu
+        schedule = PollSchedule(mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds)
+        wakeSignal = try EventFD(nonBlocking: true)
+        thread = try HostThread(name: name) { [self] in run() }
+    }
+
+    /// Handlers placed on this core (for placing the next one on the least loaded core).
+    public var load: Int { handlerCount.load(ordering: .relaxed) }
+
+    public func add(_ handler: QueueHandler) {
+        handlerCount.add(1, ordering: .relaxed)
+        mailbox.withLock { $0.changes.append(.add(handler)) }
+        wakeSignal.signal()
+    }
+
+    /// Returns once the core has let go of `handler`: it will not be polled again.
+    public func remove(_ handler: QueueHandler) {
+        guard let done = try? EventFD() else { return }
+        let queued = mailbox.withLock { mailbox -> Bool in
+            guard !mailbox.stopped else { return false }
+            mailbox.changes.append(.remove(handler, done: done))
+            return true
+        }
+        guard queued else { return }
+        wakeSignal.signal()
+        _ = done.wait()
+        handlerCount.subtract(1, ordering: .relaxed)
+    }
+
+    /// Stops the thread; handlers still attached get their kicks back.
+    public func stop() {
+        mailbox.withLock { $0.stopped = true }
+        wakeSignal.signal()
+        thread?.join()
+        thread = nil
+    }
+
+    /// CPU time the core's thread has used, in nanoseconds (nil once it has stopped).
+    public var cpuNanoseconds: UInt64? {
+        guard let thread else { return nil }
+        var clock = clockid_t()
+        var time = timespec()
+        guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else { return nil }
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// Polls, polls that found work, and sleeps of every handler this core has served.
+    public var handlerCounters: [HandlerCounters] {
+        published.withLock { published in
+            var totals = published.removed
+            for counters in published.current { Self.accumulate(counters, into: &totals) }
+            return totals.values.sorted { $0.name < $1.name }
+        }
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    private func run() {
+        if let cpu { _ = ckvm_pin_thread(cpu) }
+        var rounds: UInt64 = 0
+        while applyChanges() {
+            let start = Self.monotonicNanoseconds()
+            let work = schedule.round(now: Self.monotonicNanoseconds)
+            let elapsed = Self.monotonicNanoseconds() &- start
+            (work > 0 ? statistics.busyNanoseconds : statistics.idleNanoseconds).add(elapsed)
+            rounds &+= 1
+            if rounds % 1024 == 0 { publishCounters() }
+            if schedule.awakeCount == 0 {
+                publishCounters()
+                statistics.sleeps.add()
+                sleep(timeout: -1)
+            } else if schedule.sleepingCount > 0 && rounds % 64 == 0 {
+                // Sleeping queues are checked without blocking now and then while others are polled.
+                sleep(timeout: 0)
+            }
+        }
+        publishCounters()
+        for entry in schedule.entries { schedule.remove(entry.handler) }
+    }
+
+    /// Applies queued adds and removes; false once the core is told to stop.
+    private func applyChanges() -> Bool {
+        let (changes, stopped) = mailbox.withLock { mailbox -> ([Change], Bool) in
+            defer { mailbox.changes = [] }
+            return (mailbox.changes, mailbox.stopped)
+        }
+        for change in changes {
+            switch change {
+            case .add(let handler):
+                schedule.add(handler, now: Self.monotonicNanoseconds())
+            case .remove(let handler, let done):
+                if let entry = schedule.entries.first(where: { $0.handler === handler }) {
+                    published.withLock { Self.accumulate(Self.counters(entry), into: &$0.removed) }
+                }
+                schedule.remove(handler)
+                done.signal()
+            }
+        }
+        if !changes.isEmpty { publishCounters() }
+        return !stopped
+    }
+
+    private static func accumulate(_ counters: HandlerCounters, into totals: inout [String: HandlerCounters]) {
+        let previous = totals[counters.name] ?? (counters.name, 0, 0, 0)
+        totals[counters.name] = (counters.name, previous.polls + counters.polls,
+                                 previous.productivePolls + counters.productivePolls, previous.sleeps + counters.sleeps)
+    }
+
+    private static func counters(_ entry: PollSchedule.Entry) -> HandlerCounters {
+        (entry.handler.name, entry.polls, entry.productivePolls, entry.sleeps)
+    }
+
+    private func publishCounters() {
+        let counters = schedule.entries.map(Self.counters)
+        published.withLock { $0.current = counters }
+    }
+
+    /// Waits (or with timeout 0 just looks) for a sleeping handler's descriptors or the mailbox.
+    private func sleep(timeout: Int32) {
+        var fds = [pollfd(fd: wakeSignal.fd, events: Int16(POLLIN), revents: 0)]
+        var owners = [-1]
+        for (index, entry) in schedule.entries.enumerated() where !entry.awake {
+            for fd in entry.wakeDescriptors {
+                fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+                owners.append(index)
+            }
+        }
+        guard poll(&fds, nfds_t(fds.count), timeout) > 0 else { return }
+        if fds[0].revents != 0 { _ = wakeSignal.drain() }
+        let now = Self.monotonicNanoseconds()
+        for position in 1..<fds.count where fds[position].revents != 0 {
+            schedule.wake(at: owners[position], now: now)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Glibc
+import Synchronization
+
+/// How `--io-mode poll|hybrid` runs: how many side cores, where, and how long they poll.
+public struct SideCoreConfiguration: Equatable, Sendable {
+    public var mode: PollSchedule.Mode
+    public var count: Int
+    /// Upper bound of a queue's adaptive idle window in hybrid mode (`--poll-max-us`).
+    public var pollMaxNanoseconds: UInt64
+    /// Requests a handler may take per round before the core moves on to the next queue.
+    public var budget = 32
+    /// Host CPU of each side core; empty means the last CPUs (side0 on the highest-numbered one).
+    public var cpus: [Int32] = []
+
+    public init(mode: PollSchedule.Mode, count: Int, pollMaxNanoseconds: UInt64) {
+        self.mode = mode
+        self.count = count
+        self.pollMaxNanoseconds = pollMaxNanoseconds
+    }
+}
+
+/// Side cores shared by every device of every VM in the process (ELVIS): each attached handler
+/// is placed on the core serving the fewest handlers and polled there.
+public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
+    public let cores: [SideCore]
+    private let placement = Mutex<[ObjectIdentifier: SideCore]>([:])
+
+    public init(configuration: SideCoreConfiguration) throws {
+        let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        var cores: [SideCore] = []
+        for index in 0..<configuration.count {
+            let cpu = index < configuration.cpus.count ? configuration.cpus[index] : (online - 1 - Int32(index % Int(online)))
+            cores.append(try SideCore(name: "side\(index)", cpu: cpu, mode: configuration.mode, budget: configuration.budget,
+                                      pollMaxNanoseconds: configuration.pollMaxNanoseconds))
+        }
+        self.cores = cores
+    }
+
+    public func attach(_ handlers: [QueueHandler]) throws {
+        for handler in handlers {
+            guard let core = cores.min(by: { $0.load < $1.load }) else { throw SideCoreEngineError.noSideCores }
+            placement.withLock { $0[ObjectIdentifier(handler)] = core }
+            core.add(handler)
+        }
+    }
+
+    public func detach(_ handlers: [QueueHandler]) {
+        for handler in handlers {
+            placement.withLock { $0.removeValue(forKey: ObjectIdentifier(handler)) }?.remove(handler)
+        }
+    }
+
+    /// Stops every side core (after the devices detached their handlers).
+    public func stop() {
+        for core in cores { core.stop() }
+    }
+}
+
+public enum SideCoreEngineError: Error, CustomStringConvertible {
+    case noSideCores
+    public var description: String { "no side cores to place queues on" }
+}
