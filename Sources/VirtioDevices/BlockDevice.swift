@@ -136,6 +136,8 @@ public final class QueueStatistics: Sendable {
     public let bytes = Counter()
     public let notifications = Counter()
     public let interrupts = Counter()
+    /// Completions whose interrupt was held back to be covered by a later one (coalescing).
+    public let coalesced = Counter()
     public let errors = Counter()
     /// FLUSH requests passed to fdatasync (block devices only).
     public let flushes = Counter()

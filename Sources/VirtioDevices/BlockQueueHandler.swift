@@ -34,7 +34,9 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private var freeSlots: [Int]
     /// Operations prepared on the ring and not yet submitted.
     private var unsubmitted = 0
-    private var completedSinceInterrupt = false
+    /// Chains returned to the used ring since the interrupt logic last looked.
+    private var completedSinceInterrupt = 0
+    private var interrupts: CompletionInterrupts
     /// The driver broke the ring: nothing more is taken from it until the device is reset.
     private var broken = false
 
@@ -45,6 +47,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         self.memory = memory
         self.features = features
         self.statistics = statistics
+        interrupts = CompletionInterrupts(context: context, statistics: statistics)
         completionSignal = try EventFD(nonBlocking: true)
         let size = Int(context.queue.size)
         slots = Array(repeating: InFlight(), count: size)
@@ -86,6 +89,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     }
 
     func prepareToSleep() -> Bool {
+        interrupts.flush()
         statistics.notifications.add(context.kick.drain())
         _ = completionSignal.drain()
         // Checked after draining: a completion or chain that raced the drain is seen here.
@@ -104,6 +108,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
             finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
         }
         signalIfNeeded()
+        interrupts.flush()
     }
 
     // MARK: Requests
@@ -120,12 +125,9 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     }
 
     private func signalIfNeeded() {
-        guard completedSinceInterrupt else { return }
-        completedSinceInterrupt = false
-        if context.queue.needsInterrupt() {
-            statistics.interrupts.add()
-            context.interrupt.raise()
-        }
+        let inFlight = freeSlots.count < slots.count
+        interrupts.published(completedSinceInterrupt, moreExpected: inFlight || (!broken && context.queue.hasAvailable))
+        completedSinceInterrupt = 0
     }
 
     /// Pops up to `budget` available chains while a slot is free; a full queue resumes once a
@@ -148,7 +150,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
             case .failure(let head, _):
                 statistics.errors.add()
                 context.queue.addUsed(head: head, length: 0)
-                completedSinceInterrupt = true
+                completedSinceInterrupt += 1
             case .chain(let chain):
                 start(chain)
             }
@@ -169,7 +171,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
                 try? memory.store(refusal.rejection == .unsupported ? BlockRequest.statusUnsupported : BlockRequest.statusIOError, at: statusAddress)
             }
             context.queue.addUsed(head: chain.head, length: statusAddress == nil ? 0 : 1)
-            completedSinceInterrupt = true
+            completedSinceInterrupt += 1
             return
         case .success(let value):
             request = value
@@ -255,6 +257,6 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
         slots[slot] = InFlight()
         freeSlots.append(slot)
-        completedSinceInterrupt = true
+        completedSinceInterrupt += 1
     }
 }

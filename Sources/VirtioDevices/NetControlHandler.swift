@@ -66,6 +66,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
             }
         }
         if handled > 0 && context.queue.needsInterrupt() {
+            // Control commands are rare and the driver waits for each: never coalesced.
             statistics.interrupts.add()
             context.interrupt.raise()
         }

@@ -31,6 +31,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     /// Chains already filled with part of the pending frame: (head, bytes written).
     private var heldChains: [(head: UInt16, length: UInt32, firstBuffer: VirtqueueBuffer?)] = []
     private var iovecs = [iovec](repeating: iovec(), count: 256)
+    private var rxInterrupts: CompletionInterrupts
+    private var txInterrupts: CompletionInterrupts
 
     init(name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
          rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) {
@@ -43,6 +45,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         self.mergeable = mergeable
         self.rxStatistics = rxStatistics
         self.txStatistics = txStatistics
+        rxInterrupts = CompletionInterrupts(context: rx, statistics: rxStatistics)
+        txInterrupts = CompletionInterrupts(context: tx, statistics: txStatistics)
     }
 
     deinit { frame.deallocate() }
@@ -62,6 +66,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     }
 
     func prepareToSleep() -> Bool {
+        rxInterrupts.flush()
+        txInterrupts.flush()
         txStatistics.notifications.add(tx.kick.drain())
         rxStatistics.notifications.add(rx.kick.drain())
         guard !broken else { return false }
@@ -115,10 +121,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 tx.queue.addUsed(head: chain.head, length: 0)
             }
         }
-        if sent > 0 && tx.queue.needsInterrupt() {
-            txStatistics.interrupts.add()
-            tx.interrupt.raise()
-        }
+        txInterrupts.published(sent, moreExpected: sent == budget)
         return sent
     }
 
@@ -142,12 +145,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     /// `waitingForRxBuffers` when it stopped for lack of receive buffers.
     private func receive(budget: Int) -> Int {
         var received = 0
-        defer {
-            if received > 0 && rx.queue.needsInterrupt() {
-                rxStatistics.interrupts.add()
-                rx.interrupt.raise()
-            }
-        }
+        // Stopping at the budget means more frames wait in the TAP; otherwise it ran dry.
+        defer { rxInterrupts.published(received, moreExpected: received == budget) }
         while received < budget {
             if frameLength == 0 {
                 let count = read(tapFD, frame.baseAddress, frame.count)

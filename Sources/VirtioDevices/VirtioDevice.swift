@@ -16,6 +16,8 @@ public struct QueueContext {
     public let queue: Virtqueue
     public let kick: EventFD
     public let interrupt: QueueInterrupt
+    /// Interrupt coalescing the engine asks for, or nil for an interrupt per completion batch.
+    public let coalescing: InterruptCoalescingPolicy?
 }
 
 /// Raises a queue's interrupt (its MSI-X vector, through an irqfd), honouring masks.

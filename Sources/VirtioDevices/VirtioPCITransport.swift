@@ -275,7 +275,8 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
                 try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0)
                 doorbells.append((index, doorbell))
                 contexts.append(QueueContext(index: index, queue: queue, kick: kicks[index],
-                                             interrupt: VectorInterrupt(transport: self, queue: index)))
+                                             interrupt: VectorInterrupt(transport: self, queue: index),
+                                             coalescing: engine.interruptCoalescing))
             }
             let handlers = try device.activate(memory: memory, features: snapshot.driverFeatures, queues: contexts)
             state.withLock {

@@ -197,11 +197,13 @@ public final class Virtqueue {
     public private(set) var notificationsEnabled = true
 
     /// avail_event (EVENT_IDX). With kicks wanted: kick once the driver publishes past what we have
-    /// consumed. Without: one behind what we consumed. The driver kicks only when avail_event lies
-    /// in [old, new) of its index update, and old never drops below our consumed index, so an
-    /// index behind it is never crossed (a batch is at most `size` < 65536 entries).
+    /// consumed. Without: half the index space away. The driver kicks only when avail_event lies in
+    /// [old, new) of its kick check, where old is its index at the previous check. Linux publishes
+    /// each chain as it adds it and checks later, so a side core may already have consumed past
+    /// old; but old and new both stay within `size` (at most 32768) of what we consumed, so an
+    /// index 32768 ahead is never inside the range.
     private func publishAvailableEvent() {
-        let event = notificationsEnabled ? lastAvailableIndex : lastAvailableIndex &- 1
+        let event = notificationsEnabled ? lastAvailableIndex : lastAvailableIndex &+ 0x8000
         used.storeBytes(of: event.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
     }
 

@@ -6,6 +6,11 @@ enum IOMode: String, ExpressibleByArgument, CaseIterable {
     case notify, poll, hybrid
 }
 
+/// An on|off option value.
+enum Switch: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+}
+
 /// The options that choose how device queues are served, and the engine they build.
 struct IOEngineOptions: ParsableArguments {
     static let defaultSideCores = 1
@@ -26,7 +31,14 @@ struct IOEngineOptions: ParsableArguments {
         valueName: "µs"))
     var pollMaxMicroseconds: Int?
 
+    @Option(name: .customLong("irq-coalesce"), help: ArgumentHelp(
+        "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).", valueName: "on|off"))
+    var interruptCoalescing: Switch?
+
     func validate() throws {
+        if interruptCoalescing != nil && ioMode == .notify {
+            throw ValidationError("--irq-coalesce: needs --io-mode poll or hybrid")
+        }
         if let sideCores {
             guard ioMode != .notify else { throw ValidationError("--side-cores: needs --io-mode poll or hybrid") }
             guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): must be 1 to 64") }
@@ -47,9 +59,10 @@ struct IOEngineOptions: ParsableArguments {
         case .poll: mode = .poll
         case .hybrid: mode = .hybrid
         }
-        let configuration = SideCoreConfiguration(
+        var configuration = SideCoreConfiguration(
             mode: mode, count: sideCores ?? Self.defaultSideCores,
             pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
+        if interruptCoalescing == .off { configuration.coalescing = nil }
         let engine = try SideCoreEngine(configuration: configuration)
         return (engine, engine)
     }

@@ -12,6 +12,7 @@ struct DeviceStatistics: Encodable {
         let interrupts: UInt64
         let errors: UInt64
         let flushes: UInt64
+        let coalesced: UInt64
     }
 
     let name: String
@@ -52,7 +53,8 @@ final class VirtioDeviceSet {
             statistics.enumerated().map { index, queue in
                 DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
                                        notifications: queue.notifications.count, interrupts: queue.interrupts.count,
-                                       errors: queue.errors.count, flushes: queue.flushes.count)
+                                       errors: queue.errors.count, flushes: queue.flushes.count,
+                                       coalesced: queue.coalesced.count)
             }
         }
         let disks = blocks.map { block in

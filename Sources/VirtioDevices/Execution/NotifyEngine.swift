@@ -40,6 +40,10 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
 
     private let runners = Mutex<[ObjectIdentifier: Runner]>([:])
 
+    /// A notify thread sleeps whenever its queue has nothing to do, and a held interrupt is
+    /// signalled before it sleeps, so there is nothing to coalesce across.
+    public let interruptCoalescing: InterruptCoalescingPolicy? = nil
+
     public init() {}
 
     public func attach(_ handlers: [QueueHandler]) throws {

@@ -22,6 +22,8 @@ public protocol QueueHandler: AnyObject {
 /// Runs queue handlers on some threads. A device's handlers are attached at DRIVER_OK and
 /// detached at reset; `detach` returns only once no thread will call them again.
 public protocol QueueEngine: AnyObject, Sendable {
+    /// What handlers attached to this engine should do about interrupt coalescing.
+    var interruptCoalescing: InterruptCoalescingPolicy? { get }
     func attach(_ handlers: [QueueHandler]) throws
     func detach(_ handlers: [QueueHandler])
 }

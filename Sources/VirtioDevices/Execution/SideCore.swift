@@ -98,19 +98,13 @@ public final class SideCore: @unchecked Sendable {
         }
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
-
     private func run() {
         if let cpu { _ = ckvm_pin_thread(cpu) }
         var rounds: UInt64 = 0
         while applyChanges() {
-            let start = Self.monotonicNanoseconds()
-            let work = schedule.round(now: Self.monotonicNanoseconds)
-            let elapsed = Self.monotonicNanoseconds() &- start
+            let start = MonotonicClock.now()
+            let work = schedule.round(now: MonotonicClock.now)
+            let elapsed = MonotonicClock.now() &- start
             (work > 0 ? statistics.busyNanoseconds : statistics.idleNanoseconds).add(elapsed)
             rounds &+= 1
             if rounds % 1024 == 0 { publishCounters() }
@@ -136,7 +130,7 @@ public final class SideCore: @unchecked Sendable {
         for change in changes {
             switch change {
             case .add(let handler):
-                schedule.add(handler, now: Self.monotonicNanoseconds())
+                schedule.add(handler, now: MonotonicClock.now())
             case .remove(let handler, let done):
                 if let entry = schedule.entries.first(where: { $0.handler === handler }) {
                     published.withLock { Self.accumulate(Self.counters(entry), into: &$0.removed) }
@@ -176,7 +170,7 @@ public final class SideCore: @unchecked Sendable {
         }
         guard poll(&fds, nfds_t(fds.count), timeout) > 0 else { return }
         if fds[0].revents != 0 { _ = wakeSignal.drain() }
-        let now = Self.monotonicNanoseconds()
+        let now = MonotonicClock.now()
         for position in 1..<fds.count where fds[position].revents != 0 {
             schedule.wake(at: owners[position], now: now)
         }

@@ -11,6 +11,8 @@ public struct SideCoreConfiguration: Equatable, Sendable {
     public var budget = 32
     /// Host CPU of each side core; empty means the last CPUs (side0 on the highest-numbered one).
     public var cpus: [Int32] = []
+    /// Adaptive interrupt coalescing for every queue (`--irq-coalesce on`), or nil.
+    public var coalescing: InterruptCoalescingPolicy? = InterruptCoalescingPolicy()
 
     public init(mode: PollSchedule.Mode, count: Int, pollMaxNanoseconds: UInt64) {
         self.mode = mode
@@ -23,6 +25,7 @@ public struct SideCoreConfiguration: Equatable, Sendable {
 /// is placed on the core serving the fewest handlers and polled there.
 public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
     public let cores: [SideCore]
+    public let interruptCoalescing: InterruptCoalescingPolicy?
     private let placement = Mutex<[ObjectIdentifier: SideCore]>([:])
 
     public init(configuration: SideCoreConfiguration) throws {
@@ -34,6 +37,7 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
                                       pollMaxNanoseconds: configuration.pollMaxNanoseconds))
         }
         self.cores = cores
+        interruptCoalescing = configuration.coalescing
     }
 
     public func attach(_ handlers: [QueueHandler]) throws {

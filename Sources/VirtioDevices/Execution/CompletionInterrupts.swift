@@ -1,0 +1,40 @@
+/// A queue's completion interrupt: raised when the driver wants one (used_event or
+/// NO_INTERRUPT), through the coalescer when the engine asks for coalescing.
+struct CompletionInterrupts {
+    private let context: QueueContext
+    private let statistics: QueueStatistics
+    private var coalescer: InterruptCoalescer?
+
+    init(context: QueueContext, statistics: QueueStatistics) {
+        self.context = context
+        self.statistics = statistics
+        coalescer = context.coalescing.map(InterruptCoalescer.init)
+    }
+
+    /// `count` chains (possibly 0) were returned to the used ring since the last call;
+    /// `moreExpected` says requests are still in flight or waiting in the ring.
+    mutating func published(_ count: Int, moreExpected: Bool) {
+        let due: Bool
+        if var coalescer {
+            due = coalescer.completed(count, now: MonotonicClock.now(), moreExpected: moreExpected)
+            self.coalescer = coalescer
+            if !due && count > 0 { statistics.coalesced.add(UInt64(count)) }
+        } else {
+            due = count > 0
+        }
+        if due { raiseIfWanted() }
+    }
+
+    /// Signals held completions at once: the queue is about to sleep or stop.
+    mutating func flush() {
+        guard coalescer?.flush() == true else { return }
+        raiseIfWanted()
+    }
+
+    private func raiseIfWanted() {
+        if context.queue.needsInterrupt() {
+            statistics.interrupts.add()
+            context.interrupt.raise()
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import XCTest
+
+/// The side-core engine with Linux's own virtio_blk driver, in the nested rig: in poll mode the
+/// guest's requests cause (almost) no kicks and fewer VM exits than in notify mode; in hybrid mode
+/// an idle guest leaves its side core asleep and traffic brings polling back. L2 samples KVM's exit
+/// counter (debugfs) and the side core's CPU time (/proc) when the guest prints a mark.
+final class NestedSideCoreTests: XCTestCase {
+    static let commandLine = "console=ttyS0 panic=-1 quiet"
+    static let reads = 1000
+    static let idleSeconds = 6
+
+    static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
+        try Toolchain.requireArtifacts()
+        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        // Marks are printed with idle seconds around them, so L2's 0.1 s sampling does not cut into the I/O.
+        let guest = """
+            echo mark io-start; sleep 1
+            dd if=/dev/vda of=/dev/null bs=4096 count=\(reads) iflag=direct 2>/dev/null
+            sleep 1; echo mark io-end
+            echo mark idle-start; sleep \(idleSeconds); echo mark idle-end
+            dd if=/dev/vda of=/dev/null bs=4096 count=100 iflag=direct 2>/dev/null && echo after-idle-ok
+            echo "readback $(md5sum < /dev/vda | cut -d' ' -f1)"
+            """
+        let script = """
+            dd if=/dev/urandom of=/tmp/disk.img bs=1M count=8 2>/dev/null
+            # side0's CPU time in clock ticks (utime + stime), or 0 without a side core.
+            side_ticks() {
+                for t in /proc/$1/task/*; do [ "$(cat $t/comm 2>/dev/null)" = side0 ] && { awk '{print $14 + $15}' $t/stat; return; }; done
+                echo 0
+            }
+            # marked NAME HVCTL-ARGS...: at each "mark M" of the guest prints "at-M exits=N side-ticks=T uptime=S".
+            marked() {
+                name=$1; shift
+                hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
+                    --cmdline '\(guestRun(guest))' --stats-json /tmp/$name.json "$@" > /tmp/console-$name 2>&1 &
+                pid=$!
+                seen=0
+                while kill -0 $pid 2>/dev/null; do
+                    marks=$(grep -c '^mark ' /tmp/console-$name)
+                    while [ $seen -lt $marks ]; do
+                        seen=$((seen + 1))
+                        mark=$(grep '^mark ' /tmp/console-$name | sed -n "${seen}p" | tr -d '\\r' | awk '{print $2}')
+                        echo "at-$mark exits=$(cat /sys/kernel/debug/kvm/exits) side-ticks=$(side_ticks $pid) uptime=$(cut -d' ' -f1 /proc/uptime)"
+                    done
+                    sleep 0.1
+                done
+                wait $pid; st=$?
+                tr -d '\\r' < /tmp/console-$name | grep -E '^(readback|after-idle)'
+                # A failed run shows why: the end of its console.
+                [ $st = 0 ] || tail -40 /tmp/console-$name | sed 's/^/console: /'
+                cat /tmp/$name.json; echo
+                return $st
+            }
+            echo "host-file $(md5sum < /tmp/disk.img | cut -d' ' -f1)"
+            for mode in notify poll hybrid; do
+                echo "=== begin $mode"
+                marked $mode --io-mode $mode
+                echo "=== end $mode status=$?"
+            done
+            """
+        return try NestedRig.run(script: script)
+    }
+
+    struct Sample {
+        let exits: Double
+        let sideTicks: Double
+        let uptime: Double
+    }
+
+    /// The counters L2 sampled at the guest's `mark`.
+    func sample(_ section: NestedRig.Section, _ mark: String) throws -> Sample {
+        let line = try XCTUnwrap(section.value("at-\(mark)"), "no sample at \(mark):\n\(section.output)")
+        var fields: [String: Double] = [:]
+        for pair in line.split(separator: " ") {
+            let parts = pair.split(separator: "=")
+            if parts.count == 2 { fields[String(parts[0])] = Double(parts[1]) }
+        }
+        return Sample(exits: try XCTUnwrap(fields["exits"]), sideTicks: try XCTUnwrap(fields["side-ticks"]), uptime: try XCTUnwrap(fields["uptime"]))
+    }
+
+    func section(_ name: String) throws -> NestedRig.Section {
+        let run = try Self.rigRun.get()
+        let result = try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
+        XCTAssertEqual(result.status, 0, result.output)
+        return result
+    }
+
+    /// (requests, kicks) summed over the disk's queues, from --stats-json.
+    func requestsAndKicks(_ section: NestedRig.Section) throws -> (requests: Double, kicks: Double, document: [String: Any]) {
+        let document = try XCTUnwrap(try section.jsonDocument(), section.output)
+        let queues = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"]) as? [[String: Any]])
+        let requests = queues.reduce(0.0) { $0 + Double($1["requests"] as? Int ?? 0) }
+        let kicks = queues.reduce(0.0) { $0 + Double($1["notifications"] as? Int ?? 0) }
+        return (requests, kicks, document)
+    }
+
+    func exitsPerRequest(_ section: NestedRig.Section) throws -> Double {
+        let start = try sample(section, "io-start")
+        let end = try sample(section, "io-end")
+        return (end.exits - start.exits) / Double(Self.reads)
+    }
+
+    /// Share of one CPU side0 used while the guest slept.
+    func idleSideCoreShare(_ section: NestedRig.Section) throws -> Double {
+        let start = try sample(section, "idle-start")
+        let end = try sample(section, "idle-end")
+        return (end.sideTicks - start.sideTicks) / 100 / (end.uptime - start.uptime)
+    }
+
+    func testEveryModeServesTheDiskCorrectly() throws {
+        let host = try XCTUnwrap(try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
+        for mode in ["notify", "poll", "hybrid"] {
+            let result = try section(mode)
+            XCTAssertEqual(result.value("readback").map { "host-file \($0)" }, host.trimmingCharacters(in: .whitespacesAndNewlines), mode)
+            XCTAssertTrue(result.output.contains("after-idle-ok"), result.output)
+            let document = try requestsAndKicks(result).document
+            XCTAssertEqual(document["ioMode"] as? String, mode)
+        }
+    }
+
+    func testPollModeRequestsCauseNoKicksAndFewerExitsThanNotify() throws {
+        let notify = try section("notify")
+        let poll = try section("poll")
+        let notifyCounts = try requestsAndKicks(notify)
+        let pollCounts = try requestsAndKicks(poll)
+        XCTAssertGreaterThan(notifyCounts.requests, Double(Self.reads))
+        XCTAssertGreaterThan(notifyCounts.kicks / notifyCounts.requests, 0.5, "notify mode: about a kick per request")
+        XCTAssertLessThan(pollCounts.kicks / pollCounts.requests, 0.05, "poll mode: kicks per request")
+        let notifyExits = try exitsPerRequest(notify)
+        let pollExits = try exitsPerRequest(poll)
+        // A kick is one exit per request in notify mode; the rest (HLT while waiting, the
+        // interrupt's EOI) stays at queue depth 1 whoever serves the queue.
+        XCTAssertLessThan(pollExits, notifyExits - 0.5, "exits per request: poll \(pollExits), notify \(notifyExits)")
+    }
+
+    func testHybridSideCoreSleepsWhileTheGuestIdlesAndPollModeDoesNot() throws {
+        let hybrid = try section("hybrid")
+        let poll = try section("poll")
+        let hybridShare = try idleSideCoreShare(hybrid)
+        let pollShare = try idleSideCoreShare(poll)
+        XCTAssertLessThan(hybridShare, 0.05, "hybrid: side0's CPU share while the guest slept")
+        XCTAssertGreaterThan(pollShare, 0.5, "poll: side0 spins whether or not there is work")
+        // The disk's handler fell asleep and traffic woke it (the reads after the idle period ran).
+        let cores = try XCTUnwrap(try requestsAndKicks(hybrid).document["sideCores"] as? [[String: Any]])
+        let handlers = try XCTUnwrap(cores.first?["handlers"] as? [[String: Any]])
+        XCTAssertEqual(cores.first?["name"] as? String, "side0")
+        XCTAssertGreaterThan(handlers.first(where: { ($0["name"] as? String) == "blk0-q0" })?["sleeps"] as? Int ?? 0, 0)
+    }
+}
