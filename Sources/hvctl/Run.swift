@@ -1,18 +1,21 @@
 import ArgumentParser
 import Glibc
 import Hypervisor
+import Synchronization
 import VirtioDevices
 
-/// `hvctl run`: boots one Linux guest with its serial console on stdin/stdout.
+/// `hvctl run`: boots one Linux guest with its serial console on stdin/stdout, or several
+/// (`--config`) sharing the side cores.
 ///
 /// Exit status: 0 guest powered off, 2 guest rebooted (including a triple fault or a panic with
 /// panic=-1), 1 hvctl or KVM failure, 64 bad usage, 128+N stopped by signal N (Ctrl-A x: SIGINT's 130).
+/// With several VMs, 0 when all powered off, else the worst of failure, signal, reboot.
 struct Run: ParsableCommand {
     static let rebootExitCode: Int32 = 2
     static let defaultCommandLine = "console=ttyS0 panic=-1"
 
     static let configuration = CommandConfiguration(
-        abstract: "Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout.",
+        abstract: "Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout, or several with --config.",
         discussion: """
             Exit status: 0 when the guest powers off, 2 when it reboots (reboot, panic with panic=-1, \
             triple fault), 1 on a VMM or KVM failure, 64 on bad usage, 128+N when stopped by signal N. \
@@ -20,19 +23,19 @@ struct Run: ParsableCommand {
             """)
 
     @Option(help: "Kernel: a bzImage, or an uncompressed ELF vmlinux with a PVH entry note.")
-    var kernel: String
+    var kernel: String?
 
     @Option(help: "Initial ramdisk loaded for the kernel.")
     var initrd: String?
 
-    @Option(help: "Kernel command line.")
-    var cmdline: String = Run.defaultCommandLine
+    @Option(help: "Kernel command line (default \"\(Run.defaultCommandLine)\").")
+    var cmdline: String?
 
-    @Option(help: "Number of vCPUs.")
-    var cpus: Int = 1
+    @Option(help: "Number of vCPUs (default 1).")
+    var cpus: Int?
 
-    @Option(help: "Guest RAM in MiB.")
-    var memory: Int = 512
+    @Option(help: "Guest RAM in MiB (default 512).")
+    var memory: Int?
 
     @Option(name: .customLong("disk"), help: ArgumentHelp(
         "A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. Repeatable.",
@@ -42,6 +45,11 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("net"), help: ArgumentHelp(
         "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.", valueName: "options"))
     var nets: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].",
+        valueName: "file"))
+    var config: String?
 
     @OptionGroup(title: "I/O engine")
     var io: IOEngineOptions
@@ -56,17 +64,31 @@ struct Run: ParsableCommand {
     var devicePath = "/dev/kvm"
 
     func validate() throws {
-        if cpus < 1 { throw ValidationError("--cpus \(cpus): a guest needs at least 1 vCPU") }
-        if memory < 1 { throw ValidationError("--memory \(memory): a guest needs at least 1 MiB") }
-        if memory > 1 << 20 { throw ValidationError("--memory \(memory): more than 1 TiB is not supported") }
-        for disk in disks { _ = try DiskArgument.parse(disk) }
-        for net in nets { _ = try NetArgument.parse(net) }
+        if config != nil {
+            let given = [("--kernel", kernel != nil), ("--initrd", initrd != nil), ("--cmdline", cmdline != nil), ("--cpus", cpus != nil),
+                         ("--memory", memory != nil), ("--disk", !disks.isEmpty), ("--net", !nets.isEmpty)].filter(\.1).map(\.0)
+            if let first = given.first { throw ValidationError("\(first): not with --config (describe each VM in the file)") }
+        } else {
+            guard kernel != nil else { throw ValidationError("--kernel: missing (or give --config)") }
+            try commandLineVM().validate { "--\($0)" }
+        }
+    }
+
+    /// The VM the per-VM options describe.
+    private func commandLineVM() -> VMDefinition {
+        var vm = VMDefinition(name: "vm0", kernel: kernel ?? "")
+        vm.initrd = initrd
+        vm.cmdline = cmdline ?? Self.defaultCommandLine
+        vm.cpus = cpus ?? 1
+        vm.memory = memory ?? 512
+        vm.disks = disks
+        vm.nets = nets
+        return vm
     }
 
     func run() throws {
-        let configuration = MachineConfiguration(
-            boot: LinuxBootConfiguration(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline),
-            vcpuCount: cpus, memoryInBytes: UInt64(memory) << 20)
+        let definitions = try config.map(VMConfigFile.load) ?? [commandLineVM()]
+        let several = config != nil
         let statisticsFile = try statsJSON.map { try StatisticsFile(path: $0) }
 
         // Every thread started from here on inherits the mask; the signal thread takes them.
@@ -76,59 +98,84 @@ struct Run: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let machine: Machine
+        let kvm: KVM
         do {
-            let kvm = try KVM(path: devicePath)
-            machine = try Machine(configuration: configuration, kvm: kvm, consoleOutput: ConsoleOutput.write)
-        } catch let error as BootError {
-            throw ValidationError(error.description)
-        } catch let error as MachineConfigurationError {
-            throw ValidationError(error.description)
+            kvm = try KVM(path: devicePath)
         } catch {
             printError("hvctl: cannot create the VM: \(error)")
             throw ExitCode.failure
         }
-
         let (engine, sideCores) = try io.makeEngine()
-        let devices: VirtioDeviceSet
-        do {
-            devices = try VirtioDeviceSet(machine: machine, engine: engine, disks: try disks.map(DiskArgument.parse),
-                                          nets: try nets.map(NetArgument.parse))
-        } catch let error as BlockDeviceError {
-            throw ValidationError(error.description)
-        } catch let error as NetDeviceError {
-            throw ValidationError(error.description)
+        var instances: [VMInstance] = []
+        for definition in definitions {
+            let sink: ConsoleSink?
+            do {
+                sink = several ? try definition.console.map(ConsoleSink.init(path:)) ?? ConsoleSink(prefixedWith: definition.name) : nil
+            } catch let error as ConsoleSinkError {
+                throw ValidationError("--config \(config ?? ""): vm \(definition.name): \(error.description)")
+            }
+            instances.append(try VMInstance(definition: definition, kvm: kvm, engine: engine, consoleSink: sink,
+                                            label: several ? "vm \(definition.name): " : ""))
         }
 
-        let console = Console(onEscape: { machine.requestExit(.stopped(signal: SIGINT)) })
-        try console.start(forwardingTo: machine.serial)
+        // The console's input goes to a single VM only; several VMs run without input.
+        let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })
+        try console?.start(forwardingTo: instances[0].machine.serial)
         _ = try HostThread(name: "signals") {
             var received: Int32 = 0
             sigwait(&signals, &received)
-            machine.requestExit(.stopped(signal: received))
+            for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
         }
-        let exit = try machine.run()
-        console.restore()
+        let exits = try runAll(instances)
+        console?.restore()
 
-        let statistics = try machine.vcpuStatistics()
-        if stats { StatisticsReport.print(statistics) }
-        // Queues are detached first: that finishes requests in flight and counts the last kicks.
-        devices.stop()
+        let reports = try zip(instances, exits).map { try $0.finish(exit: $1) }
+        if stats {
+            for report in reports {
+                if several { printError("\(report.name):") }
+                StatisticsReport.print(report.vcpus.map(\.kvm))
+            }
+        }
         let sideCoreStatistics = sideCores.map(SideCoreReport.collect) ?? []
         sideCores?.stop()
-        try statisticsFile?.write(StatisticsReport(vcpus: statistics, devices: devices.statistics(), sideCores: sideCoreStatistics,
-                                                   ioMode: io.ioMode.rawValue, exit: exit))
+        try statisticsFile?.write(StatisticsReport(vms: reports, ioMode: io.ioMode.rawValue, sideCores: sideCoreStatistics,
+                                                   flattened: !several))
+        try Self.finish(exits, names: definitions.map(\.name), several: several)
+    }
 
-        switch exit {
-        case .powerOff:
-            return
-        case .reboot:
-            throw ExitCode(Self.rebootExitCode)
-        case .stopped(let signal):
-            throw ExitCode(128 + signal)
-        case .failed(let reason):
-            printError("hvctl: the guest stopped: \(reason)")
-            throw ExitCode.failure
+    /// Runs every VM to its end, each on its own thread when there are several.
+    private func runAll(_ instances: [VMInstance]) throws -> [MachineExit] {
+        if instances.count == 1 { return [try instances[0].machine.run()] }
+        let results = Mutex<[Int: MachineExit]>([:])
+        var threads: [HostThread] = []
+        for (index, instance) in instances.enumerated() {
+            threads.append(try HostThread(name: "vm-\(instance.definition.name)") {
+                let exit: MachineExit
+                do { exit = try instance.machine.run() } catch { exit = .failed("\(error)") }
+                results.withLock { $0[index] = exit }
+            })
         }
+        for thread in threads { thread.join() }
+        return results.withLock { results in instances.indices.map { results[$0] ?? .failed("did not run") } }
+    }
+
+    /// The exit status: 0 when every VM powered off; otherwise a failure (1) before a signal
+    /// (128+N) before a reboot (2). Failures are named on stderr.
+    private static func finish(_ exits: [MachineExit], names: [String], several: Bool) throws {
+        var status: Int32 = 0
+        for (exit, name) in zip(exits, names) {
+            switch exit {
+            case .powerOff:
+                break
+            case .reboot:
+                if status == 0 { status = rebootExitCode }
+            case .stopped(let signal):
+                if status != ExitCode.failure.rawValue { status = 128 + signal }
+            case .failed(let reason):
+                printError("hvctl: \(several ? "vm \(name): " : "")the guest stopped: \(reason)")
+                status = ExitCode.failure.rawValue
+            }
+        }
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -3,32 +3,56 @@ import FoundationEssentials
 import Glibc
 import Hypervisor
 
-/// The `--stats-json` document: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"devices":[{"name":"blk0",
-/// "type":"virtio-blk","queues":[{"index":0,"requests":N,...}]}],"ioMode":"hybrid","sideCores":[{"name":
-/// "side0",...}],"exit":"poweroff"}`, vCPU counters keyed by KVM's own statistic names.
-struct StatisticsReport: Encodable {
+/// One VM's part of the `--stats-json` document: vCPU counters keyed by KVM's own statistic
+/// names, per-queue device counters, and how the VM ended.
+struct VMReport: Encodable {
     struct VCPU: Encodable {
         let id: Int
         let kvm: [String: UInt64]
     }
 
+    let name: String
     let vcpus: [VCPU]
     let devices: [DeviceStatistics]
-    let ioMode: String
-    let sideCores: [SideCoreReport]
     let exit: String
 
-    init(vcpus: [[String: UInt64]], devices: [DeviceStatistics], sideCores: [SideCoreReport], ioMode: String, exit: MachineExit) {
+    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit) {
+        self.name = name
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
         self.devices = devices
-        self.sideCores = sideCores
-        self.ioMode = ioMode
         switch exit {
         case .powerOff: self.exit = "poweroff"
         case .reboot: self.exit = "reboot"
         case .stopped(let signal): self.exit = "signal \(signal)"
         case .failed(let reason): self.exit = "failed: \(reason)"
         }
+    }
+}
+
+/// The `--stats-json` document. One VM: `{"vcpus":[{"id":0,"kvm":{"exits":N,...}}],"devices":
+/// [{"name":"blk0","type":"virtio-blk","queues":[{"index":0,"requests":N,...}]}],"exit":"poweroff",
+/// "ioMode":"hybrid","sideCores":[{"name":"side0",...}]}`. Several VMs (`--config`): the VMs'
+/// parts, each with its name, under "vms", next to the shared "ioMode" and "sideCores".
+struct StatisticsReport: Encodable {
+    let vms: [VMReport]
+    let ioMode: String
+    let sideCores: [SideCoreReport]
+    /// One VM from the command line: its fields at the top level.
+    let flattened: Bool
+
+    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, ioMode, sideCores }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        if flattened, let vm = vms.first {
+            try container.encode(vm.vcpus, forKey: .vcpus)
+            try container.encode(vm.devices, forKey: .devices)
+            try container.encode(vm.exit, forKey: .exit)
+        } else {
+            try container.encode(vms, forKey: .vms)
+        }
+        try container.encode(ioMode, forKey: .ioMode)
+        try container.encode(sideCores, forKey: .sideCores)
     }
 
     /// The counters shown by `--stats`, in this order; every other KVM statistic is in the JSON.

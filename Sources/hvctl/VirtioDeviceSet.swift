@@ -26,15 +26,17 @@ final class VirtioDeviceSet {
     private var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
     private var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
 
-    init(machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration]) throws {
+    /// `namePrefix` tells devices of different VMs apart on shared side cores (e.g. "a.").
+    init(machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration],
+         namePrefix: String = "") throws {
         for (index, var configuration) in disks.enumerated() {
-            let name = "blk\(index)"
+            let name = "\(namePrefix)blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
             let device = try BlockDevice(configuration: configuration, name: name)
             blocks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
         }
         for (index, configuration) in nets.enumerated() {
-            let name = "net\(index)"
+            let name = "\(namePrefix)net\(index)"
             let device = try NetDevice(configuration: configuration, name: name)
             networks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
         }

@@ -108,6 +108,30 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=this-name-is-too-long"], mentions: ["15 bytes"])
     }
 
+    func testIOEngineOptionsNeedTheirMode() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "2"], mentions: ["--side-cores", "poll or hybrid"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "poll", "--poll-max-us", "50"], mentions: ["--poll-max-us", "hybrid"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--irq-coalesce", "on"], mentions: ["--irq-coalesce"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "0"], mentions: ["--side-cores 0"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "sometimes"], mentions: ["sometimes"])
+    }
+
+    func testBadConfigFiles() throws {
+        try assertRejected(["run", "--config", "/nonexistent/vms.json"], mentions: ["/nonexistent/vms.json", "No such file"])
+        let notJSON = try write("bad.json", Array("{vms: nope".utf8))
+        try assertRejected(["run", "--config", notJSON], mentions: [notJSON, "JSON"])
+        let noKernel = try write("nokernel.json", Array(#"{"vms": [{"name": "a"}]}"#.utf8))
+        try assertRejected(["run", "--config", noKernel], mentions: [noKernel, "kernel"])
+        let twice = try write("twice.json", Array(#"{"vms": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]}"#.utf8))
+        try assertRejected(["run", "--config", twice], mentions: [twice, "unique"])
+        let badCPUs = try write("cpus.json", Array(#"{"vms": [{"name": "a", "kernel": "k", "cpus": 0}]}"#.utf8))
+        try assertRejected(["run", "--config", badCPUs], mentions: [badCPUs, "vm a", "cpus 0"])
+        let missingKernel = try write("k.json", Array(#"{"vms": [{"name": "b", "kernel": "/nonexistent/k"}]}"#.utf8))
+        try assertRejected(["run", "--config", missingKernel], mentions: ["vm b", "/nonexistent/k"])
+        try assertRejected(["run", "--config", badCPUs, "--kernel", bzImage], mentions: ["--kernel", "--config"])
+        try assertRejected(["run"], mentions: ["--kernel"])
+    }
+
     func testCheckReportsTheHost() throws {
         let result = try Toolchain.run(Toolchain.hvctl, ["check"])
         XCTAssertEqual(result.status, 0, result.stderr)

@@ -22,6 +22,24 @@ final class NestedSideCoreTests: XCTestCase {
             dd if=/dev/vda of=/dev/null bs=4096 count=100 iflag=direct 2>/dev/null && echo after-idle-ok
             echo "readback $(md5sum < /dev/vda | cut -d' ' -f1)"
             """
+        // Two VMs in one hvctl on one side core, each writing its own pattern to its own disk.
+        func patternWork(_ vm: String) -> String {
+            """
+            i=0; while [ $i -lt 2048 ]; do printf '\(vm)-%060d\\n' $i; i=$((i+1)); done > /tmp/p
+            dd if=/tmp/p of=/dev/vda bs=4096 conv=fsync 2>/dev/null
+            echo 3 > /proc/sys/vm/drop_caches
+            echo "\(vm)-readback $(dd if=/dev/vda bs=4096 count=32 2>/dev/null | md5sum | cut -d' ' -f1)"
+            echo "\(vm)-pattern $(md5sum < /tmp/p | cut -d' ' -f1)"
+            """
+        }
+        let twoVMs = """
+            {"vms": [
+              {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "disks": ["path=/tmp/a.img"],
+               "cmdline": "\(guestRun(patternWork("a")))"},
+              {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "disks": ["path=/tmp/b.img"],
+               "cmdline": "\(guestRun(patternWork("b")))", "console": "/tmp/b.console"}
+            ]}
+            """
         let script = """
             dd if=/dev/urandom of=/tmp/disk.img bs=1M count=8 2>/dev/null
             # side0's CPU time in clock ticks (utime + stime), or 0 without a side core.
@@ -58,6 +76,17 @@ final class NestedSideCoreTests: XCTestCase {
                 marked $mode --io-mode $mode
                 echo "=== end $mode status=$?"
             done
+            dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 2>/dev/null
+            cat > /tmp/vms.json <<'JSON'
+            \(twoVMs)
+            JSON
+            echo "=== begin two-vms"
+            hvctl run --config /tmp/vms.json --io-mode poll --side-cores 1 --stats-json /tmp/two.json | tr -d '\\r' | grep -E '^\\[a\\] a-'
+            st=$?
+            sed 's/^/[b] /' /tmp/b.console | tr -d '\\r' | grep -E '^\\[b\\] b-'
+            for vm in a b; do echo "$vm-file $(dd if=/tmp/$vm.img bs=4096 count=32 2>/dev/null | md5sum | cut -d' ' -f1)"; done
+            cat /tmp/two.json; echo
+            echo "=== end two-vms status=$st"
             """
         return try NestedRig.run(script: script)
     }
@@ -146,5 +175,25 @@ final class NestedSideCoreTests: XCTestCase {
         let handlers = try XCTUnwrap(cores.first?["handlers"] as? [[String: Any]])
         XCTAssertEqual(cores.first?["name"] as? String, "side0")
         XCTAssertGreaterThan(handlers.first(where: { ($0["name"] as? String) == "blk0-q0" })?["sleeps"] as? Int ?? 0, 0)
+    }
+
+    func testTwoVMsShareOneSideCoreAndBothFinishTheirDiskWork() throws {
+        let result = try section("two-vms")
+        for vm in ["a", "b"] {
+            let pattern = try XCTUnwrap(result.value("[\(vm)] \(vm)-pattern"), result.output)
+            XCTAssertEqual(result.value("[\(vm)] \(vm)-readback"), pattern, "\(vm) read its pattern back")
+            XCTAssertEqual(result.value("\(vm)-file"), pattern, "\(vm)'s backing file holds its pattern")
+        }
+        let document = try XCTUnwrap(try result.jsonDocument(), result.output)
+        let vms = try XCTUnwrap(document["vms"] as? [[String: Any]])
+        XCTAssertEqual(vms.map { $0["name"] as? String }, ["a", "b"])
+        XCTAssertEqual(vms.map { $0["exit"] as? String }, ["poweroff", "poweroff"])
+        let cores = try XCTUnwrap(document["sideCores"] as? [[String: Any]])
+        XCTAssertEqual(cores.count, 1)
+        let handlers = try XCTUnwrap(cores.first?["handlers"] as? [[String: Any]])
+        for name in ["a.blk0-q0", "b.blk0-q0"] {
+            let handler = try XCTUnwrap(handlers.first { $0["name"] as? String == name }, "\(name) on side0: \(handlers)")
+            XCTAssertGreaterThan(handler["productivePolls"] as? Int ?? 0, 0, name)
+        }
     }
 }

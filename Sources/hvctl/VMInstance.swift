@@ -1,0 +1,51 @@
+import ArgumentParser
+import Glibc
+import Hypervisor
+import VirtioDevices
+
+/// One VM of an `hvctl run`: its machine and virtio devices, built from a definition, with its
+/// queues on the process's shared engine.
+final class VMInstance {
+    let definition: VMDefinition
+    let machine: Machine
+    let devices: VirtioDeviceSet
+    private let consoleSink: ConsoleSink?
+
+    /// `consoleSink` nil sends the console straight to stdout (a single VM). `label` prefixes
+    /// errors about the VM's own inputs when several run.
+    init(definition: VMDefinition, kvm: KVM, engine: QueueEngine, consoleSink: ConsoleSink?, label: String) throws {
+        self.definition = definition
+        self.consoleSink = consoleSink
+        let configuration = MachineConfiguration(
+            boot: LinuxBootConfiguration(kernelPath: definition.kernel, initrdPath: definition.initrd, commandLine: definition.cmdline),
+            vcpuCount: definition.cpus, memoryInBytes: UInt64(definition.memory) << 20)
+        do {
+            let output: (UInt8) -> Void = consoleSink.map { sink in { sink.write($0) } } ?? ConsoleOutput.write
+            machine = try Machine(configuration: configuration, kvm: kvm, consoleOutput: output)
+        } catch let error as BootError {
+            throw ValidationError(label + error.description)
+        } catch let error as MachineConfigurationError {
+            throw ValidationError(label + error.description)
+        } catch {
+            printError("hvctl: \(label)cannot create the VM: \(error)")
+            throw ExitCode.failure
+        }
+        do {
+            devices = try VirtioDeviceSet(machine: machine, engine: engine, disks: try definition.disks.map(DiskArgument.parse),
+                                          nets: try definition.nets.map(NetArgument.parse), namePrefix: label.isEmpty ? "" : "\(definition.name).")
+        } catch let error as BlockDeviceError {
+            throw ValidationError(label + error.description)
+        } catch let error as NetDeviceError {
+            throw ValidationError(label + error.description)
+        }
+    }
+
+    /// After the run: stops queue processing (requests in flight finish, the last kicks are
+    /// counted) and returns the VM's statistics.
+    func finish(exit: MachineExit) throws -> VMReport {
+        consoleSink?.flush()
+        let vcpus = try machine.vcpuStatistics()
+        devices.stop()
+        return VMReport(name: definition.name, vcpus: vcpus, devices: devices.statistics(), exit: exit)
+    }
+}
