@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # I/O path benchmark, hvctl vs QEMU 7.2 (Debian) with an iothread and aio=io_uring, both as L3
 # hypervisors in one nested-rig run: fio 4 KiB random reads at QD1/QD16 and an iperf3 TCP stream,
-# with KVM exit counters sampled around each run. Usage: benchmarks/io.sh (after `make`).
+# with KVM exit counters sampled around each run, hvctl in each I/O mode. Usage: benchmarks/io.sh
+# (after `make`); env RUNTIME (seconds per workload), CPUS (guest vCPUs), MODES (hvctl I/O modes:
+# notify poll poll-nocoalesce hybrid). Prints the raw "bench:" lines, then a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 make -s -C "$here/../guest-images" out/bench-initramfs.cpio >&2
@@ -10,4 +12,5 @@ adds=()
 for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do adds+=(--add "$f:$f"); done
 "$here/../guest-images/nested/run" --with-qemu --memory 6144 --timeout 1200 "${adds[@]}" \
     --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" \
-    --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" CPUS="${CPUS:-1}" sh /bench.sh | grep '^bench:'
+    --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" CPUS="${CPUS:-1}" MODES="${MODES:-notify poll poll-nocoalesce hybrid}" sh /bench.sh \
+    | grep '^bench:' | tee /dev/stderr | awk -f "$here/io-summary.awk"

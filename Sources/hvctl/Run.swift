@@ -60,6 +60,11 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("stats-json"), help: "Write KVM statistics as JSON to this file at exit.")
     var statsJSON: String?
 
+    @Option(name: .customLong("api-socket"), help: ArgumentHelp(
+        "A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist yet.",
+        valueName: "path"))
+    var apiSocket: String?
+
     @Option(name: .customLong("device"), help: "The KVM device to open.")
     var devicePath = "/dev/kvm"
 
@@ -118,6 +123,9 @@ struct Run: ParsableCommand {
                                             label: several ? "vm \(definition.name): " : ""))
         }
 
+        // Polling side cores get their CPUs to themselves where the host has others for the vCPUs.
+        for instance in instances { instance.machine.vcpuHostCPUs = sideCores?.cpusForVCPUs }
+
         // The console's input goes to a single VM only; several VMs run without input.
         let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })
         try console?.start(forwardingTo: instances[0].machine.serial)
@@ -126,9 +134,19 @@ struct Run: ParsableCommand {
             sigwait(&signals, &received)
             for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
         }
+        let api = try apiSocket.map { path in
+            try APIServer(path: path) {
+                StatisticsReport(vms: try instances.map { try $0.liveReport() }, ioMode: io.ioMode.rawValue,
+                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], flattened: !several)
+            }
+        }
         let exits = try runAll(instances)
+        api?.stop()
         console?.restore()
 
+        for instance in instances {
+            if let fault = instance.machine.tripleFault { printError("hvctl: \(several ? "vm \(instance.definition.name): " : "")\(fault)") }
+        }
         let reports = try zip(instances, exits).map { try $0.finish(exit: $1) }
         if stats {
             for report in reports {

@@ -16,11 +16,13 @@ struct VMReport: Encodable {
     let devices: [DeviceStatistics]
     let exit: String
 
-    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit) {
+    /// `exit` nil: the VM is still running (a live report on the control socket).
+    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit?) {
         self.name = name
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
         self.devices = devices
         switch exit {
+        case nil: self.exit = "running"
         case .powerOff: self.exit = "poweroff"
         case .reboot: self.exit = "reboot"
         case .stopped(let signal): self.exit = "signal \(signal)"

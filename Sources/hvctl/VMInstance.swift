@@ -40,6 +40,11 @@ final class VMInstance {
         }
     }
 
+    /// The statistics while the VM runs.
+    func liveReport() throws -> VMReport {
+        VMReport(name: definition.name, vcpus: try machine.vcpuStatistics(), devices: devices.statistics(), exit: nil)
+    }
+
     /// After the run: stops queue processing (requests in flight finish, the last kicks are
     /// counted) and returns the VM's statistics.
     func finish(exit: MachineExit) throws -> VMReport {

@@ -132,6 +132,13 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run"], mentions: ["--kernel"])
     }
 
+    func testControlSocketErrors() throws {
+        try assertRejected(["stats", "--socket", "/nonexistent/api.sock"], mentions: ["/nonexistent/api.sock", "No such file"])
+        let taken = try write("taken.sock", [])
+        try assertRejected(["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "in use"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: taken), "an existing file is left alone")
+    }
+
     func testCheckReportsTheHost() throws {
         let result = try Toolchain.run(Toolchain.hvctl, ["check"])
         XCTAssertEqual(result.status, 0, result.stderr)

@@ -5,6 +5,18 @@ import XCTest
 final class InterruptCoalescerTests: XCTestCase {
     let policy = InterruptCoalescingPolicy(maxDelay: 64_000, maxCount: 8)
 
+    /// A coalescer that has seen a completion every 4 µs for a while, with nothing held.
+    func warmedUp() -> (InterruptCoalescer, UInt64) {
+        var coalescer = InterruptCoalescer(policy: policy)
+        var now: UInt64 = 0
+        for _ in 0..<64 {
+            now += 4_000
+            _ = coalescer.completed(1, now: now, moreExpected: true)
+        }
+        _ = coalescer.flush()
+        return (coalescer, now)
+    }
+
     func testTheLastCompletionBeforeIdleIsNeverHeld() {
         var coalescer = InterruptCoalescer(policy: policy)
         XCTAssertTrue(coalescer.completed(1, now: 0, moreExpected: false))
@@ -22,15 +34,8 @@ final class InterruptCoalescerTests: XCTestCase {
     }
 
     func testAFastQueueGathersCompletionsUpToTheThreshold() {
-        var coalescer = InterruptCoalescer(policy: policy)
-        var now: UInt64 = 0
-        // Warm the rate estimate up: a completion every 4 µs.
-        for _ in 0..<64 {
-            now += 4_000
-            _ = coalescer.completed(1, now: now, moreExpected: true)
-        }
+        var (coalescer, now) = warmedUp()
         XCTAssertEqual(coalescer.threshold, 8, "16 would fit in 64 µs; bounded by maxCount")
-        _ = coalescer.flush()
         var raised = 0
         for _ in 0..<32 {
             now += 4_000
@@ -40,13 +45,7 @@ final class InterruptCoalescerTests: XCTestCase {
     }
 
     func testAHeldCompletionWaitsAtMostMaxDelay() {
-        var coalescer = InterruptCoalescer(policy: policy)
-        var now: UInt64 = 0
-        for _ in 0..<64 {
-            now += 4_000
-            _ = coalescer.completed(1, now: now, moreExpected: true)
-        }
-        _ = coalescer.flush()
+        var (coalescer, now) = warmedUp()
         XCTAssertFalse(coalescer.completed(1, now: now, moreExpected: true))
         XCTAssertFalse(coalescer.due(now: now + 63_999, moreExpected: true))
         XCTAssertTrue(coalescer.due(now: now + 64_000, moreExpected: true))
@@ -54,13 +53,7 @@ final class InterruptCoalescerTests: XCTestCase {
     }
 
     func testQueueGoingIdleReleasesHeldCompletions() {
-        var coalescer = InterruptCoalescer(policy: policy)
-        var now: UInt64 = 0
-        for _ in 0..<64 {
-            now += 4_000
-            _ = coalescer.completed(1, now: now, moreExpected: true)
-        }
-        _ = coalescer.flush()
+        var (coalescer, now) = warmedUp()
         XCTAssertFalse(coalescer.completed(2, now: now, moreExpected: true))
         XCTAssertTrue(coalescer.due(now: now + 1, moreExpected: false))
     }

@@ -116,5 +116,7 @@ int ckvm_eventfd(int nonblocking);
 int ckvm_set_thread_name(const char *name);
 /// Pins the calling thread to one host CPU.
 int ckvm_pin_thread(int cpu);
+/// Restricts the calling thread to the `count` host CPUs listed.
+int ckvm_set_thread_cpus(const int *cpus, int count);
 
 #endif

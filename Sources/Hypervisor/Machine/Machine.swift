@@ -46,6 +46,9 @@ public final class Machine: @unchecked Sendable {
     public let interruptRouter: InterruptRouter
     private var vcpus: [VCPU] = []
     private var statisticsReaders: [KVMStatisticsReader] = []
+    /// Host CPUs the vCPU threads may run on (nil: any), e.g. all but the polling side cores'.
+    /// Set before `run`.
+    public var vcpuHostCPUs: [Int32]?
     /// vCPU threads; guarded because a vCPU may request an exit while later ones are still starting.
     private let threads = Mutex<[HostThread]>([])
     private let exitReason = Mutex<MachineExit?>(nil)
@@ -119,9 +122,12 @@ public final class Machine: @unchecked Sendable {
         VCPUKickSignal.install()
         for vcpu in vcpus {
             let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
+            let hostCPUs = vcpuHostCPUs
             let thread = try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+                if let hostCPUs { _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
                 do {
                     let exit = try loop.run(until: { self.stopRequested })
+                    if case .shutdown = exit { self.recordTripleFault(vcpu) }
                     if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
                 } catch {
                     self.requestExit(.failed("\(error)"))
@@ -135,6 +141,26 @@ public final class Machine: @unchecked Sendable {
         for thread in started { thread.kick() }
         for thread in started { thread.join() }
         return exitReason.withLock { $0! }
+    }
+
+    /// Where a vCPU triple-faulted (the machine then resets), for the user to see why a guest
+    /// rebooted: nil when none did.
+    public var tripleFault: String? { tripleFaultState.withLock { $0 } }
+    private let tripleFaultState = Mutex<String?>(nil)
+
+    private func recordTripleFault(_ vcpu: VCPU) {
+        let registers = try? vcpu.registers()
+        let special = try? vcpu.specialRegisters()
+        func hex(_ value: UInt64?) -> String { value.map { "0x" + String($0, radix: 16) } ?? "?" }
+        let description: String
+        if registers?.rip == 0xFFF0 && special?.cr0 == 0x6000_0010 {
+            // AMD: KVM INITs the vCPU on a shutdown intercept, so the faulting state is gone.
+            description = "vcpu\(vcpu.id) triple-faulted (its registers were reset by KVM, as on AMD hosts)"
+        } else {
+            description = "vcpu\(vcpu.id) triple-faulted at RIP \(hex(registers?.rip)) RSP \(hex(registers?.rsp)) "
+                + "CR0 \(hex(special?.cr0)) CR3 \(hex(special?.cr3)) CR4 \(hex(special?.cr4)) EFER \(hex(special?.efer))"
+        }
+        tripleFaultState.withLock { if $0 == nil { $0 = description } }
     }
 
     static func machineExit(for exit: VCPUExit, vcpu: Int) -> MachineExit? {

@@ -26,6 +26,7 @@ public struct SideCoreConfiguration: Equatable, Sendable {
 public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
     public let cores: [SideCore]
     public let interruptCoalescing: InterruptCoalescingPolicy?
+    public let mode: PollSchedule.Mode
     private let placement = Mutex<[ObjectIdentifier: SideCore]>([:])
 
     public init(configuration: SideCoreConfiguration) throws {
@@ -37,7 +38,19 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
                                       pollMaxNanoseconds: configuration.pollMaxNanoseconds))
         }
         self.cores = cores
+        mode = configuration.mode
         interruptCoalescing = configuration.coalescing
+    }
+
+    /// Host CPUs left for vCPU threads when the side cores poll without pause (poll mode): the
+    /// online CPUs minus the side cores' own, or nil when that would leave none or the cores
+    /// may sleep (hybrid), in which case vCPUs may share their CPUs.
+    public var cpusForVCPUs: [Int32]? {
+        guard mode == .poll else { return nil }
+        let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let taken = Set(cores.compactMap(\.cpu))
+        let left = (0..<online).filter { !taken.contains($0) }
+        return left.isEmpty ? nil : left
     }
 
     public func attach(_ handlers: [QueueHandler]) throws {

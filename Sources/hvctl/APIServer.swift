@@ -1,0 +1,123 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import Hypervisor
+
+/// A request on the control socket: one JSON object per line, e.g. `{"command":"stats"}`.
+struct APIRequest: Codable {
+    let command: String
+}
+
+/// The control socket of a running `hvctl run` (`--api-socket PATH`): a Unix stream socket that
+/// answers one JSON line per request line. `stats` returns the `--stats-json` document of the
+/// running VMs (their exit reads "running"). A thread named `api` serves one client at a time.
+final class APIServer: @unchecked Sendable {
+    private let path: String
+    private let listener: Int32
+    private var thread: HostThread?
+    private let statistics: () throws -> StatisticsReport
+
+    init(path: String, statistics: @escaping () throws -> StatisticsReport) throws {
+        self.path = path
+        self.statistics = statistics
+        var address = try Self.address(path, option: "--api-socket")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("--api-socket \(path): \(String(cString: strerror(errno)))") }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(fd, 8) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ValidationError("--api-socket \(path): \(reason)")
+        }
+        listener = fd
+        thread = try HostThread(name: "api") { [self] in serve() }
+    }
+
+    /// Stops serving and removes the socket file.
+    func stop() {
+        // shutdown wakes the thread blocked in accept(2).
+        shutdown(listener, Int32(SHUT_RDWR))
+        thread?.join()
+        thread = nil
+        close(listener)
+        unlink(path)
+    }
+
+    static func address(_ path: String, option: String) throws -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ValidationError("\(option) \(path): a socket path must be 1 to 107 bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        return address
+    }
+
+    private func serve() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            handle(client)
+            close(client)
+        }
+    }
+
+    /// Answers each request line until the client closes (or sends more than 64 KiB without a newline).
+    private func handle(_ client: Int32) {
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(client, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            pending += buffer[0..<count]
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(pending[..<newline])
+                pending.removeSubrange(...newline)
+                guard send(reply(to: line) + [UInt8(ascii: "\n")], to: client) else { return }
+            }
+            guard pending.count <= 1 << 16 else { return }
+        }
+    }
+
+    private func reply(to line: [UInt8]) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func failure(_ message: String) -> [UInt8] {
+            Array((try? encoder.encode(["error": message])) ?? Data("{}".utf8))
+        }
+        guard let request = try? JSONDecoder().decode(APIRequest.self, from: Data(line)) else {
+            return failure("a request is one JSON object per line, e.g. {\"command\":\"stats\"}")
+        }
+        switch request.command {
+        case "stats":
+            do {
+                return Array(try encoder.encode(try statistics()))
+            } catch {
+                return failure("cannot read the statistics: \(error)")
+            }
+        default:
+            return failure("unknown command '\(request.command)' (known: stats)")
+        }
+    }
+
+    private func send(_ bytes: [UInt8], to client: Int32) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+}
