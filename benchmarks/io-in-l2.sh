@@ -60,6 +60,7 @@ n=0
 for mode in ${MODES:-notify poll poll-nocoalesce hybrid}; do
     case $mode in
         poll-nocoalesce) options="--io-mode poll --irq-coalesce off" ;;
+        hybrid-unpinned) options="--io-mode hybrid --side-core-cpus none" ;;
         *) options="--io-mode $mode" ;;
     esac
     run hvctl-$mode tap$n hvctl run --kernel /guest/bzImage --initrd /bench-initramfs.cpio --memory 1024 --cpus ${CPUS:-1} \

@@ -35,6 +35,6 @@ END {
         irqs = counter[run, "end", workload, "irq_injections"] - counter[run, "start", workload, "irq_injections"]
         unit = workload == "tcp" ? " per MiB" : ""
         printf "| %s | %s | %s | %s | %s | %s |\n", run, workload, rate[run, workload], latency[run, workload],
-            n > 0 ? sprintf("%.2f%s", exits / n, unit) : "?", n > 0 ? sprintf("%.2f%s", irqs / n, unit) : "?"
+            (n > 0 ? sprintf("%.2f%s", exits / n, unit) : "?"), (n > 0 ? sprintf("%.2f%s", irqs / n, unit) : "?")
     }
 }

@@ -3,7 +3,8 @@
 # hypervisors in one nested-rig run: fio 4 KiB random reads at QD1/QD16 and an iperf3 TCP stream,
 # with KVM exit counters sampled around each run, hvctl in each I/O mode. Usage: benchmarks/io.sh
 # (after `make`); env RUNTIME (seconds per workload), CPUS (guest vCPUs), MODES (hvctl I/O modes:
-# notify poll poll-nocoalesce hybrid). Prints the raw "bench:" lines, then a table.
+# notify poll poll-nocoalesce hybrid hybrid-unpinned), BENCH_LOG (where the raw "bench:" lines go
+# as they come, default /tmp/io-bench.log, so a rig that dies keeps what it measured). Prints a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 make -s -C "$here/../guest-images" out/bench-initramfs.cpio >&2
@@ -13,4 +14,4 @@ for f in /usr/bin/iperf3 $(ldd /usr/bin/iperf3 | awk '$2 == "=>" && $3 ~ /^\// {
 "$here/../guest-images/nested/run" --with-qemu --memory 6144 --timeout 1200 "${adds[@]}" \
     --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" \
     --add "$here/io-in-l2.sh:/bench.sh" -- env RUNTIME="${RUNTIME:-10}" CPUS="${CPUS:-1}" MODES="${MODES:-notify poll poll-nocoalesce hybrid}" sh /bench.sh \
-    | grep '^bench:' | tee /dev/stderr | awk -f "$here/io-summary.awk"
+    | grep --line-buffered '^bench:' | tee "${BENCH_LOG:-/tmp/io-bench.log}" | awk -f "$here/io-summary.awk"

@@ -23,6 +23,9 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private var broken = false
     /// A frame is pending and the receive ring is empty: the TAP is left alone until buffers come.
     private var waitingForRxBuffers = false
+    /// Polls left before the TAP is read again, and the current back-off (see `poll`).
+    private var tapReadsToSkip = 0
+    private var emptyTAPBackoff = 0
 
     /// A frame read from the TAP and not yet fully placed in guest buffers.
     private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: NetQueuePairHandler.frameCapacity, alignment: 16)
@@ -56,13 +59,29 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     func poll(budget: Int) -> Int {
         var done = transmit(budget: budget)
         if waitingForRxBuffers && !broken && rx.queue.hasAvailable { waitingForRxBuffers = false }
-        if !waitingForRxBuffers { done += receive(budget: budget) }
+        if !waitingForRxBuffers && tapReadsToSkip == 0 {
+            let received = receive(budget: budget)
+            done += received
+            // While polled, an empty TAP is read less and less often (up to every 64th poll): a
+            // read(2) is the one system call in an idle poll and would dominate the round.
+            if rx.queue.notificationsEnabled || received > 0 {
+                emptyTAPBackoff = 0
+            } else {
+                emptyTAPBackoff = min(64, max(1, emptyTAPBackoff * 2))
+                tapReadsToSkip = emptyTAPBackoff
+            }
+        } else if tapReadsToSkip > 0 {
+            tapReadsToSkip -= 1
+        }
         return done
     }
 
     func setGuestNotifications(enabled: Bool) {
         rx.queue.setNotifications(enabled: enabled)
         tx.queue.setNotifications(enabled: enabled)
+        // A change of executor mode (woken by the TAP, or going to sleep) reads the TAP at once.
+        emptyTAPBackoff = 0
+        tapReadsToSkip = 0
     }
 
     func prepareToSleep() -> Bool {

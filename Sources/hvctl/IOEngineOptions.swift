@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import VirtioDevices
 
 /// `--io-mode notify|poll|hybrid`.
@@ -31,11 +32,36 @@ struct IOEngineOptions: ParsableArguments {
         valueName: "µs"))
     var pollMaxMicroseconds: Int?
 
+    @Option(name: .customLong("side-core-cpus"), help: ArgumentHelp(
+        "Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the last CPUs).",
+        valueName: "list|none"))
+    var sideCoreCPUs: String?
+
     @Option(name: .customLong("irq-coalesce"), help: ArgumentHelp(
         "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).", valueName: "on|off"))
     var interruptCoalescing: Switch?
 
+    /// `--side-core-cpus`: nil for the default placement, [] for unpinned, else the CPUs.
+    func parsedSideCoreCPUs() throws -> [Int32]? {
+        guard let sideCoreCPUs else { return nil }
+        if sideCoreCPUs == "none" { return [] }
+        let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return try sideCoreCPUs.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            guard let cpu = Int32(item), cpu >= 0, cpu < online else {
+                throw ValidationError("--side-core-cpus \(sideCoreCPUs): '\(item)' is not an online CPU (0 to \(online - 1))")
+            }
+            return cpu
+        }
+    }
+
     func validate() throws {
+        if sideCoreCPUs != nil {
+            guard ioMode != .notify else { throw ValidationError("--side-core-cpus: needs --io-mode poll or hybrid") }
+            let cpus = try parsedSideCoreCPUs() ?? []
+            if !cpus.isEmpty && cpus.count != (sideCores ?? Self.defaultSideCores) {
+                throw ValidationError("--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(sideCores ?? Self.defaultSideCores) side cores")
+            }
+        }
         if interruptCoalescing != nil && ioMode == .notify {
             throw ValidationError("--irq-coalesce: needs --io-mode poll or hybrid")
         }
@@ -63,6 +89,11 @@ struct IOEngineOptions: ParsableArguments {
             mode: mode, count: sideCores ?? Self.defaultSideCores,
             pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
         if interruptCoalescing == .off { configuration.coalescing = nil }
+        switch try parsedSideCoreCPUs() {
+        case nil: break
+        case let cpus? where cpus.isEmpty: configuration.placement = .unpinned
+        case let cpus?: configuration.placement = .cpus(cpus)
+        }
         let engine = try SideCoreEngine(configuration: configuration)
         return (engine, engine)
     }

@@ -114,6 +114,9 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--irq-coalesce", "on"], mentions: ["--irq-coalesce"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "0"], mentions: ["--side-cores 0"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "sometimes"], mentions: ["sometimes"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "4096"], mentions: ["--side-core-cpus 4096", "online CPU"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"], mentions: ["--side-core-cpus"])
     }
 
     func testBadConfigFiles() throws {

@@ -153,7 +153,7 @@ public final class Machine: @unchecked Sendable {
         let special = try? vcpu.specialRegisters()
         func hex(_ value: UInt64?) -> String { value.map { "0x" + String($0, radix: 16) } ?? "?" }
         let description: String
-        if registers?.rip == 0xFFF0 && special?.cr0 == 0x6000_0010 {
+        if registers?.rip == 0xFFF0 && special?.cr3 == 0 && special?.efer == 0 {
             // AMD: KVM INITs the vCPU on a shutdown intercept, so the faulting state is gone.
             description = "vcpu\(vcpu.id) triple-faulted (its registers were reset by KVM, as on AMD hosts)"
         } else {

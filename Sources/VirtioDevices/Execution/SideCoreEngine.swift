@@ -9,8 +9,16 @@ public struct SideCoreConfiguration: Equatable, Sendable {
     public var pollMaxNanoseconds: UInt64
     /// Requests a handler may take per round before the core moves on to the next queue.
     public var budget = 32
-    /// Host CPU of each side core; empty means the last CPUs (side0 on the highest-numbered one).
-    public var cpus: [Int32] = []
+    /// Where the side-core threads run.
+    public enum Placement: Equatable, Sendable {
+        /// side0 on the highest-numbered CPU, side1 on the next, ...
+        case lastCPUs
+        /// side<i> on the i-th CPU of the list.
+        case cpus([Int32])
+        /// Wherever the host scheduler puts them.
+        case unpinned
+    }
+    public var placement = Placement.lastCPUs
     /// Adaptive interrupt coalescing for every queue (`--irq-coalesce on`), or nil.
     public var coalescing: InterruptCoalescingPolicy? = InterruptCoalescingPolicy()
 
@@ -33,7 +41,12 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var cores: [SideCore] = []
         for index in 0..<configuration.count {
-            let cpu = index < configuration.cpus.count ? configuration.cpus[index] : (online - 1 - Int32(index % Int(online)))
+            let cpu: Int32?
+            switch configuration.placement {
+            case .lastCPUs: cpu = online - 1 - Int32(index % Int(online))
+            case .cpus(let list): cpu = index < list.count ? list[index] : nil
+            case .unpinned: cpu = nil
+            }
             cores.append(try SideCore(name: "side\(index)", cpu: cpu, mode: configuration.mode, budget: configuration.budget,
                                       pollMaxNanoseconds: configuration.pollMaxNanoseconds))
         }
