@@ -33,7 +33,8 @@ final class NestedBootTests: XCTestCase {
             echo "=== begin sigterm"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cmdline '\(commandLine)' &
             pid=$!; sleep 8; kill -TERM $pid; wait $pid
-            echo "=== end sigterm status=$?"
+            # The guest may have been stopped mid-line: the end marker goes on a line of its own.
+            st=$?; echo; echo "=== end sigterm status=$st"
             """,
         ].joined(separator: "\n")
         return try NestedRig.run(script: script)
