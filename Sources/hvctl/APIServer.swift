@@ -2,24 +2,30 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import Hypervisor
+import VirtioDevices
 
 /// A request on the control socket: one JSON object per line, e.g. `{"command":"stats"}`.
 struct APIRequest: Codable {
     let command: String
+    /// For "side-cores": how many side cores should serve the queues.
+    var count: Int?
 }
 
 /// The control socket of a running `hvctl run` (`--api-socket PATH`): a Unix stream socket that
 /// answers one JSON line per request line. `stats` returns the `--stats-json` document of the
-/// running VMs (their exit reads "running"). A thread named `api` serves one client at a time.
+/// running VMs (their exit reads "running"); `side-cores` with a `count` changes how many side
+/// cores serve the queues. A thread named `api` serves one client at a time.
 final class APIServer: @unchecked Sendable {
     private let path: String
     private let listener: Int32
     private var thread: HostThread?
     private let statistics: () throws -> StatisticsReport
+    private let sideCores: SideCoreEngine?
 
-    init(path: String, statistics: @escaping () throws -> StatisticsReport) throws {
+    init(path: String, sideCores: SideCoreEngine?, statistics: @escaping () throws -> StatisticsReport) throws {
         self.path = path
         self.statistics = statistics
+        self.sideCores = sideCores
         var address = try Self.address(path, option: "--api-socket")
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ValidationError("--api-socket \(path): \(String(cString: strerror(errno)))") }
@@ -105,8 +111,17 @@ final class APIServer: @unchecked Sendable {
             } catch {
                 return failure("cannot read the statistics: \(error)")
             }
+        case "side-cores":
+            guard let sideCores else { return failure("no side cores: hvctl runs with --io-mode notify") }
+            guard let count = request.count else { return failure("side-cores needs a count") }
+            do {
+                let moves = try sideCores.resize(to: count)
+                return Array((try? encoder.encode(["sideCores": count, "moved": moves])) ?? Data("{}".utf8))
+            } catch {
+                return failure("\(error)")
+            }
         default:
-            return failure("unknown command '\(request.command)' (known: stats)")
+            return failure("unknown command '\(request.command)' (known: stats, side-cores)")
         }
     }
 

@@ -32,6 +32,11 @@ struct IOEngineOptions: ParsableArguments {
         valueName: "µs"))
     var pollMaxMicroseconds: Int?
 
+    @Option(name: .customLong("side-cores-max"), help: ArgumentHelp(
+        "Side-core threads to create, for changing the count while running (hvctl iocm); default --side-cores.",
+        valueName: "n"))
+    var sideCoresMax: Int?
+
     @Option(name: .customLong("side-core-cpus"), help: ArgumentHelp(
         "Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the last CPUs).",
         valueName: "list|none"))
@@ -58,8 +63,9 @@ struct IOEngineOptions: ParsableArguments {
         if sideCoreCPUs != nil {
             guard ioMode != .notify else { throw ValidationError("--side-core-cpus: needs --io-mode poll or hybrid") }
             let cpus = try parsedSideCoreCPUs() ?? []
-            if !cpus.isEmpty && cpus.count != (sideCores ?? Self.defaultSideCores) {
-                throw ValidationError("--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(sideCores ?? Self.defaultSideCores) side cores")
+            let threads = sideCoresMax ?? sideCores ?? Self.defaultSideCores
+            if !cpus.isEmpty && cpus.count != threads {
+                throw ValidationError("--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(threads) side cores")
             }
         }
         if interruptCoalescing != nil && ioMode == .notify {
@@ -68,6 +74,13 @@ struct IOEngineOptions: ParsableArguments {
         if let sideCores {
             guard ioMode != .notify else { throw ValidationError("--side-cores: needs --io-mode poll or hybrid") }
             guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): must be 1 to 64") }
+        }
+        if let sideCoresMax {
+            guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
+            let count = sideCores ?? Self.defaultSideCores
+            guard (count...64).contains(sideCoresMax) else {
+                throw ValidationError("--side-cores-max \(sideCoresMax): must be \(count) (--side-cores) to 64")
+            }
         }
         if let pollMaxMicroseconds {
             guard ioMode == .hybrid else { throw ValidationError("--poll-max-us: needs --io-mode hybrid") }
@@ -88,6 +101,7 @@ struct IOEngineOptions: ParsableArguments {
         var configuration = SideCoreConfiguration(
             mode: mode, count: sideCores ?? Self.defaultSideCores,
             pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
+        configuration.maxCount = sideCoresMax ?? configuration.count
         if interruptCoalescing == .off { configuration.coalescing = nil }
         switch try parsedSideCoreCPUs() {
         case nil: break

@@ -135,7 +135,7 @@ struct Run: ParsableCommand {
             for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
         }
         let api = try apiSocket.map { path in
-            try APIServer(path: path) {
+            try APIServer(path: path, sideCores: sideCores) {
                 StatisticsReport(vms: try instances.map { try $0.liveReport() }, ioMode: io.ioMode.rawValue,
                                  sideCores: sideCores.map(SideCoreReport.collect) ?? [], flattened: !several)
             }

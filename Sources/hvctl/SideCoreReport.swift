@@ -11,6 +11,8 @@ struct SideCoreReport: Encodable {
     }
 
     let name: String
+    /// Whether it serves queues now (see --side-cores-max and hvctl iocm).
+    let active: Bool
     let cpu: Int32?
     /// Thread CPU time: close to zero for an idle core in hybrid mode, all of it in poll mode.
     let cpuNanoseconds: UInt64?
@@ -21,8 +23,9 @@ struct SideCoreReport: Encodable {
 
     /// Read while the cores still run (thread CPU clocks vanish with their threads).
     static func collect(_ engine: SideCoreEngine) -> [SideCoreReport] {
-        engine.cores.map { core in
-            SideCoreReport(name: core.name, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
+        let active = engine.activeCount
+        return engine.cores.enumerated().map { index, core in
+            SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
                            busyNanoseconds: core.statistics.busyNanoseconds.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
                            sleeps: core.statistics.sleeps.count,
                            handlers: core.handlerCounters.map { Handler(name: $0.name, polls: $0.polls, productivePolls: $0.productivePolls, sleeps: $0.sleeps) })

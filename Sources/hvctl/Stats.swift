@@ -46,3 +46,20 @@ struct Stats: ParsableCommand {
         return text
     }
 }
+
+/// `hvctl iocm --socket PATH --side-cores N`: changes how many side cores serve the queues of a
+/// running `hvctl run` (at most its --side-cores-max), moving queues between cores live.
+struct IOCoreManager: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iocm", abstract: "Change the number of side cores of a running hvctl (queues move without losing a request).")
+
+    @Option(help: "The --api-socket of the running hvctl.")
+    var socket: String
+
+    @Option(name: .customLong("side-cores"), help: "How many side cores should serve the queues.")
+    var sideCores: Int
+
+    func run() throws {
+        print(try Stats.request(APIRequest(command: "side-cores", count: sideCores), socket: socket))
+    }
+}

@@ -115,6 +115,8 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "0"], mentions: ["--side-cores 0"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "sometimes"], mentions: ["sometimes"])
         try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "4096"], mentions: ["--side-core-cpus 4096", "online CPU"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-max", "1"], mentions: ["--side-cores-max 1"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores-max", "2"], mentions: ["--side-cores-max"])
         try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"], mentions: ["--side-core-cpus"])
     }
@@ -137,6 +139,7 @@ final class CLIErrorTests: XCTestCase {
 
     func testControlSocketErrors() throws {
         try assertRejected(["stats", "--socket", "/nonexistent/api.sock"], mentions: ["/nonexistent/api.sock", "No such file"])
+        try assertRejected(["iocm", "--socket", "/nonexistent/api.sock", "--side-cores", "2"], mentions: ["/nonexistent/api.sock"])
         let taken = try write("taken.sock", [])
         try assertRejected(["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "in use"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: taken), "an existing file is left alone")

@@ -34,11 +34,19 @@ final class NestedSideCoreTests: XCTestCase {
         }
         let twoVMs = """
             {"vms": [
-              {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "disks": ["path=/tmp/a.img"],
+              {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": ["path=/tmp/a.img"],
                "cmdline": "\(guestRun(patternWork("a")))"},
-              {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "disks": ["path=/tmp/b.img"],
+              {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": ["path=/tmp/b.img"],
                "cmdline": "\(guestRun(patternWork("b")))", "console": "/tmp/b.console"}
             ]}
+            """
+        // Two disks (two handlers, both on side0 at first); at the mark L2 asks for 2 side cores and
+        // the reads after it run on whichever core the handler moved to.
+        let resizeGuest = """
+            dd if=/dev/vda of=/dev/null bs=4096 count=100 iflag=direct 2>/dev/null
+            echo mark resize; sleep 2
+            dd if=/dev/vda of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && dd if=/dev/vdb of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && echo after-resize-ok
+            echo "resize-readback $(md5sum < /dev/vda | cut -d' ' -f1) $(md5sum < /dev/vdb | cut -d' ' -f1)"
             """
         let script = """
             dd if=/dev/urandom of=/tmp/disk.img bs=1M count=8 2>/dev/null
@@ -88,18 +96,37 @@ final class NestedSideCoreTests: XCTestCase {
                 if [ $mode = hybrid ]; then marked $mode --io-mode $mode --api-socket /tmp/api-$mode.sock; else marked $mode --io-mode $mode; fi
                 echo "=== end $mode status=$?"
             done
+            echo "=== begin resize"
+            dd if=/dev/urandom of=/tmp/second.img bs=1M count=4 2>/dev/null
+            echo "resize-files $(md5sum < /tmp/disk.img | cut -d' ' -f1) $(md5sum < /tmp/second.img | cut -d' ' -f1)"
+            rm -f /tmp/fifo-resize; mkfifo /tmp/fifo-resize
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img --disk path=/tmp/second.img \\
+                --io-mode hybrid --side-cores 1 --side-cores-max 2 --api-socket /tmp/api-resize.sock \\
+                --cmdline '\(guestRun(resizeGuest))' --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
+            pid=$!
+            while IFS= read -r line; do
+                line=${line%"$cr"}
+                case "$line" in
+                    "mark resize") echo "iocm $(hvctl iocm --socket /tmp/api-resize.sock --side-cores 2 2>&1)" ;;
+                    after-resize-ok|resize-readback*|hvctl*) echo "$line" ;;
+                esac
+            done < /tmp/fifo-resize
+            wait $pid; st=$?
+            cat /tmp/resize.json; echo
+            echo "=== end resize status=$st"
             dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 2>/dev/null
             cat > /tmp/vms.json <<'JSON'
             \(twoVMs)
             JSON
             echo "=== begin two-vms"
-            # One retry, printed, when a VM triple-faulted before any disk request: in this rig an L3
-            # guest sometimes dies that way early in boot while L2 is busy (see the notes of issue 4).
+            # One retry, printed, when a VM triple-faulted: two L3 guests at once strain this rig's
+            # emulated SVM (two separate hvctl processes have even taken L2 itself down), see the
+            # notes of issue 4. Small guests keep L2's load down.
             for attempt in 1 2; do
                 hvctl run --config /tmp/vms.json --io-mode hybrid --side-cores 1 --stats-json /tmp/two.json > /tmp/two.out 2>&1
                 st=$?
-                grep -q 'triple-faulted' /tmp/two.out && grep -q '"requests":0' /tmp/two.json || break
-                echo "two-vms-early-triple-fault attempt $attempt"
+                grep -q 'triple-faulted' /tmp/two.out || break
+                echo "two-vms-triple-fault attempt $attempt"
             done
             tr -d '\\r' < /tmp/two.out | grep -E '^(\\[a\\] a-|hvctl)'
             sed 's/^/[b] /' /tmp/b.console | tr -d '\\r' | grep -E '^\\[b\\] b-'
@@ -217,7 +244,7 @@ final class NestedSideCoreTests: XCTestCase {
 
     func testTwoVMsShareOneSideCoreAndBothFinishTheirDiskWork() throws {
         let result = try section("two-vms")
-        XCTAssertFalse(result.output.contains("two-vms-early-triple-fault attempt 2"), "both attempts hit an early triple fault:\n\(result.output)")
+        XCTAssertFalse(result.output.contains("two-vms-triple-fault attempt 2"), "both attempts hit a triple fault:\n\(result.output)")
         for vm in ["a", "b"] {
             let pattern = try XCTUnwrap(result.value("[\(vm)] \(vm)-pattern"), result.output)
             XCTAssertEqual(result.value("[\(vm)] \(vm)-readback"), pattern, "\(vm) read its pattern back")
@@ -244,5 +271,19 @@ final class NestedSideCoreTests: XCTestCase {
         let queue = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first, live)
         XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, Self.reads, "the reads before the idle period are counted live")
         XCTAssertEqual((document["sideCores"] as? [[String: Any]])?.first?["name"] as? String, "side0")
+    }
+
+    func testSideCoresGrowWhileRunningAndMovedQueuesLoseNothing() throws {
+        let result = try section("resize")
+        XCTAssertTrue(result.output.contains("after-resize-ok"), result.output)
+        XCTAssertEqual(result.value("resize-readback"), result.value("resize-files"), "both disks read back whole")
+        let reply = try XCTUnwrap(result.value("iocm"), result.output)
+        XCTAssertTrue(reply.contains("\"sideCores\":2"), reply)
+        XCTAssertTrue(reply.contains("\"moved\":1"), "one of the two handlers moved to side1: \(reply)")
+        let document = try XCTUnwrap(try result.jsonDocument(), result.output)
+        let cores = try XCTUnwrap(document["sideCores"] as? [[String: Any]])
+        XCTAssertEqual(cores.map { $0["active"] as? Bool }, [true, true])
+        let moved = try XCTUnwrap((cores[1]["handlers"] as? [[String: Any]])?.first, "side1 serves a handler: \(cores)")
+        XCTAssertGreaterThan(moved["productivePolls"] as? Int ?? 0, 0, "the moved queue did work on side1: \(moved)")
     }
 }

@@ -19,7 +19,7 @@ public final class SideCoreStatistics: Sendable {
 public final class SideCore: @unchecked Sendable {
     private enum Change {
         case add(QueueHandler)
-        case remove(QueueHandler, done: EventFD)
+        case remove(QueueHandler)
     }
 
     private struct Mailbox {
@@ -33,6 +33,9 @@ public final class SideCore: @unchecked Sendable {
     private let schedule: PollSchedule
     private let mailbox = Mutex(Mailbox())
     private let wakeSignal: EventFD
+    /// Signalled by the core once it applied a removal; removals take `removalLock`, so one at a time.
+    private let removalDone: EventFD
+    private let removalLock = Mutex(())
     private let handlerCount = Atomic<Int>(0)
     private var thread: HostThread?
     public typealias HandlerCounters = (name: String, polls: UInt64, productivePolls: UInt64, sleeps: UInt64)
@@ -46,6 +49,7 @@ public final class SideCore: @unchecked Sendable {
         self.cpu = cpu
         schedule = PollSchedule(mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds)
         wakeSignal = try EventFD(nonBlocking: true)
+        removalDone = try EventFD()
         thread = try HostThread(name: name) { [self] in run() }
     }
 
@@ -60,16 +64,17 @@ public final class SideCore: @unchecked Sendable {
 
     /// Returns once the core has let go of `handler`: it will not be polled again.
     public func remove(_ handler: QueueHandler) {
-        guard let done = try? EventFD() else { return }
-        let queued = mailbox.withLock { mailbox -> Bool in
-            guard !mailbox.stopped else { return false }
-            mailbox.changes.append(.remove(handler, done: done))
-            return true
+        removalLock.withLock { _ in
+            let queued = mailbox.withLock { mailbox -> Bool in
+                guard !mailbox.stopped else { return false }
+                mailbox.changes.append(.remove(handler))
+                return true
+            }
+            guard queued else { return }
+            wakeSignal.signal()
+            _ = removalDone.wait()
+            handlerCount.subtract(1, ordering: .relaxed)
         }
-        guard queued else { return }
-        wakeSignal.signal()
-        _ = done.wait()
-        handlerCount.subtract(1, ordering: .relaxed)
     }
 
     /// Stops the thread; handlers still attached get their kicks back.
@@ -88,6 +93,9 @@ public final class SideCore: @unchecked Sendable {
         guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else { return nil }
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
+
+    /// Names of the handlers served now (as of a recent round).
+    public var currentHandlerNames: [String] { published.withLock { $0.current.map(\.name) } }
 
     /// Polls, polls that found work, and sleeps of every handler this core has served.
     public var handlerCounters: [HandlerCounters] {
@@ -131,12 +139,12 @@ public final class SideCore: @unchecked Sendable {
             switch change {
             case .add(let handler):
                 schedule.add(handler, now: MonotonicClock.now())
-            case .remove(let handler, let done):
+            case .remove(let handler):
                 if let entry = schedule.entries.first(where: { $0.handler === handler }) {
                     published.withLock { Self.accumulate(Self.counters(entry), into: &$0.removed) }
                 }
                 schedule.remove(handler)
-                done.signal()
+                removalDone.signal()
             }
         }
         if !changes.isEmpty { publishCounters() }

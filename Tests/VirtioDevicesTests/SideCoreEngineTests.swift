@@ -1,0 +1,52 @@
+import Synchronization
+@testable import VirtioDevices
+import XCTest
+
+/// Side cores as threads: placement on the least loaded core, and moving handlers when the
+/// number of active cores changes.
+final class SideCoreEngineTests: XCTestCase {
+    /// A handler that only counts its polls (called from a side core, read by the test).
+    final class CountingHandler: QueueHandler, @unchecked Sendable {
+        let name: String
+        let polls = Atomic<Int>(0)
+        init(name: String) { self.name = name }
+        func poll(budget: Int) -> Int {
+            polls.add(1, ordering: .relaxed)
+            return 0
+        }
+        func setGuestNotifications(enabled: Bool) {}
+        func prepareToSleep() -> Bool { false }
+        var wakeDescriptors: [Int32] { [] }
+    }
+
+    func makeEngine(count: Int, maxCount: Int) throws -> SideCoreEngine {
+        var configuration = SideCoreConfiguration(mode: .poll, count: count, pollMaxNanoseconds: 0)
+        configuration.maxCount = maxCount
+        configuration.placement = .unpinned
+        return try SideCoreEngine(configuration: configuration)
+    }
+
+    /// Handlers each core serves, by name, once the cores have published their counters.
+    func served(_ engine: SideCoreEngine, _ handlers: [CountingHandler]) -> [[String]] {
+        // Every handler gets polled again after a change; then the published lists are current.
+        let before = handlers.map { $0.polls.load(ordering: .relaxed) }
+        while zip(handlers, before).contains(where: { $0.polls.load(ordering: .relaxed) < $1 + 2_000 }) { usleep(1_000) }
+        return engine.cores.map { core in core.currentHandlerNames }
+    }
+
+    func testHandlersSpreadWhenCoresAreAddedAndComeBackWhenRemoved() throws {
+        let engine = try makeEngine(count: 1, maxCount: 3)
+        defer { engine.stop() }
+        let handlers = (0..<4).map { CountingHandler(name: "h\($0)") }
+        try engine.attach(handlers)
+        XCTAssertEqual(served(engine, handlers).map(\.count), [4, 0, 0])
+        XCTAssertEqual(try engine.resize(to: 3), 2, "two handlers leave side0")
+        XCTAssertEqual(served(engine, handlers).map(\.count), [2, 1, 1])
+        XCTAssertEqual(try engine.resize(to: 1), 2)
+        XCTAssertEqual(served(engine, handlers).map(\.count), [4, 0, 0])
+        XCTAssertThrowsError(try engine.resize(to: 4))
+        XCTAssertThrowsError(try engine.resize(to: 0))
+        engine.detach(handlers)
+        XCTAssertEqual(engine.cores.map(\.load), [0, 0, 0])
+    }
+}
