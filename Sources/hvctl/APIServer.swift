@@ -7,8 +7,10 @@ import VirtioDevices
 /// A request on the control socket: one JSON object per line, e.g. `{"command":"stats"}`.
 struct APIRequest: Codable {
     let command: String
-    /// For "side-cores": how many side cores should serve the queues.
+    /// For "side-cores": how many side cores should serve the queues, or `auto` true for the
+    /// I/O core manager to decide (with --side-cores auto).
     var count: Int?
+    var auto: Bool?
 }
 
 /// The control socket of a running `hvctl run` (`--api-socket PATH`): a Unix stream socket that
@@ -21,11 +23,13 @@ final class APIServer: @unchecked Sendable {
     private var thread: HostThread?
     private let statistics: () throws -> StatisticsReport
     private let sideCores: SideCoreEngine?
+    private let coreManager: IOCoreManager?
 
-    init(path: String, sideCores: SideCoreEngine?, statistics: @escaping () throws -> StatisticsReport) throws {
+    init(path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?, statistics: @escaping () throws -> StatisticsReport) throws {
         self.path = path
         self.statistics = statistics
         self.sideCores = sideCores
+        self.coreManager = coreManager
         var address = try Self.address(path, option: "--api-socket")
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ValidationError("--api-socket \(path): \(String(cString: strerror(errno)))") }
@@ -113,9 +117,16 @@ final class APIServer: @unchecked Sendable {
             }
         case "side-cores":
             guard let sideCores else { return failure("no side cores: hvctl runs with --io-mode notify") }
-            guard let count = request.count else { return failure("side-cores needs a count") }
+            if request.auto == true {
+                guard let coreManager else { return failure("no I/O core manager: hvctl runs without --side-cores auto") }
+                coreManager.setAutomatic(true)
+                return Array((try? encoder.encode(["sideCores": "auto"])) ?? Data("{}".utf8))
+            }
+            guard let count = request.count else { return failure("side-cores needs a count or auto") }
             do {
                 let moves = try sideCores.resize(to: count)
+                // A count chosen by hand holds until `auto` is asked for again.
+                coreManager?.setAutomatic(false)
                 return Array((try? encoder.encode(["sideCores": count, "moved": moves])) ?? Data("{}".utf8))
             } catch {
                 return failure("\(error)")

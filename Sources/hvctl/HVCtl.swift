@@ -6,7 +6,7 @@ struct HVCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hvctl",
         abstract: "Sidecore: a KVM micro-hypervisor for small Linux guests.",
-        subcommands: [Run.self, Check.self, Stats.self, IOCoreManager.self]
+        subcommands: [Run.self, Check.self, Stats.self, IOCMCommand.self]
     )
 
     /// Parses and runs a subcommand. Errors become one line on stderr (`hvctl: ...`) and a

@@ -7,6 +7,22 @@ enum IOMode: String, ExpressibleByArgument, CaseIterable {
     case notify, poll, hybrid
 }
 
+/// `--side-cores N|auto`.
+enum SideCoreCount: ExpressibleByArgument, Equatable {
+    case fixed(Int)
+    case automatic
+
+    init?(argument: String) {
+        if argument == "auto" {
+            self = .automatic
+        } else if let count = Int(argument) {
+            self = .fixed(count)
+        } else {
+            return nil
+        }
+    }
+}
+
 /// An on|off option value.
 enum Switch: String, ExpressibleByArgument, CaseIterable {
     case on, off
@@ -23,9 +39,22 @@ struct IOEngineOptions: ParsableArguments {
     var ioMode: IOMode = .hybrid
 
     @Option(name: .customLong("side-cores"), help: ArgumentHelp(
-        "Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \(IOEngineOptions.defaultSideCores)).",
-        valueName: "n"))
-    var sideCores: Int?
+        "Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \(IOEngineOptions.defaultSideCores)); auto: the iocm thread sizes them between --side-cores-min and --side-cores-max from their load.",
+        valueName: "n|auto"))
+    var sideCoreCount: SideCoreCount?
+
+    @Option(name: .customLong("side-cores-min"), help: ArgumentHelp(
+        "With --side-cores auto: the fewest side cores (default 1).", valueName: "n"))
+    var sideCoresMin: Int?
+
+    /// Side cores serving queues at start.
+    var sideCores: Int? {
+        switch sideCoreCount {
+        case .fixed(let count): return count
+        case .automatic: return sideCoresMin ?? 1
+        case nil: return nil
+        }
+    }
 
     @Option(name: .customLong("poll-max-us"), help: ArgumentHelp(
         "Hybrid mode: the longest a queue is polled without work before it sleeps, in µs (default \(IOEngineOptions.defaultPollMaxMicroseconds)).",
@@ -75,6 +104,10 @@ struct IOEngineOptions: ParsableArguments {
             guard ioMode != .notify else { throw ValidationError("--side-cores: needs --io-mode poll or hybrid") }
             guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): must be 1 to 64") }
         }
+        if let sideCoresMin {
+            guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-min: needs --side-cores auto") }
+            guard (1...64).contains(sideCoresMin) else { throw ValidationError("--side-cores-min \(sideCoresMin): must be 1 to 64") }
+        }
         if let sideCoresMax {
             guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
             let count = sideCores ?? Self.defaultSideCores
@@ -90,6 +123,17 @@ struct IOEngineOptions: ParsableArguments {
         }
     }
 
+    /// With --side-cores auto and no --side-cores-max: half the host's CPUs, at least the minimum.
+    static func defaultAutomaticMaximum(minimum: Int) -> Int {
+        max(minimum, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
+    }
+
+    /// The I/O core manager for --side-cores auto, started on `engine`.
+    func makeCoreManager(for engine: SideCoreEngine?) throws -> IOCoreManager? {
+        guard sideCoreCount == .automatic, let engine else { return nil }
+        return try IOCoreManager(engine: engine, policy: SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count))
+    }
+
     /// The engine for these options; side cores start running (idle) at once.
     func makeEngine() throws -> (engine: QueueEngine, sideCores: SideCoreEngine?) {
         let mode: PollSchedule.Mode
@@ -101,7 +145,7 @@ struct IOEngineOptions: ParsableArguments {
         var configuration = SideCoreConfiguration(
             mode: mode, count: sideCores ?? Self.defaultSideCores,
             pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
-        configuration.maxCount = sideCoresMax ?? configuration.count
+        configuration.maxCount = sideCoresMax ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
         if interruptCoalescing == .off { configuration.coalescing = nil }
         switch try parsedSideCoreCPUs() {
         case nil: break

@@ -134,10 +134,12 @@ struct Run: ParsableCommand {
             sigwait(&signals, &received)
             for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
         }
+        let coreManager = try io.makeCoreManager(for: sideCores)
         let api = try apiSocket.map { path in
-            try APIServer(path: path, sideCores: sideCores) {
+            try APIServer(path: path, sideCores: sideCores, coreManager: coreManager) {
                 StatisticsReport(vms: try instances.map { try $0.liveReport() }, ioMode: io.ioMode.rawValue,
-                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], flattened: !several)
+                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], flattened: !several,
+                                 iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
             }
         }
         let exits = try runAll(instances)
@@ -154,10 +156,12 @@ struct Run: ParsableCommand {
                 StatisticsReport.print(report.vcpus.map(\.kvm))
             }
         }
+        coreManager?.stop()
         let sideCoreStatistics = sideCores.map(SideCoreReport.collect) ?? []
         sideCores?.stop()
         try statisticsFile?.write(StatisticsReport(vms: reports, ioMode: io.ioMode.rawValue, sideCores: sideCoreStatistics,
-                                                   flattened: !several))
+                                                   flattened: !several,
+                                                   iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) }))
         try Self.finish(exits, names: definitions.map(\.name), several: several)
     }
 

@@ -41,8 +41,15 @@ struct StatisticsReport: Encodable {
     let sideCores: [SideCoreReport]
     /// One VM from the command line: its fields at the top level.
     let flattened: Bool
+    /// With --side-cores auto: whether the iocm thread decides now, and how often it resized.
+    var iocm: IOCMReport?
 
-    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, ioMode, sideCores }
+    struct IOCMReport: Encodable {
+        let automatic: Bool
+        let resizes: UInt64
+    }
+
+    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, ioMode, sideCores, iocm }
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -55,6 +62,7 @@ struct StatisticsReport: Encodable {
         }
         try container.encode(ioMode, forKey: .ioMode)
         try container.encode(sideCores, forKey: .sideCores)
+        try container.encodeIfPresent(iocm, forKey: .iocm)
     }
 
     /// The counters shown by `--stats`, in this order; every other KVM statistic is in the JSON.
