@@ -98,6 +98,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     var wakeDescriptors: [Int32] { [context.kick.fd, completionSignal.fd] }
 
+    var requestsHandled: UInt64 { statistics.requests.count }
+
     /// Waits for every request in flight, so the ring and guest buffers can go (device reset).
     func quiesce() {
         if unsubmitted > 0 { ckvm_uring_submit_and_wait(ring, 0) }

@@ -35,6 +35,8 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
 
     var wakeDescriptors: [Int32] { [context.kick.fd] }
 
+    var requestsHandled: UInt64 { statistics.requests.count }
+
     private func handleCommands(budget: Int) -> Int {
         var handled = 0
         while handled < budget && !broken {

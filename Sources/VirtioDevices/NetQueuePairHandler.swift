@@ -99,6 +99,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         [tx.kick.fd, rx.kick.fd] + (waitingForRxBuffers ? [] : [tapFD])
     }
 
+    var requestsHandled: UInt64 { rxStatistics.requests.count + txStatistics.requests.count }
+
     /// The next available chain; a broken ring stops this pair until the driver resets the device.
     private func pop(_ context: QueueContext, statistics: QueueStatistics) -> DescriptorChainResult? {
         guard !broken else { return nil }

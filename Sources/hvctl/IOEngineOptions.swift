@@ -44,7 +44,7 @@ struct IOEngineOptions: ParsableArguments {
     var sideCoreCount: SideCoreCount?
 
     @Option(name: .customLong("side-cores-min"), help: ArgumentHelp(
-        "With --side-cores auto: the fewest side cores (default 1).", valueName: "n"))
+        "With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads while requests are rare.", valueName: "n"))
     var sideCoresMin: Int?
 
     /// Side cores serving queues at start.
@@ -92,7 +92,7 @@ struct IOEngineOptions: ParsableArguments {
         if sideCoreCPUs != nil {
             guard ioMode != .notify else { throw ValidationError("--side-core-cpus: needs --io-mode poll or hybrid") }
             let cpus = try parsedSideCoreCPUs() ?? []
-            let threads = sideCoresMax ?? sideCores ?? Self.defaultSideCores
+            let threads = sideCoresMax ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: sideCores ?? 1) : sideCores ?? Self.defaultSideCores)
             if !cpus.isEmpty && cpus.count != threads {
                 throw ValidationError("--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(threads) side cores")
             }
@@ -100,19 +100,22 @@ struct IOEngineOptions: ParsableArguments {
         if interruptCoalescing != nil && ioMode == .notify {
             throw ValidationError("--irq-coalesce: needs --io-mode poll or hybrid")
         }
-        if let sideCores {
+        if case .fixed(let count) = sideCoreCount {
             guard ioMode != .notify else { throw ValidationError("--side-cores: needs --io-mode poll or hybrid") }
-            guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): must be 1 to 64") }
+            guard (1...64).contains(count) else { throw ValidationError("--side-cores \(count): must be 1 to 64 (or auto)") }
+        }
+        if sideCoreCount == .automatic && ioMode == .notify {
+            throw ValidationError("--side-cores: needs --io-mode poll or hybrid")
         }
         if let sideCoresMin {
             guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-min: needs --side-cores auto") }
-            guard (1...64).contains(sideCoresMin) else { throw ValidationError("--side-cores-min \(sideCoresMin): must be 1 to 64") }
+            guard (0...64).contains(sideCoresMin) else { throw ValidationError("--side-cores-min \(sideCoresMin): must be 0 to 64") }
         }
         if let sideCoresMax {
             guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
             let count = sideCores ?? Self.defaultSideCores
-            guard (count...64).contains(sideCoresMax) else {
-                throw ValidationError("--side-cores-max \(sideCoresMax): must be \(count) (--side-cores) to 64")
+            guard (max(1, count)...64).contains(sideCoresMax) else {
+                throw ValidationError("--side-cores-max \(sideCoresMax): must be \(max(1, count)) (--side-cores\(sideCoreCount == .automatic ? "-min" : "")) to 64")
             }
         }
         if let pollMaxMicroseconds {
@@ -123,15 +126,23 @@ struct IOEngineOptions: ParsableArguments {
         }
     }
 
-    /// With --side-cores auto and no --side-cores-max: half the host's CPUs, at least the minimum.
+    /// With --side-cores auto and no --side-cores-max: half the host's CPUs, at least the minimum and 1.
     static func defaultAutomaticMaximum(minimum: Int) -> Int {
-        max(minimum, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
+        max(1, minimum, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
     }
 
-    /// The I/O core manager for --side-cores auto, started on `engine`.
+    /// The I/O core manager for --side-cores auto, started on `engine`; each resize it makes is
+    /// one line on stderr.
     func makeCoreManager(for engine: SideCoreEngine?) throws -> IOCoreManager? {
         guard sideCoreCount == .automatic, let engine else { return nil }
-        return try IOCoreManager(engine: engine, policy: SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count))
+        // A poll-mode core never sleeps; its window for the 0 <-> 1 decision is the hybrid default.
+        let window = Double(ioMode == .hybrid ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds) / 1e6
+        let policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count, pollWindowSeconds: window)
+        return try IOCoreManager(engine: engine, policy: policy) { resize in
+            let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
+            let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
+            printError("hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, busy [\(busy)]): \(outcome)")
+        }
     }
 
     /// The engine for these options; side cores start running (idle) at once.

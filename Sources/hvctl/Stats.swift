@@ -57,7 +57,7 @@ struct IOCMCommand: ParsableCommand {
     var socket: String
 
     @Option(name: .customLong("side-cores"), help: ArgumentHelp(
-        "How many side cores should serve the queues, or auto (hvctl run --side-cores auto) to hand the choice back to its iocm thread.",
+        "How many side cores should serve the queues (0: notify threads), or auto (hvctl run --side-cores auto) to hand the choice back to its iocm thread.",
         valueName: "n|auto"))
     var sideCores: SideCoreCount
 

@@ -122,6 +122,10 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores-max", "2"], mentions: ["--side-cores-max"])
         try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"], mentions: ["--side-core-cpus"])
+        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "auto"], mentions: ["--side-cores", "poll or hybrid"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min=-1"], mentions: ["--side-cores-min -1"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "0", "--side-cores-max", "0"],
+                           mentions: ["--side-cores-max 0", "1"])
     }
 
     func testBadConfigFiles() throws {

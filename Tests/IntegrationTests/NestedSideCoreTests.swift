@@ -49,6 +49,12 @@ final class NestedSideCoreTests: XCTestCase {
             dd if=/dev/vda of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && dd if=/dev/vdb of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && echo after-resize-ok
             echo "resize-readback $(md5sum < /dev/vda | cut -d' ' -f1) $(md5sum < /dev/vdb | cut -d' ' -f1)"
             """
+        // IOcm on its own: quiet, then a stream of direct reads (the whole disk, checked), then quiet.
+        let loadGuest = """
+            sleep 3; echo mark load-start
+            echo "load-readback $(dd if=/dev/vda bs=4096 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
+            echo mark load-end; sleep 5; echo mark quiet-end
+            """
         let script = """
             dd if=/dev/urandom of=/tmp/disk.img bs=1M count=8 2>/dev/null
             # KVM's counters summed over the running VM (debugfs), as name=value pairs.
@@ -116,6 +122,16 @@ final class NestedSideCoreTests: XCTestCase {
             wait $pid; st=$?
             cat /tmp/resize.json; echo
             echo "=== end resize status=$st"
+            echo "=== begin iocm"
+            # From no side core (notify threads) to one while the guest reads, and back once it is quiet:
+            # a 20 ms window means a core from 50 requests/s, notify threads under 12.5/s.
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
+                --io-mode hybrid --side-cores auto --side-cores-min 0 --side-cores-max 1 --poll-max-us 20000 \\
+                --cmdline '\(guestRun(loadGuest))' --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
+            st=$?
+            tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)'
+            cat /tmp/iocm.json; echo
+            echo "=== end iocm status=$st"
             dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 2>/dev/null
             cat > /tmp/vms.json <<'JSON'
             \(twoVMs)
@@ -273,6 +289,30 @@ final class NestedSideCoreTests: XCTestCase {
         let queue = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first, live)
         XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, Self.reads, "the reads before the idle period are counted live")
         XCTAssertEqual((document["sideCores"] as? [[String: Any]])?.first?["name"] as? String, "side0")
+    }
+
+    func testIOcmAddsASideCoreUnderLoadAndReturnsToNotifyThreadsWhenQuiet() throws {
+        let result = try section("iocm")
+        let host = try XCTUnwrap(try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
+        XCTAssertEqual(result.value("load-readback").map { "host-file \($0)" }, host.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "the whole disk read back while its queue moved")
+        let lines = result.output.components(separatedBy: "\n")
+        func position(_ prefix: String) throws -> Int {
+            try XCTUnwrap(lines.firstIndex { $0.hasPrefix(prefix) }, "no line '\(prefix)':\n\(result.output)")
+        }
+        for line in lines where line.hasPrefix("mark") || line.hasPrefix("hvctl: iocm") { print("side-core rig: iocm: \(line)") }
+        let grew = try position("hvctl: iocm: side cores 0 -> 1")
+        let shrank = try position("hvctl: iocm: side cores 1 -> 0")
+        XCTAssertLessThan(try position("mark load-start"), grew, "no side core before the load:\n\(result.output)")
+        XCTAssertLessThan(grew, try position("mark load-end"), "a side core during the load:\n\(result.output)")
+        XCTAssertLessThan(try position("mark load-end"), shrank, "notify threads again after it:\n\(result.output)")
+        XCTAssertLessThan(shrank, try position("mark quiet-end"), result.output)
+        let document = try XCTUnwrap(try result.jsonDocument(), result.output)
+        let iocm = try XCTUnwrap(document["iocm"] as? [String: Any], result.output)
+        XCTAssertGreaterThanOrEqual(iocm["resizes"] as? Int ?? 0, 2)
+        let handlers = try XCTUnwrap((document["sideCores"] as? [[String: Any]])?.first?["handlers"] as? [[String: Any]])
+        XCTAssertGreaterThan(handlers.first { $0["name"] as? String == "blk0-q0" }?["productivePolls"] as? Int ?? 0, 0,
+                             "side0 served the disk while it was active")
     }
 
     func testSideCoresGrowWhileRunningAndMovedQueuesLoseNothing() throws {

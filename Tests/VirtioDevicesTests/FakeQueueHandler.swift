@@ -12,6 +12,7 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
     private(set) var notificationChanges: [Bool] = []
     private(set) var sleepPreparations = 0
     var wakeDescriptors: [Int32] = [-1]
+    var requestsHandled: UInt64 = 0
 
     init(name: String, script: [Int] = []) {
         self.name = name

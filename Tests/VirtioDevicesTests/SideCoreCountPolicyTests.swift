@@ -1,34 +1,56 @@
 @testable import VirtioDevices
 import XCTest
 
-/// IOcm's grow/shrink decision from the side cores' busy shares, with hysteresis.
+/// IOcm's grow/shrink decision from the side cores' busy shares and the request rate, with hysteresis.
 final class SideCoreCountPolicyTests: XCTestCase {
+    /// A sample with these busy shares and no requests counted.
+    func busy(_ shares: [Double]) -> SideCoreCountPolicy.Sample { .init(busyShares: shares, requestRate: 0) }
+
     func testBusyCoresGrowAfterThePatienceRunsOut() {
-        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3)
-        XCTAssertEqual(policy.decide(active: 1, busyShares: [0.9]), 1)
-        XCTAssertEqual(policy.decide(active: 1, busyShares: [0.9]), 1)
-        XCTAssertEqual(policy.decide(active: 1, busyShares: [0.9]), 2, "third busy sample in a row")
-        XCTAssertEqual(policy.decide(active: 2, busyShares: [0.9, 0.8]), 2, "the count starts over after a change")
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3, pollWindowSeconds: 0.001)
+        XCTAssertEqual(policy.decide(active: 1, sample: busy([0.9])), 1)
+        XCTAssertEqual(policy.decide(active: 1, sample: busy([0.9])), 1)
+        XCTAssertEqual(policy.decide(active: 1, sample: busy([0.9])), 2, "third busy sample in a row")
+        XCTAssertEqual(policy.decide(active: 2, sample: busy([0.9, 0.8])), 2, "the count starts over after a change")
     }
 
     func testAQuietSampleResetsTheCount() {
-        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3)
-        _ = policy.decide(active: 1, busyShares: [0.9])
-        _ = policy.decide(active: 1, busyShares: [0.9])
-        XCTAssertEqual(policy.decide(active: 1, busyShares: [0.5]), 1)
-        XCTAssertEqual(policy.decide(active: 1, busyShares: [0.9]), 1, "hysteresis: needs three in a row again")
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3, pollWindowSeconds: 0.001)
+        _ = policy.decide(active: 1, sample: busy([0.9]))
+        _ = policy.decide(active: 1, sample: busy([0.9]))
+        XCTAssertEqual(policy.decide(active: 1, sample: busy([0.5])), 1)
+        XCTAssertEqual(policy.decide(active: 1, sample: busy([0.9])), 1, "hysteresis: needs three in a row again")
     }
 
     func testWorkThatFitsInOneCoreFewerShrinks() {
-        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3)
-        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 3, busyShares: [0.3, 0.2, 0.1]), 3) }
-        XCTAssertEqual(policy.decide(active: 3, busyShares: [0.3, 0.2, 0.1]), 2, "0.6 of work fits in 2 cores under 0.35 each")
-        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 2, busyShares: [0.3, 0.2]), 2, "0.5 does not fit in 1 core under 0.35") }
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 3, pollWindowSeconds: 0.001)
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 3, sample: busy([0.3, 0.2, 0.1])), 3) }
+        XCTAssertEqual(policy.decide(active: 3, sample: busy([0.3, 0.2, 0.1])), 2, "0.6 of work fits in 2 cores under 0.35 each")
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 2, sample: busy([0.3, 0.2])), 2, "0.5 does not fit in 1 core under 0.35") }
     }
 
     func testBoundsHold() {
-        var policy = SideCoreCountPolicy(minimum: 1, maximum: 2)
-        for _ in 0..<10 { XCTAssertLessThanOrEqual(policy.decide(active: 2, busyShares: [1, 1]), 2) }
-        for _ in 0..<10 { XCTAssertGreaterThanOrEqual(policy.decide(active: 1, busyShares: [0]), 1) }
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 2, pollWindowSeconds: 0.001)
+        for _ in 0..<10 { XCTAssertLessThanOrEqual(policy.decide(active: 2, sample: busy([1, 1])), 2) }
+        for _ in 0..<10 { XCTAssertGreaterThanOrEqual(policy.decide(active: 1, sample: busy([0])), 1, "minimum 1: never notify threads") }
+    }
+
+    func testRequestsCloserThanThePollWindowBringASideCoreAndRareOnesTakeItAway() {
+        // A 10 ms window: a side core pays off from 100 requests/s, notify threads below 25/s.
+        var policy = SideCoreCountPolicy(minimum: 0, maximum: 2, pollWindowSeconds: 0.010)
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 0, sample: .init(busyShares: [], requestRate: 90)), 0) }
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 0, sample: .init(busyShares: [], requestRate: 150)), 0) }
+        XCTAssertEqual(policy.decide(active: 0, sample: .init(busyShares: [], requestRate: 150)), 1, "third sample at 1.5 requests per window")
+        // Between the thresholds the count holds (hysteresis), whatever the busy share.
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.1], requestRate: 50)), 1) }
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.01], requestRate: 10)), 1) }
+        XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.01], requestRate: 10)), 0, "0.1 requests per window: notify threads")
+    }
+
+    func testABusyCoreIsNotTakenAwayForItsRate() {
+        // One core busy above the grow mark grows to two even when the minimum is 0.
+        var policy = SideCoreCountPolicy(minimum: 0, maximum: 2, pollWindowSeconds: 0.010)
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.9], requestRate: 5000)), 1) }
+        XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.9], requestRate: 5000)), 2)
     }
 }

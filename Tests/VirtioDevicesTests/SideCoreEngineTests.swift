@@ -17,6 +17,7 @@ final class SideCoreEngineTests: XCTestCase {
         func setGuestNotifications(enabled: Bool) {}
         func prepareToSleep() -> Bool { false }
         var wakeDescriptors: [Int32] { [] }
+        var requestsHandled: UInt64 { UInt64(polls.load(ordering: .relaxed)) }
     }
 
     func makeEngine(count: Int, maxCount: Int) throws -> SideCoreEngine {
@@ -45,8 +46,42 @@ final class SideCoreEngineTests: XCTestCase {
         XCTAssertEqual(try engine.resize(to: 1), 2)
         XCTAssertEqual(served(engine, handlers).map(\.count), [4, 0, 0])
         XCTAssertThrowsError(try engine.resize(to: 4))
-        XCTAssertThrowsError(try engine.resize(to: 0))
         engine.detach(handlers)
         XCTAssertEqual(engine.cores.map(\.load), [0, 0, 0])
+    }
+
+    /// A thread of this process with the given name exists (NotifyEngine names threads after handlers).
+    func threadExists(_ name: String) -> Bool {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.contains { task in
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == name
+        }
+    }
+
+    /// Whether `condition` holds within 2 s (a new thread names itself once it runs).
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<2_000 where !condition() { usleep(1_000) }
+        return condition()
+    }
+
+    func testZeroSideCoresHandQueuesToNotifyThreadsAndBack() throws {
+        let engine = try makeEngine(count: 0, maxCount: 2)
+        defer { engine.stop() }
+        let handlers = (0..<2).map { CountingHandler(name: "zq\($0)") }
+        try engine.attach(handlers)
+        XCTAssertEqual(engine.activeCount, 0)
+        XCTAssertEqual(engine.cores.map(\.load), [0, 0], "no side core serves a queue")
+        XCTAssertTrue(eventually { threadExists("zq0") && threadExists("zq1") }, "each queue has its notify thread")
+        XCTAssertEqual(try engine.resize(to: 2), 2)
+        XCTAssertEqual(served(engine, handlers).map(\.count), [1, 1])
+        XCTAssertFalse(threadExists("zq0") || threadExists("zq1"), "the notify threads ended")
+        XCTAssertEqual(try engine.resize(to: 0), 2)
+        XCTAssertEqual(engine.cores.map(\.load), [0, 0])
+        XCTAssertTrue(eventually { threadExists("zq0") && threadExists("zq1") })
+        let requests = engine.requestsHandled
+        XCTAssertGreaterThan(requests, 0)
+        engine.detach(handlers)
+        XCTAssertFalse(threadExists("zq0") || threadExists("zq1"))
+        XCTAssertGreaterThanOrEqual(engine.requestsHandled, requests, "detached handlers' requests still count")
     }
 }

@@ -3,7 +3,7 @@ import Hypervisor
 import Synchronization
 
 /// The I/O core manager (`--side-cores auto`): a thread named `iocm` that samples every active
-/// side core's busy time each interval and resizes the engine as `SideCoreCountPolicy` decides.
+/// side core's busy time and the engine's request count each interval and resizes the engine as `SideCoreCountPolicy` decides.
 /// `setAutomatic(false)` (a fixed count set through `hvctl iocm`) pauses it.
 public final class IOCoreManager: @unchecked Sendable {
     public static let interval: UInt64 = 200_000_000
@@ -15,8 +15,20 @@ public final class IOCoreManager: @unchecked Sendable {
     /// How many times it changed the count (for statistics).
     public let resizes = Counter()
 
-    public init(engine: SideCoreEngine, policy: SideCoreCountPolicy) throws {
+    /// What one decision did, for the log.
+    public struct Resize: Sendable {
+        public let from: Int
+        public let to: Int
+        public let sample: SideCoreCountPolicy.Sample
+        public let moves: Int
+        public var error: String? = nil
+    }
+    /// Called on the iocm thread after each resize it makes (or fails to make).
+    private let onResize: (@Sendable (Resize) -> Void)?
+
+    public init(engine: SideCoreEngine, policy: SideCoreCountPolicy, onResize: (@Sendable (Resize) -> Void)? = nil) throws {
         self.engine = engine
+        self.onResize = onResize
         stopSignal = try EventFD()
         var policy = policy
         thread = try HostThread(name: "iocm") { [self] in run(policy: &policy) }
@@ -32,20 +44,31 @@ public final class IOCoreManager: @unchecked Sendable {
     }
 
     private func run(policy: inout SideCoreCountPolicy) {
-        var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count })
+        var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
+                    requests: engine.requestsHandled)
         while true {
             var stop = pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&stop, 1, Int32(Self.interval / 1_000_000))
             if ready > 0 { return }
             let now = MonotonicClock.now()
             let busy = engine.cores.map { $0.statistics.busyNanoseconds.count }
+            let requests = engine.requestsHandled
             let elapsed = Double(max(1, now &- last.time))
             let active = engine.activeCount
-            let shares = (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed }
-            last = (now, busy)
+            let sample = SideCoreCountPolicy.Sample(
+                busyShares: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed },
+                requestRate: Double(requests &- last.requests) * 1e9 / elapsed)
+            last = (now, busy, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
-            let wanted = policy.decide(active: active, busyShares: shares)
-            if wanted != active, (try? engine.resize(to: wanted)) != nil { resizes.add() }
+            let wanted = policy.decide(active: active, sample: sample)
+            guard wanted != active else { continue }
+            do {
+                let moves = try engine.resize(to: wanted)
+                resizes.add()
+                onResize?(Resize(from: active, to: wanted, sample: sample, moves: moves))
+            } catch {
+                onResize?(Resize(from: active, to: engine.activeCount, sample: sample, moves: 0, error: "\(error)"))
+            }
         }
     }
 }

@@ -17,6 +17,9 @@ public protocol QueueHandler: AnyObject {
     /// File descriptors whose readability means work may be waiting: kick eventfds, an io_uring's
     /// completion eventfd, a TAP. Read after `prepareToSleep`; may change between sleeps.
     var wakeDescriptors: [Int32] { get }
+    /// Requests taken from the guest so far (chains of every queue it serves), read from any
+    /// thread: the I/O core manager's measure of load.
+    var requestsHandled: UInt64 { get }
 }
 
 /// Runs queue handlers on some threads. A device's handlers are attached at DRIVER_OK and

@@ -1,30 +1,63 @@
 /// IOcm's decision (Gordon et al., SYSTOR 2016) without threads or clocks, so tests can drive
-/// it: from each active side core's busy share over the last interval (time in polling rounds
-/// that found work, over wall time), whether to add a core, drop one, or keep the count.
+/// it: from what the engine did over the last interval, whether to add a side core, drop one, or
+/// keep the count.
 ///
-/// Grow when the active cores are busy on average above `growAbove`; shrink when all their busy
-/// work would fit in one core fewer at under `shrinkBelow` each. Either must hold for `patience`
-/// samples in a row (hysteresis), and the count stays within `minimum...maximum`.
+/// Between one core and more, the input is each active core's busy share (time in polling rounds
+/// that found work, over wall time): grow when the active cores are busy on average above
+/// `growAbove`; shrink when all their busy work would fit in one core fewer at under
+/// `shrinkBelow` each. Between none (notify threads) and one, the input is the request rate: a
+/// side core pays off once requests come closer together than its poll window, since then it
+/// catches the next request before it would sleep and the guest's kick (a VM exit) is saved; so
+/// grow when rate × window reaches 1, and go back to notify threads when it falls under
+/// `notifyBelow`. Either direction must hold for `patience` samples in a row (hysteresis), and
+/// the count stays within `minimum...maximum`.
 public struct SideCoreCountPolicy: Equatable, Sendable {
+    /// One interval's measurements.
+    public struct Sample: Equatable, Sendable {
+        /// Busy share of each active side core.
+        public var busyShares: [Double]
+        /// Requests per second over every queue.
+        public var requestRate: Double
+        public init(busyShares: [Double], requestRate: Double) {
+            self.busyShares = busyShares
+            self.requestRate = requestRate
+        }
+    }
+
     public let minimum: Int
     public let maximum: Int
+    /// A side core's poll window in seconds (hybrid: `--poll-max-us`), for the 0 ↔ 1 decision.
+    public let pollWindowSeconds: Double
     public var growAbove = 0.75
     public var shrinkBelow = 0.35
+    public var notifyBelow = 0.25
     public var patience = 3
     private var samplesAbove = 0
     private var samplesBelow = 0
 
-    public init(minimum: Int, maximum: Int) {
-        self.minimum = minimum
-        self.maximum = max(minimum, maximum)
+    public init(minimum: Int, maximum: Int, pollWindowSeconds: Double) {
+        self.minimum = max(0, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.pollWindowSeconds = pollWindowSeconds
     }
 
     /// The count to use after this sample, given the current `active` count.
-    public mutating func decide(active: Int, busyShares: [Double]) -> Int {
-        let total = busyShares.reduce(0, +)
-        let average = busyShares.isEmpty ? 0 : total / Double(busyShares.count)
-        samplesAbove = average > growAbove && active < maximum ? samplesAbove + 1 : 0
-        samplesBelow = active > minimum && total < shrinkBelow * Double(active - 1) ? samplesBelow + 1 : 0
+    public mutating func decide(active: Int, sample: Sample) -> Int {
+        let (grow, shrink): (Bool, Bool)
+        let requestsPerWindow = sample.requestRate * pollWindowSeconds
+        switch active {
+        case 0:
+            (grow, shrink) = (requestsPerWindow >= 1, false)
+        case 1:
+            let average = sample.busyShares.first ?? 0
+            (grow, shrink) = (average > growAbove, requestsPerWindow < notifyBelow)
+        default:
+            let total = sample.busyShares.reduce(0, +)
+            let average = sample.busyShares.isEmpty ? 0 : total / Double(sample.busyShares.count)
+            (grow, shrink) = (average > growAbove, total < shrinkBelow * Double(active - 1))
+        }
+        samplesAbove = grow && active < maximum ? samplesAbove + 1 : 0
+        samplesBelow = shrink && active > minimum ? samplesBelow + 1 : 0
         if samplesAbove >= patience {
             samplesAbove = 0
             return active + 1

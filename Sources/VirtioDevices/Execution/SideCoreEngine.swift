@@ -4,7 +4,7 @@ import Synchronization
 /// How `--io-mode poll|hybrid` runs: how many side cores, where, and how long they poll.
 public struct SideCoreConfiguration: Equatable, Sendable {
     public var mode: PollSchedule.Mode
-    /// Side cores serving queues at start.
+    /// Side cores serving queues at start (0: notify threads until a resize adds one).
     public var count: Int
     /// Side-core threads created (idle ones sleep): the most `resize` can activate.
     public var maxCount: Int
@@ -35,26 +35,31 @@ public struct SideCoreConfiguration: Equatable, Sendable {
 
 /// Side cores shared by every device of every VM in the process (ELVIS): each attached handler
 /// is placed on the active core serving the fewest handlers and polled there. `resize` changes
-/// how many cores are active and moves handlers so the active ones stay balanced.
+/// how many cores are active and moves handlers so the active ones stay balanced; with none
+/// active, handlers run on notify threads (`NotifyEngine`), as in `--io-mode notify`.
 public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
     /// Every side-core thread, active or not (an inactive one has no handlers and sleeps).
     public let cores: [SideCore]
     public let interruptCoalescing: InterruptCoalescingPolicy?
     public let mode: PollSchedule.Mode
+    /// Where handlers go while no side core is active.
+    private let notifyThreads = NotifyEngine()
 
     private struct Placement {
         var activeCount: Int
-        /// Handlers in attach order, with the index of the core polling each.
-        var handlers: [(handler: QueueHandler, core: Int)] = []
+        /// Handlers in attach order, with the index of the core polling each (nil: a notify thread).
+        var handlers: [(handler: QueueHandler, core: Int?)] = []
+        /// Requests of handlers detached so far, so the engine's total never goes down.
+        var retiredRequests: UInt64 = 0
 
         func load(_ core: Int) -> Int { handlers.reduce(0) { $0 + ($1.core == core ? 1 : 0) } }
-        var leastLoadedActive: Int { (0..<activeCount).min { load($0) < load($1) } ?? 0 }
+        var leastLoadedActive: Int? { (0..<activeCount).min { load($0) < load($1) } }
     }
     /// Held for a whole attach, detach or resize, so moves never race a placement.
     private let placement: Mutex<Placement>
 
     public init(configuration: SideCoreConfiguration) throws {
-        guard configuration.count >= 1, configuration.maxCount >= configuration.count else { throw SideCoreEngineError.noSideCores }
+        guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else { throw SideCoreEngineError.noSideCores }
         let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var cores: [SideCore] = []
         for index in 0..<configuration.maxCount {
@@ -73,8 +78,15 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         placement = Mutex(Placement(activeCount: configuration.count))
     }
 
-    /// Side cores serving queues now.
+    /// Side cores serving queues now (0: every queue is on a notify thread).
     public var activeCount: Int { placement.withLock { $0.activeCount } }
+
+    /// Requests every handler attached so far has taken from its guest (the load IOcm watches).
+    public var requestsHandled: UInt64 {
+        placement.withLock { placement in
+            placement.handlers.reduce(placement.retiredRequests) { $0 + $1.handler.requestsHandled }
+        }
+    }
 
     /// Host CPUs left for vCPU threads when the side cores poll without pause (poll mode): the
     /// online CPUs minus the side cores' own, or nil when that would leave none or the cores
@@ -88,11 +100,15 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
     }
 
     public func attach(_ handlers: [QueueHandler]) throws {
-        placement.withLock { placement in
+        try placement.withLock { placement in
             for handler in handlers {
                 let core = placement.leastLoadedActive
+                if let core {
+                    cores[core].add(handler)
+                } else {
+                    try notifyThreads.attach([handler])
+                }
                 placement.handlers.append((handler, core))
-                cores[core].add(handler)
             }
         }
     }
@@ -101,39 +117,59 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         placement.withLock { placement in
             for handler in handlers {
                 guard let index = placement.handlers.firstIndex(where: { $0.handler === handler }) else { continue }
-                cores[placement.handlers[index].core].remove(handler)
+                if let core = placement.handlers[index].core {
+                    cores[core].remove(handler)
+                } else {
+                    notifyThreads.detach([handler])
+                }
+                placement.retiredRequests += handler.requestsHandled
                 placement.handlers.remove(at: index)
             }
         }
     }
 
-    /// Serves queues with `count` side cores (1 to `cores.count`). Handlers move one at a time:
-    /// the old core lets go after its current round, then the new one takes the handler with its
-    /// ring and io_uring as they are, so nothing in flight or waiting is lost. Returns the moves.
+    /// Serves queues with `count` side cores (0 to `cores.count`; 0 hands every queue to a notify
+    /// thread). Handlers move one at a time: the old core or thread lets go after its current
+    /// round, then the new one takes the handler with its ring and io_uring as they are, so
+    /// nothing in flight or waiting is lost. Returns the moves.
     @discardableResult
     public func resize(to count: Int) throws -> Int {
-        guard (1...cores.count).contains(count) else { throw SideCoreEngineError.badCount(count, maximum: cores.count) }
-        return placement.withLock { placement in
+        guard (0...cores.count).contains(count) else { throw SideCoreEngineError.badCount(count, maximum: cores.count) }
+        return try placement.withLock { placement in
             placement.activeCount = count
             var moves = 0
-            func move(_ index: Int, to core: Int) {
+            func move(_ index: Int, to core: Int?) throws {
                 let entry = placement.handlers[index]
-                cores[entry.core].remove(entry.handler)
+                if let old = entry.core { cores[old].remove(entry.handler) } else { notifyThreads.detach([entry.handler]) }
+                if let core {
+                    cores[core].add(entry.handler)
+                } else {
+                    do {
+                        try notifyThreads.attach([entry.handler])
+                    } catch {
+                        // No thread for it: side0 keeps serving it (and whatever attaches next).
+                        cores[0].add(entry.handler)
+                        placement.handlers[index].core = 0
+                        placement.activeCount = 1
+                        throw error
+                    }
+                }
                 placement.handlers[index].core = core
-                cores[core].add(entry.handler)
                 moves += 1
             }
-            // Off the cores that are no longer active.
-            for index in placement.handlers.indices where placement.handlers[index].core >= count {
-                move(index, to: placement.leastLoadedActive)
+            // Off the cores that are no longer active (or off the notify threads).
+            for index in placement.handlers.indices where (placement.handlers[index].core ?? count) >= count {
+                guard placement.handlers[index].core != nil || count > 0 else { continue }
+                try move(index, to: placement.leastLoadedActive)
             }
             // Then from the busiest active core to the idlest until they differ by at most one.
-            while true {
+            while count > 0 {
                 let active = 0..<count
                 guard let busiest = active.max(by: { placement.load($0) < placement.load($1) }),
-                      placement.load(busiest) - placement.load(placement.leastLoadedActive) > 1,
+                      let idlest = placement.leastLoadedActive,
+                      placement.load(busiest) - placement.load(idlest) > 1,
                       let index = placement.handlers.firstIndex(where: { $0.core == busiest }) else { break }
-                move(index, to: placement.leastLoadedActive)
+                try move(index, to: idlest)
             }
             return moves
         }
@@ -151,7 +187,7 @@ public enum SideCoreEngineError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSideCores: return "no side cores to place queues on"
-        case .badCount(let count, let maximum): return "\(count) side cores: must be 1 to \(maximum) (--side-cores-max)"
+        case .badCount(let count, let maximum): return "\(count) side cores: must be 0 to \(maximum) (--side-cores-max); 0 serves queues with notify threads"
         }
     }
 }
