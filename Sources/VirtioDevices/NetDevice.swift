@@ -7,6 +7,9 @@ public struct NetDeviceConfiguration: Equatable {
     public var tapName: String
     public var mac: [UInt8]
     public var queuePairs = 1
+    /// With several queue pairs: steer received frames by the Toeplitz hash of their flow
+    /// (`FlowSteeringProgram`); off leaves the choice to the TAP driver's own flow table.
+    public var receiveSideScaling = true
 
     public init(tapName: String, mac: [UInt8]) {
         self.tapName = tapName
@@ -21,6 +24,7 @@ public struct NetDeviceError: Error, CustomStringConvertible, Equatable {
 
 /// virtio-net on a multi-queue TAP: one handler per queue pair, the virtio_net_hdr passed through
 /// (checksum and TSO offloads both ways), mergeable receive buffers, and a control queue for MQ.
+/// With several pairs the TAP steers each flow to one queue by its Toeplitz hash (virtual RSS).
 public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let featureChecksum: UInt64 = 1 << 0
     static let featureGuestChecksum: UInt64 = 1 << 1
@@ -39,6 +43,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public let configuration: NetDeviceConfiguration
     public let name: String
     let tapFDs: [Int32]
+    /// The TAP's flow-steering program (several queue pairs with receive-side scaling).
+    let steering: FlowSteeringProgram?
     /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
     public var transportNeedsReset: ((String) -> Void)?
     /// Counters per virtqueue (rx0, tx0, rx1, tx1, ..., control), kept across resets.
@@ -69,6 +75,17 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 throw NetDeviceError(description: "--net tap=\(configuration.tapName): cannot open the TAP device: \(reason)")
             }
             fds.append(fd)
+        }
+        do {
+            if configuration.queuePairs > 1 && configuration.receiveSideScaling {
+                steering = try FlowSteeringProgram(queues: configuration.queuePairs)
+                try steering?.attach(toTAP: fds[0])
+            } else {
+                steering = nil
+            }
+        } catch {
+            for fd in fds { close(fd) }
+            throw NetDeviceError(description: "--net tap=\(configuration.tapName),rss=on: \(error) (rss=off leaves steering to the TAP driver)")
         }
         self.configuration = configuration
         self.name = name

@@ -1,8 +1,9 @@
 import ArgumentParser
 import VirtioDevices
 
-/// `--net tap=NAME[,mac=52:54:00:12:34:56][,queues=N]`: a virtio-net device on TAP NAME (opened,
-/// or created when absent) with N queue pairs.
+/// `--net tap=NAME[,mac=52:54:00:12:34:56][,queues=N][,rss=on|off]`: a virtio-net device on TAP
+/// NAME (opened, or created when absent) with N queue pairs, received flows steered over them by
+/// their Toeplitz hash unless rss=off.
 enum NetArgument {
     static func parse(_ argument: String) throws -> NetDeviceConfiguration {
         var configuration = NetDeviceConfiguration(tapName: "", mac: NetDevice.randomMAC())
@@ -20,6 +21,9 @@ enum NetArgument {
             case "queues":
                 guard let count = Int(parts[1]), (1...16).contains(count) else { throw ValidationError("--net \(argument): queues takes 1 to 16") }
                 configuration.queuePairs = count
+            case "rss":
+                guard let value = Switch(rawValue: parts[1]) else { throw ValidationError("--net \(argument): rss takes on or off") }
+                configuration.receiveSideScaling = value == .on
             default:
                 throw ValidationError("--net \(argument): unknown key '\(parts[0])'")
             }

@@ -106,6 +106,7 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,mac=01:00:00:00:00:01"], mentions: ["01:00:00:00:00:01", "unicast"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,queues=99"], mentions: ["queues"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=this-name-is-too-long"], mentions: ["15 bytes"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,queues=2,rss=maybe"], mentions: ["rss", "on or off"])
     }
 
     func testIOEngineOptionsNeedTheirMode() throws {

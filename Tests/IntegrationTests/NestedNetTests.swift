@@ -1,4 +1,5 @@
 import Foundation
+import VirtioDevices
 import XCTest
 
 /// virtio-net with Linux's own virtio_net driver against a TAP inside the rig's L2 (which has no
@@ -7,6 +8,31 @@ final class NestedNetTests: XCTestCase {
     static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let hostAddress = "169.254.77.1"
     static let guestAddress = "169.254.77.2"
+    static let hostMAC = "02:00:00:00:00:01"
+    static let guestMAC = "52:54:00:12:34:58"
+    /// L2's extra source addresses for the RSS flows (pings to the guest): chosen so that both of
+    /// two queues get flows, whichever way the hash falls. (Pings, because busybox nc ignores -p
+    /// when it connects, so TCP source ports cannot be chosen here; the port path is covered by
+    /// TAPFlowSteeringTests on the host.)
+    static let rssSources: [String] = {
+        var sources: [String] = []
+        var perQueue = [0, 0]
+        var last = 10
+        while perQueue.min()! < 3 {
+            let source = "169.254.77.\(last)"
+            let queue = expectedQueue(source: source)
+            if perQueue[queue] < 3 { sources.append(source); perQueue[queue] += 1 }
+            last += 1
+        }
+        return sources
+    }()
+
+    /// The receive queue (of 2) the Toeplitz hash gives an ICMP flow from `source` to the guest.
+    static func expectedQueue(source: String) -> Int {
+        func address(_ text: String) -> [UInt8] { text.split(separator: ".").map { UInt8($0)! } }
+        let input = ToeplitzHash.flowInput(source: address(source), destination: address(guestAddress), ports: nil)
+        return ToeplitzHash.queue(of: ToeplitzHash().hash(input), queues: 2)
+    }
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
@@ -28,12 +54,38 @@ final class NestedNetTests: XCTestCase {
             for cpu in 0 1; do taskset -c $cpu wget -q -O /dev/null http://\(hostAddress):8080/down & done; wait
             echo mq-done
             """
-        func boot(_ name: String, cpus: Int, net: String, script: String, afterStart: String) -> String {
+        // Virtual RSS: nothing but the measured flows reaches the guest (no IPv6 on L2's side,
+        // static neighbours both ways), and L2 reads the receive queues' counters around each flow.
+        let rssGuest = """
+            echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
+            \(guestSetUp)
+            for a in \(hostAddress) \(NestedNetTests.rssSources.joined(separator: " ")); do ip neigh replace $a lladdr \(NestedNetTests.hostMAC) dev eth0; done
+            mkdir -p /srv; echo hello > /srv/f
+            httpd -p \(guestAddress):8081 -h /srv
+            nc -l -p 9999 >/dev/null; echo rss-guest-done
+            """
+        let rssFlows = NestedNetTests.rssSources.map { source in
+            """
+            echo "rss-flow \(source) $(hvctl stats --socket /tmp/rss.sock)"
+            ping -c 5 -i 0.2 -I \(source) \(guestAddress) >/dev/null
+            """
+        }.joined(separator: "\n")
+        let rssAfterStart = """
+            ip neigh replace \(guestAddress) lladdr \(NestedNetTests.guestMAC) dev tap0
+            for a in \(NestedNetTests.rssSources.joined(separator: " ")); do ip addr add $a/32 dev tap0; done
+            i=0; until wget -q -O /dev/null http://\(guestAddress):8081/f 2>/dev/null || [ $i -ge 60 ]; do sleep 1; i=$((i+1)); done
+            \(rssFlows)
+            echo "rss-flow end $(hvctl stats --socket /tmp/rss.sock)"
+            echo bye | nc -w 5 \(guestAddress) 9999
+            """
+        func boot(_ name: String, cpus: Int, net: String, script: String, afterStart: String, options: String = "") -> String {
             """
             echo "=== begin \(name)"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) \(options) --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
             pid=$!
             i=0; while [ ! -d /sys/class/net/tap0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+            echo 1 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6
+            ip link set tap0 address \(NestedNetTests.hostMAC)
             ip addr add \(hostAddress)/24 dev tap0 2>/dev/null; ip link set tap0 up
             \(afterStart)
             wait $pid; st=$?
@@ -51,6 +103,8 @@ final class NestedNetTests: XCTestCase {
                 echo done > /srv/fetched  # tells the guest it may power off
                 """))
             \(boot("multiqueue", cpus: 2, net: "tap=tap0,queues=2", script: multiQueue, afterStart: ""))
+            \(boot("rss", cpus: 2, net: "tap=tap0,queues=2,mac=\(NestedNetTests.guestMAC)", script: rssGuest, afterStart: rssAfterStart,
+                   options: "--api-socket /tmp/rss.sock"))
             """
         return try NestedRig.run(script: script)
     }
@@ -94,6 +148,35 @@ final class NestedNetTests: XCTestCase {
         XCTAssertEqual(stats["control"]?["errors"] as? Int, 0)
         for queue in ["tx0", "tx1"] {
             XCTAssertGreaterThan(stats[queue]?["requests"] as? Int ?? 0, 0, "\(queue) carried traffic")
+        }
+    }
+
+    /// Frames each receive queue took, from one `hvctl stats` document.
+    func receivedFrames(_ json: String) throws -> [Int] {
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
+        let queues = try XCTUnwrap((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]], json)
+        let byName = Dictionary(uniqueKeysWithValues: queues.map { ($0["name"] as? String ?? "", $0["requests"] as? Int ?? 0) })
+        return ["rx0", "rx1"].map { byName[$0] ?? 0 }
+    }
+
+    func testEachFlowLandsOnTheQueueItsToeplitzHashPicks() throws {
+        let result = try section("rss")
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("rss-guest-done"), result.output)
+        // Counters before each flow, and at the end.
+        let snapshots = try result.output.components(separatedBy: "\n").filter { $0.hasPrefix("rss-flow ") }.map { line -> [Int] in
+            let json = line.split(separator: " ", maxSplits: 2).dropFirst(2).first.map(String.init) ?? ""
+            return try receivedFrames(json)
+        }
+        XCTAssertEqual(snapshots.count, Self.rssSources.count + 1, result.output)
+        guard snapshots.count == Self.rssSources.count + 1 else { return }
+        for (index, source) in Self.rssSources.enumerated() {
+            let queue = Self.expectedQueue(source: source)
+            let delta = zip(snapshots[index + 1], snapshots[index]).map { $0 - $1 }
+            print("rss rig: pings from \(source): frames per receive queue \(delta), hash picks rx\(queue)")
+            // Five echo requests, all on the hashed queue (at most one straggler on the other).
+            XCTAssertGreaterThanOrEqual(delta[queue], 5, "pings from \(source) on rx\(queue): \(delta); every snapshot: \(snapshots)")
+            XCTAssertLessThanOrEqual(delta[1 - queue], 1, "pings from \(source) stay off rx\(1 - queue): \(delta)")
         }
     }
 }

@@ -105,6 +105,17 @@ int ckvm_falloc_zero_range(void);
 int ckvm_tap_open(const char *name);
 /// TUNSETOFFLOAD: which offloaded frames the TAP may hand us (the guest's receive offloads).
 int ckvm_tap_set_offload(int fd, int checksum, int tso4, int tso6);
+/// TUNSETSTEERINGEBPF: the TAP picks the queue for each frame it hands us by running socket
+/// filter program `program_fd` (its return value modulo the queue count). Returns 0 or -1/errno.
+int ckvm_tap_set_steering_program(int fd, int program_fd);
+
+// MARK: eBPF (linux/bpf.h), for the TAP's flow steering
+/// BPF_PROG_LOAD of a BPF_PROG_TYPE_SOCKET_FILTER program of `count` 8-byte instructions.
+/// Returns the program fd, or -1 with errno and the verifier's log in `log` (NUL-terminated).
+int ckvm_bpf_load_socket_filter(const void *instructions, uint32_t count, char *log, uint32_t log_size);
+/// BPF_PROG_TEST_RUN: runs the program once on `frame` (an Ethernet frame); *result gets its
+/// return value. Returns 0 or -1 with errno.
+int ckvm_bpf_test_run(int program_fd, const void *frame, uint32_t length, uint32_t *result);
 
 // MARK: syscalls without a Glibc wrapper
 /// io_uring_setup(2) with 1 entry, immediately closed: tells whether the host allows io_uring.
