@@ -6,7 +6,7 @@
 runtime=${RUNTIME:-10}
 kvm=/sys/kernel/debug/kvm
 dd if=/dev/urandom of=/tmp/bench.img bs=1M count=256 2>/dev/null
-counters() { for c in exits io_exits mmio_exits halt_exits irq_injections; do printf '%s=%s ' $c "$(cat $kvm/$c)"; done; }
+counters() { for c in exits io_exits mmio_exits halt_exits irq_injections irq_exits irq_window_exits insn_emulation halt_wakeup; do printf '%s=%s ' $c "$(cat $kvm/$c)"; done; }
 
 guest_script() {
     cat <<GUEST
@@ -19,7 +19,7 @@ for qd in 1 16; do
   echo "bench-fio qd=\$qd \$(grep -o 'IOPS=[^,]*' /tmp/fio) \$(grep -E '^ +lat \\(' /tmp/fio | head -1 | tr -s ' ') \$(grep -o 'ios=[0-9]*' /tmp/fio | head -1)"
 done
 echo bench-mark start-tcp; sleep 2
-iperf3 -c 169.254.88.1 -t $runtime -f m > /tmp/iperf 2>&1
+timeout $((runtime + 30)) iperf3 -c 169.254.88.1 -t $runtime -f m > /tmp/iperf 2>&1
 echo bench-mark end-tcp; sleep 2
 echo "bench-tcp \$(grep -E 'sender' /tmp/iperf | tr -s ' ')"
 GUEST
@@ -43,10 +43,11 @@ run() {
         echo "$line" >> /tmp/console-$name
         case "$line" in
             "bench-mark "*) echo "bench: $name ${line#bench-mark } $(counters)" ;;
+            # Results as they come, so a rig that dies later keeps them.
+            bench-fio*|bench-tcp*) echo "bench: $name $line" ;;
         esac
     done < /tmp/fifo-$name
     wait $pid; echo "bench: $name exit-status $?"
-    grep -E '^bench-(fio|tcp)' /tmp/console-$name | sed "s/^/bench: $name /"
     # A run without results shows why: the end of its console.
     grep -q '^bench-tcp' /tmp/console-$name || tail -40 /tmp/console-$name | sed "s/^/bench: $name console: /"
     ip link del $tap 2>/dev/null
