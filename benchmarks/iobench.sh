@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Block request path, hvctl vs QEMU 7.2 (Debian) on this host's /dev/kvm directly, with the
+# iobench guest (guest-images/iobench: a polled virtio-blk driver at CPL3, so it runs at native
+# speed even where KVM emulates guest ring 0, as PVM does). 4 KiB random reads of a 64 MiB
+# pattern file at QD1 and QD16 (completions polled), and QD16 with completion interrupts asked for
+# (irq=1). KVM's own per-vCPU "exits" statistic is read live at the guest's start and end marks
+# (hvctl: `hvctl stats` on its control socket; QEMU: QMP query-stats); kicks are the guest's own
+# doorbell writes. Usage: benchmarks/iobench.sh (after `make`; needs python3 for QMP); env REPEAT
+# (runs per cell, median by rate; default 3), BENCH_LOG (raw lines, default /tmp/iobench.log).
+# Prints a Markdown table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd); repo=$(dirname "$here")
+hvctl=$repo/.build/release/hvctl guest=$repo/guest-images/out/iobench.elf
+[ -x "$hvctl" ] && [ -f "$guest" ] || { echo "iobench.sh: run 'make' first" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "iobench.sh: python3 is needed to read QEMU's statistics over QMP" >&2; exit 1; }
+work=$(mktemp -d /tmp/iobench.XXXXXX); trap 'rm -rf "$work"' EXIT
+# Block i's first 8 bytes hold its sector number, which the guest checks on every read.
+perl -e 'for $i (0..16383) { print pack("Q<", $i*8) . ("\0" x 4088) }' > "$work/disk.img"
+repeat=${REPEAT:-3}
+
+# Sum of KVM's "exits" over every vCPU of the VM(s) behind the control socket or QMP socket.
+hvctl_exits() { "$hvctl" stats --socket "$work/api.sock" | grep -o '"exits":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }'; }
+qemu_exits() { python3 "$here/qmp-vcpu-exits.py" "$work/qmp.sock"; }
+
+# measure NAME WORKLOAD MARKS SAMPLER COMMAND...: runs COMMAND, reads its console, runs SAMPLER
+# (which prints the exit count) at the MARKS-th start mark and the MARKS-th end mark (2 for a VM
+# pair, whose guests hold each mark long enough for the other), and prints one "bench:" line.
+measure() {
+    local name=$1 workload=$2 marks=$3 sampler=$4; shift 4
+    rm -f "$work/api.sock" "$work/qmp.sock"
+    local starts=0 ends=0 exits0=0 exits1=0 line requests=0 kicks=0 errors=0 iops=0 lat=0
+    while IFS= read -r line; do
+        line=${line%$'\r'}
+        case "$line" in
+            *"iobench: start") starts=$((starts + 1)); [ $starts = "$marks" ] && exits0=$($sampler) ;;
+            *"iobench: end") ends=$((ends + 1)); [ $ends = "$marks" ] && exits1=$($sampler) ;;
+            *"iobench: result"*)
+                for field in ${line#*result}; do
+                    case $field in
+                        requests=*) requests=$((requests + ${field#*=})) ;; kicks=*) kicks=$((kicks + ${field#*=})) ;;
+                        errors=*) errors=$((errors + ${field#*=})) ;; iops=*) iops=$((iops + ${field#*=})) ;;
+                        lat_avg_ns=*) lat=$((lat + ${field#*=} / marks)) ;;
+                    esac
+                done ;;
+            *"iobench: error"*) echo "bench: $name $workload guest-error ${line#*error}" ;;
+        esac
+    done < <("$@" 2>&1)
+    echo "bench: $name $workload iops=$iops lat_avg_ns=$lat requests=$requests kicks=$kicks errors=$errors exits=$((exits1 - exits0))"
+}
+
+qemu() {
+    local poll=$1 cmdline=$2
+    qemu-system-x86_64 -enable-kvm -cpu host -m 256 -display none -no-reboot -nodefaults -serial stdio \
+        -qmp unix:"$work/qmp.sock",server=on,wait=off -kernel "$guest" -append "$cmdline" -object iothread,id=io0,poll-max-ns=$poll \
+        -drive file="$work/disk.img",if=none,id=d0,format=raw,aio=io_uring -device virtio-blk-pci,drive=d0,iothread=io0
+}
+
+cat > "$work/pair.json" <<JSON
+{"vms": [{"name": "a", "kernel": "$guest", "memory": 256, "disks": ["path=$work/disk.img,readonly=on"], "cmdline": "@CMDLINE@"},
+         {"name": "b", "kernel": "$guest", "memory": 256, "disks": ["path=$work/disk.img,readonly=on"], "cmdline": "@CMDLINE@"}]}
+JSON
+
+for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=16 requests=100000 irq=1"; do
+    key=$(echo "$workload" | sed 's/ requests=[0-9]*//; s/ /,/g')
+    for run in $(seq "$repeat"); do
+        for mode in notify poll hybrid; do
+            measure "hvctl-$mode" "$key" 1 hvctl_exits "$hvctl" run --kernel "$guest" --memory 256 --disk path="$work/disk.img" \
+                --cmdline "$workload" --io-mode $mode --api-socket "$work/api.sock"
+        done
+        if [[ $workload == *irq=1* ]]; then
+            measure hvctl-hybrid-nocoalesce "$key" 1 hvctl_exits "$hvctl" run --kernel "$guest" --memory 256 \
+                --disk path="$work/disk.img" --cmdline "$workload" --io-mode hybrid --irq-coalesce off --api-socket "$work/api.sock"
+        fi
+        sed "s/@CMDLINE@/$workload hold_ms=1500/" "$work/pair.json" > "$work/pair-now.json"
+        measure hvctl-hybrid-2vms-1core "$key" 2 hvctl_exits "$hvctl" run --config "$work/pair-now.json" --side-cores 1 \
+            --api-socket "$work/api.sock"
+        measure qemu-iothread "$key" 1 qemu_exits qemu 32768 "$workload"
+        measure qemu-iothread-poll1ms "$key" 1 qemu_exits qemu 1000000 "$workload"
+    done
+done | tee "${BENCH_LOG:-/tmp/iobench.log}" | awk -f "$here/iobench-summary.awk"
