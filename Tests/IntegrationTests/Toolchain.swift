@@ -12,9 +12,10 @@ enum Toolchain {
     static var hvctl: String { ProcessInfo.processInfo.environment["HVCTL"] ?? repository.appendingPathComponent(".build/release/hvctl").path }
     static var rig: String { repository.appendingPathComponent("guest-images/nested/run").path }
     static var guestImages: URL { repository.appendingPathComponent("guest-images/out") }
+    static var iobenchGuest: String { guestImages.appendingPathComponent("iobench.elf").path }
 
     static func requireArtifacts() throws {
-        for path in [hvctl, rig, guestImages.appendingPathComponent("bzImage").path, guestImages.appendingPathComponent("l2-base.cpio").path] {
+        for path in [hvctl, rig, guestImages.appendingPathComponent("bzImage").path, guestImages.appendingPathComponent("l2-base.cpio").path, iobenchGuest] {
             guard FileManager.default.isExecutableFile(atPath: path) || FileManager.default.fileExists(atPath: path) else {
                 XCTFail("\(path) is missing: run `make` (hvctl and guest-images) before the integration tests")
                 throw CocoaError(.fileNoSuchFile)

@@ -4,7 +4,9 @@
  * and keeps `qd` 4 KiB random reads in flight for `requests` completions, polling the used ring.
  * It kicks only when the device has not set VRING_USED_F_NO_NOTIFY, as a Linux driver does, and
  * checks every block read against the pattern the host wrote (its first 8 bytes = its sector).
- * Command line: qd=N requests=N (defaults 1 and 20000); irq=1 asks for completion interrupts
+ * Command line: qd=N requests=N (defaults 1 and 20000); rate=N makes the load open-loop: a new
+ * read every 1/N s while fewer than qd are outstanding, instead of one as soon as one completes;
+ * irq=1 asks for completion interrupts
  * (MSI-X vector 0 on the queue, NO_INTERRUPT clear): the VMM raises them as for any driver, and
  * they stay pending in the local APIC since this CPU runs with interrupts off and keeps polling,
  * so the VMM's interrupt work (and coalescing) is measured without a guest handler's cost;
@@ -157,6 +159,7 @@ void iobench_main(struct start_info *info) {
     if (info && info->magic == 0x336EC578) rsdp_address = info->rsdp;
     u64 qd = parse_arg(cmdline, "qd", 1), total = parse_arg(cmdline, "requests", 20000);
     u64 want_irq = parse_arg(cmdline, "irq", 0), hold_ns = parse_arg(cmdline, "hold_ms", 300) * 1000000;
+    u64 rate = parse_arg(cmdline, "rate", 0), interval_ns = rate ? 1000000000ull / rate : 0;
     if (qd < 1 || qd > MAX_QD) fail("qd out of range (1-64)");
 
     /* Find the virtio-blk function: vendor 0x1AF4, device 0x1042 (modern) or 0x1001 (transitional). */
@@ -238,12 +241,17 @@ void iobench_main(struct start_info *info) {
     u64 submitted = 0, completed = 0, kicks = 0, errors = 0, latency_sum = 0, latency_max = 0;
     u16 avail_idx = 0, used_seen = 0;
     u8 busy[MAX_QD] = {0};
-    u64 t0 = now_ns();
+    u64 t0 = now_ns(), next_due = t0;
     for (;;) {
-        /* Fill every free slot with a new read; one index update publishes them all. */
+        /* Fill free slots with new reads (open loop: only once each is due); one index update
+         * publishes them all. */
         int published = 0;
         for (u64 s = 0; s < qd && submitted < total; s++) {
             if (busy[s]) continue;
+            if (interval_ns) {
+                if (now_ns() < next_due) break;
+                next_due += interval_ns;
+            }
             busy[s] = 1;
             headers[s].type = 0; headers[s].reserved = 0;
             headers[s].sector = (next_random() % blocks) * 8;
@@ -259,7 +267,8 @@ void iobench_main(struct start_info *info) {
             if (!(MMIO(u16, (uintptr_t)&used.flags) & 1)) { MMIO(u16, doorbell) = 0; kicks++; }
         }
         if (completed == total) break;
-        while (MMIO(u16, (uintptr_t)&used.idx) == used_seen) {}
+        /* Closed loop: wait for a completion. Open loop: look, and go on submitting. */
+        while (!interval_ns && MMIO(u16, (uintptr_t)&used.idx) == used_seen) {}
         barrier();
         while (used_seen != MMIO(u16, (uintptr_t)&used.idx)) {
             u32 id = used.ring[used_seen % size].id;
@@ -277,7 +286,7 @@ void iobench_main(struct start_info *info) {
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
     puts_serial("iobench: result");
-    put_field("qd", qd); put_field("irq", want_irq); put_field("requests", completed); put_field("errors", errors); put_field("kicks", kicks);
+    put_field("qd", qd); put_field("rate", rate); put_field("irq", want_irq); put_field("requests", completed); put_field("errors", errors); put_field("kicks", kicks);
     put_field("ns", elapsed); put_field("iops", elapsed ? completed * 1000000000ull / elapsed : 0);
     put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max);
     puts_serial("\n");
