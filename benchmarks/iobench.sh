@@ -2,11 +2,12 @@
 # Block request path, hvctl vs QEMU 7.2 (Debian) on this host's /dev/kvm directly, with the
 # iobench guest (guest-images/iobench: a polled virtio-blk driver at CPL3, so it runs at native
 # speed even where KVM emulates guest ring 0, as PVM does). 4 KiB random reads of a 64 MiB
-# pattern file at QD1 and QD16 (completions polled), and QD16 with completion interrupts asked for
-# (irq=1). KVM's own per-vCPU "exits" statistic is read live at the guest's start and end marks
+# pattern file at QD1 and QD16 (completions polled), and QD32 with completion interrupts asked for
+# (irq=1) in an open loop of 400 000 reads/s (rate=), where coalescing has something to save.
+# KVM's own per-vCPU "exits" statistic is read live at the guest's start and end marks
 # (hvctl: `hvctl stats` on its control socket; QEMU: QMP query-stats); kicks are the guest's own
 # doorbell writes. Usage: benchmarks/iobench.sh (after `make`; needs python3 for QMP); env REPEAT
-# (runs per cell, median by rate; default 3), BENCH_LOG (raw lines, default /tmp/iobench.log).
+# (runs per cell, median by rate, or by latency for the open loop; default 3), BENCH_LOG (raw lines, default /tmp/iobench.log).
 # Prints a Markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); repo=$(dirname "$here")
@@ -18,9 +19,13 @@ work=$(mktemp -d /tmp/iobench.XXXXXX); trap 'rm -rf "$work"' EXIT
 perl -e 'for $i (0..16383) { print pack("Q<", $i*8) . ("\0" x 4088) }' > "$work/disk.img"
 repeat=${REPEAT:-3}
 
-# Sum of KVM's "exits" over every vCPU of the VM(s) behind the control socket or QMP socket.
-hvctl_exits() { "$hvctl" stats --socket "$work/api.sock" | grep -o '"exits":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }'; }
-qemu_exits() { python3 "$here/qmp-vcpu-exits.py" "$work/qmp.sock"; }
+# "EXITS INTERRUPTS": KVM's "exits" summed over every vCPU of the VM(s), and the completion
+# interrupts the VMM raised (hvctl's queue counters; QEMU keeps none, so "-").
+hvctl_sample() {
+    "$hvctl" stats --socket "$work/api.sock" | grep -oE '"(exits|interrupts)":[0-9]+' |
+        awk -F: '{ s[$1] += $2 } END { print s["\"exits\""] + 0, s["\"interrupts\""] + 0 }'
+}
+qemu_sample() { echo "$(python3 "$here/qmp-vcpu-exits.py" "$work/qmp.sock") -"; }
 
 # measure NAME WORKLOAD MARKS SAMPLER COMMAND...: runs COMMAND, reads its console, runs SAMPLER
 # (which prints the exit count) at the MARKS-th start mark and the MARKS-th end mark (2 for a VM
@@ -28,12 +33,12 @@ qemu_exits() { python3 "$here/qmp-vcpu-exits.py" "$work/qmp.sock"; }
 measure() {
     local name=$1 workload=$2 marks=$3 sampler=$4; shift 4
     rm -f "$work/api.sock" "$work/qmp.sock"
-    local starts=0 ends=0 exits0=0 exits1=0 line requests=0 kicks=0 errors=0 iops=0 lat=0
+    local starts=0 ends=0 sample0="0 0" sample1="0 0" line requests=0 kicks=0 errors=0 iops=0 lat=0
     while IFS= read -r line; do
         line=${line%$'\r'}
         case "$line" in
-            *"iobench: start") starts=$((starts + 1)); [ $starts = "$marks" ] && exits0=$($sampler) ;;
-            *"iobench: end") ends=$((ends + 1)); [ $ends = "$marks" ] && exits1=$($sampler) ;;
+            *"iobench: start") starts=$((starts + 1)); [ $starts = "$marks" ] && sample0=$($sampler) ;;
+            *"iobench: end") ends=$((ends + 1)); [ $ends = "$marks" ] && sample1=$($sampler) ;;
             *"iobench: result"*)
                 for field in ${line#*result}; do
                     case $field in
@@ -45,7 +50,9 @@ measure() {
             *"iobench: error"*) echo "bench: $name $workload guest-error ${line#*error}" ;;
         esac
     done < <("$@" 2>&1)
-    echo "bench: $name $workload iops=$iops lat_avg_ns=$lat requests=$requests kicks=$kicks errors=$errors exits=$((exits1 - exits0))"
+    local irqs=- exits=$((${sample1% *} - ${sample0% *}))
+    [ "${sample1#* }" = - ] || irqs=$((${sample1#* } - ${sample0#* }))
+    echo "bench: $name $workload iops=$iops lat_avg_ns=$lat requests=$requests kicks=$kicks errors=$errors exits=$exits interrupts=$irqs"
 }
 
 qemu() {
@@ -60,21 +67,23 @@ cat > "$work/pair.json" <<JSON
          {"name": "b", "kernel": "$guest", "memory": 256, "disks": ["path=$work/disk.img,readonly=on"], "cmdline": "@CMDLINE@"}]}
 JSON
 
-for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=16 requests=100000 irq=1"; do
+for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=32 rate=400000 requests=200000 irq=1"; do
     key=$(echo "$workload" | sed 's/ requests=[0-9]*//; s/ /,/g')
     for run in $(seq "$repeat"); do
         for mode in notify poll hybrid; do
-            measure "hvctl-$mode" "$key" 1 hvctl_exits "$hvctl" run --kernel "$guest" --memory 256 --disk path="$work/disk.img" \
+            measure "hvctl-$mode" "$key" 1 hvctl_sample "$hvctl" run --kernel "$guest" --memory 256 --disk path="$work/disk.img" \
                 --cmdline "$workload" --io-mode $mode --api-socket "$work/api.sock"
         done
         if [[ $workload == *irq=1* ]]; then
-            measure hvctl-hybrid-nocoalesce "$key" 1 hvctl_exits "$hvctl" run --kernel "$guest" --memory 256 \
-                --disk path="$work/disk.img" --cmdline "$workload" --io-mode hybrid --irq-coalesce off --api-socket "$work/api.sock"
+            for mode in poll hybrid; do
+                measure "hvctl-$mode-nocoalesce" "$key" 1 hvctl_sample "$hvctl" run --kernel "$guest" --memory 256 \
+                    --disk path="$work/disk.img" --cmdline "$workload" --io-mode $mode --irq-coalesce off --api-socket "$work/api.sock"
+            done
         fi
         sed "s/@CMDLINE@/$workload hold_ms=1500/" "$work/pair.json" > "$work/pair-now.json"
-        measure hvctl-hybrid-2vms-1core "$key" 2 hvctl_exits "$hvctl" run --config "$work/pair-now.json" --side-cores 1 \
+        measure hvctl-hybrid-2vms-1core "$key" 2 hvctl_sample "$hvctl" run --config "$work/pair-now.json" --side-cores 1 \
             --api-socket "$work/api.sock"
-        measure qemu-iothread "$key" 1 qemu_exits qemu 32768 "$workload"
-        measure qemu-iothread-poll1ms "$key" 1 qemu_exits qemu 1000000 "$workload"
+        measure qemu-iothread "$key" 1 qemu_sample qemu 32768 "$workload"
+        measure qemu-iothread-poll1ms "$key" 1 qemu_sample qemu 1000000 "$workload"
     done
 done | tee "${BENCH_LOG:-/tmp/iobench.log}" | awk -f "$here/iobench-summary.awk"

@@ -97,14 +97,18 @@ final class IOBenchGuestTests: XCTestCase {
         XCTAssertLessThan(Double(kicks) / Double(requests), 0.05, "back-to-back requests arrive within the poll window")
     }
 
-    /// Open-loop reads every 5 µs: completions come closer than the coalescer's 64 µs, and the
-    /// next request is often already waiting, so an interrupt can cover several. Poll mode keeps
-    /// the vCPU off the side core's CPU, so the two do not take turns. How often the next request
-    /// is already waiting when a completion is published varies from run to run (the coalescer
-    /// never holds one when nothing more is expected), so three runs each, alternated, are summed.
+    /// An open-loop load at 70% of what a closed loop reaches here (measured first, so the load
+    /// fits the machine): completions come closer than the coalescer's 64 µs and the next request
+    /// is often already waiting, so one interrupt can cover several. Poll mode keeps the vCPU off
+    /// the side core's CPU, so the two do not take turns. How often the next request is waiting
+    /// when a completion is published varies from run to run (the coalescer never holds one when
+    /// nothing more is expected), so three runs each, alternated, are summed.
     func testCoalescingLowersInterruptsPerRequest() throws {
         let requests: UInt64 = 100_000
-        let load = "qd=32 rate=200000 requests=\(requests) irq=1"
+        let capacity = try run("qd=32 requests=\(requests) irq=1", ["--io-mode", "poll", "--irq-coalesce", "off"])
+        let rate = (capacity.results[""]?["iops"] ?? 0) * 7 / 10
+        XCTAssertGreaterThan(rate, 10_000, "the closed loop ran")
+        let load = "qd=32 rate=\(rate) requests=\(requests) irq=1"
         var interrupts = (on: UInt64(0), off: UInt64(0)), coalesced = (on: UInt64(0), off: UInt64(0))
         for _ in 0..<3 {
             let on = try run(load, ["--io-mode", "poll", "--irq-coalesce", "on"])
@@ -117,8 +121,8 @@ final class IOBenchGuestTests: XCTestCase {
         XCTAssertEqual(coalesced.off, 0)
         XCTAssertGreaterThan(coalesced.on, 0, "completions closer than 64 µs were held")
         XCTAssertGreaterThan(interrupts.off, 0, "the guest asked for interrupts")
-        print("iobench direct: interrupts per request coalescing on \(Double(interrupts.on) / Double(3 * requests)), off \(Double(interrupts.off) / Double(3 * requests))")
-        XCTAssertLessThan(interrupts.on, interrupts.off, "coalescing removes interrupts")
+        print("iobench direct: at \(rate) reads/s, interrupts per request coalescing on \(Double(interrupts.on) / Double(3 * requests)), off \(Double(interrupts.off) / Double(3 * requests))")
+        XCTAssertLessThan(Double(interrupts.on), Double(interrupts.off) * 0.8, "coalescing removes at least a fifth of the interrupts")
     }
 
     func testTwoVMsShareOneSideCoreAndBothReadCorrectly() throws {

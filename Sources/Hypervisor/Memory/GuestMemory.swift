@@ -4,6 +4,10 @@ import Glibc
 public struct GuestMemoryError: Error, CustomStringConvertible, Equatable {
     public let address: UInt64
     public let length: UInt64
+    @usableFromInline init(address: UInt64, length: UInt64) {
+        self.address = address
+        self.length = length
+    }
     public var description: String {
         "guest memory access of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM"
     }
@@ -13,9 +17,9 @@ public struct GuestMemoryError: Error, CustomStringConvertible, Equatable {
 public struct GuestMemoryRegion {
     public let guestAddress: UInt64
     public let sizeInBytes: UInt64
-    let host: UnsafeMutableRawPointer
+    @usableFromInline let host: UnsafeMutableRawPointer
 
-    public var endAddress: UInt64 { guestAddress + sizeInBytes }
+    @inlinable public var endAddress: UInt64 { guestAddress + sizeInBytes }
 }
 
 /// Owns guest RAM: the only holder of host pointers into it.
@@ -23,6 +27,8 @@ public struct GuestMemoryRegion {
 /// Every access checks `address + length` (overflow included) against a single
 /// region and throws `GuestMemoryError` otherwise, so guest-controlled addresses
 /// can be passed in directly. All pointer arithmetic on guest RAM lives in this file.
+/// The accessors the virtqueue uses per descriptor are `@inlinable`, so they are specialized in
+/// the device code instead of resolving generic metadata at run time on every access.
 public final class GuestMemory {
     public let regions: [GuestMemoryRegion]
 
@@ -54,7 +60,7 @@ public final class GuestMemory {
 
     /// A host view of `[address, address + length)`, which must lie inside one region.
     /// The buffer stays valid as long as this object lives; the guest may change it at any time.
-    public func slice(at address: UInt64, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
+    @inlinable public func slice(at address: UInt64, length: UInt64) throws -> UnsafeMutableRawBufferPointer {
         let (end, overflow) = address.addingReportingOverflow(length)
         if !overflow {
             for region in regions where address >= region.guestAddress && end <= region.endAddress {
@@ -84,12 +90,12 @@ public final class GuestMemory {
     }
 
     /// Stores a trivial value (little-endian, unaligned allowed).
-    public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) throws {
+    @inlinable public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) throws {
         let target = try slice(at: address, length: UInt64(MemoryLayout<T>.size))
         target.storeBytes(of: value.littleEndian, as: T.self)
     }
 
-    public func load<T: FixedWidthInteger>(_ type: T.Type, at address: UInt64) throws -> T {
+    @inlinable public func load<T: FixedWidthInteger>(_ type: T.Type, at address: UInt64) throws -> T {
         let source = try slice(at: address, length: UInt64(MemoryLayout<T>.size))
         return T(littleEndian: source.loadUnaligned(as: T.self))
     }

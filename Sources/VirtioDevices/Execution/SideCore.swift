@@ -32,6 +32,8 @@ public final class SideCore: @unchecked Sendable {
     public let statistics = SideCoreStatistics()
     private let schedule: PollSchedule
     private let mailbox = Mutex(Mailbox())
+    /// Set after every mailbox change, so a round finds an empty mailbox without taking its lock.
+    private let mailboxChanged = Atomic<Bool>(false)
     private let wakeSignal: EventFD
     /// Signalled by the core once it applied a removal; removals take `removalLock`, so one at a time.
     private let removalDone: EventFD
@@ -59,6 +61,7 @@ public final class SideCore: @unchecked Sendable {
     public func add(_ handler: QueueHandler) {
         handlerCount.add(1, ordering: .relaxed)
         mailbox.withLock { $0.changes.append(.add(handler)) }
+        mailboxChanged.store(true, ordering: .releasing)
         wakeSignal.signal()
     }
 
@@ -71,6 +74,7 @@ public final class SideCore: @unchecked Sendable {
                 return true
             }
             guard queued else { return }
+            mailboxChanged.store(true, ordering: .releasing)
             wakeSignal.signal()
             _ = removalDone.wait()
             handlerCount.subtract(1, ordering: .relaxed)
@@ -80,6 +84,7 @@ public final class SideCore: @unchecked Sendable {
     /// Stops the thread; handlers still attached get their kicks back.
     public func stop() {
         mailbox.withLock { $0.stopped = true }
+        mailboxChanged.store(true, ordering: .releasing)
         wakeSignal.signal()
         thread?.join()
         thread = nil
@@ -131,6 +136,8 @@ public final class SideCore: @unchecked Sendable {
 
     /// Applies queued adds and removes; false once the core is told to stop.
     private func applyChanges() -> Bool {
+        // Cleared before the lock is taken: a change made after this is seen by the next round.
+        guard mailboxChanged.exchange(false, ordering: .acquiring) else { return true }
         let (changes, stopped) = mailbox.withLock { mailbox -> ([Change], Bool) in
             defer { mailbox.changes = [] }
             return (mailbox.changes, mailbox.stopped)
