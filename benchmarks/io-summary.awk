@@ -17,12 +17,15 @@ $1 == "bench:" && $3 == "bench-fio" {
     order[++count] = $2 SUBSEP workload
 }
 $1 == "bench:" && $3 == "bench-tcp" {
+    # An empty line (iperf3 failed) is no result: nothing from an earlier run may stand in for it.
+    mib = ""; mbit = ""
     for (i = 4; i <= NF; i++) {
         if ($i == "MBytes") mib = $(i - 1) * 1e6 / 1048576
         if ($i == "GBytes") mib = $(i - 1) * 1e9 / 1048576
         if ($i == "Mbits/sec") mbit = $(i - 1)
         if ($i == "Gbits/sec") mbit = $(i - 1) * 1000
     }
+    if (mbit == "") next
     rate[$2, "tcp"] = mbit " Mbit/s"; latency[$2, "tcp"] = "-"; requests[$2, "tcp"] = mib
     order[++count] = $2 SUBSEP "tcp"
 }

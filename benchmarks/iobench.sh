@@ -55,11 +55,38 @@ measure() {
     echo "bench: $name $workload iops=$iops lat_avg_ns=$lat requests=$requests kicks=$kicks errors=$errors exits=$exits interrupts=$irqs"
 }
 
+# qemu POLL_MAX_NS CMDLINE: QEMU with the disk on an iothread, or with net=1 in CMDLINE a
+# virtio-net NIC on TAP iobq0 (QEMU 7.2 has no iothread for virtio-net).
 qemu() {
-    local poll=$1 cmdline=$2
+    local poll=$1 cmdline=$2 device
+    if [[ $cmdline == *net=1* ]]; then
+        configure_tap iobq0 &
+        device=(-netdev tap,id=n0,ifname=iobq0,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=$guest_mac,romfile=)
+    else
+        device=(-object iothread,id=io0,poll-max-ns=$poll
+                -drive file="$work/disk.img",if=none,id=d0,format=raw,aio=io_uring -device virtio-blk-pci,drive=d0,iothread=io0)
+    fi
     qemu-system-x86_64 -enable-kvm -cpu host -m 256 -display none -no-reboot -nodefaults -serial stdio \
-        -qmp unix:"$work/qmp.sock",server=on,wait=off -kernel "$guest" -append "$cmdline" -object iothread,id=io0,poll-max-ns=$poll \
-        -drive file="$work/disk.img",if=none,id=d0,format=raw,aio=io_uring -device virtio-blk-pci,drive=d0,iothread=io0
+        -qmp unix:"$work/qmp.sock",server=on,wait=off -kernel "$guest" -append "$cmdline" "${device[@]}"
+}
+
+# hvctl_run MODE CMDLINE [OPTION...]: hvctl with the disk, or with net=1 in CMDLINE a NIC on TAP iobh0.
+hvctl_run() {
+    local mode=$1 cmdline=$2; shift 2
+    local device=(--disk path="$work/disk.img")
+    [[ $cmdline == *net=1* ]] && { configure_tap iobh0 & device=(--net tap=iobh0,mac=$guest_mac); }
+    "$hvctl" run --kernel "$guest" --memory 256 "${device[@]}" --cmdline "$cmdline" --io-mode "$mode" --api-socket "$work/api.sock" "$@"
+}
+
+# The net workload pings the host's end of the TAP: 169.254.77.1 with a fixed MAC, and a permanent
+# neighbour entry for the guest, set as soon as the VMM has created the TAP (the guest holds its
+# start mark for a second, long enough for this).
+host_mac=02:00:00:77:00:01 guest_mac=02:00:00:77:00:02
+configure_tap() {
+    local tap=$1 i
+    for i in $(seq 1000); do [ -d /sys/class/net/$tap ] && break; sleep 0.01; done
+    ip link set "$tap" address $host_mac && ip addr add 169.254.77.1/24 dev "$tap" && ip link set "$tap" up &&
+        ip neigh replace 169.254.77.2 lladdr $guest_mac dev "$tap" nud permanent
 }
 
 cat > "$work/pair.json" <<JSON
@@ -67,19 +94,19 @@ cat > "$work/pair.json" <<JSON
          {"name": "b", "kernel": "$guest", "memory": 256, "disks": ["path=$work/disk.img,readonly=on"], "cmdline": "@CMDLINE@"}]}
 JSON
 
-for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=32 rate=400000 requests=200000 irq=1"; do
-    key=$(echo "$workload" | sed 's/ requests=[0-9]*//; s/ /,/g')
+for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=32 rate=400000 requests=200000 irq=1" \
+                "net=1 requests=20000 hold_ms=1000 peer_mac=0x${host_mac//:/}"; do
+    key=$(echo "$workload" | sed 's/ requests=[0-9]*//; s/ hold_ms=[0-9]*//; s/ peer_mac=[0-9a-fx]*//; s/ /,/g')
     for run in $(seq "$repeat"); do
         for mode in notify poll hybrid; do
-            measure "hvctl-$mode" "$key" 1 hvctl_sample "$hvctl" run --kernel "$guest" --memory 256 --disk path="$work/disk.img" \
-                --cmdline "$workload" --io-mode $mode --api-socket "$work/api.sock"
+            measure "hvctl-$mode" "$key" 1 hvctl_sample hvctl_run $mode "$workload"
         done
         if [[ $workload == *irq=1* ]]; then
             for mode in poll hybrid; do
-                measure "hvctl-$mode-nocoalesce" "$key" 1 hvctl_sample "$hvctl" run --kernel "$guest" --memory 256 \
-                    --disk path="$work/disk.img" --cmdline "$workload" --io-mode $mode --irq-coalesce off --api-socket "$work/api.sock"
+                measure "hvctl-$mode-nocoalesce" "$key" 1 hvctl_sample hvctl_run $mode "$workload" --irq-coalesce off
             done
         fi
+        [[ $workload == *net=1* ]] && { measure qemu "$key" 1 qemu_sample qemu 0 "$workload"; continue; }
         sed "s/@CMDLINE@/$workload hold_ms=1500/" "$work/pair.json" > "$work/pair-now.json"
         measure hvctl-hybrid-2vms-1core "$key" 2 hvctl_sample "$hvctl" run --config "$work/pair-now.json" --side-cores 1 \
             --api-socket "$work/api.sock"

@@ -5,9 +5,19 @@ struct SideCoreReport: Encodable {
     struct Handler: Encodable {
         let name: String
         let polls: UInt64
-        /// Polls that found work: polls × hit rate.
+        /// Polls that found work.
         let productivePolls: UInt64
+        /// productivePolls / polls (0 before the first poll).
+        let pollHitRate: Double
         let sleeps: UInt64
+
+        init(_ counters: SideCore.HandlerCounters) {
+            name = counters.name
+            polls = counters.polls
+            productivePolls = counters.productivePolls
+            pollHitRate = counters.polls == 0 ? 0 : Double(counters.productivePolls) / Double(counters.polls)
+            sleeps = counters.sleeps
+        }
     }
 
     let name: String
@@ -28,7 +38,7 @@ struct SideCoreReport: Encodable {
             SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
                            busyNanoseconds: core.statistics.busyNanoseconds.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
                            sleeps: core.statistics.sleeps.count,
-                           handlers: core.handlerCounters.map { Handler(name: $0.name, polls: $0.polls, productivePolls: $0.productivePolls, sleeps: $0.sleeps) })
+                           handlers: core.handlerCounters.map(Handler.init))
         }
     }
 }

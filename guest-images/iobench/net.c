@@ -1,0 +1,123 @@
+/* The network workload: `requests` ICMP echo round trips to the host's end of the TAP, one at a
+ * time (a request/response latency test like netperf's TCP_RR, answered by the host kernel).
+ * The guest is 169.254.77.2 and the host 169.254.77.1; the host needs a permanent neighbour entry
+ * for the guest's MAC (from the device) and passes its own as peer_mac=0x<12 hex digits>, so no
+ * ARP is spoken. Frames that are not the awaited reply (IPv6 neighbour discovery, say) are
+ * skipped; a reply missing for 100 ms counts as an error and the next request goes out. */
+#include "virtio.h"
+#include "workloads.h"
+
+#define VIRTIO_NET_F_MAC (1ull << 5)
+#define HEADER 12  /* struct virtio_net_hdr with num_buffers: VERSION_1 always has it */
+#define RX_BUFFERS 64
+#define BUFFER 2048
+#define PAYLOAD 56
+static struct vring rx_ring, tx_ring;
+static u8 rx_buffers[RX_BUFFERS][BUFFER] __attribute__((aligned(4096)));
+static u8 tx_buffer[BUFFER] __attribute__((aligned(4096)));
+static const u8 guest_ip[4] = {169, 254, 77, 2}, host_ip[4] = {169, 254, 77, 1};
+
+static u16 checksum(const u8 *data, u32 length) {
+    u32 sum = 0;
+    for (u32 i = 0; i + 1 < length; i += 2) sum += (u32)data[i] << 8 | data[i + 1];
+    if (length & 1) sum += (u32)data[length - 1] << 8;
+    while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+    return (u16)~sum;
+}
+static void put16(u8 *p, u16 v) { p[0] = (u8)(v >> 8); p[1] = (u8)v; }
+static u16 get16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
+
+/* Writes an echo request with sequence number `seq` after the virtio-net header; returns the
+ * descriptor length. */
+static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
+    u8 *frame = tx_buffer + HEADER;
+    for (int i = 0; i < HEADER; i++) tx_buffer[i] = 0;
+    for (int i = 0; i < 6; i++) { frame[i] = host_mac[i]; frame[6 + i] = guest_mac[i]; }
+    put16(frame + 12, 0x0800);
+    u8 *ip = frame + 14, *icmp = ip + 20;
+    ip[0] = 0x45; ip[1] = 0; put16(ip + 2, 20 + 8 + PAYLOAD); put16(ip + 4, seq); put16(ip + 6, 0x4000);
+    ip[8] = 64; ip[9] = 1; put16(ip + 10, 0);
+    for (int i = 0; i < 4; i++) { ip[12 + i] = guest_ip[i]; ip[16 + i] = host_ip[i]; }
+    put16(ip + 10, checksum(ip, 20));
+    icmp[0] = 8; icmp[1] = 0; put16(icmp + 2, 0); put16(icmp + 4, 0x5C0E); put16(icmp + 6, seq);
+    for (int i = 0; i < PAYLOAD; i++) icmp[8 + i] = (u8)(seq + i);
+    put16(icmp + 2, checksum(icmp, 8 + PAYLOAD));
+    return HEADER + 14 + 20 + 8 + PAYLOAD;
+}
+
+/* Whether a received frame (after the header) is the echo reply for `seq`, payload intact. */
+static int is_echo_reply(const u8 *frame, u32 length, u16 seq) {
+    if (length < 14 + 20 + 8 + PAYLOAD || get16(frame + 12) != 0x0800) return 0;
+    const u8 *ip = frame + 14, *icmp = ip + (ip[0] & 0xF) * 4;
+    if (ip[9] != 1 || (u32)(icmp - frame) + 8 + PAYLOAD > length) return 0;
+    if (icmp[0] != 0 || get16(icmp + 4) != 0x5C0E || get16(icmp + 6) != seq) return 0;
+    for (int i = 0; i < PAYLOAD; i++) if (icmp[8 + i] != (u8)(seq + i)) return 0;
+    return 1;
+}
+
+void net_workload(int irq, u64 hold_ns) {
+    u64 total = arg("requests", 20000), peer = arg("peer_mac", 0);
+    if (!peer) fail("peer_mac=0x<host MAC> is required");
+    u8 host_mac[6], guest_mac[6];
+    for (int i = 0; i < 6; i++) host_mac[i] = (u8)(peer >> (40 - 8 * i));
+
+    struct virtio_device dev;
+    struct virtqueue rx, tx;
+    virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC);
+    if (irq) virtio_enable_msix(&dev);
+    virtio_queue(&dev, &rx, 0, &rx_ring, RX_BUFFERS, irq);
+    virtio_queue(&dev, &tx, 1, &tx_ring, 16, irq);
+    for (int i = 0; i < 6; i++) guest_mac[i] = MMIO(u8, dev.device_cfg + i);
+    virtio_driver_ok(&dev);
+    for (u16 i = 0; i < rx.size; i++) {
+        rx_ring.desc[i] = (struct desc){ (uintptr_t)rx_buffers[i], BUFFER, DESC_WRITE, 0 };
+        vq_add(&rx, i);
+    }
+    vq_publish(&rx);
+
+    puts_serial("iobench: start\n");
+    spin_ns(hold_ns);
+    u64 completed = 0, errors = 0, skipped = 0, latency_sum = 0, latency_max = 0;
+    rx.kicks = tx.kicks = 0;  /* kicks of the measured loop only, not the first receive buffers' */
+    u64 t0 = now_ns();
+    for (u64 n = 0; n < total; n++) {
+        u16 seq = (u16)n;
+        tx_ring.desc[0] = (struct desc){ (uintptr_t)tx_buffer, build_echo_request(guest_mac, host_mac, seq), 0, 0 };
+        u64 sent = now_ns(), deadline = sent + 100000000;
+        vq_add(&tx, 0);
+        vq_publish(&tx);
+        int answered = 0;
+        while (!answered && now_ns() < deadline) {
+            int reposted = 0;
+            while (vq_has_used(&rx)) {
+                u32 length, id = vq_take(&rx, &length);
+                if (id >= rx.size || length < HEADER || length > BUFFER) fail("device returned a bad receive buffer");
+                if (!answered && is_echo_reply(rx_buffers[id] + HEADER, length - HEADER, seq)) answered = 1; else skipped++;
+                vq_add(&rx, (u16)id);
+                reposted = 1;
+            }
+            if (reposted) vq_publish(&rx);
+        }
+        u64 latency = now_ns() - sent;
+        if (answered) {
+            completed++;
+            latency_sum += latency;
+            if (latency > latency_max) latency_max = latency;
+        } else if (++errors > 100) {
+            fail("more than 100 echo requests went unanswered");
+        }
+        /* The request's buffer comes back before it may be reused. */
+        while (!vq_has_used(&tx) && now_ns() < deadline) {}
+        if (!vq_has_used(&tx)) fail("transmit buffer not returned");
+        if (vq_take(&tx, 0) != 0) fail("device returned an unknown transmit chain");
+    }
+    u64 elapsed = now_ns() - t0;
+    puts_serial("iobench: end\n");
+    spin_ns(hold_ns);
+    puts_serial("iobench: result test=net");
+    put_field("irq", (u64)irq); put_field("requests", completed); put_field("errors", errors);
+    put_field("skipped", skipped); put_field("kicks", rx.kicks + tx.kicks);
+    put_field("ns", elapsed); put_field("iops", elapsed ? completed * 1000000000ull / elapsed : 0);
+    put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max);
+    puts_serial("\n");
+}

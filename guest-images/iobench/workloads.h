@@ -1,0 +1,6 @@
+/* The workloads main.c chooses from; each prints its marks and one result line. */
+#pragma once
+#include "platform.h"
+
+void blk_workload(int irq, u64 hold_ns);
+void net_workload(int irq, u64 hold_ns);
