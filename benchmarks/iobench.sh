@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Block request path, hvctl vs QEMU 7.2 (Debian) on this host's /dev/kvm directly, with the
-# iobench guest (guest-images/iobench: a polled virtio-blk driver at CPL3, so it runs at native
-# speed even where KVM emulates guest ring 0, as PVM does). 4 KiB random reads of a 64 MiB
-# pattern file at QD1 and QD16 (completions polled), and QD32 with completion interrupts asked for
+# I/O request path, hvctl vs QEMU 7.2 (Debian) on this host's /dev/kvm directly, with the iobench
+# guest (guest-images/iobench: polled virtio drivers at CPL3, so it runs at native speed even where
+# KVM emulates guest ring 0, as PVM does). Block: 4 KiB random reads of a 64 MiB pattern file at
+# QD1 and QD16 (completions polled), and up to 32 in flight with completion interrupts asked for
 # (irq=1) in an open loop of 400 000 reads/s (rate=), where coalescing has something to save.
-# KVM's own per-vCPU "exits" statistic is read live at the guest's start and end marks
-# (hvctl: `hvctl stats` on its control socket; QEMU: QMP query-stats); kicks are the guest's own
-# doorbell writes. Usage: benchmarks/iobench.sh (after `make`; needs python3 for QMP); env REPEAT
-# (runs per cell, median by rate, or by latency for the open loop; default 3), BENCH_LOG (raw lines, default /tmp/iobench.log).
-# Prints a Markdown table.
+# Network: ICMP echo round trips to the host's end of a TAP (net=1) and a stream of 1514-byte UDP
+# frames to it (stream=1; the IOPS column is then frames/s). KVM's own per-vCPU "exits" statistic
+# is read live at the guest's start and end marks (hvctl: `hvctl stats` on its control socket;
+# QEMU: QMP query-stats); kicks are the guest's own doorbell writes.
+# Usage: benchmarks/iobench.sh (as root, after `make`; python3 reads QMP); env REPEAT (runs per
+# cell, the median by rate, or by latency for the open loop; default 3), BENCH_LOG (raw lines,
+# default /tmp/iobench.log). Prints a Markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); repo=$(dirname "$here")
 hvctl=$repo/.build/release/hvctl guest=$repo/guest-images/out/iobench.elf
@@ -95,7 +97,8 @@ cat > "$work/pair.json" <<JSON
 JSON
 
 for workload in "qd=1 requests=20000" "qd=16 requests=100000" "qd=32 rate=400000 requests=200000 irq=1" \
-                "net=1 requests=20000 hold_ms=1000 peer_mac=0x${host_mac//:/}"; do
+                "net=1 requests=20000 hold_ms=1000 peer_mac=0x${host_mac//:/}" \
+                "net=1 stream=1 requests=300000 hold_ms=1000 peer_mac=0x${host_mac//:/}"; do
     key=$(echo "$workload" | sed 's/ requests=[0-9]*//; s/ hold_ms=[0-9]*//; s/ peer_mac=[0-9a-fx]*//; s/ /,/g')
     for run in $(seq "$repeat"); do
         for mode in notify poll hybrid; do

@@ -123,8 +123,9 @@ struct Run: ParsableCommand {
                                             label: several ? "vm \(definition.name): " : ""))
         }
 
-        // Polling side cores get their CPUs to themselves where the host has others for the vCPUs.
-        for instance in instances { instance.machine.vcpuHostCPUs = sideCores?.cpusForVCPUs }
+        // Side cores get their CPUs to themselves where the host has others for the vCPUs.
+        let vcpuHostCPUs = sideCores?.cpusForVCPUs(vcpuCount: definitions.reduce(0) { $0 + $1.cpus })
+        for instance in instances { instance.machine.vcpuHostCPUs = vcpuHostCPUs }
 
         // The console's input goes to a single VM only; several VMs run without input.
         let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })

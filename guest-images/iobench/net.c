@@ -1,5 +1,7 @@
-/* The network workload: `requests` ICMP echo round trips to the host's end of the TAP, one at a
- * time (a request/response latency test like netperf's TCP_RR, answered by the host kernel).
+/* The network workloads. By default `requests` ICMP echo round trips to the host's end of the TAP,
+ * one at a time (a request/response latency test like netperf's TCP_RR, answered by the host
+ * kernel); with stream=1 a transmit stream instead: `requests` 1514-byte UDP frames to the host's
+ * discard port, up to 32 in flight (like a UDP_STREAM; the host stack receives and drops them).
  * The guest is 169.254.77.2 and the host 169.254.77.1; the host needs a permanent neighbour entry
  * for the guest's MAC (from the device) and passes its own as peer_mac=0x<12 hex digits>, so no
  * ARP is spoken. Frames that are not the awaited reply (IPv6 neighbour discovery, say) are
@@ -12,9 +14,12 @@
 #define RX_BUFFERS 64
 #define BUFFER 2048
 #define PAYLOAD 56
+#define STREAM_IN_FLIGHT 32
+#define UDP_PAYLOAD 1472
 static struct vring rx_ring, tx_ring;
 static u8 rx_buffers[RX_BUFFERS][BUFFER] __attribute__((aligned(4096)));
-static u8 tx_buffer[BUFFER] __attribute__((aligned(4096)));
+static u8 tx_buffers[STREAM_IN_FLIGHT][BUFFER] __attribute__((aligned(4096)));
+#define tx_buffer tx_buffers[0]
 static const u8 guest_ip[4] = {169, 254, 77, 2}, host_ip[4] = {169, 254, 77, 1};
 
 static u16 checksum(const u8 *data, u32 length) {
@@ -45,6 +50,62 @@ static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) 
     return HEADER + 14 + 20 + 8 + PAYLOAD;
 }
 
+/* Writes a UDP datagram to the discard port into tx_buffers[slot] (after the header); returns
+ * the descriptor length. The UDP checksum is left 0 (none), as IPv4 allows. */
+static u32 build_udp_frame(u32 slot, const u8 *guest_mac, const u8 *host_mac, u16 id) {
+    u8 *buffer = tx_buffers[slot], *frame = buffer + HEADER;
+    for (int i = 0; i < HEADER; i++) buffer[i] = 0;
+    for (int i = 0; i < 6; i++) { frame[i] = host_mac[i]; frame[6 + i] = guest_mac[i]; }
+    put16(frame + 12, 0x0800);
+    u8 *ip = frame + 14, *udp = ip + 20;
+    ip[0] = 0x45; ip[1] = 0; put16(ip + 2, 20 + 8 + UDP_PAYLOAD); put16(ip + 4, id); put16(ip + 6, 0x4000);
+    ip[8] = 64; ip[9] = 17; put16(ip + 10, 0);
+    for (int i = 0; i < 4; i++) { ip[12 + i] = guest_ip[i]; ip[16 + i] = host_ip[i]; }
+    put16(ip + 10, checksum(ip, 20));
+    put16(udp, 40000); put16(udp + 2, 9); put16(udp + 4, 8 + UDP_PAYLOAD); put16(udp + 6, 0);
+    return HEADER + 14 + 20 + 8 + UDP_PAYLOAD;
+}
+
+/* Takes back received buffers (whatever they hold) and posts them again. */
+static u64 recycle_rx(struct virtqueue *rx) {
+    u64 count = 0;
+    while (vq_has_used(rx)) {
+        u32 length, id = vq_take(rx, &length);
+        if (id >= rx->size || length > BUFFER) fail("device returned a bad receive buffer");
+        vq_add(rx, (u16)id);
+        count++;
+    }
+    if (count) vq_publish(rx);
+    return count;
+}
+
+/* The stream: keeps up to STREAM_IN_FLIGHT frames queued; returns how many went out. */
+static u64 stream(struct virtqueue *rx, struct virtqueue *tx, const u8 *guest_mac, const u8 *host_mac, u64 total) {
+    u8 busy[STREAM_IN_FLIGHT] = {0};
+    u64 sent = 0, done = 0;
+    for (u32 s = 0; s < STREAM_IN_FLIGHT; s++)
+        tx_ring.desc[s] = (struct desc){ (uintptr_t)tx_buffers[s], build_udp_frame(s, guest_mac, host_mac, (u16)s), 0, 0 };
+    u64 deadline = now_ns() + 10000000000ull;
+    while (done < total) {
+        int added = 0;
+        for (u32 s = 0; s < STREAM_IN_FLIGHT && sent < total; s++) {
+            if (busy[s]) continue;
+            busy[s] = 1;
+            vq_add(tx, (u16)s);
+            sent++; added = 1;
+        }
+        if (added) vq_publish(tx);
+        while (vq_has_used(tx)) {
+            u32 id = vq_take(tx, 0);
+            if (id >= STREAM_IN_FLIGHT || !busy[id]) fail("device returned an unknown transmit chain");
+            busy[id] = 0; done++;
+        }
+        recycle_rx(rx);
+        if (now_ns() > deadline) fail("transmit stream stalled for 10 s");
+    }
+    return done;
+}
+
 /* Whether a received frame (after the header) is the echo reply for `seq`, payload intact. */
 static int is_echo_reply(const u8 *frame, u32 length, u16 seq) {
     if (length < 14 + 20 + 8 + PAYLOAD || get16(frame + 12) != 0x0800) return 0;
@@ -66,7 +127,7 @@ void net_workload(int irq, u64 hold_ns) {
     virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC);
     if (irq) virtio_enable_msix(&dev);
     virtio_queue(&dev, &rx, 0, &rx_ring, RX_BUFFERS, irq);
-    virtio_queue(&dev, &tx, 1, &tx_ring, 16, irq);
+    virtio_queue(&dev, &tx, 1, &tx_ring, 2 * STREAM_IN_FLIGHT, irq);
     for (int i = 0; i < 6; i++) guest_mac[i] = MMIO(u8, dev.device_cfg + i);
     virtio_driver_ok(&dev);
     for (u16 i = 0; i < rx.size; i++) {
@@ -75,12 +136,14 @@ void net_workload(int irq, u64 hold_ns) {
     }
     vq_publish(&rx);
 
+    int streaming = arg("stream", 0) != 0;
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);
     u64 completed = 0, errors = 0, skipped = 0, latency_sum = 0, latency_max = 0;
     rx.kicks = tx.kicks = 0;  /* kicks of the measured loop only, not the first receive buffers' */
     u64 t0 = now_ns();
-    for (u64 n = 0; n < total; n++) {
+    if (streaming) completed = stream(&rx, &tx, guest_mac, host_mac, total);
+    for (u64 n = 0; !streaming && n < total; n++) {
         u16 seq = (u16)n;
         tx_ring.desc[0] = (struct desc){ (uintptr_t)tx_buffer, build_echo_request(guest_mac, host_mac, seq), 0, 0 };
         u64 sent = now_ns(), deadline = sent + 100000000;
@@ -114,10 +177,11 @@ void net_workload(int irq, u64 hold_ns) {
     u64 elapsed = now_ns() - t0;
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
-    puts_serial("iobench: result test=net");
+    puts_serial(streaming ? "iobench: result test=net-stream" : "iobench: result test=net");
     put_field("irq", (u64)irq); put_field("requests", completed); put_field("errors", errors);
     put_field("skipped", skipped); put_field("kicks", rx.kicks + tx.kicks);
     put_field("ns", elapsed); put_field("iops", elapsed ? completed * 1000000000ull / elapsed : 0);
-    put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max);
+    if (streaming) put_field("mbit", elapsed ? completed * (14 + 20 + 8 + UDP_PAYLOAD) * 8000ull / elapsed : 0);
+    else { put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max); }
     puts_serial("\n");
 }

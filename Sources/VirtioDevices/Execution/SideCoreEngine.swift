@@ -88,15 +88,16 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         }
     }
 
-    /// Host CPUs left for vCPU threads when the side cores poll without pause (poll mode): the
-    /// online CPUs minus the side cores' own, or nil when that would leave none or the cores
-    /// may sleep (hybrid), in which case vCPUs may share their CPUs.
-    public var cpusForVCPUs: [Int32]? {
-        guard mode == .poll else { return nil }
+    /// Host CPUs left for `vcpuCount` vCPU threads: the online CPUs minus the side cores' own.
+    /// Poll-mode cores never pause, so vCPUs keep off them whenever any other CPU exists; hybrid
+    /// cores sleep when idle, so vCPUs keep off them only when the rest still gives every vCPU a
+    /// CPU of its own (otherwise they may share). Nil means no restriction.
+    public func cpusForVCPUs(vcpuCount: Int) -> [Int32]? {
         let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let taken = Set(cores.compactMap(\.cpu))
         let left = (0..<online).filter { !taken.contains($0) }
-        return left.isEmpty ? nil : left
+        guard !left.isEmpty else { return nil }
+        return mode == .poll || left.count >= vcpuCount ? left : nil
     }
 
     public func attach(_ handlers: [QueueHandler]) throws {
