@@ -32,6 +32,7 @@ enum Switch: String, ExpressibleByArgument, CaseIterable {
 struct IOEngineOptions: ParsableArguments {
     static let defaultSideCores = 1
     static let defaultPollMaxMicroseconds = 256
+    static let defaultPickupDelayMicroseconds = 100
 
     @Option(name: .customLong("io-mode"), help: ArgumentHelp(
         "notify: a thread per queue, woken by the guest's kicks. poll: side cores poll the queues with kicks off. hybrid: poll, and let idle queues sleep until a kick.",
@@ -46,6 +47,11 @@ struct IOEngineOptions: ParsableArguments {
     @Option(name: .customLong("side-cores-min"), help: ArgumentHelp(
         "With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads while requests are rare.", valueName: "n"))
     var sideCoresMin: Int?
+
+    @Option(name: .customLong("side-cores-latency-us"), help: ArgumentHelp(
+        "With --side-cores auto: the longest pickup delay (mean length of a side core's rounds that found work) iocm tolerates before adding a core, in µs (default \(IOEngineOptions.defaultPickupDelayMicroseconds)).",
+        valueName: "µs"))
+    var pickupDelayMicroseconds: Int?
 
     /// Side cores serving queues at start.
     var sideCores: Int? {
@@ -111,6 +117,12 @@ struct IOEngineOptions: ParsableArguments {
             guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-min: needs --side-cores auto") }
             guard (0...64).contains(sideCoresMin) else { throw ValidationError("--side-cores-min \(sideCoresMin): must be 0 to 64") }
         }
+        if let pickupDelayMicroseconds {
+            guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-latency-us: needs --side-cores auto") }
+            guard (1...1_000_000).contains(pickupDelayMicroseconds) else {
+                throw ValidationError("--side-cores-latency-us \(pickupDelayMicroseconds): must be 1 to 1000000")
+            }
+        }
         if let sideCoresMax {
             guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
             let count = sideCores ?? Self.defaultSideCores
@@ -137,11 +149,13 @@ struct IOEngineOptions: ParsableArguments {
         guard sideCoreCount == .automatic, let engine else { return nil }
         // A poll-mode core never sleeps; its window for the 0 <-> 1 decision is the hybrid default.
         let window = Double(ioMode == .hybrid ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds) / 1e6
-        let policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count, pollWindowSeconds: window)
+        var policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count, pollWindowSeconds: window)
+        policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
         return try IOCoreManager(engine: engine, policy: policy) { resize in
             let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
+            let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded())) us" }.joined(separator: " ")
             let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
-            printError("hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, busy [\(busy)]): \(outcome)")
+            printError("hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, busy [\(busy)], pickup [\(pickup)]): \(outcome)")
         }
     }
 

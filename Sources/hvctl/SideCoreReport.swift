@@ -27,6 +27,8 @@ struct SideCoreReport: Encodable {
     /// Thread CPU time: close to zero for an idle core in hybrid mode, all of it in poll mode.
     let cpuNanoseconds: UInt64?
     let busyNanoseconds: UInt64
+    /// Rounds that found work; busyNanoseconds over this is the pickup delay iocm watches.
+    let busyRounds: UInt64
     let idleNanoseconds: UInt64
     let sleeps: UInt64
     let handlers: [Handler]
@@ -36,7 +38,8 @@ struct SideCoreReport: Encodable {
         let active = engine.activeCount
         return engine.cores.enumerated().map { index, core in
             SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
-                           busyNanoseconds: core.statistics.busyNanoseconds.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
+                           busyNanoseconds: core.statistics.busyNanoseconds.count,
+                           busyRounds: core.statistics.busyRounds.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
                            sleeps: core.statistics.sleeps.count,
                            handlers: core.handlerCounters.map(Handler.init))
         }

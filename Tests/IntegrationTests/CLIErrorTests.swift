@@ -125,6 +125,8 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"], mentions: ["--side-core-cpus"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "auto"], mentions: ["--side-cores", "poll or hybrid"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min=-1"], mentions: ["--side-cores-min -1"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "1", "--side-cores-latency-us", "50"], mentions: ["--side-cores-latency-us", "auto"])
+        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-latency-us", "0"], mentions: ["--side-cores-latency-us 0"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "0", "--side-cores-max", "0"],
                            mentions: ["--side-cores-max 0", "1"])
     }

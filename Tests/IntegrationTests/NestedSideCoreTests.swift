@@ -41,7 +41,8 @@ final class NestedSideCoreTests: XCTestCase {
             ]}
             """
         // Two disks (two handlers, both on side0 at first: --side-cores auto starts at the minimum,
-        // and this light load never makes iocm grow); at the mark L2 asks for 2 side cores by hand
+        // and this light load never makes iocm grow: its busy share is low, and the pickup-delay
+        // target is raised to 50 ms since TCG makes every round slow); at the mark L2 asks for 2 side cores by hand
         // and the reads after it run on whichever core the handler moved to; then back to auto.
         let resizeGuest = """
             dd if=/dev/vda of=/dev/null bs=4096 count=100 iflag=direct 2>/dev/null
@@ -108,7 +109,7 @@ final class NestedSideCoreTests: XCTestCase {
             echo "resize-files $(md5sum < /tmp/disk.img | cut -d' ' -f1) $(md5sum < /tmp/second.img | cut -d' ' -f1)"
             rm -f /tmp/fifo-resize; mkfifo /tmp/fifo-resize
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img --disk path=/tmp/second.img \\
-                --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --api-socket /tmp/api-resize.sock \\
+                --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 --api-socket /tmp/api-resize.sock \\
                 --cmdline '\(guestRun(resizeGuest))' --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
             pid=$!
             while IFS= read -r line; do

@@ -53,4 +53,25 @@ final class SideCoreCountPolicyTests: XCTestCase {
         for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.9], requestRate: 5000)), 1) }
         XCTAssertEqual(policy.decide(active: 1, sample: .init(busyShares: [0.9], requestRate: 5000)), 2)
     }
+
+    func testLongRoundsGrowEvenWhenTheCoresAreNotBusyEnough() {
+        // 40% busy, but its rounds take 150 µs: a request waits that long for its queue's turn.
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 2, pollWindowSeconds: 0.001)
+        let slow = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [150e-6])
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: slow), 1) }
+        XCTAssertEqual(policy.decide(active: 1, sample: slow), 2, "pickup delay above the 100 µs target three times")
+        let quick = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [20e-6])
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 1, sample: quick), 1, "short rounds at 40% busy: no reason to grow") }
+    }
+
+    func testCoresAreNotMergedWhenTheMergedRoundsWouldBeTooLong() {
+        // Little busy time (0.2 in all fits one core), but two 40 µs rounds merged onto one core
+        // make 80 µs, over half the target: keep both.
+        var policy = SideCoreCountPolicy(minimum: 1, maximum: 2, pollWindowSeconds: 0.001)
+        let longRounds = SideCoreCountPolicy.Sample(busyShares: [0.1, 0.1], requestRate: 1000, pickupDelays: [40e-6, 40e-6])
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 2, sample: longRounds), 2) }
+        let shortRounds = SideCoreCountPolicy.Sample(busyShares: [0.1, 0.1], requestRate: 1000, pickupDelays: [10e-6, 10e-6])
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 2, sample: shortRounds), 2) }
+        XCTAssertEqual(policy.decide(active: 2, sample: shortRounds), 1, "20 µs merged rounds fit under half the target")
+    }
 }

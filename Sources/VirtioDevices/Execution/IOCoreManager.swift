@@ -3,7 +3,8 @@ import Hypervisor
 import Synchronization
 
 /// The I/O core manager (`--side-cores auto`): a thread named `iocm` that samples every active
-/// side core's busy time and the engine's request count each interval and resizes the engine as `SideCoreCountPolicy` decides.
+/// side core's busy time and busy rounds and the engine's request count each interval and resizes
+/// the engine as `SideCoreCountPolicy` decides.
 /// `setAutomatic(false)` (a fixed count set through `hvctl iocm`) pauses it.
 public final class IOCoreManager: @unchecked Sendable {
     public static let interval: UInt64 = 200_000_000
@@ -45,20 +46,25 @@ public final class IOCoreManager: @unchecked Sendable {
 
     private func run(policy: inout SideCoreCountPolicy) {
         var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
-                    requests: engine.requestsHandled)
+                    rounds: engine.cores.map { $0.statistics.busyRounds.count }, requests: engine.requestsHandled)
         while true {
             var stop = pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&stop, 1, Int32(Self.interval / 1_000_000))
             if ready > 0 { return }
             let now = MonotonicClock.now()
             let busy = engine.cores.map { $0.statistics.busyNanoseconds.count }
+            let rounds = engine.cores.map { $0.statistics.busyRounds.count }
             let requests = engine.requestsHandled
             let elapsed = Double(max(1, now &- last.time))
             let active = engine.activeCount
             let sample = SideCoreCountPolicy.Sample(
                 busyShares: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed },
-                requestRate: Double(requests &- last.requests) * 1e9 / elapsed)
-            last = (now, busy, requests)
+                requestRate: Double(requests &- last.requests) * 1e9 / elapsed,
+                pickupDelays: (0..<active).map { core in
+                    let count = rounds[core] &- last.rounds[core]
+                    return count == 0 ? 0 : Double(busy[core] &- last.busy[core]) / Double(count) / 1e9
+                })
+            last = (now, busy, rounds, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
             let wanted = policy.decide(active: active, sample: sample)
             guard wanted != active else { continue }

@@ -8,6 +8,8 @@ public final class SideCoreStatistics: Sendable {
     /// Time spent in rounds that found work, and in rounds that found none (polling cost).
     public let busyNanoseconds = Counter()
     public let idleNanoseconds = Counter()
+    /// Rounds that found work (busyNanoseconds / busyRounds: their mean length, the pickup delay).
+    public let busyRounds = Counter()
     /// Times the core blocked because every queue it serves was asleep.
     public let sleeps = Counter()
     public init() {}
@@ -118,7 +120,12 @@ public final class SideCore: @unchecked Sendable {
             let start = MonotonicClock.now()
             let work = schedule.round(now: MonotonicClock.now)
             let elapsed = MonotonicClock.now() &- start
-            (work > 0 ? statistics.busyNanoseconds : statistics.idleNanoseconds).add(elapsed)
+            if work > 0 {
+                statistics.busyNanoseconds.add(elapsed)
+                statistics.busyRounds.add()
+            } else {
+                statistics.idleNanoseconds.add(elapsed)
+            }
             rounds &+= 1
             if rounds % 1024 == 0 { publishCounters() }
             if schedule.awakeCount == 0 {

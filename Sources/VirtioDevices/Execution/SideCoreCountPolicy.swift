@@ -2,10 +2,13 @@
 /// it: from what the engine did over the last interval, whether to add a side core, drop one, or
 /// keep the count.
 ///
-/// Between one core and more, the input is each active core's busy share (time in polling rounds
-/// that found work, over wall time): grow when the active cores are busy on average above
-/// `growAbove`; shrink when all their busy work would fit in one core fewer at under
-/// `shrinkBelow` each. Between none (notify threads) and one, the input is the request rate: a
+/// Between one core and more, the inputs are each active core's busy share (time in polling rounds
+/// that found work, over wall time) and its pickup delay (the mean length of those rounds: a
+/// request published during a round waits up to that long before its queue is polled again, the
+/// latency a core count can change): grow when the active cores are busy on average above
+/// `growAbove`, or when one's pickup delay exceeds `pickupDelayTarget`; shrink when all their busy
+/// work would fit in one core fewer at under `shrinkBelow` each and their rounds, merged onto one
+/// core fewer, would still take under half the target. Between none (notify threads) and one, the input is the request rate: a
 /// side core pays off once requests come closer together than its poll window, since then it
 /// catches the next request before it would sleep and the guest's kick (a VM exit) is saved; so
 /// grow when rate × window reaches 1, and go back to notify threads when it falls under
@@ -18,9 +21,12 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
         public var busyShares: [Double]
         /// Requests per second over every queue.
         public var requestRate: Double
-        public init(busyShares: [Double], requestRate: Double) {
+        /// Mean length in seconds of each active core's rounds that found work (0: none did).
+        public var pickupDelays: [Double]
+        public init(busyShares: [Double], requestRate: Double, pickupDelays: [Double] = []) {
             self.busyShares = busyShares
             self.requestRate = requestRate
+            self.pickupDelays = pickupDelays
         }
     }
 
@@ -31,6 +37,8 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
     public var growAbove = 0.75
     public var shrinkBelow = 0.35
     public var notifyBelow = 0.25
+    /// Longest pickup delay tolerated before another core is added, in seconds (`--side-cores-latency-us`).
+    public var pickupDelayTarget = 100e-6
     public var patience = 3
     private var samplesAbove = 0
     private var samplesBelow = 0
@@ -45,16 +53,19 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
     public mutating func decide(active: Int, sample: Sample) -> Int {
         let (grow, shrink): (Bool, Bool)
         let requestsPerWindow = sample.requestRate * pollWindowSeconds
+        let slowestPickup = sample.pickupDelays.max() ?? 0
         switch active {
         case 0:
             (grow, shrink) = (requestsPerWindow >= 1, false)
         case 1:
             let average = sample.busyShares.first ?? 0
-            (grow, shrink) = (average > growAbove, requestsPerWindow < notifyBelow)
+            (grow, shrink) = (average > growAbove || slowestPickup > pickupDelayTarget, requestsPerWindow < notifyBelow)
         default:
             let total = sample.busyShares.reduce(0, +)
             let average = sample.busyShares.isEmpty ? 0 : total / Double(sample.busyShares.count)
-            (grow, shrink) = (average > growAbove, total < shrinkBelow * Double(active - 1))
+            let mergedPickup = sample.pickupDelays.reduce(0, +) / Double(active - 1)
+            (grow, shrink) = (average > growAbove || slowestPickup > pickupDelayTarget,
+                              total < shrinkBelow * Double(active - 1) && mergedPickup < pickupDelayTarget / 2)
         }
         samplesAbove = grow && active < maximum ? samplesAbove + 1 : 0
         samplesBelow = shrink && active > minimum ? samplesBelow + 1 : 0
