@@ -2,7 +2,7 @@
  * request path without guest-kernel costs, even where KVM emulates guest ring 0 (PVM).
  *
  * Command line (all optional): net=1 runs the network workload (net.c) instead of the block one
- * (blk.c); irq=1 asks for completion interrupts (MSI-X vector 0, NO_INTERRUPT clear): the VMM
+ * (blk.c), hostile=1 a misbehaving block driver (hostile.c); irq=1 asks for completion interrupts (MSI-X vector 0, NO_INTERRUPT clear): the VMM
  * raises them as for any driver and they stay pending in the local APIC, since this CPU runs with
  * interrupts off and keeps polling, so the VMM's interrupt work (and coalescing) is measured
  * without a guest handler's cost; hold_ms=N is how long the guest waits at each mark (default
@@ -14,6 +14,8 @@ void iobench_main(const struct start_info *info) {
     platform_init(info);
     int irq = arg("irq", 0) != 0;
     u64 hold_ns = arg("hold_ms", 300) * 1000000;
-    if (arg("net", 0)) net_workload(irq, hold_ns); else blk_workload(irq, hold_ns);
+    if (arg("hostile", 0)) hostile_workload();
+    else if (arg("net", 0)) net_workload(irq, hold_ns);
+    else blk_workload(irq, hold_ns);
     power_off();
 }

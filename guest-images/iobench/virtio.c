@@ -83,6 +83,9 @@ void virtio_queue(struct virtio_device *d, struct virtqueue *q, u16 index, struc
     if (size > max) size = max;
     if (size > QSIZE_MAX) size = QSIZE_MAX;
     *q = (struct virtqueue){ .ring = ring, .size = size };
+    ring->avail.idx = 0;  /* a ring used before a reset starts over */
+    ring->used.idx = 0;
+    ring->used.flags = 0;
     MMIO(u16, common + QUEUE_SIZE) = size;
     MMIO(u16, common + QUEUE_MSIX_VECTOR) = irq ? 0 : 0xFFFF;
     if (irq && MMIO(u16, common + QUEUE_MSIX_VECTOR) != 0) fail("queue refused MSI-X vector 0");

@@ -40,6 +40,8 @@ void virtio_queue(struct virtio_device *d, struct virtqueue *q, u16 index, struc
 /* Programs MSI-X table entry 0 (vector 0x40, APIC 0) and enables MSI-X. */
 void virtio_enable_msix(struct virtio_device *d);
 void virtio_driver_ok(struct virtio_device *d);
+/* The device status register (DEVICE_NEEDS_RESET is 64). */
+static inline u8 virtio_status(struct virtio_device *d) { return MMIO(u8, d->common + 0x14); }
 
 /* Adds a chain head to the available ring (published by vq_publish). */
 static inline void vq_add(struct virtqueue *q, u16 head) { q->ring->avail.ring[q->avail_idx++ % q->size] = head; }

@@ -4,3 +4,4 @@
 
 void blk_workload(int irq, u64 hold_ns);
 void net_workload(int irq, u64 hold_ns);
+void hostile_workload(void);
