@@ -28,8 +28,11 @@ END {
     for (k = 1; k <= count; k++) {
         key = order[k]; split(key, part, SUBSEP); i = m[key]; req = value[key, i, "requests"]
         irqs = value[key, i, "interrupts"] == "-" || !req ? "-" : sprintf("%.3f", value[key, i, "interrupts"] / req)
-        printf "| %s | %s | %d | %.1f µs | %.3f | %.3f | %s | %d | %.2f× |\n", part[1], part[2], value[key, i, "iops"],
-            value[key, i, "lat_avg_ns"] / 1000, req ? value[key, i, "exits"] / req : 0, req ? value[key, i, "kicks"] / req : 0,
+        exits = value[key, i, "exits"] == "-" || !req ? "-" : sprintf("%.3f", value[key, i, "exits"] / req)
+        # The stream has no per-request latency.
+        latency = part[2] ~ /stream/ ? "-" : sprintf("%.1f µs", value[key, i, "lat_avg_ns"] / 1000)
+        printf "| %s | %s | %d | %s | %s | %.3f | %s | %d | %.2f× |\n", part[1], part[2], value[key, i, "iops"],
+            latency, exits, req ? value[key, i, "kicks"] / req : 0,
             irqs, value[key, i, "errors"], best[part[2]] ? value[key, i, "iops"] / best[part[2]] : 0
     }
 }

@@ -39,8 +39,9 @@ measure() {
     while IFS= read -r line; do
         line=${line%$'\r'}
         case "$line" in
-            *"iobench: start") starts=$((starts + 1)); [ $starts = "$marks" ] && sample0=$($sampler) ;;
-            *"iobench: end") ends=$((ends + 1)); [ $ends = "$marks" ] && sample1=$($sampler) ;;
+            # A sampler that fails leaves "- -": that run's counts are unknown, the rest goes on.
+            *"iobench: start") starts=$((starts + 1)); [ $starts != "$marks" ] || sample0=$($sampler) || sample0="- -" ;;
+            *"iobench: end") ends=$((ends + 1)); [ $ends != "$marks" ] || sample1=$($sampler) || sample1="- -" ;;
             *"iobench: result"*)
                 for field in ${line#*result}; do
                     case $field in
@@ -52,8 +53,9 @@ measure() {
             *"iobench: error"*) echo "bench: $name $workload guest-error ${line#*error}" ;;
         esac
     done < <("$@" 2>&1)
-    local irqs=- exits=$((${sample1% *} - ${sample0% *}))
-    [ "${sample1#* }" = - ] || irqs=$((${sample1#* } - ${sample0#* }))
+    local irqs=- exits=- number='^[0-9]+$'
+    [[ ${sample0% *} =~ $number && ${sample1% *} =~ $number ]] && exits=$((${sample1% *} - ${sample0% *}))
+    [[ ${sample0#* } =~ $number && ${sample1#* } =~ $number ]] && irqs=$((${sample1#* } - ${sample0#* }))
     echo "bench: $name $workload iops=$iops lat_avg_ns=$lat requests=$requests kicks=$kicks errors=$errors exits=$exits interrupts=$irqs"
 }
 
@@ -88,7 +90,8 @@ configure_tap() {
     local tap=$1 i
     for i in $(seq 1000); do [ -d /sys/class/net/$tap ] && break; sleep 0.01; done
     ip link set "$tap" address $host_mac && ip addr add 169.254.77.1/24 dev "$tap" && ip link set "$tap" up &&
-        ip neigh replace 169.254.77.2 lladdr $guest_mac dev "$tap" nud permanent
+        ip neigh replace 169.254.77.2 lladdr $guest_mac dev "$tap" nud permanent ||
+        echo "iobench.sh: could not set up the host end of TAP $tap (the run's round trips will fail)" >&2
 }
 
 cat > "$work/pair.json" <<JSON

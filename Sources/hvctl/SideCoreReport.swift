@@ -29,6 +29,8 @@ struct SideCoreReport: Encodable {
     let busyNanoseconds: UInt64
     /// Rounds that found work; busyNanoseconds over this is the pickup delay iocm watches.
     let busyRounds: UInt64
+    /// Handlers that found work, summed over those rounds (over busyRounds: how many shared one).
+    let productiveHandlerPolls: UInt64
     let idleNanoseconds: UInt64
     let sleeps: UInt64
     let handlers: [Handler]
@@ -39,7 +41,8 @@ struct SideCoreReport: Encodable {
         return engine.cores.enumerated().map { index, core in
             SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
                            busyNanoseconds: core.statistics.busyNanoseconds.count,
-                           busyRounds: core.statistics.busyRounds.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
+                           busyRounds: core.statistics.busyRounds.count,
+                           productiveHandlerPolls: core.statistics.productiveHandlerPolls.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
                            sleeps: core.statistics.sleeps.count,
                            handlers: core.handlerCounters.map(Handler.init))
         }

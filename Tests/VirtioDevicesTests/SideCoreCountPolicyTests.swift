@@ -57,10 +57,10 @@ final class SideCoreCountPolicyTests: XCTestCase {
     func testLongRoundsGrowEvenWhenTheCoresAreNotBusyEnough() {
         // 40% busy, but its rounds take 150 µs: a request waits that long for its queue's turn.
         var policy = SideCoreCountPolicy(minimum: 1, maximum: 2, pollWindowSeconds: 0.001)
-        let slow = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [150e-6])
+        let slow = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [150e-6], handlersPerBusyRound: [3])
         for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: slow), 1) }
         XCTAssertEqual(policy.decide(active: 1, sample: slow), 2, "pickup delay above the 100 µs target three times")
-        let quick = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [20e-6])
+        let quick = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [20e-6], handlersPerBusyRound: [3])
         for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 1, sample: quick), 1, "short rounds at 40% busy: no reason to grow") }
     }
 
@@ -73,5 +73,16 @@ final class SideCoreCountPolicyTests: XCTestCase {
         let shortRounds = SideCoreCountPolicy.Sample(busyShares: [0.1, 0.1], requestRate: 1000, pickupDelays: [10e-6, 10e-6])
         for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 2, sample: shortRounds), 2) }
         XCTAssertEqual(policy.decide(active: 2, sample: shortRounds), 1, "20 µs merged rounds fit under half the target")
+    }
+
+    func testOneSlowHandlerOrRareRequestsDoNotGrowForLatency() {
+        var policy = SideCoreCountPolicy(minimum: 0, maximum: 4, pollWindowSeconds: 0.001)
+        // Long rounds, but one handler in each: its own service time, which no other core splits.
+        let alone = SideCoreCountPolicy.Sample(busyShares: [0.4], requestRate: 50_000, pickupDelays: [500e-6], handlersPerBusyRound: [1])
+        for _ in 0..<5 { XCTAssertEqual(policy.decide(active: 1, sample: alone), 1) }
+        // Long shared rounds, but requests so rare that the queues go back to notify threads.
+        let rare = SideCoreCountPolicy.Sample(busyShares: [0.01], requestRate: 10, pickupDelays: [500e-6], handlersPerBusyRound: [2])
+        for _ in 0..<2 { XCTAssertEqual(policy.decide(active: 1, sample: rare), 1) }
+        XCTAssertEqual(policy.decide(active: 1, sample: rare), 0, "quiet wins over the pickup delay")
     }
 }

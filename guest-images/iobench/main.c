@@ -2,12 +2,14 @@
  * request path without guest-kernel costs, even where KVM emulates guest ring 0 (PVM).
  *
  * Command line (all optional): net=1 runs the network workload (net.c) instead of the block one
- * (blk.c), hostile=1 a misbehaving block driver (hostile.c); irq=1 asks for completion interrupts (MSI-X vector 0, NO_INTERRUPT clear): the VMM
- * raises them as for any driver and they stay pending in the local APIC, since this CPU runs with
- * interrupts off and keeps polling, so the VMM's interrupt work (and coalescing) is measured
- * without a guest handler's cost; hold_ms=N is how long the guest waits at each mark (default
- * 300). Output on COM1: "iobench: start" and "iobench: end" around the measured loop (the host
- * samples KVM's counters there), then one "iobench: result" line; then ACPI power-off. */
+ * (blk.c), hostile=1 a misbehaving block driver (hostile.c). irq=1 asks for completion interrupts
+ * (MSI-X vector 0, NO_INTERRUPT clear): the VMM signals them as for any driver, and KVM drops them
+ * at this CPU's local APIC, which is never software-enabled (the CPU runs with interrupts off and
+ * keeps polling), so the VMM's interrupt work (and coalescing) is measured without a guest
+ * handler's cost. hold_ms=N is how long the guest waits at each mark (default 300). Output on
+ * COM1: "iobench: start" and "iobench: end" around the measured loop (the host samples KVM's
+ * counters there), then one "iobench: result" line; then ACPI power-off. The loader must zero
+ * .bss (page tables and statics live there), as ELF loaders do. */
 #include "workloads.h"
 
 void iobench_main(const struct start_info *info) {

@@ -128,6 +128,7 @@ void net_workload(int irq, u64 hold_ns) {
     if (irq) virtio_enable_msix(&dev);
     virtio_queue(&dev, &rx, 0, &rx_ring, RX_BUFFERS, irq);
     virtio_queue(&dev, &tx, 1, &tx_ring, 2 * STREAM_IN_FLIGHT, irq);
+    if (tx.size < STREAM_IN_FLIGHT) fail("transmit queue smaller than 32");
     for (int i = 0; i < 6; i++) guest_mac[i] = MMIO(u8, dev.device_cfg + i);
     virtio_driver_ok(&dev);
     for (u16 i = 0; i < rx.size; i++) {

@@ -41,9 +41,10 @@ void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u6
             u8 type = pci_read8(dev, cap + 3), bar = pci_read8(dev, cap + 4);
             if (bar > 5) continue;
             u64 base = pci_bar_address(dev, bar) + pci_read(dev, cap + 8);
-            if (type == 1) d->common = base;
-            if (type == 2) { d->notify = base; d->notify_multiplier = pci_read(dev, cap + 16); }
-            if (type == 4) d->device_cfg = base;
+            /* The first capability of each type is the one to use (virtio 1.2, 4.1.4). */
+            if (type == 1 && !d->common) d->common = base;
+            if (type == 2 && !d->notify) { d->notify = base; d->notify_multiplier = pci_read(dev, cap + 16); }
+            if (type == 4 && !d->device_cfg) d->device_cfg = base;
         }
     }
     if (!d->common || !d->notify || !d->device_cfg) fail("no modern virtio-pci capabilities");
@@ -52,6 +53,7 @@ void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u6
     u64 common = d->common;
     MMIO(u8, common + DEVICE_STATUS) = 0;
     while (MMIO(u8, common + DEVICE_STATUS) != 0) {}
+    MMIO(u8, common + DEVICE_STATUS) = STATUS_ACKNOWLEDGE;
     MMIO(u8, common + DEVICE_STATUS) = STATUS_ACKNOWLEDGE | STATUS_DRIVER;
     u64 offered = 0;
     for (u32 word = 0; word < 2; word++) {

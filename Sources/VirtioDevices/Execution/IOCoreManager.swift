@@ -46,7 +46,8 @@ public final class IOCoreManager: @unchecked Sendable {
 
     private func run(policy: inout SideCoreCountPolicy) {
         var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
-                    rounds: engine.cores.map { $0.statistics.busyRounds.count }, requests: engine.requestsHandled)
+                    rounds: engine.cores.map { $0.statistics.busyRounds.count },
+                    sharers: engine.cores.map { $0.statistics.productiveHandlerPolls.count }, requests: engine.requestsHandled)
         while true {
             var stop = pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&stop, 1, Int32(Self.interval / 1_000_000))
@@ -54,6 +55,7 @@ public final class IOCoreManager: @unchecked Sendable {
             let now = MonotonicClock.now()
             let busy = engine.cores.map { $0.statistics.busyNanoseconds.count }
             let rounds = engine.cores.map { $0.statistics.busyRounds.count }
+            let sharers = engine.cores.map { $0.statistics.productiveHandlerPolls.count }
             let requests = engine.requestsHandled
             let elapsed = Double(max(1, now &- last.time))
             let active = engine.activeCount
@@ -63,8 +65,12 @@ public final class IOCoreManager: @unchecked Sendable {
                 pickupDelays: (0..<active).map { core in
                     let count = rounds[core] &- last.rounds[core]
                     return count == 0 ? 0 : Double(busy[core] &- last.busy[core]) / Double(count) / 1e9
+                },
+                handlersPerBusyRound: (0..<active).map { core in
+                    let count = rounds[core] &- last.rounds[core]
+                    return count == 0 ? 0 : Double(sharers[core] &- last.sharers[core]) / Double(count)
                 })
-            last = (now, busy, rounds, requests)
+            last = (now, busy, rounds, sharers, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
             let wanted = policy.decide(active: active, sample: sample)
             guard wanted != active else { continue }

@@ -26,6 +26,8 @@ public final class PollSchedule {
     public let budget: Int
     public let pollMaxNanoseconds: UInt64
     public private(set) var entries: [Entry] = []
+    /// Handlers that found work in the last round: with several, another core could split the round.
+    public private(set) var lastRoundProductiveHandlers = 0
 
     public init(mode: Mode, budget: Int, pollMaxNanoseconds: UInt64) {
         self.mode = mode
@@ -54,6 +56,7 @@ public final class PollSchedule {
     /// Polls every awake handler once; returns the work done. `now` is read once per handler.
     public func round(now: () -> UInt64) -> Int {
         var total = 0
+        lastRoundProductiveHandlers = 0
         for index in entries.indices where entries[index].awake {
             let handler = entries[index].handler
             let done = handler.poll(budget: budget)
@@ -61,6 +64,7 @@ public final class PollSchedule {
             entries[index].polls += 1
             if done > 0 {
                 total += done
+                lastRoundProductiveHandlers += 1
                 entries[index].productivePolls += 1
                 entries[index].lastWorkAt = time
             } else if mode == .hybrid && time &- entries[index].lastWorkAt >= entries[index].window.current {

@@ -10,6 +10,8 @@ public final class SideCoreStatistics: Sendable {
     public let idleNanoseconds = Counter()
     /// Rounds that found work (busyNanoseconds / busyRounds: their mean length, the pickup delay).
     public let busyRounds = Counter()
+    /// Handlers that found work, summed over those rounds (over busyRounds: how many share a round).
+    public let productiveHandlerPolls = Counter()
     /// Times the core blocked because every queue it serves was asleep.
     public let sleeps = Counter()
     public init() {}
@@ -123,6 +125,7 @@ public final class SideCore: @unchecked Sendable {
             if work > 0 {
                 statistics.busyNanoseconds.add(elapsed)
                 statistics.busyRounds.add()
+                statistics.productiveHandlerPolls.add(UInt64(schedule.lastRoundProductiveHandlers))
             } else {
                 statistics.idleNanoseconds.add(elapsed)
             }
@@ -144,7 +147,7 @@ public final class SideCore: @unchecked Sendable {
     /// Applies queued adds and removes; false once the core is told to stop.
     private func applyChanges() -> Bool {
         // Cleared before the lock is taken: a change made after this is seen by the next round.
-        guard mailboxChanged.exchange(false, ordering: .acquiring) else { return true }
+        guard mailboxChanged.load(ordering: .relaxed), mailboxChanged.exchange(false, ordering: .acquiring) else { return true }
         let (changes, stopped) = mailbox.withLock { mailbox -> ([Change], Bool) in
             defer { mailbox.changes = [] }
             return (mailbox.changes, mailbox.stopped)
