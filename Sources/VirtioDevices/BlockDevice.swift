@@ -138,6 +138,9 @@ public final class QueueStatistics: Sendable {
     public let interrupts = Counter()
     /// Completions whose interrupt was held back to be covered by a later one (coalescing).
     public let coalesced = Counter()
+    /// Polls that returned completions to the used ring: without coalescing each one that the
+    /// driver wants signalled is an interrupt, so interrupts below this show what coalescing saved.
+    public let completionBatches = Counter()
     public let errors = Counter()
     /// FLUSH requests passed to fdatasync (block devices only).
     public let flushes = Counter()

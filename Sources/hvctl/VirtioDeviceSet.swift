@@ -13,6 +13,7 @@ struct DeviceStatistics: Encodable {
         let errors: UInt64
         let flushes: UInt64
         let coalesced: UInt64
+        let completionBatches: UInt64
     }
 
     let name: String
@@ -56,7 +57,7 @@ final class VirtioDeviceSet {
                 DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
                                        notifications: queue.notifications.count, interrupts: queue.interrupts.count,
                                        errors: queue.errors.count, flushes: queue.flushes.count,
-                                       coalesced: queue.coalesced.count)
+                                       coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count)
             }
         }
         let disks = blocks.map { block in

@@ -14,6 +14,7 @@ struct CompletionInterrupts {
     /// `count` chains (possibly 0) were returned to the used ring since the last call;
     /// `moreExpected` says requests are still in flight or waiting in the ring.
     mutating func published(_ count: Int, moreExpected: Bool) {
+        if count > 0 { statistics.completionBatches.add() }
         let due: Bool
         if var coalescer {
             due = coalescer.completed(count, now: MonotonicClock.now(), moreExpected: moreExpected)
