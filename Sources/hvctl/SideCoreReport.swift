@@ -40,9 +40,9 @@ struct SideCoreReport: Encodable {
         let active = engine.activeCount
         return engine.cores.enumerated().map { index, core in
             SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
-                           busyNanoseconds: core.statistics.busyNanoseconds.count,
-                           busyRounds: core.statistics.busyRounds.count,
-                           productiveHandlerPolls: core.statistics.productiveHandlerPolls.count, idleNanoseconds: core.statistics.idleNanoseconds.count,
+                           busyNanoseconds: core.statistics.busyNanoseconds.count, busyRounds: core.statistics.busyRounds.count,
+                           productiveHandlerPolls: core.statistics.productiveHandlerPolls.count,
+                           idleNanoseconds: core.statistics.idleNanoseconds.count,
                            sleeps: core.statistics.sleeps.count,
                            handlers: core.handlerCounters.map(Handler.init))
         }

@@ -9,13 +9,13 @@
 /// `growAbove`, or when one's pickup delay exceeds `pickupDelayTarget` while its rounds are shared
 /// by several busy handlers (on average at least `sharedRoundHandlers`: one handler's own service
 /// time is no reason to add a core, which could not split it) and the queues are not so quiet
-/// that they should go back to notify threads; shrink when all their busy
-/// work would fit in one core fewer at under `shrinkBelow` each and their rounds, merged onto one
-/// core fewer, would still take under half the target. Between none (notify threads) and one, the input is the request rate: a
-/// side core pays off once requests come closer together than its poll window, since then it
-/// catches the next request before it would sleep and the guest's kick (a VM exit) is saved; so
-/// grow when rate × window reaches 1, and go back to notify threads when it falls under
-/// `notifyBelow`. Either direction must hold for `patience` samples in a row (hysteresis), and
+/// that they should go back to notify threads; shrink when all their busy work would fit in one
+/// core fewer at under `shrinkBelow` each and their rounds, merged onto one core fewer, would
+/// still take under half the target. Between none (notify threads) and one, the input is the
+/// request rate: a side core pays off once requests come closer together than its poll window,
+/// since then it catches the next request before it would sleep and the guest's kick (a VM exit)
+/// is saved; so grow when rate × window reaches 1, and go back to notify threads when it falls
+/// under `notifyBelow`. Either direction must hold for `patience` samples in a row (hysteresis), and
 /// the count stays within `minimum...maximum`.
 public struct SideCoreCountPolicy: Equatable, Sendable {
     /// One interval's measurements.
