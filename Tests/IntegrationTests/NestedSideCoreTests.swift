@@ -69,6 +69,9 @@ final class NestedSideCoreTests: XCTestCase {
                 for t in /proc/$1/task/*; do [ "$(cat $t/comm 2>/dev/null)" = side0 ] && { awk '{print $14 + $15}' $t/stat; return; }; done
                 echo 0
             }
+            # Every hvctl run is bounded (timeout's SIGTERM makes hvctl stop the VM and write its
+            # statistics), so a guest that hangs fails its own test with its console and counters
+            # instead of timing out the whole rig.
             # marked NAME HVCTL-ARGS...: at each "mark M" of the guest prints "at-M exits=N side-ticks=T uptime=S".
             # The console is read with the shell's own read from a FIFO: no process per line or per poll,
             # so L2 stays quiet while the guest runs. (With a grep every 0.1 s instead, a third of the runs saw
@@ -77,7 +80,7 @@ final class NestedSideCoreTests: XCTestCase {
             marked() {
                 name=$1; shift
                 rm -f /tmp/fifo-$name; mkfifo /tmp/fifo-$name
-                hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
+                timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
                     --cmdline '\(guestRun(guest))' --stats-json /tmp/$name.json "$@" > /tmp/fifo-$name 2>&1 &
                 pid=$!
                 while IFS= read -r line; do
@@ -99,16 +102,26 @@ final class NestedSideCoreTests: XCTestCase {
                 return $st
             }
             echo "host-file $(md5sum < /tmp/disk.img | cut -d' ' -f1)"
+            # A run that hangs (timeout's status 143) is shown and run once more, its section
+            # printed again so the second attempt is the one the tests read. Seen in about one rig
+            # run in five on 2026-12-01, once in notify mode after the guest's idle phase; see the
+            # issue-4 notes.
             for mode in notify poll hybrid; do
-                echo "=== begin $mode"
-                if [ $mode = hybrid ]; then marked $mode --io-mode $mode --api-socket /tmp/api-$mode.sock; else marked $mode --io-mode $mode; fi
-                echo "=== end $mode status=$?"
+                for attempt in 1 2; do
+                    echo "=== begin $mode"
+                    if [ $mode = hybrid ]; then marked $mode --io-mode $mode --api-socket /tmp/api-$mode.sock; else marked $mode --io-mode $mode; fi
+                    st=$?
+                    echo "=== end $mode status=$st"
+                    [ $st = 143 ] && [ $attempt = 1 ] || break
+                    echo "rig-retry: $mode timed out after 240 s; its console tail and statistics are above"
+                    rm -f /tmp/console-$mode /tmp/$mode.json
+                done
             done
             echo "=== begin resize"
             dd if=/dev/urandom of=/tmp/second.img bs=1M count=4 2>/dev/null
             echo "resize-files $(md5sum < /tmp/disk.img | cut -d' ' -f1) $(md5sum < /tmp/second.img | cut -d' ' -f1)"
             rm -f /tmp/fifo-resize; mkfifo /tmp/fifo-resize
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img --disk path=/tmp/second.img \\
+            timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img --disk path=/tmp/second.img \\
                 --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 --api-socket /tmp/api-resize.sock \\
                 --cmdline '\(guestRun(resizeGuest))' --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
             pid=$!
@@ -126,7 +139,7 @@ final class NestedSideCoreTests: XCTestCase {
             echo "=== begin iocm"
             # From no side core (notify threads) to one while the guest reads, and back once it is quiet:
             # a 20 ms window means a core from 50 requests/s, notify threads under 12.5/s.
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
+            timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
                 --io-mode hybrid --side-cores auto --side-cores-min 0 --side-cores-max 1 --poll-max-us 20000 \\
                 --cmdline '\(guestRun(loadGuest))' --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
             st=$?
@@ -142,7 +155,7 @@ final class NestedSideCoreTests: XCTestCase {
             # emulated SVM (two separate hvctl processes have even taken L2 itself down), see the
             # notes of issue 4. Small guests keep L2's load down.
             for attempt in 1 2; do
-                hvctl run --config /tmp/vms.json --io-mode hybrid --side-cores 1 --stats-json /tmp/two.json > /tmp/two.out 2>&1
+                timeout 240 hvctl run --config /tmp/vms.json --io-mode hybrid --side-cores 1 --stats-json /tmp/two.json > /tmp/two.out 2>&1
                 st=$?
                 grep -q 'triple-faulted' /tmp/two.out || break
                 echo "two-vms-triple-fault attempt $attempt"
@@ -177,6 +190,10 @@ final class NestedSideCoreTests: XCTestCase {
 
     func section(_ name: String) throws -> NestedRig.Section {
         let run = try Self.rigRun.get()
+        // A retried run shows in the test log, with what it printed before it was stopped.
+        if let retry = run.output.range(of: "rig-retry: \(name) ") {
+            print("side-core rig: \(name) was retried after a hang; the rig printed:\n\(run.output[..<retry.upperBound].suffix(4000))")
+        }
         let result = try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
         XCTAssertEqual(result.status, 0, result.output)
         return result
