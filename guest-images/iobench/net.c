@@ -32,36 +32,33 @@ static u16 checksum(const u8 *data, u32 length) {
 static void put16(u8 *p, u16 v) { p[0] = (u8)(v >> 8); p[1] = (u8)v; }
 static u16 get16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
 
-/* Writes an echo request with sequence number `seq` after the virtio-net header; returns the
- * descriptor length. */
-static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
-    u8 *frame = tx_buffer + HEADER;
-    for (int i = 0; i < HEADER; i++) tx_buffer[i] = 0;
+/* Writes the virtio-net header (zero), Ethernet and IPv4 headers for `protocol` with `length`
+ * bytes after the IP header into `buffer`; returns where those bytes go. */
+static u8 *write_ipv4_frame(u8 *buffer, const u8 *guest_mac, const u8 *host_mac, u8 protocol, u16 length, u16 id) {
+    u8 *frame = buffer + HEADER, *ip = frame + 14;
+    for (int i = 0; i < HEADER; i++) buffer[i] = 0;
     for (int i = 0; i < 6; i++) { frame[i] = host_mac[i]; frame[6 + i] = guest_mac[i]; }
     put16(frame + 12, 0x0800);
-    u8 *ip = frame + 14, *icmp = ip + 20;
-    ip[0] = 0x45; ip[1] = 0; put16(ip + 2, 20 + 8 + PAYLOAD); put16(ip + 4, seq); put16(ip + 6, 0x4000);
-    ip[8] = 64; ip[9] = 1; put16(ip + 10, 0);
+    ip[0] = 0x45; ip[1] = 0; put16(ip + 2, (u16)(20 + length)); put16(ip + 4, id); put16(ip + 6, 0x4000);
+    ip[8] = 64; ip[9] = protocol; put16(ip + 10, 0);
     for (int i = 0; i < 4; i++) { ip[12 + i] = guest_ip[i]; ip[16 + i] = host_ip[i]; }
     put16(ip + 10, checksum(ip, 20));
+    return ip + 20;
+}
+
+/* Writes an echo request with sequence number `seq` into tx_buffer; returns the descriptor length. */
+static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
+    u8 *icmp = write_ipv4_frame(tx_buffer, guest_mac, host_mac, 1, 8 + PAYLOAD, seq);
     icmp[0] = 8; icmp[1] = 0; put16(icmp + 2, 0); put16(icmp + 4, 0x5C0E); put16(icmp + 6, seq);
     for (int i = 0; i < PAYLOAD; i++) icmp[8 + i] = (u8)(seq + i);
     put16(icmp + 2, checksum(icmp, 8 + PAYLOAD));
     return HEADER + 14 + 20 + 8 + PAYLOAD;
 }
 
-/* Writes a UDP datagram to the discard port into tx_buffers[slot] (after the header); returns
- * the descriptor length. The UDP checksum is left 0 (none), as IPv4 allows. */
+/* Writes a UDP datagram to the discard port into tx_buffers[slot]; returns the descriptor length.
+ * The UDP checksum is left 0 (none), as IPv4 allows. */
 static u32 build_udp_frame(u32 slot, const u8 *guest_mac, const u8 *host_mac, u16 id) {
-    u8 *buffer = tx_buffers[slot], *frame = buffer + HEADER;
-    for (int i = 0; i < HEADER; i++) buffer[i] = 0;
-    for (int i = 0; i < 6; i++) { frame[i] = host_mac[i]; frame[6 + i] = guest_mac[i]; }
-    put16(frame + 12, 0x0800);
-    u8 *ip = frame + 14, *udp = ip + 20;
-    ip[0] = 0x45; ip[1] = 0; put16(ip + 2, 20 + 8 + UDP_PAYLOAD); put16(ip + 4, id); put16(ip + 6, 0x4000);
-    ip[8] = 64; ip[9] = 17; put16(ip + 10, 0);
-    for (int i = 0; i < 4; i++) { ip[12 + i] = guest_ip[i]; ip[16 + i] = host_ip[i]; }
-    put16(ip + 10, checksum(ip, 20));
+    u8 *udp = write_ipv4_frame(tx_buffers[slot], guest_mac, host_mac, 17, 8 + UDP_PAYLOAD, id);
     put16(udp, 40000); put16(udp + 2, 9); put16(udp + 4, 8 + UDP_PAYLOAD); put16(udp + 6, 0);
     return HEADER + 14 + 20 + 8 + UDP_PAYLOAD;
 }

@@ -59,17 +59,13 @@ public final class IOCoreManager: @unchecked Sendable {
             let requests = engine.requestsHandled
             let elapsed = Double(max(1, now &- last.time))
             let active = engine.activeCount
+            // Per active core: busy rounds this interval (at least 1, so an idle core gives 0s).
+            let busyRounds = (0..<active).map { Double(max(1, rounds[$0] &- last.rounds[$0])) }
             let sample = SideCoreCountPolicy.Sample(
                 busyShares: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed },
                 requestRate: Double(requests &- last.requests) * 1e9 / elapsed,
-                pickupDelays: (0..<active).map { core in
-                    let count = rounds[core] &- last.rounds[core]
-                    return count == 0 ? 0 : Double(busy[core] &- last.busy[core]) / Double(count) / 1e9
-                },
-                handlersPerBusyRound: (0..<active).map { core in
-                    let count = rounds[core] &- last.rounds[core]
-                    return count == 0 ? 0 : Double(sharers[core] &- last.sharers[core]) / Double(count)
-                })
+                pickupDelays: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / busyRounds[$0] / 1e9 },
+                handlersPerBusyRound: (0..<active).map { Double(sharers[$0] &- last.sharers[$0]) / busyRounds[$0] })
             last = (now, busy, rounds, sharers, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
             let wanted = policy.decide(active: active, sample: sample)
