@@ -19,7 +19,6 @@
 static struct vring rx_ring, tx_ring;
 static u8 rx_buffers[RX_BUFFERS][BUFFER] __attribute__((aligned(4096)));
 static u8 tx_buffers[STREAM_IN_FLIGHT][BUFFER] __attribute__((aligned(4096)));
-#define tx_buffer tx_buffers[0]
 static const u8 guest_ip[4] = {169, 254, 77, 2}, host_ip[4] = {169, 254, 77, 1};
 
 static u16 checksum(const u8 *data, u32 length) {
@@ -46,9 +45,10 @@ static u8 *write_ipv4_frame(u8 *buffer, const u8 *guest_mac, const u8 *host_mac,
     return ip + 20;
 }
 
-/* Writes an echo request with sequence number `seq` into tx_buffer; returns the descriptor length. */
+/* Writes an echo request with sequence number `seq` into tx_buffers[0] (round trips use one
+ * buffer); returns the descriptor length. */
 static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
-    u8 *icmp = write_ipv4_frame(tx_buffer, guest_mac, host_mac, 1, 8 + PAYLOAD, seq);
+    u8 *icmp = write_ipv4_frame(tx_buffers[0], guest_mac, host_mac, 1, 8 + PAYLOAD, seq);
     icmp[0] = 8; icmp[1] = 0; put16(icmp + 2, 0); put16(icmp + 4, 0x5C0E); put16(icmp + 6, seq);
     for (int i = 0; i < PAYLOAD; i++) icmp[8 + i] = (u8)(seq + i);
     put16(icmp + 2, checksum(icmp, 8 + PAYLOAD));
@@ -143,7 +143,7 @@ void net_workload(int irq, u64 hold_ns) {
     if (streaming) completed = stream(&rx, &tx, guest_mac, host_mac, total);
     for (u64 n = 0; !streaming && n < total; n++) {
         u16 seq = (u16)n;
-        tx_ring.desc[0] = (struct desc){ (uintptr_t)tx_buffer, build_echo_request(guest_mac, host_mac, seq), 0, 0 };
+        tx_ring.desc[0] = (struct desc){ (uintptr_t)tx_buffers[0], build_echo_request(guest_mac, host_mac, seq), 0, 0 };
         u64 sent = now_ns(), deadline = sent + 100000000;
         vq_add(&tx, 0);
         vq_publish(&tx);
