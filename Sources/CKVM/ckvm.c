@@ -67,6 +67,12 @@ int ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic) {
 int ckvm_get_mp_state(int vcpu_fd, struct kvm_mp_state *state) {
     return ioctl(vcpu_fd, KVM_GET_MP_STATE, state);
 }
+int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value) {
+    struct { struct kvm_msrs header; struct kvm_msr_entry entry; } msrs = { .header.nmsrs = 1, .entry.index = index };
+    int result = ioctl(vcpu_fd, KVM_GET_MSRS, &msrs);
+    if (result == 1) *value = msrs.entry.data;
+    return result;
+}
 
 int ckvm_probe_io_uring(void) {
     struct io_uring_params params;
@@ -78,6 +84,8 @@ int ckvm_probe_io_uring(void) {
 }
 
 int ckvm_eventfd(int nonblocking) { return eventfd(0, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0)); }
+
+int ckvm_thread_id(void) { return (int)syscall(SYS_gettid); }
 
 int ckvm_set_thread_name(const char *name) {
     char truncated[16];

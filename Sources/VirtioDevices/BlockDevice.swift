@@ -136,6 +136,8 @@ public final class QueueStatistics: Sendable {
     public let bytes = Counter()
     public let notifications = Counter()
     public let interrupts = Counter()
+    /// Interrupts that went to a vCPU the VMM chose instead of the guest's (redirection).
+    public let redirected = Counter()
     /// Completions whose interrupt was held back to be covered by a later one (coalescing).
     public let coalesced = Counter()
     /// Polls that returned completions to the used ring: without coalescing each one that the

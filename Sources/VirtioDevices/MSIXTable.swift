@@ -17,7 +17,7 @@ public final class MSIXTable: @unchecked Sendable {
 
     private let router: InterruptRouter
     private let eventfds: [EventFD]
-    private let gsis: [UInt32]
+    private let routes: [MSIRoute]
     private let state: Mutex<(entries: [Entry], enabled: Bool, functionMasked: Bool)>
     /// Interrupts raised through the table, per vector (statistics).
     public let raised: [Counter]
@@ -26,15 +26,15 @@ public final class MSIXTable: @unchecked Sendable {
 
     public init(vectorCount: Int, router: InterruptRouter) throws {
         var eventfds: [EventFD] = []
-        var gsis: [UInt32] = []
+        var routes: [MSIRoute] = []
         for _ in 0..<vectorCount {
             let eventfd = try EventFD()
-            gsis.append(try router.allocateMSI(eventfd: eventfd))
+            routes.append(try router.allocateMSI(eventfd: eventfd))
             eventfds.append(eventfd)
         }
         self.router = router
         self.eventfds = eventfds
-        self.gsis = gsis
+        self.routes = routes
         self.state = Mutex((Array(repeating: Entry(), count: vectorCount), false, false))
         self.raised = (0..<vectorCount).map { _ in Counter() }
     }
@@ -49,9 +49,19 @@ public final class MSIXTable: @unchecked Sendable {
         for vector in deliver { fire(vector) }
     }
 
-    /// Raises `vector`; returns false when the vector does not exist (the driver set NO_VECTOR).
+    /// What became of a raised vector.
+    public enum Delivery: Equatable {
+        /// Signalled; `redirected`: its route went to a vCPU the VMM chose, not the guest's.
+        case sent(redirected: Bool)
+        /// Masked: recorded in the pending bits, sent on unmask.
+        case pending
+        /// No such vector.
+        case absent
+    }
+
+    /// Raises `vector`.
     @discardableResult
-    public func raise(vector: Int) -> Bool {
+    public func raise(vector: Int) -> Delivery {
         let fireNow = state.withLock { state -> Bool? in
             guard vector < state.entries.count else { return nil }
             if !state.enabled || state.functionMasked || state.entries[vector].control & 1 != 0 {
@@ -60,14 +70,18 @@ public final class MSIXTable: @unchecked Sendable {
             }
             return true
         }
-        guard let fireNow else { return false }
-        if fireNow { fire(vector) }
-        return true
+        guard let fireNow else { return .absent }
+        guard fireNow else { return .pending }
+        return .sent(redirected: fire(vector))
     }
 
-    private func fire(_ vector: Int) {
+    /// Signals `vector`; returns whether its route was redirected.
+    @discardableResult
+    private func fire(_ vector: Int) -> Bool {
         raised[vector].add()
+        let redirected = routes[vector].isRedirected
         eventfds[vector].signal()
+        return redirected
     }
 
     /// Pending vectors that may now be delivered; clears their pending bits.
@@ -119,7 +133,7 @@ public final class MSIXTable: @unchecked Sendable {
             let route = messageChanged ? (UInt64(entry.addressHigh) << 32 | UInt64(entry.addressLow), entry.data) : nil
             return (route, Self.collectDeliverable(&state))
         }
-        if let (address, message) = update.route { try router.setMSI(gsi: gsis[vector], address: address, data: message) }
+        if let (address, message) = update.route { try router.setMSI(gsi: routes[vector].gsi, address: address, data: message) }
         for vector in update.deliver { fire(vector) }
     }
 

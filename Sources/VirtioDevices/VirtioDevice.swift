@@ -22,7 +22,9 @@ public struct QueueContext {
 
 /// Raises a queue's interrupt (its MSI-X vector, through an irqfd), honouring masks.
 public protocol QueueInterrupt: AnyObject, Sendable {
-    func raise()
+    /// Returns whether the interrupt went to a vCPU the VMM chose instead of the guest's
+    /// destination (interrupt redirection).
+    func raise() -> Bool
 }
 
 /// A virtio device behind a transport: type, features, queues, config space, lifecycle.

@@ -329,13 +329,16 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     public let errorCount = Counter()
     public let lastError = Mutex<String?>(nil)
 
-    /// Raises the vector the driver assigned to `queue`.
-    func raiseQueueInterrupt(_ queue: Int) {
+    /// Raises the vector the driver assigned to `queue`; returns whether it went through a
+    /// redirected route.
+    @discardableResult
+    func raiseQueueInterrupt(_ queue: Int) -> Bool {
         let vector = state.withLock { state -> UInt16 in
             state.isr |= 0x1
             return queue < state.queues.count ? state.queues[queue].vector : Self.noVector
         }
-        if vector != Self.noVector { msix.raise(vector: Int(vector)) }
+        guard vector != Self.noVector else { return false }
+        return msix.raise(vector: Int(vector)) == .sent(redirected: true)
     }
 
     /// Interrupts sent through MSI-X for `queue`'s current vector (for statistics).
@@ -352,7 +355,7 @@ final class VectorInterrupt: QueueInterrupt, @unchecked Sendable {
         self.transport = transport
         self.queue = queue
     }
-    func raise() { transport.raiseQueueInterrupt(queue) }
+    func raise() -> Bool { transport.raiseQueueInterrupt(queue) }
 }
 
 func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }

@@ -81,6 +81,11 @@ struct IOEngineOptions: ParsableArguments {
         "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).", valueName: "on|off"))
     var interruptCoalescing: Switch?
 
+    @Option(name: .customLong("irq-redirect"), help: ArgumentHelp(
+        "Interrupt redirection, on or off (default on): an interrupt whose MSI message lets any of several vCPUs take it (lowest priority) goes to one that is running, not to a halted or descheduled one. Linux programs one CPU per vector, so its interrupts stay where it put them.",
+        valueName: "on|off"))
+    var interruptRedirection: Switch?
+
     /// `--side-core-cpus`: nil for the default placement, [] for unpinned, else the CPUs.
     func parsedSideCoreCPUs() throws -> [Int32]? {
         guard let sideCoreCPUs else { return nil }

@@ -125,7 +125,10 @@ struct Run: ParsableCommand {
 
         // Side cores get their CPUs to themselves where the host has others for the vCPUs.
         let vcpuHostCPUs = sideCores?.cpusForVCPUs(vcpuCount: definitions.reduce(0) { $0 + $1.cpus })
-        for instance in instances { instance.machine.vcpuHostCPUs = vcpuHostCPUs }
+        for instance in instances {
+            instance.machine.vcpuHostCPUs = vcpuHostCPUs
+            instance.machine.interruptRedirection = io.interruptRedirection != .off
+        }
 
         // The console's input goes to a single VM only; several VMs run without input.
         let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })

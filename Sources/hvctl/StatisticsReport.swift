@@ -11,14 +11,31 @@ struct VMReport: Encodable {
         let kvm: [String: UInt64]
     }
 
+    /// Interrupt redirection's route changes; nil when it is off or the VM has one vCPU.
+    struct Redirection: Encodable {
+        let retargets: UInt64
+        let restores: UInt64
+        let failures: UInt64
+        let lastFailure: String?
+
+        init(_ redirector: InterruptRedirector) {
+            retargets = redirector.retargets.count
+            restores = redirector.restores.count
+            failures = redirector.failures.count
+            lastFailure = redirector.lastFailure.withLock { $0 }
+        }
+    }
+
     let name: String
     let vcpus: [VCPU]
     let devices: [DeviceStatistics]
     let exit: String
+    let irqRedirection: Redirection?
 
     /// `exit` nil: the VM is still running (a live report on the control socket).
-    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], exit: MachineExit?) {
+    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], redirector: InterruptRedirector?, exit: MachineExit?) {
         self.name = name
+        irqRedirection = redirector.map(Redirection.init)
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
         self.devices = devices
         switch exit {
@@ -49,7 +66,7 @@ struct StatisticsReport: Encodable {
         let resizes: UInt64
     }
 
-    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, ioMode, sideCores, iocm }
+    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, irqRedirection, ioMode, sideCores, iocm }
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -57,6 +74,7 @@ struct StatisticsReport: Encodable {
             try container.encode(vm.vcpus, forKey: .vcpus)
             try container.encode(vm.devices, forKey: .devices)
             try container.encode(vm.exit, forKey: .exit)
+            try container.encodeIfPresent(vm.irqRedirection, forKey: .irqRedirection)
         } else {
             try container.encode(vms, forKey: .vms)
         }

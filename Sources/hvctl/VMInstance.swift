@@ -42,7 +42,8 @@ final class VMInstance {
 
     /// The statistics while the VM runs.
     func liveReport() throws -> VMReport {
-        VMReport(name: definition.name, vcpus: try machine.vcpuStatistics(), devices: devices.statistics(), exit: nil)
+        VMReport(name: definition.name, vcpus: try machine.vcpuStatistics(), devices: devices.statistics(),
+                 redirector: machine.activeRedirector, exit: nil)
     }
 
     /// After the run: stops queue processing (requests in flight finish, the last kicks are
@@ -51,6 +52,6 @@ final class VMInstance {
         consoleSink?.flush()
         let vcpus = try machine.vcpuStatistics()
         devices.stop()
-        return VMReport(name: definition.name, vcpus: vcpus, devices: devices.statistics(), exit: exit)
+        return VMReport(name: definition.name, vcpus: vcpus, devices: devices.statistics(), redirector: machine.activeRedirector, exit: exit)
     }
 }

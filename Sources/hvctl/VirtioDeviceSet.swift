@@ -10,6 +10,7 @@ struct DeviceStatistics: Encodable {
         let bytes: UInt64
         let notifications: UInt64
         let interrupts: UInt64
+        let redirected: UInt64
         let errors: UInt64
         let flushes: UInt64
         let coalesced: UInt64
@@ -56,7 +57,7 @@ final class VirtioDeviceSet {
             statistics.enumerated().map { index, queue in
                 DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
                                        notifications: queue.notifications.count, interrupts: queue.interrupts.count,
-                                       errors: queue.errors.count, flushes: queue.flushes.count,
+                                       redirected: queue.redirected.count, errors: queue.errors.count, flushes: queue.flushes.count,
                                        coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count)
             }
         }

@@ -114,6 +114,7 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "poll", "--poll-max-us", "50"], mentions: ["--poll-max-us", "hybrid"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--irq-coalesce", "on"], mentions: ["--irq-coalesce"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "0"], mentions: ["--side-cores 0"])
+        try assertRejected(["run", "--kernel", bzImage, "--irq-redirect", "maybe"], mentions: ["--irq-redirect", "maybe"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "sometimes"], mentions: ["sometimes"])
         try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "4096"], mentions: ["--side-core-cpus 4096", "online CPU"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-max", "1"], mentions: ["--side-cores-max 1"])

@@ -187,6 +187,39 @@ final class IOBenchGuestTests: XCTestCase {
         }
     }
 
+    /// Interrupt redirection (guest-images/iobench/redirect.c): a 2-vCPU guest programs a
+    /// lowest-priority MSI to both CPUs with a vector KVM's hashing sends to vCPU 1, which halts
+    /// while vCPU 0 runs the reads. Off, vCPU 1 wakes for them; on, hvctl moves the route to
+    /// vCPU 0 while vCPU 1 stays halted, and gives it back once vCPU 1 runs (spins) again, so
+    /// vCPU 1 takes interrupts then. Notify mode: no spinning side core competing for the host's
+    /// two CPUs with the two vCPUs.
+    func testRedirectionMovesInterruptsOffAHaltedVCPUAndBack() throws {
+        let requests: UInt64 = 1000
+        let cmdline = "redirect=1 requests=\(requests) vector=0x41"
+        let off = try run(cmdline, ["--cpus", "2", "--io-mode", "notify", "--irq-redirect", "off"])
+        let offResult = try XCTUnwrap(off.results[""], "off: no result line")
+        XCTAssertEqual(offResult["requests"], 2 * requests)
+        XCTAssertEqual(offResult["errors"], 0)
+        XCTAssertEqual(offResult["halted_cpu0"], 0, "off: KVM's choice for vector 0x41 is vCPU 1")
+        XCTAssertGreaterThan(offResult["halted_cpu1"] ?? 0, 0, "off: the halted vCPU 1 wakes for its interrupts")
+        XCTAssertEqual(off.queue("redirected"), 0)
+        XCTAssertNil(off.stats["irqRedirection"], "off: no redirector")
+
+        let on = try run(cmdline, ["--cpus", "2", "--io-mode", "notify", "--irq-redirect", "on"])
+        let onResult = try XCTUnwrap(on.results[""], "on: no result line")
+        XCTAssertEqual(onResult["requests"], 2 * requests)
+        XCTAssertEqual(onResult["errors"], 0)
+        let halted0 = onResult["halted_cpu0"] ?? 0, halted1 = onResult["halted_cpu1"] ?? 0
+        XCTAssertGreaterThan(halted0, 4 * halted1, "on: the running vCPU 0 takes the interrupts while vCPU 1 is halted")
+        XCTAssertGreaterThan(onResult["spinning_cpu1"] ?? 0, 0, "on: the route is given back once vCPU 1 runs")
+        XCTAssertGreaterThan(on.queue("redirected"), 0)
+        XCTAssertLessThan(on.queue("redirected"), on.queue("interrupts"), "not every interrupt was moved")
+        let redirection = try XCTUnwrap(on.stats["irqRedirection"] as? [String: Any])
+        XCTAssertGreaterThanOrEqual(redirection["retargets"] as? UInt64 ?? 0, 1)
+        XCTAssertGreaterThanOrEqual(redirection["restores"] as? UInt64 ?? 0, 1)
+        XCTAssertEqual(redirection["failures"] as? UInt64, 0)
+    }
+
     static let hostMAC = "02:00:00:77:00:01", guestMAC = "02:00:00:77:00:02"
 
     /// Waits for `tap` to appear, then gives it the address and MAC iobench expects and a permanent

@@ -1,6 +1,7 @@
 /* The block workload: `qd` 4 KiB random reads in flight for `requests` completions, each checked
  * against the host's pattern (a block's first 8 bytes = its sector number). Closed loop by
  * default; with rate=N open loop, a new read every 1/N s while fewer than qd are outstanding. */
+#include "blk.h"
 #include "virtio.h"
 #include "workloads.h"
 
@@ -10,31 +11,30 @@ static struct { u32 type, reserved; u64 sector; } headers[MAX_QD];
 static volatile u8 statuses[MAX_QD];
 static u8 buffers[MAX_QD][4096] __attribute__((aligned(4096)));
 static u64 started_at[MAX_QD];
+static struct virtqueue q;
+static u64 blocks;
 
-void blk_workload(int irq, u64 hold_ns) {
-    u64 qd = arg("qd", 1), total = arg("requests", 20000), rate = arg("rate", 0);
-    u64 interval_ns = rate ? 1000000000ull / rate : 0;
+void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd) {
     if (qd < 1 || qd > MAX_QD) fail("qd out of range (1-64)");
-
     struct virtio_device dev;
-    struct virtqueue q;
     virtio_open(&dev, 0x1042, 0x1001, VIRTIO_F_VERSION_1);
-    if (irq) virtio_enable_msix(&dev);
+    if (irq) virtio_enable_msix(&dev, msi_address, msi_data);
     virtio_queue(&dev, &q, 0, &ring, QSIZE_MAX, irq);
     if (q.size < 3 * qd) fail("queue too small for qd");
     virtio_driver_ok(&dev);
 
-    u64 blocks = MMIO(u64, dev.device_cfg) / 8;  /* capacity in 512-byte sectors */
+    blocks = MMIO(u64, dev.device_cfg) / 8;  /* capacity in 512-byte sectors */
     if (blocks == 0) fail("empty disk");
     for (u64 s = 0; s < qd; s++) {
         ring.desc[s * 3] = (struct desc){ (uintptr_t)&headers[s], 16, DESC_NEXT, (u16)(s * 3 + 1) };
         ring.desc[s * 3 + 1] = (struct desc){ (uintptr_t)buffers[s], 4096, DESC_NEXT | DESC_WRITE, (u16)(s * 3 + 2) };
         ring.desc[s * 3 + 2] = (struct desc){ (uintptr_t)&statuses[s], 1, DESC_WRITE, 0 };
     }
+}
 
-    puts_serial("iobench: start\n");
-    spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
-    u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0;
+void blk_run(u64 qd, u64 total, u64 rate, struct blk_reads *out) {
+    u64 interval_ns = rate ? 1000000000ull / rate : 0;
+    u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks;
     u8 busy[MAX_QD] = {0};
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
@@ -70,13 +70,22 @@ void blk_workload(int irq, u64 hold_ns) {
             busy[s] = 0; completed++;
         }
     }
-    u64 elapsed = now_ns() - t0;
+    *out = (struct blk_reads){ completed, errors, q.kicks - kicks, now_ns() - t0, latency_sum, latency_max };
+}
+
+void blk_workload(int irq, u64 hold_ns) {
+    u64 qd = arg("qd", 1), total = arg("requests", 20000), rate = arg("rate", 0);
+    blk_open(irq, MSI_ADDRESS_CPU0, MSI_DATA_DEFAULT, qd);
+    puts_serial("iobench: start\n");
+    spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
+    struct blk_reads r;
+    blk_run(qd, total, rate, &r);
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
     puts_serial("iobench: result test=blk");
-    put_field("qd", qd); put_field("rate", rate); put_field("irq", (u64)irq); put_field("requests", completed);
-    put_field("errors", errors); put_field("kicks", q.kicks);
-    put_field("ns", elapsed); put_field("iops", elapsed ? completed * 1000000000ull / elapsed : 0);
-    put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max);
+    put_field("qd", qd); put_field("rate", rate); put_field("irq", (u64)irq); put_field("requests", r.completed);
+    put_field("errors", r.errors); put_field("kicks", r.kicks);
+    put_field("ns", r.ns); put_field("iops", r.ns ? r.completed * 1000000000ull / r.ns : 0);
+    put_field("lat_avg_ns", r.completed ? r.latency_sum / r.completed : 0); put_field("lat_max_ns", r.latency_max);
     puts_serial("\n");
 }

@@ -1,7 +1,9 @@
 /* PVH entry of the iobench guest: 32-bit protected mode (as hvctl and QEMU's pvh.bin enter it),
  * identity-maps 4 GiB with user-accessible 2 MiB pages, switches to long mode, registers the
- * kvm-clock page (MSRs need CPL0), and drops to CPL3 with IOPL 3 and interrupts off, where
- * iobench_main runs at native speed even on hosts whose KVM emulates guest ring 0 (PVM). */
+ * kvm-clock page (MSRs need CPL0), loads the IDT and TSS (interrupts.S), and drops to CPL3 with
+ * IOPL 3 and interrupts off, where iobench_main runs at native speed even on hosts whose KVM
+ * emulates guest ring 0 (PVM). */
+#include "long_mode.h"
 
         .section .note.pvh, "a"
         .balign 4
@@ -37,18 +39,17 @@ pvh_start:
         inc     %ecx
         cmp     $2048, %ecx
         jne     2b
-        mov     $pml4, %eax
-        mov     %eax, %cr3
-        mov     %cr4, %eax
-        or      $0x20, %eax                 /* PAE */
-        mov     %eax, %cr4
-        mov     $0xC0000080, %ecx           /* EFER.LME */
-        rdmsr
-        or      $0x100, %eax
-        wrmsr
-        mov     %cr0, %eax
-        or      $0x80000001, %eax           /* PG | PE */
-        mov     %eax, %cr0
+        enter_long_mode_paging
+        /* The TSS descriptors' bases (both TSSs lie below 4 GiB; the upper halves stay 0). */
+        .macro  tss_base entry, tss
+        mov     $\tss, %eax
+        mov     %ax, gdt + \entry + 2
+        shr     $16, %eax
+        mov     %al, gdt + \entry + 4
+        mov     %ah, gdt + \entry + 7
+        .endm
+        tss_base 0x30, tss
+        tss_base 0x40, ap_tss
         lgdt    gdt_pointer
         ljmp    $0x08, $long_mode
 
@@ -61,6 +62,9 @@ long_mode:
         mov     %ax, %fs
         mov     %ax, %gs
         mov     $kernel_stack_top, %rsp
+        lidt    idt_pointer                 /* gates are filled in by lapic.c when a workload needs them */
+        mov     $0x30, %ax
+        ltr     %ax                         /* RSP0: where interrupts taken at CPL3 run */
         /* MSR_KVM_SYSTEM_TIME_NEW: the host keeps a pvclock record at this address (bit 0: enable). */
         mov     $0x4b564d01, %ecx
         mov     $pvclock, %eax
@@ -82,14 +86,20 @@ user_entry:
         call    iobench_main
         ud2
 
-        .section .rodata
+        .section .data
         .balign 8
+        .globl gdt, gdt_pointer
 gdt:
         .quad 0
         .quad 0x00AF9A000000FFFF            /* 0x08 kernel code, 64-bit */
         .quad 0x00CF92000000FFFF            /* 0x10 kernel data */
         .quad 0x00CFF2000000FFFF            /* 0x18 user data, DPL 3 */
         .quad 0x00AFFA000000FFFF            /* 0x20 user code, 64-bit, DPL 3 */
+        .quad 0x00CF9A000000FFFF            /* 0x28 kernel code, 32-bit (application processors' way up) */
+        .quad 0x0000890000002068            /* 0x30 boot CPU's 64-bit TSS, limit 104 + 8192 (I/O bitmap); */
+        .quad 0                             /*      base patched at entry */
+        .quad 0x0000890000000067            /* 0x40 application processor's TSS (no I/O bitmap) */
+        .quad 0
 gdt_end:
 gdt_pointer:
         .word gdt_end - gdt - 1
@@ -97,12 +107,14 @@ gdt_pointer:
 
         .section .bss
         .balign 4096
+        .globl pml4
 pml4:   .skip 4096
 pdpt:   .skip 4096
 pd:     .skip 4 * 4096
         .globl pvclock
 pvclock: .skip 4096
         .skip 16384
+        .globl kernel_stack_top
 kernel_stack_top:
         .skip 65536
 user_stack_top:

@@ -70,10 +70,10 @@ void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u6
     MMIO(u16, common + MSIX_CONFIG) = 0xFFFF;  /* no config-change vector */
 }
 
-void virtio_enable_msix(struct virtio_device *d) {
+void virtio_enable_msix(struct virtio_device *d, u32 address, u32 data) {
     if (!d->msix_cap || !d->msix_table || d->msix_table >> 32) fail("no MSI-X table below 4 GiB");
-    MMIO(u32, d->msix_table) = 0xFEE00000; MMIO(u32, d->msix_table + 4) = 0;
-    MMIO(u32, d->msix_table + 8) = 0x40; MMIO(u32, d->msix_table + 12) = 0;
+    MMIO(u32, d->msix_table) = address; MMIO(u32, d->msix_table + 4) = 0;
+    MMIO(u32, d->msix_table + 8) = data; MMIO(u32, d->msix_table + 12) = 0;
     pci_write(d->pci, d->msix_cap, (pci_read(d->pci, d->msix_cap) | (1u << 31)) & ~(1u << 30));
 }
 

@@ -37,8 +37,11 @@ void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u6
  * (the MSI-X table entry is programmed by virtio_open's caller through virtio_enable_msix)
  * or none; the driver asks for no interrupts unless `irq`. */
 void virtio_queue(struct virtio_device *d, struct virtqueue *q, u16 index, struct vring *ring, u16 size, int irq);
-/* Programs MSI-X table entry 0 (vector 0x40, APIC 0) and enables MSI-X. */
-void virtio_enable_msix(struct virtio_device *d);
+/* Programs MSI-X table entry 0 with an MSI message and enables MSI-X. */
+void virtio_enable_msix(struct virtio_device *d, u32 address, u32 data);
+/* The message the workloads use unless they say otherwise: vector 0x40, fixed, APIC ID 0. */
+#define MSI_ADDRESS_CPU0 0xFEE00000u
+#define MSI_DATA_DEFAULT 0x40u
 void virtio_driver_ok(struct virtio_device *d);
 /* The device status register (DEVICE_NEEDS_RESET is 64). */
 static inline u8 virtio_status(struct virtio_device *d) { return MMIO(u8, d->common + 0x14); }

@@ -41,6 +41,8 @@ int ckvm_set_cpuid2(int vcpu_fd, const struct kvm_cpuid2 *cpuid);
 int ckvm_get_lapic(int vcpu_fd, struct kvm_lapic_state *lapic);
 int ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic);
 int ckvm_get_mp_state(int vcpu_fd, struct kvm_mp_state *state);
+/* KVM_GET_MSRS for one MSR; returns 1 when KVM read it. */
+int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value);
 
 // MARK: struct kvm_run accessors (anonymous unions)
 static inline struct kvm_run *ckvm_run_ptr(void *mapping) { return (struct kvm_run *)mapping; }
@@ -123,6 +125,8 @@ int ckvm_bpf_test_run(int program_fd, const void *frame, uint32_t length, uint32
 int ckvm_probe_io_uring(void);
 /// eventfd(2) with EFD_CLOEXEC (and EFD_NONBLOCK when asked), starting at 0.
 int ckvm_eventfd(int nonblocking);
+/// The calling thread's kernel thread ID (for /proc/self/task/<tid>).
+int ckvm_thread_id(void);
 /// Sets the calling thread's name (at most 15 bytes are kept).
 int ckvm_set_thread_name(const char *name);
 /// Pins the calling thread to one host CPU.

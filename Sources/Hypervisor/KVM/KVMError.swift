@@ -26,6 +26,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
         case setCPUID(vcpu: Int)
         case getLAPIC(vcpu: Int)
         case setLAPIC(vcpu: Int)
+        case getMSR(vcpu: Int, index: UInt32)
         case getStatsFD
         case readStats
         case createThread(name: String)
@@ -59,6 +60,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
             case .setCPUID(let id): return "KVM_SET_CPUID2 (vcpu \(id))"
             case .getLAPIC(let id): return "KVM_GET_LAPIC (vcpu \(id))"
             case .setLAPIC(let id): return "KVM_SET_LAPIC (vcpu \(id))"
+            case .getMSR(let id, let index): return "KVM_GET_MSRS (vcpu \(id), MSR 0x\(String(index, radix: 16)))"
             case .getStatsFD: return "KVM_GET_STATS_FD"
             case .readStats: return "reading KVM binary statistics"
             case .createThread(let name): return "creating thread \(name)"

@@ -2,7 +2,8 @@ import CKVM
 import Glibc
 
 /// Reads KVM's binary statistics (`KVM_GET_STATS_FD`) of one VM or vCPU by KVM's own names.
-public final class KVMStatisticsReader {
+/// Immutable after init and read with pread, so any thread may use it.
+public final class KVMStatisticsReader: @unchecked Sendable {
     private struct Descriptor {
         let name: String
         let dataOffset: Int
@@ -45,6 +46,18 @@ public final class KVMStatisticsReader {
     }
 
     deinit { close(fd) }
+
+    /// Where the single-valued statistic `name` is, for reading it alone with `value(at:)`.
+    public func location(of name: String) -> Int? {
+        descriptors.first { $0.name == name }.map { dataOffset + $0.dataOffset }
+    }
+
+    /// One statistic's current value (a single pread, safe from any thread).
+    public func value(at location: Int) throws -> UInt64 {
+        var value: UInt64 = 0
+        guard pread(fd, &value, 8, off_t(location)) == 8 else { throw KVMError(.readStats) }
+        return value
+    }
 
     /// Current values of every single-valued statistic, keyed by KVM's names.
     public func read() throws -> [String: UInt64] {

@@ -103,6 +103,17 @@ public final class VCPU {
         try check(.setLAPIC(vcpu: id)) { ckvm_set_lapic(fd, &lapic) }
     }
 
+    /// The local APIC's IDs, destination model and enable bits (`KVM_GET_LAPIC` and
+    /// `KVM_GET_MSRS` of IA32_APIC_BASE); call on the vCPU's thread, between runs.
+    public func localAPICIdentity() throws -> LocalAPICIdentity {
+        var lapic = kvm_lapic_state()
+        try check(.getLAPIC(vcpu: id)) { ckvm_get_lapic(fd, &lapic) }
+        var apicBase: UInt64 = 0
+        let apicBaseMSR: UInt32 = 0x1B
+        guard ckvm_get_msr(fd, apicBaseMSR, &apicBase) == 1 else { throw KVMError(.getMSR(vcpu: id, index: apicBaseMSR)) }
+        return withUnsafeBytes(of: &lapic.regs) { LocalAPICIdentity(registers: $0, apicBase: apicBase) }
+    }
+
     /// Corresponds to `KVM_GET_STATS_FD` on this vCPU.
     public func statisticsReader() throws -> KVMStatisticsReader {
         let statsfd = try check(.getStatsFD) { ckvm_get_stats_fd(fd) }

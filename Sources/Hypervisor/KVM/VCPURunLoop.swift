@@ -31,9 +31,12 @@ public struct VCPURunLoop {
         self.mmioBus = mmioBus
     }
 
-    public func run(until shouldStop: () -> Bool) throws -> VCPUExit {
+    /// Runs until an exit needs a decision above the vCPU or `shouldStop` says so (it is asked
+    /// before every entry, as is `beforeEntry`, which may use the vCPU while it is out of KVM_RUN).
+    public func run(until shouldStop: () -> Bool, beforeEntry: () -> Void = {}) throws -> VCPUExit {
         while true {
             if shouldStop() { return .stopRequested }
+            beforeEntry()
             guard try vcpu.runOnce() else {
                 vcpu.requestImmediateExit(false)  // a kick: look at shouldStop again
                 continue

@@ -49,6 +49,15 @@ public final class Machine: @unchecked Sendable {
     /// Host CPUs the vCPU threads may run on (nil: any), e.g. all but the polling side cores'.
     /// Set before `run`.
     public var vcpuHostCPUs: [Int32]?
+    /// Interrupt redirection (`InterruptRedirector`) while the machine runs; set before `run`.
+    /// It can act only with several vCPUs.
+    public var interruptRedirection = false
+    /// The redirector when `interruptRedirection` is on and there are several vCPUs, for its statistics.
+    public var activeRedirector: InterruptRedirector? { interruptRedirection ? redirector : nil }
+    /// Created with the machine (nil with one vCPU), so readers on other threads never race its creation.
+    private var redirector: InterruptRedirector?
+    private let localAPICs: LocalAPICDirectory
+    private var activitySampler: VCPUActivitySampler!
     /// vCPU threads; guarded because a vCPU may request an exit while later ones are still starting.
     private let threads = Mutex<[HostThread]>([])
     private let exitReason = Mutex<MachineExit?>(nil)
@@ -76,6 +85,7 @@ public final class Machine: @unchecked Sendable {
         try vm.createPIT()
         try vm.map(memory)
         interruptRouter = InterruptRouter(vm: vm)
+        localAPICs = LocalAPICDirectory(vcpuCount: configuration.vcpuCount)
 
         let vm = self.vm
         serial = Serial16550(output: consoleOutput, setIRQLevel: { level in
@@ -99,6 +109,13 @@ public final class Machine: @unchecked Sendable {
             statisticsReaders.append(try vcpu.statisticsReader())
             vcpus.append(vcpu)
         }
+        let sampler = VCPUActivitySampler(readers: statisticsReaders)
+        activitySampler = sampler
+        if configuration.vcpuCount > 1 {
+            redirector = InterruptRedirector(router: interruptRouter, apics: localAPICs,
+                                             requestReadings: { [unowned self] in self.requestLocalAPICReadings() },
+                                             sampleActivity: { sampler.sample() })
+        }
     }
 
     /// Ends the run with `exit` (the first request wins) and kicks every vCPU out of the guest.
@@ -120,13 +137,26 @@ public final class Machine: @unchecked Sendable {
     /// Runs every vCPU on its own thread until power off, reset, a fatal exit or `requestExit`.
     public func run() throws -> MachineExit {
         VCPUKickSignal.install()
+        let sampler = activitySampler!
+        let redirector = activeRedirector
+        // Before the vCPU threads exist: only they program MSI messages.
+        if let redirector { interruptRouter.onGuestMessageChange = { redirector.guestMessagesChanged() } }
+        let apics = localAPICs
+        try redirector?.start()
         for vcpu in vcpus {
             let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
             let hostCPUs = vcpuHostCPUs
             let thread = try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
                 if let hostCPUs { _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
+                sampler.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
+                var answered = apics.requestedGeneration
                 do {
-                    let exit = try loop.run(until: { self.stopRequested })
+                    let exit = try loop.run(until: { self.stopRequested }, beforeEntry: {
+                        let requested = apics.requestedGeneration
+                        guard requested != answered else { return }
+                        answered = requested
+                        apics.store(try? vcpu.localAPICIdentity(), vcpu: vcpu.id)
+                    })
                     if case .shutdown = exit { self.recordTripleFault(vcpu) }
                     if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
                 } catch {
@@ -140,7 +170,16 @@ public final class Machine: @unchecked Sendable {
         let started = threads.withLock { $0 }
         for thread in started { thread.kick() }
         for thread in started { thread.join() }
+        redirector?.stop()
         return exitReason.withLock { $0! }
+    }
+
+    /// Has every vCPU read its local APIC before it next enters the guest (into `localAPICs`),
+    /// kicking the running ones out of KVM_RUN for it.
+    private func requestLocalAPICReadings() {
+        localAPICs.requestReadings()
+        for vcpu in vcpus { vcpu.requestImmediateExit(true) }
+        threads.withLock { $0.forEach { $0.kick() } }
     }
 
     /// Where a vCPU triple-faulted (the machine then resets), for the user to see why a guest

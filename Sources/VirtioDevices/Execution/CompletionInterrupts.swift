@@ -1,3 +1,5 @@
+import Hypervisor
+
 /// A queue's completion interrupt: raised when the driver wants one (used_event or
 /// NO_INTERRUPT), through the coalescer when the engine asks for coalescing.
 struct CompletionInterrupts {
@@ -35,7 +37,7 @@ struct CompletionInterrupts {
     private func raiseIfWanted() {
         if context.queue.needsInterrupt() {
             statistics.interrupts.add()
-            context.interrupt.raise()
+            if context.interrupt.raise() { statistics.redirected.add() }
         }
     }
 }
