@@ -13,13 +13,8 @@ final class IOBenchGuestTests: XCTestCase {
         try Toolchain.requireArtifacts()
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("hvctl-iobench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        // 16 MiB; block i starts with its sector number (8 * i), which the guest compares.
-        var bytes = [UInt8](repeating: 0, count: 16 << 20)
-        for block in 0..<(bytes.count / 4096) {
-            withUnsafeBytes(of: UInt64(block * 8).littleEndian) { bytes.replaceSubrange(block * 4096..<block * 4096 + 8, with: $0) }
-        }
         disk = scratch.appendingPathComponent("pattern.img").path
-        try Data(bytes).write(to: URL(fileURLWithPath: disk))
+        try Toolchain.writeIOBenchDisk(to: disk, megabytes: 16)
     }
 
     override func tearDownWithError() throws {

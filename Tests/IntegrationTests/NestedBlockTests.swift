@@ -3,7 +3,8 @@ import XCTest
 
 /// virtio-blk with Linux's own virtio_pci and virtio_blk drivers, in the nested rig: data written
 /// through /dev/vda reaches the backing file, a read-only disk refuses writes, and a 2-queue disk
-/// spreads requests over both queues of a 2-vCPU guest.
+/// spreads requests over both queues of a 2-vCPU guest (whose interrupts redirection leaves
+/// alone). Also interrupt redirection under real KVM, with the iobench guest.
 final class NestedBlockTests: XCTestCase {
     static let commandLine = "console=ttyS0 panic=-1 quiet"
 
@@ -75,8 +76,19 @@ final class NestedBlockTests: XCTestCase {
             echo "=== begin null"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk backend=null,size=64M --cmdline '\(guestRun(null))'
             echo "=== end null status=$?"
+            for setting in off on; do
+                echo "=== begin redirect-$setting"
+                hvctl run --kernel /guest/iobench.elf --memory 256 --cpus 2 --disk path=/guest/pattern.img --io-mode notify \
+                    --irq-redirect $setting --cmdline 'redirect=1 requests=500 vector=0x41 hold_ms=50' --stats-json /tmp/redirect.json
+                st=$?
+                cat /tmp/redirect.json; echo
+                echo "=== end redirect-$setting status=$st"
+            done
             """
-        return try NestedRig.run(script: script)
+        let patternPath = FileManager.default.temporaryDirectory.appendingPathComponent("pattern-\(UUID().uuidString).img").path
+        try Toolchain.writeIOBenchDisk(to: patternPath, megabytes: 1)
+        defer { try? FileManager.default.removeItem(atPath: patternPath) }
+        return try NestedRig.run(script: script, files: [Toolchain.iobenchGuest: "/guest/iobench.elf", patternPath: "/guest/pattern.img"])
     }
 
     func section(_ name: String) throws -> NestedRig.Section {
@@ -150,6 +162,38 @@ final class NestedBlockTests: XCTestCase {
         XCTAssertEqual(queues.count, 2)
         for queue in queues {
             XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, 0, "requests on queue \(queue["index"] ?? "?")")
+            // Linux gives each vector one CPU (fixed delivery): nothing another vCPU could take.
+            XCTAssertEqual(queue["redirected"] as? Int, 0, "queue \(queue["index"] ?? "?")")
         }
+        let redirection = try XCTUnwrap(document["irqRedirection"] as? [String: Any], "redirection is on by default")
+        XCTAssertEqual(redirection["retargets"] as? Int, 0)
+    }
+
+    /// The iobench guest's lowest-priority MSI to both vCPUs (see IOBenchGuestTests), under real
+    /// KVM: off, KVM's choice wakes the halted vCPU 1; on, the running vCPU 0 takes them.
+    func testRedirectionMovesInterruptsOffAHaltedVCPUUnderRealKVM() throws {
+        func result(_ setting: String) throws -> (fields: [String: Int], stats: [String: Any]) {
+            let section = try self.section("redirect-\(setting)")
+            XCTAssertEqual(section.status, 0, section.output)
+            let line = try XCTUnwrap(section.output.components(separatedBy: "\n").first { $0.contains("iobench: result") }, section.output)
+            var fields: [String: Int] = [:]
+            for field in line.split(separator: " ") {
+                let parts = field.split(separator: "=")
+                if parts.count == 2, let value = Int(parts[1]) { fields[String(parts[0])] = value }
+            }
+            XCTAssertEqual(fields["requests"], 1000, line)
+            XCTAssertEqual(fields["errors"], 0, line)
+            return (fields, try XCTUnwrap(try section.jsonDocument(), section.output))
+        }
+        func redirected(_ stats: [String: Any]) -> Int {
+            ((stats["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first?["redirected"] as? Int ?? -1
+        }
+        let off = try result("off"), on = try result("on")
+        XCTAssertEqual(off.fields["halted_cpu0"], 0, "off: KVM's choice for vector 0x41 is vCPU 1")
+        XCTAssertGreaterThan(off.fields["halted_cpu1"] ?? 0, 0)
+        XCTAssertEqual(redirected(off.stats), 0)
+        XCTAssertGreaterThan(on.fields["halted_cpu0"] ?? 0, 4 * (on.fields["halted_cpu1"] ?? 0), "on: the running vCPU 0 takes them")
+        XCTAssertGreaterThan(redirected(on.stats), 0)
+        XCTAssertGreaterThanOrEqual((on.stats["irqRedirection"] as? [String: Any])?["retargets"] as? Int ?? 0, 1)
     }
 }

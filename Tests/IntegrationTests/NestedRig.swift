@@ -23,11 +23,13 @@ enum NestedRig {
     /// early in boot, or L2 itself stalls (seen across sessions; L2 has also stalled with QEMU as
     /// the L3 hypervisor): a run that ends that way is repeated once, and says so in the test log
     /// with the end of what it printed. A second such run stands as the result.
-    static func run(script: String, timeoutInSeconds: Int = 500) throws -> (sections: [String: Section], output: String) {
+    /// `files` are copied into L2 (host path: L2 path).
+    static func run(script: String, files: [String: String] = [:], timeoutInSeconds: Int = 500) throws -> (sections: [String: Section], output: String) {
         let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("nested-\(UUID().uuidString).sh")
         try script.write(to: scriptURL, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: scriptURL) }
-        let runOnce = { try Toolchain.run(Toolchain.rig, ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh", "--", "sh", "/test.sh"]) }
+        let adds = files.sorted { $0.key < $1.key }.flatMap { ["--add", "\($0.key):\($0.value)"] }
+        let runOnce = { try Toolchain.run(Toolchain.rig, ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh"] + adds + ["--", "sh", "/test.sh"]) }
         var result = try runOnce()
         if result.status != 0 || result.stdout.contains("triple-faulted") {
             print("nested rig: repeating a run that \(result.status != 0 ? "ended with status \(result.status)" : "had an L3 triple fault"); it printed:\n\(result.stdout.suffix(3000))")

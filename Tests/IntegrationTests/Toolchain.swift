@@ -23,6 +23,16 @@ enum Toolchain {
         }
     }
 
+    /// Writes the disk iobench reads (`megabytes` MiB): block i starts with its sector number
+    /// (8 * i), which the guest compares.
+    static func writeIOBenchDisk(to path: String, megabytes: Int) throws {
+        var bytes = [UInt8](repeating: 0, count: megabytes << 20)
+        for block in 0..<(bytes.count / 4096) {
+            withUnsafeBytes(of: UInt64(block * 8).littleEndian) { bytes.replaceSubrange(block * 4096..<block * 4096 + 8, with: $0) }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
     struct Result {
         let status: Int32
         let stdout: String
