@@ -27,7 +27,9 @@ hvctl_sample() {
     "$hvctl" stats --socket "$work/api.sock" | grep -oE '"(exits|interrupts)":[0-9]+' |
         awk -F: '{ s[$1] += $2 } END { print s["\"exits\""] + 0, s["\"interrupts\""] + 0 }'
 }
-qemu_sample() { echo "$(python3 "$here/qmp-vcpu-exits.py" "$work/qmp.sock") -"; }
+qemu_sample() {
+    python3 "$here/vcpu-stats.py" "qmp:$work/qmp.sock" exits | awk -F'[=,]' '{ for (i = 2; i <= NF; i++) s += $i; print s + 0, "-" }'
+}
 
 # measure NAME WORKLOAD MARKS SAMPLER COMMAND...: runs COMMAND, reads its console, runs SAMPLER
 # (which prints the exit count) at the MARKS-th start mark and the MARKS-th end mark (2 for a VM

@@ -2,7 +2,10 @@
 #include "lapic.h"
 
 #define REG(offset) MMIO(u32, LAPIC_BASE + (offset))
-#define AP_TRAMPOLINE 0x10000u  /* below 1 MiB, page-aligned, unused by hvctl's PVH layout */
+/* Below 1 MiB and page-aligned: a gap in hvctl's PVH layout (its structures end at 0x7FFF, its
+ * page tables start at 0x9000). Under QEMU, SeaBIOS is done by now; in case its loader left
+ * something there, the workload reads its command line before it starts an AP. */
+#define AP_TRAMPOLINE 0x8000u
 
 extern u8 idt[4096];
 extern volatile u64 irq_counts[8];
