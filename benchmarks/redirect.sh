@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Interrupt redirection, hvctl --irq-redirect on/off vs QEMU 7.2 (Debian) on this host's /dev/kvm,
+# Interrupt redirection, hvctl --irq-redirect off/on/auto vs QEMU 7.2 (Debian) on this host's /dev/kvm,
 # with the iobench guest's redirect workload (guest-images/iobench/redirect.c): 2 vCPUs, one
 # block queue whose lowest-priority MSI lets either vCPU take its completions; vCPU 0 runs QD1
-# reads (polled at CPL3), vCPU 1 first halts ("halted" phase), then spins ("spinning" phase).
-# Vector 0x41, which KVM's lowest-priority hashing gives to vCPU 1. Per run: where the
+# reads at CPL3, vCPU 1 first halts ("halted" phase), then spins ("spinning" phase; on this
+# 2-CPU host the vCPUs and a side core then take turns, so vCPUs are descheduled). Two ways to
+# wait for a completion: "polled" (the ring; interrupts are taken but not waited for) and
+# "irqwait" (each completion's interrupt first, as an interrupt-driven driver: the latency then
+# includes its delivery). Vector 0x41, which KVM's lowest-priority hashing gives to vCPU 1. Per run: where the
 # interrupts were taken in each phase, the reads' mean latency, KVM exits per request, vCPU 1's
 # wake-ups from halt per request, and (hvctl) the share of interrupts sent through a
 # redirected route. KVM's statistics are read live at the guest's start and end marks, which
@@ -20,7 +23,7 @@ work=$(mktemp -d /tmp/redirect.XXXXXX); trap 'rm -rf "$work"' EXIT
 perl -e 'for $i (0..16383) { print pack("Q<", $i*8) . ("\0" x 4088) }' > "$work/disk.img"
 repeat=${REPEAT:-3} requests=${REQUESTS:-5000}
 # Long marks: with a side core and two vCPUs spinning, the sampler waits for a CPU.
-cmdline="redirect=1 requests=$requests vector=0x41 hold_ms=1500"
+base_cmdline="redirect=1 requests=$requests vector=0x41 hold_ms=1500"
 export HVCTL=$hvctl
 
 # measure NAME SOCKET COMMAND...: runs COMMAND, samples exits and halt wake-ups at the marks, and
@@ -38,7 +41,7 @@ measure() {
             *"iobench: start") sample0=$(python3 "$here/vcpu-stats.py" "$socket" exits halt_wakeup) || sample0= ;;
             *"iobench: end") sample1=$(python3 "$here/vcpu-stats.py" "$socket" exits halt_wakeup) || sample1= ;;
             *"iobench: result"*) result=${line#*result } ;;
-            *"iobench: error"*) echo "bench: $name guest-error ${line#*error}" ;;
+            *"iobench: error"*) echo "bench: ${name// /:} guest-error ${line#*error}" ;;
         esac
     done < <("$@" 2>&1)
     # "exits=a,b halt_wakeup=c,d" at both marks: total exits and vCPU 1's wake-ups in between.
@@ -55,7 +58,7 @@ measure() {
 queue = json.load(open(sys.argv[1]))["devices"][0]["queues"][0]
 print("%d/%d" % (queue["redirected"], queue["interrupts"]))' "$work/stats.json")
     rm -f "$work/stats.json"
-    echo "bench: $name $result $deltas redirected=$redirected"
+    echo "bench: ${name// /:} $result $deltas redirected=$redirected"
 }
 
 hvctl_run() {
@@ -70,12 +73,15 @@ qemu_run() {
 }
 
 for run in $(seq "$repeat"); do
-    for mode in notify hybrid; do
-        for setting in off on; do
-            measure "hvctl-$mode-redirect-$setting" "hvctl:@SOCK@.api" hvctl_run --io-mode $mode --irq-redirect $setting
+    for wait in polled irqwait; do
+        cmdline=$base_cmdline; [ $wait = polled ] || cmdline="$base_cmdline irqwait=1"
+        for mode in notify hybrid; do
+            for setting in off on auto; do
+                measure "$wait hvctl-$mode-redirect-$setting" "hvctl:@SOCK@.api" hvctl_run --io-mode $mode --irq-redirect $setting
+            done
         done
+        measure "$wait qemu-iothread" "qmp:@SOCK@.qmp" qemu_run
     done
-    measure qemu-iothread "qmp:@SOCK@.qmp" qemu_run
 done | tee "${BENCH_LOG:-/tmp/redirect.log}" | awk -v requests="$requests" '
 $1 == "bench:" && $3 == "guest-error" { print "guest error in " $2 > "/dev/stderr"; next }
 $1 == "bench:" {
@@ -91,16 +97,18 @@ function median(name,    n, i, j, t, idx) {
     return idx[int((n + 1) / 2)]
 }
 END {
-    qemu = median("qemu-iothread"); qlat = value["qemu-iothread", qemu, "halted_lat_avg_ns"]
-    print "| run | halted: irqs vCPU0 / vCPU1 | halted: latency | spinning: irqs vCPU0 / vCPU1 | spinning: latency | exits/req | vCPU1 wake-ups/req | redirected | halted latency vs QEMU |"
-    print "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    print "| wait | run | halted: irqs vCPU0 / vCPU1 | halted: latency | spinning: irqs vCPU0 / vCPU1 | spinning: latency | exits/req | vCPU1 wake-ups/req | redirected | latency vs QEMU (halted, spinning) |"
+    print "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for (k = 1; k <= count; k++) {
         name = order[k]; i = median(name); req = value[name, i, "requests"]
+        split(name, part, ":"); q = part[1] ":qemu-iothread"; qi = median(q)
+        qhalted = value[q, qi, "halted_lat_avg_ns"]; qspinning = value[q, qi, "spinning_lat_avg_ns"]
         exits = value[name, i, "exits"] == "-" || !req ? "-" : sprintf("%.3f", value[name, i, "exits"] / req)
         wakes = value[name, i, "wakeups1"] == "-" || !req ? "-" : sprintf("%.3f", value[name, i, "wakeups1"] / req)
-        printf "| %s | %d / %d | %.1f µs | %d / %d | %.1f µs | %s | %s | %s | %.2f× |\n", name,
+        printf "| %s | %s | %d / %d | %.1f µs | %d / %d | %.1f µs | %s | %s | %s | %.2f×, %.2f× |\n", part[1], part[2],
             value[name, i, "halted_cpu0"], value[name, i, "halted_cpu1"], value[name, i, "halted_lat_avg_ns"] / 1000,
             value[name, i, "spinning_cpu0"], value[name, i, "spinning_cpu1"], value[name, i, "spinning_lat_avg_ns"] / 1000,
-            exits, wakes, value[name, i, "redirected"], qlat ? value[name, i, "halted_lat_avg_ns"] / qlat : 0
+            exits, wakes, value[name, i, "redirected"], qhalted ? value[name, i, "halted_lat_avg_ns"] / qhalted : 0,
+            qspinning ? value[name, i, "spinning_lat_avg_ns"] / qspinning : 0
     }
 }'

@@ -31,18 +31,19 @@ struct HostReport {
         } else {
             execution = .native(Self.exists("/sys/module/kvm_intel") ? "Intel VT-x" : "unknown KVM module")
         }
-        if let apicv = Self.firstLine("/sys/module/kvm_intel/parameters/enable_apicv"), apicv == "Y" || apicv == "1" {
-            postedInterrupts = "available (Intel APICv)"
-        } else if let avic = Self.firstLine("/sys/module/kvm_amd/parameters/avic"), avic == "Y" || avic == "1" {
-            postedInterrupts = "available (AMD AVIC)"
-        } else {
-            postedInterrupts = "absent (interrupts are injected by KVM on VM entry)"
-        }
+        postedInterrupts = Self.postedInterrupts.map { "available (\($0))" } ?? "absent (interrupts are injected by KVM on VM entry)"
         let result = ckvm_probe_io_uring()
         ioUring = result == 0 ? "available" : "unavailable (io_uring_setup: \(String(cString: strerror(result))))"
     }
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// The host's posted-interrupt hardware as KVM uses it (its module parameters), or nil.
+    static var postedInterrupts: String? {
+        if let apicv = firstLine("/sys/module/kvm_intel/parameters/enable_apicv"), apicv == "Y" || apicv == "1" { return "Intel APICv" }
+        if let avic = firstLine("/sys/module/kvm_amd/parameters/avic"), avic == "Y" || avic == "1" { return "AMD AVIC" }
+        return nil
+    }
 
     static func firstLine(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }

@@ -127,7 +127,7 @@ struct Run: ParsableCommand {
         let vcpuHostCPUs = sideCores?.cpusForVCPUs(vcpuCount: definitions.reduce(0) { $0 + $1.cpus })
         for instance in instances {
             instance.machine.vcpuHostCPUs = vcpuHostCPUs
-            instance.machine.interruptRedirection = io.interruptRedirection != .off
+            instance.machine.interruptRedirection = io.interruptRedirection.mode(postedInterrupts: HostReport.postedInterrupts != nil)
         }
 
         // The console's input goes to a single VM only; several VMs run without input.

@@ -13,12 +13,14 @@ struct VMReport: Encodable {
 
     /// Interrupt redirection's route changes; nil when it is off or the VM has one vCPU.
     struct Redirection: Encodable {
+        let mode: String
         let retargets: UInt64
         let restores: UInt64
         let failures: UInt64
         let lastFailure: String?
 
         init(_ redirector: InterruptRedirector) {
+            mode = redirector.mode.rawValue
             retargets = redirector.retargets.count
             restores = redirector.restores.count
             failures = redirector.failures.count

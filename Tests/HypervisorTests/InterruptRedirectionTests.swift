@@ -98,17 +98,25 @@ final class InterruptRedirectionTests: XCTestCase {
         XCTAssertEqual(InterruptRedirectionPolicy.target(for: message, apics: apics, running: running, current: nil, spread: 5), 3)
     }
 
-    func testCountsAVCPUAsStoppedWhenHaltedTwiceInARowOrWaitingForTheHost() {
+    func testCountsAVCPUAsStoppedOrRunningOnlyWhenTwoSamplesInARowAgree() {
         var tracker = VCPUActivityTracker()
-        let interval: UInt64 = 1_000_000
-        func sample(_ blocking: Bool, _ wait: UInt64) -> VCPUActivitySample { VCPUActivitySample(blocking: blocking, runQueueWaitNanoseconds: wait) }
-        XCTAssertEqual(tracker.running(after: [sample(false, 0), sample(true, 0)], intervalNanoseconds: interval), [true, false])
-        XCTAssertEqual(tracker.running(after: [sample(false, 0), sample(true, 0)], intervalNanoseconds: interval), [true, false])
-        // A single blocking sample after a running one is a short halt: still running.
-        XCTAssertEqual(tracker.running(after: [sample(true, 0), sample(false, 0)], intervalNanoseconds: interval), [true, true])
-        XCTAssertEqual(tracker.running(after: [sample(true, 0), sample(false, 0)], intervalNanoseconds: interval), [false, true])
-        // vCPU 1's thread waited 600 µs of the last 1 ms for a host CPU: descheduled. 400 µs: running.
-        XCTAssertEqual(tracker.running(after: [sample(false, 400_000), sample(false, 600_000)], intervalNanoseconds: interval), [true, false])
-        XCTAssertEqual(tracker.running(after: [sample(false, 400_000), sample(false, 600_000)], intervalNanoseconds: interval), [true, true])
+        let elapsed: UInt64 = 1_000_000
+        func sample(_ blocking: Bool, _ wait: UInt64 = 0) -> VCPUActivitySample { VCPUActivitySample(blocking: blocking, runQueueWaitNanoseconds: wait) }
+        XCTAssertEqual(tracker.running(after: [sample(false), sample(true)], elapsedNanoseconds: 0), [true, true], "no history: running")
+        XCTAssertEqual(tracker.running(after: [sample(false), sample(true)], elapsedNanoseconds: elapsed), [true, false], "halted twice in a row")
+        XCTAssertEqual(tracker.running(after: [sample(true), sample(false)], elapsedNanoseconds: elapsed), [true, false], "one sample changes nothing")
+        XCTAssertEqual(tracker.running(after: [sample(false), sample(false)], elapsedNanoseconds: elapsed), [true, true], "running twice in a row")
+        // vCPU 1's thread waited 600 µs of the last 1 ms for a host CPU, twice: descheduled. 400 µs is not.
+        XCTAssertEqual(tracker.running(after: [sample(false, 400_000), sample(false, 600_000)], elapsedNanoseconds: elapsed), [true, true])
+        XCTAssertEqual(tracker.running(after: [sample(false, 800_000), sample(false, 1_200_000)], elapsedNanoseconds: elapsed), [true, false])
+        // 600 µs of a 2 ms gap is not half of it; the second such sample makes vCPU 1 running again.
+        XCTAssertEqual(tracker.running(after: [sample(false, 1_200_000), sample(false, 1_800_000)], elapsedNanoseconds: 2 * elapsed), [true, false])
+        XCTAssertEqual(tracker.running(after: [sample(false, 1_600_000), sample(false, 2_400_000)], elapsedNanoseconds: 2 * elapsed), [true, true])
+
+        var descheduledOnly = VCPUActivityTracker(countsHalts: false)
+        for _ in 0..<3 {
+            XCTAssertEqual(descheduledOnly.running(after: [sample(true), sample(false)], elapsedNanoseconds: elapsed), [true, true],
+                           "halts do not count in the descheduled-only mode")
+        }
     }
 }

@@ -32,9 +32,10 @@ void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd) {
     }
 }
 
-void blk_run(u64 qd, u64 total, u64 rate, struct blk_reads *out) {
+void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_reads *out) {
     u64 interval_ns = rate ? 1000000000ull / rate : 0;
-    u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks;
+    u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks, late = 0;
+    u64 taken = interrupts ? interrupts() : 0;
     u8 busy[MAX_QD] = {0};
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
@@ -57,7 +58,13 @@ void blk_run(u64 qd, u64 total, u64 rate, struct blk_reads *out) {
         }
         if (added) vq_publish(&q);
         if (completed == total) break;
-        /* Closed loop: wait for a completion. Open loop: look, and go on submitting. */
+        /* Closed loop: wait for a completion (or its interrupt). Open loop: look, and go on submitting. */
+        if (interrupts && !interval_ns) {
+            u64 deadline = now_ns() + 10000000;
+            while (interrupts() == taken && now_ns() < deadline) {}
+            if (interrupts() == taken) late++;
+            taken = interrupts();
+        }
         while (!interval_ns && !vq_has_used(&q)) {}
         while (vq_has_used(&q)) {
             u32 id = vq_take(&q, 0);
@@ -70,7 +77,7 @@ void blk_run(u64 qd, u64 total, u64 rate, struct blk_reads *out) {
             busy[s] = 0; completed++;
         }
     }
-    *out = (struct blk_reads){ completed, errors, q.kicks - kicks, now_ns() - t0, latency_sum, latency_max };
+    *out = (struct blk_reads){ completed, errors, q.kicks - kicks, now_ns() - t0, latency_sum, latency_max, late };
 }
 
 void blk_workload(int irq, u64 hold_ns) {
@@ -79,7 +86,7 @@ void blk_workload(int irq, u64 hold_ns) {
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
     struct blk_reads r;
-    blk_run(qd, total, rate, &r);
+    blk_run(qd, total, rate, 0, &r);
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
     puts_serial("iobench: result test=blk");

@@ -2,11 +2,14 @@
 #pragma once
 #include "platform.h"
 
-struct blk_reads { u64 completed, errors, kicks, ns, latency_sum, latency_max; };
+struct blk_reads { u64 completed, errors, kicks, ns, latency_sum, latency_max, late_interrupts; };
 
 /* Opens the first virtio-blk device with one queue for up to `qd` reads in flight; with `irq`,
  * MSI-X vector 0 carries the MSI message (msi_address, msi_data) and completions interrupt. */
 void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd);
 /* `total` random reads, `qd` in flight (closed loop, or open loop at `rate` per second), each
- * checked against the host's pattern (a block's first 8 bytes = its sector number). */
-void blk_run(u64 qd, u64 total, u64 rate, struct blk_reads *out);
+ * checked against the host's pattern (a block's first 8 bytes = its sector number). With
+ * `interrupts` (closed loop), a completion is only looked for once the count it points to (the
+ * interrupts taken) has grown, as an interrupt-driven driver would; one that has not grown
+ * within 10 ms counts as late and the ring is looked at anyway. */
+void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_reads *out);

@@ -2,6 +2,16 @@ import Dispatch
 import Glibc
 import Synchronization
 
+/// Which vCPUs interrupt redirection moves interrupts away from.
+public enum InterruptRedirectionMode: String, Sendable {
+    case off
+    /// Only vCPUs whose threads wait for a host CPU.
+    case descheduled
+    /// Those and halted vCPUs: ES2's rule, which pays off where a running vCPU takes an interrupt
+    /// without an exit (posted interrupts); without them, waking a halted vCPU was measured cheaper.
+    case haltedOrDescheduled = "halted-or-descheduled"
+}
+
 /// ES2's interrupt redirection, on a thread named `irqredir`: every millisecond while some
 /// guest MSI message lets the platform pick among several CPUs, it samples which vCPUs run and
 /// moves such a message's route off a halted or descheduled vCPU to a running one in the same
@@ -26,6 +36,8 @@ public final class InterruptRedirector: @unchecked Sendable {
     private let messageGeneration = Atomic<UInt64>(0)
     private let stopping = Atomic<Bool>(false)
     private var thread: HostThread?
+    /// Set before `start`.
+    public var mode = InterruptRedirectionMode.haltedOrDescheduled
 
     /// Routes moved to a vCPU the VMM chose (a new choice counts again).
     public let retargets = Counter()
@@ -64,15 +76,18 @@ public final class InterruptRedirector: @unchecked Sendable {
     }
 
     private func run() {
-        var tracker = VCPUActivityTracker()
+        let countsHalts = mode == .haltedOrDescheduled
+        var tracker = VCPUActivityTracker(countsHalts: countsHalts)
         var choices: [UInt32: Choice] = [:]
         var readingsAskedAt: UInt64?
+        var sampledAt: UInt64?
         var readingsGeneration = UInt64.max
         while !stopping.load(ordering: .relaxed) {
             let movable = router.guestMessages().filter { $0.value.isInterruptMessage && $0.value.allowsAnyDestinationCPU }
             if movable.isEmpty {
                 apply([:], [:], replacing: &choices)
-                tracker = VCPUActivityTracker()
+                tracker = VCPUActivityTracker(countsHalts: countsHalts)
+                sampledAt = nil
                 _ = messagesChanged.wait(timeout: .now() + .milliseconds(100))
                 continue
             }
@@ -83,7 +98,8 @@ public final class InterruptRedirector: @unchecked Sendable {
                 readingsAskedAt = now
                 readingsGeneration = generation
             }
-            let running = tracker.running(after: sampleActivity(), intervalNanoseconds: Self.intervalNanoseconds)
+            let running = tracker.running(after: sampleActivity(), elapsedNanoseconds: now - (sampledAt ?? now))
+            sampledAt = now
             let identities = apics.readings()
             var next: [UInt32: Choice] = [:]
             var redirections: [UInt32: InterruptRouter.Redirection] = [:]

@@ -10,24 +10,36 @@ public struct VCPUActivitySample: Equatable, Sendable {
     }
 }
 
-/// Whether each vCPU is running, from samples taken every `interval`: halted means blocking in
-/// this sample and the one before (a guest halts between requests for microseconds; redirect
-/// only for one that stays halted), descheduled means its thread waited for a host CPU at
-/// least half of the interval.
+/// Whether each vCPU is running, from successive samples. A sample says "not running" when the
+/// vCPU is blocking (halted; unless `countsHalts` is false) or its thread waited for a host CPU
+/// for at least half the time since the previous sample (descheduled). The answer changes only when two samples in a row
+/// agree: a guest halts between requests for microseconds, and a route that followed every
+/// sample would flap.
 public struct VCPUActivityTracker: Sendable {
     private var previous: [VCPUActivitySample]?
+    private var previousVerdicts: [Bool] = []
+    private var state: [Bool] = []
+    private let countsHalts: Bool
 
-    public init() {}
+    public init(countsHalts: Bool = true) {
+        self.countsHalts = countsHalts
+    }
 
-    public mutating func running(after samples: [VCPUActivitySample], intervalNanoseconds: UInt64) -> [Bool] {
+    /// `elapsedNanoseconds`: the time since the previous samples were taken.
+    public mutating func running(after samples: [VCPUActivitySample], elapsedNanoseconds: UInt64) -> [Bool] {
         defer { previous = samples }
-        guard let previous, previous.count == samples.count else { return samples.map { !$0.blocking } }
-        return samples.indices.map { index in
-            let halted = samples[index].blocking && previous[index].blocking
-            let waited = samples[index].runQueueWaitNanoseconds &- previous[index].runQueueWaitNanoseconds
-            let descheduled = samples[index].runQueueWaitNanoseconds >= previous[index].runQueueWaitNanoseconds
-                && waited * 2 >= intervalNanoseconds
-            return !halted && !descheduled
+        guard let previous, previous.count == samples.count else {
+            state = Array(repeating: true, count: samples.count)
+            previousVerdicts = samples.map { !(countsHalts && $0.blocking) }
+            return state
         }
+        let verdicts = samples.indices.map { index in
+            let waited = samples[index].runQueueWaitNanoseconds >= previous[index].runQueueWaitNanoseconds
+                ? samples[index].runQueueWaitNanoseconds - previous[index].runQueueWaitNanoseconds : 0
+            return !(countsHalts && samples[index].blocking) && waited * 2 < elapsedNanoseconds
+        }
+        for index in samples.indices where verdicts[index] == previousVerdicts[index] { state[index] = verdicts[index] }
+        previousVerdicts = verdicts
+        return state
     }
 }

@@ -51,9 +51,9 @@ public final class Machine: @unchecked Sendable {
     public var vcpuHostCPUs: [Int32]?
     /// Interrupt redirection (`InterruptRedirector`) while the machine runs; set before `run`.
     /// It can act only with several vCPUs.
-    public var interruptRedirection = false
+    public var interruptRedirection = InterruptRedirectionMode.off
     /// The redirector when `interruptRedirection` is on and there are several vCPUs, for its statistics.
-    public var activeRedirector: InterruptRedirector? { interruptRedirection ? redirector : nil }
+    public var activeRedirector: InterruptRedirector? { interruptRedirection != .off ? redirector : nil }
     /// Created with the machine (nil with one vCPU), so readers on other threads never race its creation.
     private var redirector: InterruptRedirector?
     private let localAPICs: LocalAPICDirectory
@@ -139,6 +139,7 @@ public final class Machine: @unchecked Sendable {
         VCPUKickSignal.install()
         let sampler = activitySampler!
         let redirector = activeRedirector
+        redirector?.mode = interruptRedirection
         // Before the vCPU threads exist: only they program MSI messages.
         if let redirector { interruptRouter.onGuestMessageChange = { redirector.guestMessagesChanged() } }
         let apics = localAPICs
