@@ -64,6 +64,9 @@ for mode in ${MODES:-notify poll poll-nocoalesce hybrid}; do
         hybrid-unpinned) options="--io-mode hybrid --side-core-cpus none" ;;
         # The hybrid window scaled to the rig: TCG makes request gaps ~50x longer than on hardware.
         hybrid-window10ms) options="--io-mode hybrid --poll-max-us 10000" ;;
+        # Interrupt redirection on (away from halted and descheduled vCPUs) or off; auto is the default.
+        hybrid-redirect-on) options="--io-mode hybrid --irq-redirect on" ;;
+        hybrid-redirect-off) options="--io-mode hybrid --irq-redirect off" ;;
         *) options="--io-mode $mode" ;;
     esac
     run hvctl-$mode tap$n hvctl run --kernel /guest/bzImage --initrd /bench-initramfs.cpio --memory 1024 --cpus ${CPUS:-1} \

@@ -3,7 +3,8 @@
 # hypervisors in one nested-rig run: fio 4 KiB random reads at QD1/QD16 and an iperf3 TCP stream,
 # with KVM exit counters sampled around each run, hvctl in each I/O mode. Usage: benchmarks/io.sh
 # (after `make`); env RUNTIME (seconds per workload), CPUS (guest vCPUs), MODES (hvctl I/O modes:
-# notify poll poll-nocoalesce hybrid hybrid-unpinned hybrid-window10ms), BENCH_LOG (where the raw "bench:" lines go
+# notify poll poll-nocoalesce hybrid hybrid-unpinned hybrid-window10ms hybrid-redirect-on
+# hybrid-redirect-off), BENCH_LOG (where the raw "bench:" lines go
 # as they come, default /tmp/io-bench.log, so a rig that dies keeps what it measured). Prints a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
