@@ -25,6 +25,8 @@ final class InterruptRedirectionTests: XCTestCase {
         XCTAssertEqual(message.extendedDestinationID, 0)
         let fixed = MSIMessage(address: 0xFEE0_1000, data: 0x0000_8041)  // physical APIC 1, level trigger bit kept
         XCTAssertFalse(fixed.allowsAnyDestinationCPU)
+        XCTAssertTrue(MSIMessage(address: 0xFEE0_300C, data: 0x41).allowsAnyDestinationCPU, "fixed with the hint")
+        XCTAssertFalse(MSIMessage(address: 0xFEE0_300C, data: 0x441).allowsAnyDestinationCPU, "an NMI is never moved, hint or not")
         XCTAssertFalse(MSIMessage(address: 0xFED0_0000, data: 0x141).isInterruptMessage)
         XCTAssertEqual(MSIMessage(address: 0xFEE0_0020, data: 0).extendedDestinationID, 1)
 
@@ -96,6 +98,32 @@ final class InterruptRedirectionTests: XCTestCase {
                        "a current target that stopped running is replaced")
         XCTAssertEqual(InterruptRedirectionPolicy.target(for: message, apics: apics, running: running, current: nil, spread: 1), 1)
         XCTAssertEqual(InterruptRedirectionPolicy.target(for: message, apics: apics, running: running, current: nil, spread: 5), 3)
+    }
+
+    /// The router against a real VM's routing table: a redirection is installed only for the
+    /// message it was chosen for, a guest rewrite ends it, and the changes are counted.
+    func testRouterInstallsRedirectionsOnlyForTheMessageTheyWereChosenFor() throws {
+        let vm = try KVM().createVM()
+        try vm.createIRQChip()
+        let router = InterruptRouter(vm: vm)
+        let route = try router.allocateMSI(eventfd: try EventFD())
+        let guest = lowestPriority(mask: 0x03)
+        try router.setMSI(gsi: route.gsi, address: guest.address, data: guest.data)
+        let moved = InterruptRouter.Redirection(guest: guest, delivered: guest.delivered(toPhysicalAPIC: 0))
+        XCTAssertEqual(try router.setRedirections([route.gsi: moved]), .init(retargeted: 1, restored: 0))
+        XCTAssertTrue(route.isRedirected)
+        XCTAssertEqual(try router.setRedirections([route.gsi: moved]), .init(), "no change, no table update")
+
+        let rewritten = lowestPriority(mask: 0x01)
+        try router.setMSI(gsi: route.gsi, address: rewritten.address, data: rewritten.data)
+        XCTAssertFalse(route.isRedirected, "the guest's rewrite ends the redirection")
+        XCTAssertEqual(try router.setRedirections([route.gsi: moved]), .init(), "chosen for the old message: dropped")
+        XCTAssertFalse(route.isRedirected)
+
+        let again = InterruptRouter.Redirection(guest: rewritten, delivered: rewritten.delivered(toPhysicalAPIC: 0))
+        XCTAssertEqual(try router.setRedirections([route.gsi: again]), .init(retargeted: 1, restored: 0))
+        XCTAssertEqual(try router.setRedirections([:]), .init(retargeted: 0, restored: 1))
+        XCTAssertFalse(route.isRedirected)
     }
 
     func testCountsAVCPUAsStoppedOrRunningOnlyWhenTwoSamplesInARowAgree() {

@@ -23,7 +23,8 @@ public final class InterruptRedirector: @unchecked Sendable {
     /// may change its logical IDs, or start a CPU, after programming its messages).
     static let readingRefreshNanoseconds: UInt64 = 1_000_000_000
 
-    private struct Choice: Equatable {
+    /// The vCPU a GSI's route was last sent to, for the message it was chosen for.
+    private struct Choice {
         let guest: MSIMessage
         let vcpu: Int
     }
@@ -36,12 +37,12 @@ public final class InterruptRedirector: @unchecked Sendable {
     private let messageGeneration = Atomic<UInt64>(0)
     private let stopping = Atomic<Bool>(false)
     private var thread: HostThread?
-    /// Set before `start`.
+    /// Set before `start` (and before any other thread reads it).
     public var mode = InterruptRedirectionMode.haltedOrDescheduled
 
     /// Routes moved to a vCPU the VMM chose (a new choice counts again).
     public let retargets = Counter()
-    /// Routes given back to the guest's message.
+    /// Routes given back to the guest's message by the redirector (at exit too).
     public let restores = Counter()
     /// Failed route updates (`KVM_SET_GSI_ROUTING`); the last error is kept.
     public let failures = Counter()
@@ -85,10 +86,13 @@ public final class InterruptRedirector: @unchecked Sendable {
         while !stopping.load(ordering: .relaxed) {
             let movable = router.guestMessages().filter { $0.value.isInterruptMessage && $0.value.allowsAnyDestinationCPU }
             if movable.isEmpty {
-                apply([:], [:], replacing: &choices)
+                install([:])
+                choices = [:]
                 tracker = VCPUActivityTracker(countsHalts: countsHalts)
                 sampledAt = nil
                 _ = messagesChanged.wait(timeout: .now() + .milliseconds(100))
+                // One pass sees every change: drop the signals a busy guest piled up meanwhile.
+                while messagesChanged.wait(timeout: .now()) == .success {}
                 continue
             }
             let now = MonotonicClock.now()
@@ -111,26 +115,27 @@ public final class InterruptRedirector: @unchecked Sendable {
                 next[gsi] = Choice(guest: message, vcpu: vcpu)
                 redirections[gsi] = .init(guest: message, delivered: message.delivered(toPhysicalAPIC: UInt8(apicID)))
             }
-            apply(next, redirections, replacing: &choices)
+            // The router compares with what is installed (a guest rewrite may have ended a
+            // redirection since) and updates KVM only on a difference.
+            if install(redirections) { choices = next }
             usleep(UInt32(Self.intervalNanoseconds / 1000))
         }
-        apply([:], [:], replacing: &choices)
+        install([:])
     }
 
-    /// Installs `redirections` (for the choices `next`) and counts what changed, unless `next`
-    /// is what is installed.
-    private func apply(_ next: [UInt32: Choice], _ redirections: [UInt32: InterruptRouter.Redirection],
-                       replacing choices: inout [UInt32: Choice]) {
-        guard next != choices else { return }
+    /// Asks the router for exactly `redirections` and counts what it changed; false if KVM
+    /// refused the table.
+    @discardableResult
+    private func install(_ redirections: [UInt32: InterruptRouter.Redirection]) -> Bool {
         do {
-            try router.setRedirections(redirections)
+            let changes = try router.setRedirections(redirections)
+            retargets.add(UInt64(changes.retargeted))
+            restores.add(UInt64(changes.restored))
+            return true
         } catch {
             failures.add()
             lastFailure.withLock { $0 = "\(error)" }
-            return
+            return false
         }
-        for (gsi, choice) in next where choices[gsi] != choice { retargets.add() }
-        for gsi in choices.keys where next[gsi] == nil { restores.add() }
-        choices = next
     }
 }

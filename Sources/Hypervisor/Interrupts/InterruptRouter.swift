@@ -61,9 +61,11 @@ public final class InterruptRouter: @unchecked Sendable {
             guard var entry = table[gsi] else { return }
             entry.guest = MSIMessage(address: address, data: data)
             entry.redirected = nil
+            var next = table
+            next[gsi] = entry
+            try apply(next)
+            table = next
             entry.route.setRedirected(false)
-            table[gsi] = entry
-            try apply(table)
         }
         onGuestMessageChange?()
     }
@@ -83,22 +85,35 @@ public final class InterruptRouter: @unchecked Sendable {
         }
     }
 
+    /// What a `setRedirections` call changed.
+    public struct RedirectionChanges: Equatable, Sendable {
+        /// GSIs now sent to a message the VMM chose (newly, or to another one than before).
+        public var retargeted = 0
+        /// GSIs sent back to the guest's message.
+        public var restored = 0
+    }
+
     /// Redirects each GSI in `redirections` and sends every other GSI back to the guest's
-    /// message; one table update, and none when nothing changes. A redirection chosen for a
-    /// message the guest has since replaced is dropped.
-    public func setRedirections(_ redirections: [UInt32: Redirection]) throws {
+    /// message, in one table update (none when nothing changes); the table changes only once
+    /// KVM has accepted it. A redirection chosen for a message the guest has since replaced is
+    /// dropped.
+    @discardableResult
+    public func setRedirections(_ redirections: [UInt32: Redirection]) throws -> RedirectionChanges {
         try entries.withLock { table in
-            var changed = false
+            var next = table
+            var changes = RedirectionChanges()
             for (gsi, var entry) in table {
                 let wanted = redirections[gsi].flatMap { $0.guest == entry.guest ? $0.delivered : nil }
                 guard wanted != entry.redirected else { continue }
+                if wanted == nil { changes.restored += 1 } else { changes.retargeted += 1 }
                 entry.redirected = wanted
-                table[gsi] = entry
-                changed = true
+                next[gsi] = entry
             }
-            guard changed else { return }
-            try apply(table)
+            guard changes != RedirectionChanges() else { return changes }
+            try apply(next)
+            table = next
             for entry in table.values { entry.route.setRedirected(entry.redirected != nil) }
+            return changes
         }
     }
 

@@ -51,7 +51,9 @@ public final class Machine: @unchecked Sendable {
     public var vcpuHostCPUs: [Int32]?
     /// Interrupt redirection (`InterruptRedirector`) while the machine runs; set before `run`.
     /// It can act only with several vCPUs.
-    public var interruptRedirection = InterruptRedirectionMode.off
+    public var interruptRedirection = InterruptRedirectionMode.off {
+        didSet { if interruptRedirection != .off { redirector?.mode = interruptRedirection } }
+    }
     /// The redirector when `interruptRedirection` is on and there are several vCPUs, for its statistics.
     public var activeRedirector: InterruptRedirector? { interruptRedirection != .off ? redirector : nil }
     /// Created with the machine (nil with one vCPU), so readers on other threads never race its creation.
@@ -139,18 +141,20 @@ public final class Machine: @unchecked Sendable {
         VCPUKickSignal.install()
         let sampler = activitySampler!
         let redirector = activeRedirector
-        redirector?.mode = interruptRedirection
         // Before the vCPU threads exist: only they program MSI messages.
         if let redirector { interruptRouter.onGuestMessageChange = { redirector.guestMessagesChanged() } }
         let apics = localAPICs
         try redirector?.start()
-        for vcpu in vcpus {
+        var startFailure: Error?
+        for vcpu in vcpus where startFailure == nil {
             let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
             let hostCPUs = vcpuHostCPUs
-            let thread = try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+            let created = Result { try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
                 if let hostCPUs { _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
                 sampler.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
-                var answered = apics.requestedGeneration
+                // Nothing answered yet: the first entry reads the APIC, so a request made before
+                // this thread started is not missed.
+                var answered = UInt64.max
                 do {
                     let exit = try loop.run(until: { self.stopRequested }, beforeEntry: {
                         let requested = apics.requestedGeneration
@@ -163,15 +167,23 @@ public final class Machine: @unchecked Sendable {
                 } catch {
                     self.requestExit(.failed("\(error)"))
                 }
+            } }
+            switch created {
+            case .success(let thread): threads.withLock { $0.append(thread) }
+            case .failure(let error):
+                // Stop what did start before reporting it.
+                startFailure = error
+                requestExit(.failed("\(error)"))
             }
-            threads.withLock { $0.append(thread) }
         }
         exited.wait()
+        // Before the vCPU threads end: the redirector kicks them.
+        redirector?.stop()
         // Kick again: a vCPU may have entered KVM_RUN between the first kick and now.
         let started = threads.withLock { $0 }
         for thread in started { thread.kick() }
         for thread in started { thread.join() }
-        redirector?.stop()
+        if let startFailure { throw startFailure }
         return exitReason.withLock { $0! }
     }
 

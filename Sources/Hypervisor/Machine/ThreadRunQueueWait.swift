@@ -1,8 +1,9 @@
 import Glibc
 
 /// How long a thread of this process has waited for a CPU while runnable, from
-/// `/proc/self/task/<tid>/schedstat` (its second field, in nanoseconds): growing fast, the thread
-/// is descheduled.
+/// `/proc/self/task/<tid>/schedstat` (its second field, `run_delay`, in nanoseconds). The kernel
+/// adds a wait when the thread gets its CPU back, so a fast-growing value says the thread keeps
+/// losing its CPU, not that it is off one at this moment.
 public final class ThreadRunQueueWait: @unchecked Sendable {
     private let fd: Int32
 
