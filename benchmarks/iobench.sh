@@ -12,13 +12,7 @@
 # cell, the median by rate, or by latency for the open loop; default 3), BENCH_LOG (raw lines,
 # default /tmp/iobench.log). Prints a Markdown table.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); repo=$(dirname "$here")
-hvctl=$repo/.build/release/hvctl guest=$repo/guest-images/out/iobench.elf
-[ -x "$hvctl" ] && [ -f "$guest" ] || { echo "iobench.sh: run 'make' first" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "iobench.sh: python3 is needed to read QEMU's statistics over QMP" >&2; exit 1; }
-work=$(mktemp -d /tmp/iobench.XXXXXX); trap 'rm -rf "$work"' EXIT
-# Block i's first 8 bytes hold its sector number, which the guest checks on every read.
-perl -e 'for $i (0..16383) { print pack("Q<", $i*8) . ("\0" x 4088) }' > "$work/disk.img"
+. "$(dirname "$0")/iobench-setup.sh"
 repeat=${REPEAT:-3}
 
 # "EXITS INTERRUPTS": KVM's "exits" summed over every vCPU of the VM(s), and the completion

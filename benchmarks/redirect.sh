@@ -15,12 +15,7 @@
 # median by halted-phase latency; default 3), REQUESTS (reads per phase, default 5000),
 # BENCH_LOG (raw lines, default /tmp/redirect.log). Prints a Markdown table.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd); repo=$(dirname "$here")
-hvctl=$repo/.build/release/hvctl guest=$repo/guest-images/out/iobench.elf
-[ -x "$hvctl" ] && [ -f "$guest" ] || { echo "redirect.sh: run 'make' first" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "redirect.sh: python3 is needed to read the statistics" >&2; exit 1; }
-work=$(mktemp -d /tmp/redirect.XXXXXX); trap 'rm -rf "$work"' EXIT
-perl -e 'for $i (0..16383) { print pack("Q<", $i*8) . ("\0" x 4088) }' > "$work/disk.img"
+. "$(dirname "$0")/iobench-setup.sh"
 repeat=${REPEAT:-3} requests=${REQUESTS:-5000}
 # Long marks: with a side core and two vCPUs spinning, the sampler waits for a CPU.
 base_cmdline="redirect=1 requests=$requests vector=0x41 hold_ms=1500"

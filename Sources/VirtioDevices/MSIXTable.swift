@@ -49,30 +49,19 @@ public final class MSIXTable: @unchecked Sendable {
         for vector in deliver { fire(vector) }
     }
 
-    /// What became of a raised vector.
-    public enum Delivery: Equatable {
-        /// Signalled; `redirected`: its route went to a vCPU the VMM chose, not the guest's.
-        case sent(redirected: Bool)
-        /// Masked: recorded in the pending bits, sent on unmask.
-        case pending
-        /// No such vector.
-        case absent
-    }
-
-    /// Raises `vector`.
+    /// Raises `vector` (a masked one is recorded in the pending bits and sent on unmask); returns
+    /// whether it was signalled now through a route the VMM redirected.
     @discardableResult
-    public func raise(vector: Int) -> Delivery {
-        let fireNow = state.withLock { state -> Bool? in
-            guard vector < state.entries.count else { return nil }
+    public func raise(vector: Int) -> Bool {
+        let fireNow = state.withLock { state -> Bool in
+            guard vector < state.entries.count else { return false }
             if !state.enabled || state.functionMasked || state.entries[vector].control & 1 != 0 {
                 state.entries[vector].pending = true
                 return false
             }
             return true
         }
-        guard let fireNow else { return .absent }
-        guard fireNow else { return .pending }
-        return .sent(redirected: fire(vector))
+        return fireNow && fire(vector)
     }
 
     /// Signals `vector`; returns whether its route was redirected.

@@ -338,7 +338,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
             return queue < state.queues.count ? state.queues[queue].vector : Self.noVector
         }
         guard vector != Self.noVector else { return false }
-        return msix.raise(vector: Int(vector)) == .sent(redirected: true)
+        return msix.raise(vector: Int(vector))
     }
 
     /// Interrupts sent through MSI-X for `queue`'s current vector (for statistics).

@@ -10,7 +10,7 @@ public enum InterruptRedirectionPolicy {
     /// `running[i]` whether it runs; `current` is the vCPU the route targets now, kept while it
     /// qualifies so routes do not flap; `spread` (the GSI) spreads routes over running vCPUs.
     public static func target(for message: MSIMessage, apics: [LocalAPICIdentity?], running: [Bool], current: Int?, spread: Int) -> Int? {
-        guard message.isInterruptMessage, message.allowsAnyDestinationCPU, apics.count == running.count else { return nil }
+        guard message.allowsAnyDestinationCPU, apics.count == running.count else { return nil }
         let candidates = apics.indices.filter { apics[$0]?.isDestination(of: message) == true }
         guard candidates.count >= 2 else { return nil }
         let runningCandidates = candidates.filter { running[$0] }

@@ -84,7 +84,7 @@ public final class InterruptRedirector: @unchecked Sendable {
         var sampledAt: UInt64?
         var readingsGeneration = UInt64.max
         while !stopping.load(ordering: .relaxed) {
-            let movable = router.guestMessages().filter { $0.value.isInterruptMessage && $0.value.allowsAnyDestinationCPU }
+            let movable = router.guestMessages().filter { $0.value.allowsAnyDestinationCPU }
             if movable.isEmpty {
                 install([:])
                 choices = [:]

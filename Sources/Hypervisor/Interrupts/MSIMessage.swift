@@ -23,10 +23,12 @@ public struct MSIMessage: Equatable, Sendable {
     /// uses it; reserved (zero) otherwise.
     public var extendedDestinationID: UInt32 { UInt32((address >> 5) & 0x7F) }
 
-    /// The message lets the platform pick any one CPU of its destination, the way KVM reads it:
-    /// lowest-priority delivery, or fixed delivery with the redirection hint. (NMI, SMI, INIT
-    /// and ExtINT messages are never moved, whatever the hint says.)
-    public var allowsAnyDestinationCPU: Bool { deliveryMode == 1 || (deliveryMode == 0 && redirectionHint) }
+    /// The message is an interrupt that lets the platform pick any one CPU of its destination,
+    /// the way KVM reads it: lowest-priority delivery, or fixed delivery with the redirection
+    /// hint. (NMI, SMI, INIT and ExtINT messages are never moved, whatever the hint says.)
+    public var allowsAnyDestinationCPU: Bool {
+        isInterruptMessage && (deliveryMode == 1 || (deliveryMode == 0 && redirectionHint))
+    }
 
     /// Addressed to the local APICs' window (0xFEExxxxx), as every interrupt message is.
     public var isInterruptMessage: Bool { address >> 20 == 0xFEE }

@@ -59,7 +59,8 @@ public final class Machine: @unchecked Sendable {
     /// Created with the machine (nil with one vCPU), so readers on other threads never race its creation.
     private var redirector: InterruptRedirector?
     private let localAPICs: LocalAPICDirectory
-    private var activitySampler: VCPUActivitySampler!
+    /// The redirector's view of the vCPUs (with it only).
+    private var activitySampler: VCPUActivitySampler?
     /// vCPU threads; guarded because a vCPU may request an exit while later ones are still starting.
     private let threads = Mutex<[HostThread]>([])
     private let exitReason = Mutex<MachineExit?>(nil)
@@ -111,9 +112,9 @@ public final class Machine: @unchecked Sendable {
             statisticsReaders.append(try vcpu.statisticsReader())
             vcpus.append(vcpu)
         }
-        let sampler = VCPUActivitySampler(readers: statisticsReaders)
-        activitySampler = sampler
         if configuration.vcpuCount > 1 {
+            let sampler = VCPUActivitySampler(readers: statisticsReaders)
+            activitySampler = sampler
             redirector = InterruptRedirector(router: interruptRouter, apics: localAPICs,
                                              requestReadings: { [unowned self] in self.requestLocalAPICReadings() },
                                              sampleActivity: { sampler.sample() })
@@ -139,8 +140,9 @@ public final class Machine: @unchecked Sendable {
     /// Runs every vCPU on its own thread until power off, reset, a fatal exit or `requestExit`.
     public func run() throws -> MachineExit {
         VCPUKickSignal.install()
-        let sampler = activitySampler!
         let redirector = activeRedirector
+        // Without a redirector the vCPU threads neither read their APICs nor report their IDs.
+        let sampler = redirector == nil ? nil : activitySampler
         // Before the vCPU threads exist: only they program MSI messages.
         if let redirector { interruptRouter.onGuestMessageChange = { redirector.guestMessagesChanged() } }
         let apics = localAPICs
@@ -151,12 +153,13 @@ public final class Machine: @unchecked Sendable {
             let hostCPUs = vcpuHostCPUs
             let created = Result { try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
                 if let hostCPUs { _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
-                sampler.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
+                sampler?.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
                 // Nothing answered yet: the first entry reads the APIC, so a request made before
                 // this thread started is not missed.
                 var answered = UInt64.max
                 do {
                     let exit = try loop.run(until: { self.stopRequested }, beforeEntry: {
+                        guard sampler != nil else { return }
                         let requested = apics.requestedGeneration
                         guard requested != answered else { return }
                         answered = requested
