@@ -127,15 +127,9 @@ void ckvm_uring_destroy(ckvm_uring *ring) {
     free(ring);
 }
 
-/// A free submission entry, submitting what is queued once if the queue is full.
-static struct io_uring_sqe *next_sqe(ckvm_uring *ring) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring->ring);
-    if (!sqe) {
-        io_uring_submit(&ring->ring);
-        sqe = io_uring_get_sqe(&ring->ring);
-    }
-    return sqe;
-}
+/// A free submission entry, or NULL when the queue is full. The caller bounds what it has in
+/// flight by the ring's size, so a full queue means a bug of ours, reported, never waited on.
+static struct io_uring_sqe *next_sqe(ckvm_uring *ring) { return io_uring_get_sqe(&ring->ring); }
 
 int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
@@ -173,9 +167,15 @@ int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offse
     return 0;
 }
 
-int ckvm_uring_submit_and_wait(ckvm_uring *ring, unsigned wait_count) {
-    return io_uring_submit_and_wait(&ring->ring, wait_count);
+int ckvm_uring_submit(ckvm_uring *ring) {
+    int result;
+    do {
+        result = io_uring_submit(&ring->ring);
+    } while (result == -EINTR);
+    return result;
 }
+
+unsigned ckvm_uring_unsubmitted(ckvm_uring *ring) { return io_uring_sq_ready(&ring->ring); }
 
 int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd) {
     return io_uring_register_eventfd(&ring->ring, fd);
@@ -185,8 +185,12 @@ unsigned ckvm_uring_completions_ready(ckvm_uring *ring) { return io_uring_cq_rea
 
 int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result) {
     struct io_uring_cqe *cqe = NULL;
-    int status = wait ? io_uring_wait_cqe(&ring->ring, &cqe) : io_uring_peek_cqe(&ring->ring, &cqe);
-    if (status < 0 || !cqe) return 0;
+    int status;
+    do {
+        // A signal (vCPU threads are kicked with SIGUSR1, without SA_RESTART) is not a completion.
+        status = wait ? io_uring_wait_cqe(&ring->ring, &cqe) : io_uring_peek_cqe(&ring->ring, &cqe);
+    } while (wait && status == -EINTR);
+    if (status < 0 || !cqe) return status < 0 ? status : 0;
     *user_data = io_uring_cqe_get_data64(cqe);
     *result = cqe->res;
     io_uring_cqe_seen(&ring->ring, cqe);

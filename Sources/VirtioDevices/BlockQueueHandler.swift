@@ -32,8 +32,15 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private let iovecs: UnsafeMutablePointer<iovec>
     private static let iovecsPerSlot = Int(BlockDevice.segMax)
     private var freeSlots: [Int]
-    /// Operations prepared on the ring and not yet submitted.
-    private var unsubmitted = 0
+    /// io_uring operations prepared and not yet reaped (submitted or still queued): at most
+    /// `operationCapacity`, so the submission queue never fills and the completion queue (twice
+    /// its size) never overflows, whatever mix of requests the guest sends.
+    private var operationsInFlight = 0
+    private let operationCapacity: Int
+    /// The most operations one request needs (a DISCARD or WRITE_ZEROES of as many ranges as allowed).
+    private static let maxOperationsPerRequest = Int(BlockRequest.maxDiscardSegments)
+    /// Set by `quiesce`: the device was reset, so completions no longer touch the rings.
+    private var quiesced = false
     /// Chains returned to the used ring since the interrupt logic last looked.
     private var completedSinceInterrupt = 0
     private var interrupts: CompletionInterrupts
@@ -52,9 +59,10 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         let size = Int(context.queue.size)
         slots = Array(repeating: InFlight(), count: size)
         freeSlots = Array((0..<size).reversed())
-        // Room for every slot's operations (a discard may need two).
+        // Room for a queue's worth of single-operation requests, or fewer multi-range ones.
+        operationCapacity = max(2 * size, Self.maxOperationsPerRequest)
         var error: Int32 = 0
-        guard let ring = ckvm_uring_create(UInt32(size * 2), &error) else {
+        guard let ring = ckvm_uring_create(UInt32(operationCapacity), &error) else {
             throw KVMError(.ioUringSetup(queue: name), errno: error)
         }
         let registered = ckvm_uring_register_eventfd(ring, completionSignal.fd)
@@ -76,10 +84,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     func poll(budget: Int) -> Int {
         var done = reapCompletions()
         done += takeAvailable(budget: budget)
-        if unsubmitted > 0 {
-            ckvm_uring_submit_and_wait(ring, 0)
-            unsubmitted = 0
-        }
+        submit()
         signalIfNeeded()
         return done
     }
@@ -93,37 +98,60 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         statistics.notifications.add(context.kick.drain())
         _ = completionSignal.drain()
         // Checked after draining: a completion or chain that raced the drain is seen here.
-        return ckvm_uring_completions_ready(ring) > 0 || (!broken && !freeSlots.isEmpty && context.queue.hasAvailable)
+        return ckvm_uring_completions_ready(ring) > 0 || ckvm_uring_unsubmitted(ring) > 0 || (canTakeRequest && context.queue.hasAvailable)
     }
 
     var wakeDescriptors: [Int32] { [context.kick.fd, completionSignal.fd] }
 
     var requestsHandled: UInt64 { statistics.requests.count }
 
-    /// Waits for every request in flight, so the ring and guest buffers can go (device reset).
+    /// Waits for every operation the kernel took, so the ring can go and nothing lands in guest
+    /// RAM later (device reset, VMM shutdown). The rings belong to the reset device now: requests
+    /// still in flight are reaped without completing them to the guest.
     func quiesce() {
-        if unsubmitted > 0 { ckvm_uring_submit_and_wait(ring, 0) }
-        unsubmitted = 0
+        quiesced = true
+        _ = submit()
         var tag: UInt64 = 0
         var result: Int32 = 0
-        while freeSlots.count < slots.count, ckvm_uring_next_completion(ring, 1, &tag, &result) == 1 {
-            finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
+        // Queued operations the kernel never took are not in flight; they go with the ring.
+        while operationsInFlight > Int(ckvm_uring_unsubmitted(ring)) {
+            let status = ckvm_uring_next_completion(ring, 1, &tag, &result)
+            guard status == 1 else { break }  // only a broken ring fails a wait (EINTR is retried)
+            finishOperation(tag: tag, result: result)
         }
-        signalIfNeeded()
-        interrupts.flush()
     }
 
     // MARK: Requests
+
+    /// Hands queued operations to the kernel. One it cannot take now (EAGAIN, EBUSY) stays queued
+    /// for the next poll; any other failure means the ring is unusable: the device needs a reset.
+    @discardableResult
+    private func submit() -> Bool {
+        guard ckvm_uring_unsubmitted(ring) > 0 else { return true }
+        let result = ckvm_uring_submit(ring)
+        guard result < 0, result != -EAGAIN, result != -EBUSY else { return true }
+        if !broken {
+            broken = true
+            statistics.errors.add()
+            device.transportNeedsReset?("\(device.name) queue \(context.index): io_uring submit failed: \(String(cString: strerror(-result)))")
+        }
+        return false
+    }
 
     private func reapCompletions() -> Int {
         var tag: UInt64 = 0
         var result: Int32 = 0
         var count = 0
         while ckvm_uring_next_completion(ring, 0, &tag, &result) == 1 {
-            finishOperation(slot: Int(tag - Self.firstSlotTag), result: result)
+            finishOperation(tag: tag, result: result)
             count += 1
         }
         return count
+    }
+
+    /// Whether a new request can start: a free slot, room for its operations, a working ring.
+    private var canTakeRequest: Bool {
+        !broken && !freeSlots.isEmpty && operationsInFlight + Self.maxOperationsPerRequest <= operationCapacity
     }
 
     private func signalIfNeeded() {
@@ -136,7 +164,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// completion frees a slot. Returns how many it took.
     private func takeAvailable(budget: Int) -> Int {
         var taken = 0
-        while taken < budget && !freeSlots.isEmpty && !broken {
+        while taken < budget && canTakeRequest {
             let popped: DescriptorChainResult?
             do {
                 popped = try context.queue.popAvailable()
@@ -188,10 +216,11 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         }
         let fd = device.fd
         let tag = Self.firstSlotTag + UInt64(slot)
-        // The ring holds two entries per slot, so a prep call only fails for a broken ring.
+        // `canTakeRequest` left room for this request's operations, so a prep call cannot fail
+        // for lack of entries; if it does anyway the request fails, nothing waits for it.
         func submit(expecting result: Int64, _ prepare: () -> Int32) {
             if prepare() == 0 {
-                unsubmitted += 1
+                operationsInFlight += 1
                 slots[slot].pendingOperations += 1
                 slots[slot].expectedResult = result
             } else {
@@ -243,9 +272,12 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         }
     }
 
-    /// One io_uring operation of `slot` finished with `result` (bytes, 0, or -errno).
-    private func finishOperation(slot: Int, result: Int32) {
-        guard slot < slots.count, slots[slot].pendingOperations > 0 else { return }
+    /// One io_uring operation finished with `result` (bytes, 0, or -errno); `tag` names its slot.
+    private func finishOperation(tag: UInt64, result: Int32) {
+        operationsInFlight -= 1
+        guard tag >= Self.firstSlotTag, tag - Self.firstSlotTag < UInt64(slots.count) else { return }
+        let slot = Int(tag - Self.firstSlotTag)
+        guard slots[slot].pendingOperations > 0 else { return }
         slots[slot].pendingOperations -= 1
         // A short transfer or any error (EIO, ENOSPC, ...) fails the request; the device goes on.
         if result < 0 || Int64(result) != slots[slot].expectedResult { slots[slot].failed = true }
@@ -254,11 +286,12 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     private func complete(slot: Int) {
         let request = slots[slot]
+        slots[slot] = InFlight()
+        freeSlots.append(slot)
+        guard !quiesced else { return }
         if request.failed { statistics.errors.add() }
         try? memory.store(request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
-        slots[slot] = InFlight()
-        freeSlots.append(slot)
         completedSinceInterrupt += 1
     }
 }

@@ -107,9 +107,14 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler] {
         let byIndex = Dictionary(uniqueKeysWithValues: queues.map { ($0.index, $0) })
+        // The TAP must hand over only the offloads the driver accepted; if it cannot be told,
+        // frames the driver cannot parse would follow, so activation fails (DEVICE_NEEDS_RESET).
         for fd in tapFDs {
-            _ = ckvm_tap_set_offload(fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
-                                     features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
+            let result = ckvm_tap_set_offload(fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
+                                              features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
+            guard result == 0 else {
+                throw NetDeviceError(description: "\(name): TUNSETOFFLOAD on the TAP failed: \(String(cString: strerror(errno)))")
+            }
         }
         var handlers: [QueueHandler] = []
         for pair in 0..<configuration.queuePairs {

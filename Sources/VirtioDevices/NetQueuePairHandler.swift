@@ -32,6 +32,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private var frameLength = 0
     private var frameOffset = 0
     /// Chains already filled with part of the pending frame: (head, bytes written).
+    /// A transmit chain the TAP refused with EAGAIN, sent first by the next poll.
+    private var pendingTransmit: DescriptorChain?
     private var heldChains: [(head: UInt16, length: UInt32, firstBuffer: VirtqueueBuffer?)] = []
     private var iovecs = [iovec](repeating: iovec(), count: 256)
     private var rxInterrupts: CompletionInterrupts
@@ -91,7 +93,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         rxStatistics.notifications.add(rx.kick.drain())
         guard !broken else { return false }
         // A readable TAP needs no check here: it is among the wake descriptors.
-        return tx.queue.hasAvailable || (waitingForRxBuffers && rx.queue.hasAvailable)
+        return pendingTransmit != nil || tx.queue.hasAvailable || (waitingForRxBuffers && rx.queue.hasAvailable)
     }
 
     var wakeDescriptors: [Int32] {
@@ -116,95 +118,134 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
 
     // MARK: Transmit
 
+    /// Sends up to `budget` chains' frames; a frame the TAP cannot take now (EAGAIN) stays the
+    /// next one to send, and the poll moves on instead of waiting on a shared core.
     private func transmit(budget: Int) -> Int {
         var sent = 0
-        while sent < budget, let popped = pop(tx, statistics: txStatistics) {
-            sent += 1
-            txStatistics.requests.add()
-            switch popped {
-            case .failure(let head, _):
-                txStatistics.errors.add()
-                tx.queue.addUsed(head: head, length: 0)
-            case .chain(let chain):
-                var count = 0
-                var total = 0
-                for buffer in chain.readable where count < iovecs.count {
-                    guard let slice = try? memory.slice(at: buffer.address, length: UInt64(buffer.length)) else { continue }
-                    iovecs[count] = iovec(iov_base: slice.baseAddress, iov_len: slice.count)
-                    count += 1
-                    total += slice.count
-                }
-                if total <= NetDevice.headerSize || writeFrame(count: count) != total {
+        while sent < budget {
+            let chain: DescriptorChain
+            if let pending = pendingTransmit {
+                chain = pending
+            } else {
+                guard let popped = pop(tx, statistics: txStatistics) else { break }
+                txStatistics.requests.add()
+                guard case .chain(let popped) = popped else {
+                    if case .failure(let head, _) = popped { tx.queue.addUsed(head: head, length: 0) }
                     txStatistics.errors.add()
-                } else {
-                    txStatistics.bytes.add(UInt64(total - NetDevice.headerSize))
+                    sent += 1
+                    continue
                 }
-                tx.queue.addUsed(head: chain.head, length: 0)
+                chain = popped
             }
+            var count = 0
+            var total = 0
+            for buffer in chain.readable where count < iovecs.count {
+                guard let slice = try? memory.slice(at: buffer.address, length: UInt64(buffer.length)) else { continue }
+                iovecs[count] = iovec(iov_base: slice.baseAddress, iov_len: slice.count)
+                count += 1
+                total += slice.count
+            }
+            let written = total <= NetDevice.headerSize ? -1 : writeFrame(count: count)
+            if written == -Int(EAGAIN) {
+                pendingTransmit = chain
+                break
+            }
+            pendingTransmit = nil
+            if written != total {
+                txStatistics.errors.add()
+            } else {
+                txStatistics.bytes.add(UInt64(total - NetDevice.headerSize))
+            }
+            tx.queue.addUsed(head: chain.head, length: 0)
+            sent += 1
         }
-        txInterrupts.published(sent, moreExpected: sent == budget)
+        txInterrupts.published(sent, moreExpected: sent == budget || pendingTransmit != nil)
         return sent
     }
 
-    /// writev to the TAP, waiting for room if its queue is momentarily full.
+    /// writev to the TAP: the bytes written, -EAGAIN when its queue is full now, else -1.
     private func writeFrame(count: Int) -> Int {
         while true {
             let written = iovecs.withUnsafeBufferPointer { writev(tapFD, $0.baseAddress, Int32(count)) }
             if written >= 0 { return written }
             if errno == EINTR { continue }
-            guard errno == EAGAIN else { return -1 }
-            // A TAP's transmit path hands frames straight to the host stack, so this is rare;
-            // the wait is short because a side core serves other queues too.
-            var out = pollfd(fd: tapFD, events: Int16(POLLOUT), revents: 0)
-            _ = Glibc.poll(&out, 1, 1)
+            return errno == EAGAIN ? -Int(EAGAIN) : -1
         }
     }
 
     // MARK: Receive
 
-    /// Moves up to `budget` frames from the TAP into receive chains; returns how many. Sets
-    /// `waitingForRxBuffers` when it stopped for lack of receive buffers.
+    /// Moves frames from the TAP into receive chains, consuming at most `budget` chains (broken
+    /// and refused ones included), so a poll is bounded whatever the guest posts. Returns the
+    /// chains consumed. Sets `waitingForRxBuffers` when it stopped for lack of receive buffers.
     private func receive(budget: Int) -> Int {
-        var received = 0
-        // Stopping at the budget means more frames wait in the TAP; otherwise it ran dry.
-        defer { rxInterrupts.published(received, moreExpected: received == budget) }
-        while received < budget {
+        var consumed = 0
+        var framesPlaced = 0
+        // Stopping at the budget means more frames or chains wait; otherwise the TAP ran dry.
+        defer {
+            if framesPlaced > 0 { rxStatistics.requests.add(UInt64(framesPlaced)) }
+            rxInterrupts.published(consumed, moreExpected: consumed >= budget)
+        }
+        while consumed < budget {
             if frameLength == 0 {
                 let count = read(tapFD, frame.baseAddress, frame.count)
                 if count < 0 && errno == EINTR { continue }
-                guard count > NetDevice.headerSize else { return received }  // EAGAIN: the TAP is empty
+                guard count > NetDevice.headerSize else { return consumed }  // EAGAIN: the TAP is empty
                 frameLength = count
                 frameOffset = 0
             }
-            switch placeFrame() {
-            case .placed:
-                received += 1
-            case .needBuffers:
+            switch placeFrame(chainBudget: budget - consumed) {
+            case .placed(let chains):
+                consumed += chains
+                framesPlaced += 1
+            case .partial(let chains):
+                consumed += chains  // the budget ran out mid-frame: the next poll goes on with it
+            case .dropped(let chains):
+                consumed += chains
+            case .needBuffers(let chains):
+                consumed += chains
                 waitingForRxBuffers = true
-                return received
+                return consumed
             }
         }
-        return received
+        return consumed
     }
 
-    private enum Placement { case placed, needBuffers }
+    /// How far `placeFrame` got, with the chains it consumed from the receive ring.
+    private enum Placement {
+        case placed(Int)
+        /// The chain budget ran out before the frame was complete; its chains stay held.
+        case partial(Int)
+        /// The frame could not be placed (no buffer big enough without mergeable buffers, or
+        /// more chains than the queue holds): it is dropped and counted as an error.
+        case dropped(Int)
+        case needBuffers(Int)
+    }
 
-    /// Copies the pending frame into as many chains as it needs (one without mergeable buffers).
-    private func placeFrame() -> Placement {
+    /// Copies the pending frame into as many chains as it needs (one without mergeable buffers),
+    /// taking at most `chainBudget` chains this call and holding at most one queue's worth.
+    private func placeFrame(chainBudget: Int) -> Placement {
+        var consumed = 0
         while frameOffset < frameLength {
-            guard let popped = pop(rx, statistics: rxStatistics) else { return .needBuffers }
+            guard consumed < chainBudget else { return .partial(consumed) }
+            guard let popped = pop(rx, statistics: rxStatistics) else { return .needBuffers(consumed) }
+            consumed += 1
             guard case .chain(let chain) = popped else {
                 if case .failure(let head, _) = popped { rx.queue.addUsed(head: head, length: 0) }
                 rxStatistics.errors.add()
                 continue
             }
-            let capacity = Int(chain.writableLength)
-            if !mergeable && capacity < frameLength {
-                // The driver posted a buffer too small for a whole frame without mergeable buffers.
+            let capacity = chain.writableLength
+            if capacity == 0 || (!mergeable && capacity < UInt64(frameLength)) {
+                // Nothing to write into (a zero-length or read-only chain), or a buffer too small
+                // for a whole frame without mergeable buffers: returned empty, as an error.
                 rx.queue.addUsed(head: chain.head, length: 0)
+                guard mergeable else {
+                    dropFrame()
+                    return .dropped(consumed)
+                }
                 rxStatistics.errors.add()
-                frameLength = 0
-                return .placed
+                continue
             }
             var written = 0
             for buffer in chain.writable where frameOffset < frameLength {
@@ -214,17 +255,31 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 frameOffset += take
                 written += take
             }
-            heldChains.append((chain.head, UInt32(written), chain.writable.first))
+            heldChains.append((chain.head, UInt32(truncatingIfNeeded: written), chain.writable.first))
+            if written == 0 || (frameOffset < frameLength && heldChains.count >= Int(rx.queue.size)) {
+                // A chain that took nothing (its buffers left guest RAM) or a frame that would need
+                // more chains than the ring holds: give up on the frame rather than hold more.
+                dropFrame()
+                return .dropped(consumed)
+            }
         }
         // num_buffers (header offset 10) tells the driver how many chains the frame spans.
         if let first = heldChains.first?.firstBuffer, first.length >= UInt32(NetDevice.headerSize) {
-            try? memory.store(UInt16(heldChains.count), at: first.address + 10)
+            try? memory.store(UInt16(truncatingIfNeeded: heldChains.count), at: first.address + 10)
         }
         for chain in heldChains { rx.queue.addUsed(head: chain.head, length: chain.length) }
-        rxStatistics.requests.add()
         rxStatistics.bytes.add(UInt64(frameLength - NetDevice.headerSize))
         heldChains.removeAll(keepingCapacity: true)
         frameLength = 0
-        return .placed
+        return .placed(consumed)
+    }
+
+    /// Forgets the pending frame: chains already holding part of it go back empty.
+    private func dropFrame() {
+        for chain in heldChains { rx.queue.addUsed(head: chain.head, length: 0) }
+        heldChains.removeAll(keepingCapacity: true)
+        frameLength = 0
+        frameOffset = 0
+        rxStatistics.errors.add()
     }
 }

@@ -44,9 +44,12 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
         var queues: [QueueRegisters]
         var configGeneration: UInt8 = 0
         var isr: UInt8 = 0
-        var active = false
+    }
+
+    /// What a DRIVER_OK started and the next reset tears down. Only touched under `lifecycle`.
+    struct Activation {
         /// Queue index and notify address of each ioeventfd registered at DRIVER_OK.
-        var registeredDoorbells: [(queue: Int, address: UInt64)] = []
+        var doorbells: [(queue: Int, address: UInt64)] = []
         /// What the device returned at DRIVER_OK, running on `engine` until reset.
         var handlers: [QueueHandler] = []
     }
@@ -61,6 +64,10 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     private let kicks: [EventFD]
     private let space: Mutex<PCIConfigurationSpace>
     private let state: Mutex<State>
+    /// Serializes the device's lifecycle: a status write (activation, reset) runs whole under it,
+    /// so a reset on one vCPU and a re-negotiation on another never overlap. Per device, and
+    /// never taken by the threads that run handlers, so waiting under it involves only this VM.
+    private let lifecycle = Mutex(Activation())
     private let msixCapabilityOffset: Int
 
     public init(device: VirtioDevice, name: String, root: PCIRoot, vm: VirtualMachine, router: InterruptRouter, memory: GuestMemory,
@@ -189,8 +196,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     }
 
     private func writeCommon(offset: UInt64, width: Int, value: UInt64) {
-        var activate = false
-        var reset = false
+        var statusWrite: UInt8?
         state.withLock { state in
             let selected = Int(state.queueSelect)
             let hasQueue = selected < state.queues.count
@@ -215,36 +221,15 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
                 guard state.status & Self.featuresOK == 0, state.driverFeatureSelect < 2 else { break }
                 let shift = 32 * UInt64(state.driverFeatureSelect)
                 state.driverFeatures = (state.driverFeatures & ~(0xFFFF_FFFF << shift)) | ((value & 0xFFFF_FFFF) << shift)
-            case 0x10: state.configVector = UInt16(truncatingIfNeeded: value)
-            case 0x14:
-                let status = UInt8(truncatingIfNeeded: value)
-                if status == 0 {
-                    reset = state.active
-                    // The running handlers and doorbells stay recorded for deactivate() to tear down.
-                    var fresh = State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) })
-                    fresh.handlers = state.handlers
-                    fresh.registeredDoorbells = state.registeredDoorbells
-                    state = fresh
-                    return
-                }
-                var accepted = status
-                if status & Self.featuresOK != 0 && state.status & Self.featuresOK == 0 {
-                    // Features the device never offered, or a driver without VERSION_1: refuse FEATURES_OK.
-                    if state.driverFeatures & ~offeredFeatures != 0 || state.driverFeatures & VirtioFeature.version1 == 0 {
-                        accepted &= ~Self.featuresOK
-                    }
-                }
-                if accepted & Self.driverOK != 0 && state.status & Self.driverOK == 0 && accepted & Self.featuresOK != 0 {
-                    activate = true
-                }
-                state.status = accepted | (state.status & Self.needsReset)
+            case 0x10: state.configVector = usableVector(value)
+            case 0x14: statusWrite = UInt8(truncatingIfNeeded: value)
             case 0x16: state.queueSelect = UInt16(truncatingIfNeeded: value)
             case 0x18:
                 // A driver may shrink a queue, never grow it past the device's maximum.
                 if queueWritable, value > 0, value <= UInt64(device.queueMaxSizes[selected]) {
                     state.queues[selected].size = UInt16(value)
                 }
-            case 0x1A: if hasQueue { state.queues[selected].vector = UInt16(truncatingIfNeeded: value) }
+            case 0x1A: if hasQueue { state.queues[selected].vector = usableVector(value) }
             case 0x1C: if queueWritable, value == 1 { state.queues[selected].enabled = true }
             case 0x20: setAddress(\.descriptorTable, high: false)
             case 0x24: setAddress(\.descriptorTable, high: true)
@@ -255,63 +240,81 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
             default: break
             }
         }
-        if reset { deactivate() }
-        if activate { activateDevice() }
+        if let statusWrite { writeStatus(statusWrite) }
     }
 
-    // MARK: Activation
+    /// A vector number the driver wrote, or NO_VECTOR when the table has no such entry (the
+    /// driver reads back NO_VECTOR and knows the assignment failed, 4.1.4.3.2).
+    private func usableVector(_ value: UInt64) -> UInt16 {
+        let vector = UInt16(truncatingIfNeeded: value)
+        return Int(vector) < msix.vectorCount ? vector : Self.noVector
+    }
 
-    private func activateDevice() {
-        let snapshot = state.withLock { $0 }
+    // MARK: Lifecycle
+
+    private func writeStatus(_ written: UInt8) {
+        lifecycle.withLock { activation in
+            let (transition, registers) = state.withLock { state -> (DeviceStatusTransition, State) in
+                let acceptable = state.driverFeatures & ~offeredFeatures == 0 && state.driverFeatures & VirtioFeature.version1 != 0
+                let transition = DeviceStatusTransition(current: state.status, written: written, featuresAcceptable: acceptable)
+                if case .set(let status, _) = transition {
+                    // NEEDS_RESET may have been raised by a handler since: it is kept.
+                    state.status = status | (state.status & Self.needsReset)
+                }
+                return (transition, state)
+            }
+            switch transition {
+            case .reset:
+                tearDown(&activation)
+                // Status reads 0 only now: a driver that waits for it knows the reset completed.
+                state.withLock { $0 = State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) }) }
+            case .set(_, activate: true):
+                activate(&activation, registers: registers)
+            case .set, .ignore:
+                break
+            }
+        }
+    }
+
+    /// Device activation at DRIVER_OK, from the registers as they were when it was accepted.
+    private func activate(_ activation: inout Activation, registers: State) {
         let barAddress = space.withLock { $0.barAddress(index: 0) }
-        let eventIndex = snapshot.driverFeatures & VirtioFeature.eventIndex != 0
+        let eventIndex = registers.driverFeatures & VirtioFeature.eventIndex != 0
         var contexts: [QueueContext] = []
-        var doorbells: [(queue: Int, address: UInt64)] = []
         do {
-            for (index, registers) in snapshot.queues.enumerated() where registers.enabled {
-                let queue = try Virtqueue(memory: memory, size: registers.size, descriptorTable: registers.descriptorTable,
-                                          availableRing: registers.driverArea, usedRing: registers.deviceArea, eventIndex: eventIndex)
+            for (index, queue) in registers.queues.enumerated() where queue.enabled {
+                let ring = try Virtqueue(memory: memory, size: queue.size, descriptorTable: queue.descriptorTable,
+                                         availableRing: queue.driverArea, usedRing: queue.deviceArea, eventIndex: eventIndex)
                 let doorbell = barAddress + Self.notifyOffset + UInt64(index) * UInt64(Self.notifyMultiplier)
                 try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0)
-                doorbells.append((index, doorbell))
-                contexts.append(QueueContext(index: index, queue: queue, kick: kicks[index],
+                activation.doorbells.append((index, doorbell))
+                contexts.append(QueueContext(index: index, queue: ring, kick: kicks[index],
                                              interrupt: VectorInterrupt(transport: self, queue: index),
                                              coalescing: engine.interruptCoalescing))
             }
-            let handlers = try device.activate(memory: memory, features: snapshot.driverFeatures, queues: contexts)
-            state.withLock {
-                $0.active = true
-                $0.registeredDoorbells = doorbells
-                $0.handlers = handlers
-            }
-            try engine.attach(handlers)
+            activation.handlers = try device.activate(memory: memory, features: registers.driverFeatures, queues: contexts)
+            try engine.attach(activation.handlers)
         } catch {
-            // What got recorded in the state is torn down by deactivate(); doorbells before that here.
-            let recorded = state.withLock { !$0.registeredDoorbells.isEmpty }
-            if recorded { deactivate() } else { removeDoorbells(doorbells) }
+            // The engine took none of the handlers (attach is all or nothing): they and the doorbells go now.
+            tearDown(&activation, attached: false)
             markNeedsReset("\(name): activation failed: \(error)")
         }
     }
 
-    /// Stops the device's queue processing: the engine lets go of the handlers, then the device
-    /// finishes what is in flight. Also called at VMM shutdown.
-    public func deactivate() {
-        let (handlers, doorbells) = state.withLock { state in
-            defer {
-                state.handlers = []
-                state.registeredDoorbells = []
-            }
-            return (state.handlers, state.registeredDoorbells)
-        }
-        engine.detach(handlers)
-        device.reset()
-        removeDoorbells(doorbells)
-    }
-
-    private func removeDoorbells(_ doorbells: [(queue: Int, address: UInt64)]) {
-        for doorbell in doorbells {
+    /// Stops queue processing: the engine lets go of the handlers (no thread polls them again),
+    /// the device reaps what is in flight, then the doorbells go. Returns with nothing left running.
+    private func tearDown(_ activation: inout Activation, attached: Bool = true) {
+        if attached && !activation.handlers.isEmpty { engine.detach(activation.handlers) }
+        if !activation.handlers.isEmpty { device.reset() }
+        for doorbell in activation.doorbells {
             try? vm.setIOEventFD(kicks[doorbell.queue], mmioAddress: doorbell.address, length: 0, remove: true)
         }
+        activation = Activation()
+    }
+
+    /// Stops the device's queue processing at VMM shutdown, as a reset would.
+    public func deactivate() {
+        lifecycle.withLock { tearDown(&$0) }
     }
 
     /// Puts the device in DEVICE_NEEDS_RESET and tells the driver through the config vector.

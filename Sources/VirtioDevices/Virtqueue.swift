@@ -124,8 +124,10 @@ public final class Virtqueue {
         }
     }
 
-    /// Reads a chain, bounded: at most `size` descriptors in the table and, for an indirect
-    /// table, at most its own entry count.
+    /// Reads a chain, bounded by the queue size: at most `size` descriptors in the table and an
+    /// indirect table of at most `size` entries (virtio 1.2, 2.7.5.3.1: a driver must not create a
+    /// chain longer than the queue size, indirect tables included), so one chain costs a poll at
+    /// most about 2 × `size` descriptor reads whatever the guest writes.
     func walk(head: UInt16) throws -> DescriptorChain {
         guard head < size else { throw VirtqueueError.headOutOfRange(head) }
         var buffers: [VirtqueueBuffer] = []
@@ -146,7 +148,7 @@ public final class Virtqueue {
             if flags & Self.descriptorIndirect != 0 {
                 guard !indirect else { throw VirtqueueError.nestedIndirect }
                 guard flags & Self.descriptorNext == 0 else { throw VirtqueueError.indirectWithNext }
-                guard length >= 16, length % 16 == 0, length / 16 <= 32768 else { throw VirtqueueError.invalidIndirectTable(length: length) }
+                guard length >= 16, length % 16 == 0, length / 16 <= UInt32(size) else { throw VirtqueueError.invalidIndirectTable(length: length) }
                 guard memory.contains(address, length: UInt64(length)) else { throw VirtqueueError.bufferOutsideMemory(address: address, length: length) }
                 indirect = true
                 table = address

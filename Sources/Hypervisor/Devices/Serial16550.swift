@@ -24,6 +24,8 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
         var receive: [UInt8] = []
         var receiveHead = 0
         var irqLevel = false
+        /// A byte was lost because the receive FIFO was full (LSR bit 1, cleared by reading LSR).
+        var overrun = false
 
         var receiveCount: Int { receive.count - receiveHead }
     }
@@ -45,7 +47,7 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
         var remaining = bytes[...]
         while !remaining.isEmpty {
             let accepted = state.withLock { registers -> Int in
-                let room = Self.receiveCapacity - registers.receiveCount
+                let room = max(0, Self.receiveCapacity - registers.receiveCount)
                 let chunk = remaining.prefix(room)
                 registers.receive.append(contentsOf: chunk)
                 return chunk.count
@@ -82,7 +84,8 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
             case 4: return registers.modemControl
             case 5:
                 // THR and transmitter always empty; data ready when the FIFO holds input.
-                return 0x60 | (registers.receiveCount > 0 ? 0x01 : 0)
+                defer { registers.overrun = false }
+                return 0x60 | (registers.receiveCount > 0 ? 0x01 : 0) | (registers.overrun ? 0x02 : 0)
             case 6:
                 if registers.modemControl & 0x10 != 0 {
                     // Loopback: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD.
@@ -107,7 +110,13 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
             case 0 where divisorLatch: registers.divisorLow = value
             case 0:
                 if registers.modemControl & 0x10 != 0 {
-                    registers.receive.append(value)  // loopback
+                    // Loopback: into the receive FIFO while it has room, else lost as an overrun,
+                    // as on the hardware, so a guest cannot grow host memory through it.
+                    if registers.receiveCount < Self.receiveCapacity {
+                        registers.receive.append(value)
+                    } else {
+                        registers.overrun = true
+                    }
                 } else {
                     transmitted = value
                 }

@@ -12,6 +12,8 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
     private final class Runner: @unchecked Sendable {
         let handler: QueueHandler
         let stopSignal: EventFD
+        /// Checked between passes, so a queue the guest keeps busy cannot hold off `stop`.
+        let stopping = Atomic<Bool>(false)
         var thread: HostThread?
 
         init(handler: QueueHandler) throws {
@@ -22,8 +24,8 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
         }
 
         private func run() {
-            while true {
-                while handler.poll(budget: NotifyEngine.budget) > 0 {}
+            while !stopping.load(ordering: .acquiring) {
+                if handler.poll(budget: NotifyEngine.budget) > 0 { continue }
                 if handler.prepareToSleep() { continue }
                 var fds = (handler.wakeDescriptors + [stopSignal.fd]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
                 guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
@@ -32,6 +34,7 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
         }
 
         func stop() {
+            stopping.store(true, ordering: .releasing)
             stopSignal.signal()
             thread?.join()
             thread = nil

@@ -22,13 +22,15 @@ public final class SideCoreStatistics: Sendable {
 /// the thread reads between rounds, so the schedule itself is only ever touched by the thread.
 public final class SideCore: @unchecked Sendable {
     private enum Change {
-        case add(QueueHandler)
-        case remove(QueueHandler)
+        case add(DetachableHandler)
+        case remove(DetachableHandler)
     }
 
     private struct Mailbox {
         var changes: [Change] = []
         var stopped = false
+        /// What each handler given to this core is wrapped in, until it is removed.
+        var attached: [ObjectIdentifier: DetachableHandler] = [:]
     }
 
     public let name: String
@@ -39,9 +41,6 @@ public final class SideCore: @unchecked Sendable {
     /// Set after every mailbox change, so a round finds an empty mailbox without taking its lock.
     private let mailboxChanged = Atomic<Bool>(false)
     private let wakeSignal: EventFD
-    /// Signalled by the core once it applied a removal; removals take `removalLock`, so one at a time.
-    private let removalDone: EventFD
-    private let removalLock = Mutex(())
     private let handlerCount = Atomic<Int>(0)
     private var thread: HostThread?
     public typealias HandlerCounters = (name: String, polls: UInt64, productivePolls: UInt64, sleeps: UInt64)
@@ -55,7 +54,6 @@ public final class SideCore: @unchecked Sendable {
         self.cpu = cpu
         schedule = PollSchedule(mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds)
         wakeSignal = try EventFD(nonBlocking: true)
-        removalDone = try EventFD()
         thread = try HostThread(name: name) { [self] in run() }
     }
 
@@ -64,25 +62,29 @@ public final class SideCore: @unchecked Sendable {
 
     public func add(_ handler: QueueHandler) {
         handlerCount.add(1, ordering: .relaxed)
-        mailbox.withLock { $0.changes.append(.add(handler)) }
+        let wrapped = DetachableHandler(handler)
+        mailbox.withLock {
+            $0.attached[ObjectIdentifier(handler)] = wrapped
+            $0.changes.append(.add(wrapped))
+        }
         mailboxChanged.store(true, ordering: .releasing)
         wakeSignal.signal()
     }
 
-    /// Returns once the core has let go of `handler`: it will not be polled again.
+    /// Returns once the core has let go of `handler`: it will not be polled again. Waits only
+    /// for a call into this handler that is in progress (bounded work), never for the round.
     public func remove(_ handler: QueueHandler) {
-        removalLock.withLock { _ in
-            let queued = mailbox.withLock { mailbox -> Bool in
-                guard !mailbox.stopped else { return false }
-                mailbox.changes.append(.remove(handler))
-                return true
-            }
-            guard queued else { return }
-            mailboxChanged.store(true, ordering: .releasing)
-            wakeSignal.signal()
-            _ = removalDone.wait()
-            handlerCount.subtract(1, ordering: .relaxed)
+        let wrapped = mailbox.withLock { mailbox -> DetachableHandler? in
+            guard let wrapped = mailbox.attached.removeValue(forKey: ObjectIdentifier(handler)) else { return nil }
+            if !mailbox.stopped { mailbox.changes.append(.remove(wrapped)) }
+            return wrapped
         }
+        guard let wrapped else { return }
+        wrapped.detach()
+        handlerCount.subtract(1, ordering: .relaxed)
+        // The core drops the detached entry from its schedule at its next round.
+        mailboxChanged.store(true, ordering: .releasing)
+        wakeSignal.signal()
     }
 
     /// Stops the thread; handlers still attached get their kicks back.
@@ -161,7 +163,6 @@ public final class SideCore: @unchecked Sendable {
                     published.withLock { Self.accumulate(Self.counters(entry), into: &$0.removed) }
                 }
                 schedule.remove(handler)
-                removalDone.signal()
             }
         }
         if !changes.isEmpty { publishCounters() }

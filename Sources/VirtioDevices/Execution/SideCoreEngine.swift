@@ -55,7 +55,9 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         func load(_ core: Int) -> Int { handlers.reduce(0) { $0 + ($1.core == core ? 1 : 0) } }
         var leastLoadedActive: Int? { (0..<activeCount).min { load($0) < load($1) } }
     }
-    /// Held for a whole attach, detach or resize, so moves never race a placement.
+    /// Held for a whole attach, detach or resize, so moves never race a placement. Shared by
+    /// every VM, so nothing under it waits for more than one handler's bounded call (see
+    /// `SideCore.remove` and `NotifyEngine.detach`).
     private let placement: Mutex<Placement>
 
     public init(configuration: SideCoreConfiguration) throws {
@@ -100,16 +102,26 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         return mode == .poll || left.count >= vcpuCount ? left : nil
     }
 
+    /// Places every handler, or none: when one cannot be started, those placed are taken back.
     public func attach(_ handlers: [QueueHandler]) throws {
         try placement.withLock { placement in
-            for handler in handlers {
-                let core = placement.leastLoadedActive
-                if let core {
-                    cores[core].add(handler)
-                } else {
-                    try notifyThreads.attach([handler])
+            let before = placement.handlers.count
+            do {
+                for handler in handlers {
+                    let core = placement.leastLoadedActive
+                    if let core {
+                        cores[core].add(handler)
+                    } else {
+                        try notifyThreads.attach([handler])
+                    }
+                    placement.handlers.append((handler, core))
                 }
-                placement.handlers.append((handler, core))
+            } catch {
+                for (handler, core) in placement.handlers[before...] {
+                    if let core { cores[core].remove(handler) } else { notifyThreads.detach([handler]) }
+                }
+                placement.handlers.removeSubrange(before...)
+                throw error
             }
         }
     }
