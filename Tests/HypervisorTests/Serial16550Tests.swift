@@ -74,4 +74,20 @@ final class Serial16550Tests: XCTestCase {
         write(0, 0x42)
         XCTAssertEqual(output.withLock { $0 }, [0x42], "with DLAB clear, offset 0 is THR again")
     }
+
+    func testLoopbackCannotGrowTheReceiveFIFOPastItsCapacity() {
+        write(4, 0x10 | 0x08)
+        for _ in 0..<20_000 { write(0, 0x41) }
+        XCTAssertEqual(read(5) & 0x02, 0x02, "overrun reported")
+        XCTAssertEqual(read(5) & 0x02, 0, "reading LSR clears it")
+        var drained = 0
+        while read(5) & 0x01 != 0 {
+            _ = read(0)
+            drained += 1
+        }
+        XCTAssertEqual(drained, 4096, "the FIFO held its capacity, the rest was lost")
+        write(4, 0x08)
+        uart.enqueueInput([1, 2, 3])  // room computed from a full FIFO must not trap
+        XCTAssertEqual(read(0), 1)
+    }
 }

@@ -5,14 +5,23 @@ import Hypervisor
 final class FakeDriver {
     let memory: GuestMemory
     let size: UInt16
-    let descriptorTable: UInt64 = 0x1000
-    let availableRing: UInt64 = 0x4000
-    let usedRing: UInt64 = 0x5000
+    let descriptorTable: UInt64
+    let availableRing: UInt64
+    let usedRing: UInt64
     var availableIndex: UInt16 = 0
 
-    init(size: UInt16 = 8, memoryInBytes: UInt64 = 1 << 20) throws {
-        memory = try GuestMemory(ranges: [(0, memoryInBytes)])
+    /// Rings at `base` (descriptors), +0x3000 (available) and +0x4000 (used), room for 256 entries.
+    convenience init(size: UInt16 = 8, memoryInBytes: UInt64 = 1 << 20) throws {
+        try self.init(size: size, memory: GuestMemory(ranges: [(0, memoryInBytes)]), base: 0x1000)
+    }
+
+    /// A second queue's driver in the same guest memory, with its rings at `base`.
+    init(size: UInt16, memory: GuestMemory, base: UInt64) throws {
+        self.memory = memory
         self.size = size
+        descriptorTable = base
+        availableRing = base + 0x3000
+        usedRing = base + 0x4000
     }
 
     func queue(eventIndex: Bool = false) throws -> Virtqueue {

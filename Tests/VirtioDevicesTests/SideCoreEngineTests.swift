@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 @testable import VirtioDevices
 import XCTest
@@ -83,5 +84,68 @@ final class SideCoreEngineTests: XCTestCase {
         engine.detach(handlers)
         XCTAssertFalse(threadExists("zq0") || threadExists("zq1"))
         XCTAssertGreaterThanOrEqual(engine.requestsHandled, requests, "detached handlers' requests still count")
+    }
+}
+
+/// One VM's queue that keeps its executor busy cannot hold up another VM's detach.
+final class EngineIsolationTests: XCTestCase {
+    /// A handler whose poll blocks until the test lets it go, or always reports work.
+    final class StuckHandler: QueueHandler, @unchecked Sendable {
+        let name: String
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let blocks: Bool
+        private let first = Atomic<Bool>(true)
+        init(name: String, blocks: Bool) {
+            self.name = name
+            self.blocks = blocks
+        }
+        func poll(budget: Int) -> Int {
+            if blocks && first.exchange(false, ordering: .relaxed) {
+                entered.signal()
+                release.wait()
+            }
+            return budget  // always busy
+        }
+        func setGuestNotifications(enabled: Bool) {}
+        func prepareToSleep() -> Bool { true }
+        var wakeDescriptors: [Int32] { [] }
+        var requestsHandled: UInt64 { 0 }
+    }
+
+    func testDetachOnASharedSideCoreWaitsOnlyForThatHandler() throws {
+        var configuration = SideCoreConfiguration(mode: .poll, count: 1, pollMaxNanoseconds: 0)
+        configuration.placement = .unpinned
+        let engine = try SideCoreEngine(configuration: configuration)
+        defer { engine.stop() }
+        let stuck = StuckHandler(name: "vm-a", blocks: true)
+        let other = SideCoreEngineTests.CountingHandler(name: "vm-b")
+        try engine.attach([other])
+        try engine.attach([stuck])
+        XCTAssertEqual(stuck.entered.wait(timeout: .now() + 5), .success, "vm-a's poll is under way")
+        // The core is inside vm-a's poll now; vm-b's detach must not wait for the round.
+        let detached = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            engine.detach([other])
+            detached.signal()
+        }
+        XCTAssertEqual(detached.wait(timeout: .now() + 5), .success, "vm-b detached while vm-a's poll was stuck")
+        let polls = other.polls.load(ordering: .relaxed)
+        stuck.release.signal()
+        engine.detach([stuck])
+        usleep(20_000)
+        XCTAssertEqual(other.polls.load(ordering: .relaxed), polls, "a detached handler is never polled again")
+    }
+
+    func testANotifyThreadWhoseQueueNeverEmptiesStillStops() throws {
+        let engine = NotifyEngine()
+        let busy = StuckHandler(name: "busyq", blocks: false)
+        try engine.attach([busy])
+        let detached = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            engine.detach([busy])
+            detached.signal()
+        }
+        XCTAssertEqual(detached.wait(timeout: .now() + 5), .success, "detach returned although work never ran out")
     }
 }

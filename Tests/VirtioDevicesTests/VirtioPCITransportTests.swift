@@ -1,3 +1,4 @@
+import Dispatch
 import Hypervisor
 import Synchronization
 @testable import VirtioDevices
@@ -113,6 +114,13 @@ final class VirtioPCITransportTests: XCTestCase {
         XCTAssertEqual(negotiate(VirtioFeature.version1 | VirtioFeature.eventIndex) & 8, 8)
         setCommon(0x16, 1, width: 2)  // queue 1
         XCTAssertEqual(common(0x18, width: 2), 16)
+        setUpQueueOneAndStart()
+    }
+
+    /// The rest of `activateQueueOne`, with nothing asserted (a racing reset may undo any step).
+    func setUpQueueOneAndStart() {
+        _ = negotiate(VirtioFeature.version1 | VirtioFeature.eventIndex)
+        setCommon(0x16, 1, width: 2)
         setCommon(0x18, 8, width: 2)
         setCommon(0x20, 0x1000, width: 8)
         setCommon(0x28, 0x2000, width: 8)
@@ -188,5 +196,77 @@ final class VirtioPCITransportTests: XCTestCase {
 
     func testDeviceConfigurationIsForwarded() {
         XCTAssertEqual(common(VirtioPCITransport.deviceConfigOffset + 4, width: 4), 0x0706_0504)
+    }
+
+    func testDriverOKIsNotReenteredWithoutAResetEvenWithTheBARMoved() {
+        activateQueueOne()
+        setCommon(0x14, 1 | 2 | 8, width: 1)  // DRIVER_OK cleared without a reset: ignored
+        XCTAssertEqual(common(0x14, width: 1), 1 | 2 | 8 | 4)
+        // Move BAR 0 so a second activation's doorbell would not collide with the first one's.
+        let original = transport.configurationRead(offset: 0x10, width: 4)
+        transport.configurationWrite(offset: 0x10, width: 4, value: original + 0x10000)
+        setCommon(0x14, 1 | 2 | 8 | 4, width: 1)
+        XCTAssertEqual(device.activations.withLock { $0.count }, 1, "activated once per reset")
+        XCTAssertEqual(engine.events.withLock { $0 }, ["attach [\"q1\"]"])
+        setCommon(0x14, 0, width: 1)
+        XCTAssertEqual(engine.events.withLock { $0 }, ["attach [\"q1\"]", "detach [\"q1\"]", "device reset"])
+    }
+
+    func testDriverOKWithoutFeaturesOKDoesNotActivate() {
+        setCommon(0x14, 1 | 2, width: 1)
+        setCommon(0x16, 1, width: 2)
+        setCommon(0x1C, 1, width: 2)
+        setCommon(0x14, 1 | 2 | 4, width: 1)
+        XCTAssertEqual(common(0x14, width: 1), 1 | 2, "DRIVER_OK skipped FEATURES_OK: ignored")
+        XCTAssertTrue(device.activations.withLock { $0.isEmpty })
+    }
+
+    func testNeedsResetBlocksActivationUntilReset() {
+        _ = negotiate(VirtioFeature.version1)
+        device.transportNeedsReset?("broken")
+        setCommon(0x14, 1 | 2 | 8 | 4 | 64, width: 1)
+        XCTAssertTrue(device.activations.withLock { $0.isEmpty }, "a device that needs a reset does not go live")
+        setCommon(0x14, 0, width: 1)
+        XCTAssertEqual(common(0x14, width: 1), 0, "reset clears DEVICE_NEEDS_RESET")
+        activateQueueOne()
+        XCTAssertEqual(device.activations.withLock { $0.count }, 1)
+    }
+
+    func testVectorsTheTableDoesNotHaveReadBackAsNoVector() {
+        setCommon(0x16, 0, width: 2)
+        setCommon(0x1A, 2, width: 2)
+        XCTAssertEqual(common(0x1A, width: 2), 2, "vector 2 exists (two queues and config)")
+        setCommon(0x1A, 3, width: 2)
+        XCTAssertEqual(common(0x1A, width: 2), 0xFFFF)
+        setCommon(0x10, 0x7FF, width: 2)
+        XCTAssertEqual(common(0x10, width: 2), 0xFFFF)
+    }
+
+    func testResetRacingRenegotiationOnAnotherVCPUNeverOverlapsActivations() throws {
+        let vcpus = 2
+        let rounds = 200
+        DispatchQueue.concurrentPerform(iterations: vcpus) { vcpu in
+            for _ in 0..<rounds {
+                if vcpu == 0 { setCommon(0x14, 0, width: 1) } else { setUpQueueOneAndStart() }
+            }
+        }
+        setCommon(0x14, 0, width: 1)
+        let events = engine.events.withLock { $0 }
+        // Every attach is followed by its detach and the device reset before the next attach.
+        var expecting = "attach"
+        for event in events {
+            if event.hasPrefix("attach") {
+                XCTAssertEqual(expecting, "attach", "\(events)")
+                expecting = "detach"
+            } else if event.hasPrefix("detach") {
+                XCTAssertEqual(expecting, "detach")
+                expecting = "device reset"
+            } else {
+                XCTAssertEqual(expecting, "device reset")
+                expecting = "attach"
+            }
+        }
+        XCTAssertEqual(expecting, "attach", "the last activation was torn down")
+        XCTAssertEqual(device.activations.withLock { $0.count }, device.resets.withLock { $0 })
     }
 }

@@ -208,3 +208,20 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertTrue(driverKicks(event: driver.availableEvent, old: 2, new: 3))
     }
 }
+
+/// Per-chain work is bounded by the queue size, indirect tables included (virtio 1.2, 2.7.5.3.1).
+final class VirtqueueBoundTests: XCTestCase {
+    func testIndirectTableLongerThanTheQueueIsABrokenChain() throws {
+        let driver = try FakeDriver(size: 8)
+        let queue = try driver.queue()
+        try driver.setDescriptor(0, address: 0x8000, length: 16 * 9, flags: 4)
+        try driver.makeAvailable(0)
+        XCTAssertEqual(try queue.popAvailable(), .failure(head: 0, error: .invalidIndirectTable(length: 16 * 9)))
+        // A table of exactly the queue size is fine.
+        for index in 0..<8 { try driver.setDescriptor(UInt16(index), address: 0x10000, length: 1, flags: index < 7 ? 1 : 0, next: UInt16(index + 1), table: 0x8000) }
+        try driver.setDescriptor(1, address: 0x8000, length: 16 * 8, flags: 4)
+        try driver.makeAvailable(1)
+        guard case .chain(let chain) = try queue.popAvailable() else { return XCTFail("chain expected") }
+        XCTAssertEqual(chain.buffers.count, 8)
+    }
+}
