@@ -6,7 +6,7 @@ GUEST := guest-images/out
 # Debian packages the build and tests use; each is installed only when missing.
 DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc liburing-dev
 
-.PHONY: all deps hvctl guest test unit-test integration-test run clean
+.PHONY: all deps hvctl guest test unit-test integration-test fuzz run clean
 
 all: hvctl guest
 
@@ -24,9 +24,15 @@ hvctl: deps
 guest: deps
 	$(MAKE) -C guest-images
 
+# Fuzz targets over every guest-facing parser and state machine (Fuzz/run); FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 30
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run
+
 test: all
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	FUZZ_SECONDS=4 FUZZ_JOBS=2 Fuzz/run
 
 run: all
 	@if $(HVCTL) check --require-native >/dev/null 2>&1; then \

@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "hvctl", targets: ["hvctl"]),
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
+        // For the fuzz package (Fuzz/), which builds the device code with coverage instrumentation.
+        .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

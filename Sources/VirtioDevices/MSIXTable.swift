@@ -15,7 +15,7 @@ public final class MSIXTable: @unchecked Sendable {
         var pending = false
     }
 
-    private let router: InterruptRouter
+    private let router: MSIRouting
     private let eventfds: [EventFD]
     private let routes: [MSIRoute]
     private let state: Mutex<(entries: [Entry], enabled: Bool, functionMasked: Bool)>
@@ -24,7 +24,7 @@ public final class MSIXTable: @unchecked Sendable {
 
     public var vectorCount: Int { eventfds.count }
 
-    public init(vectorCount: Int, router: InterruptRouter) throws {
+    public init(vectorCount: Int, router: MSIRouting) throws {
         var eventfds: [EventFD] = []
         var routes: [MSIRoute] = []
         for _ in 0..<vectorCount {

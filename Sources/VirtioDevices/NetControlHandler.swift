@@ -12,16 +12,21 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     let name: String
     private let context: QueueContext
     private let memory: GuestMemory
-    private unowned let device: NetDevice
+    /// The device's queue pairs: VQ_PAIRS_SET must name 1 to this many.
+    private let queuePairs: Int
     private let statistics: QueueStatistics
+    /// Called once when the driver breaks the ring: the device needs a reset.
+    private let onBrokenQueue: (String) -> Void
     private var broken = false
 
-    init(name: String, context: QueueContext, memory: GuestMemory, device: NetDevice, statistics: QueueStatistics) {
+    init(name: String, context: QueueContext, memory: GuestMemory, queuePairs: Int, statistics: QueueStatistics,
+         onBrokenQueue: @escaping (String) -> Void) {
         self.name = name
         self.context = context
         self.memory = memory
-        self.device = device
+        self.queuePairs = queuePairs
         self.statistics = statistics
+        self.onBrokenQueue = onBrokenQueue
     }
 
     func poll(budget: Int) -> Int { handleCommands(budget: budget) }
@@ -47,7 +52,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
             } catch {
                 statistics.errors.add()
                 broken = true
-                device.transportNeedsReset?("\(device.name) control queue: \(error)")
+                onBrokenQueue("control queue: \(error)")
                 break
             }
             handled += 1
@@ -84,6 +89,6 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
         guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else { return Self.error }
         let pairs = Int(command[2]) | Int(command[3]) << 8
         // Every pair keeps being served; the command only has to name a valid count.
-        return (1...device.configuration.queuePairs).contains(pairs) ? Self.ok : Self.error
+        return (1...max(1, queuePairs)).contains(pairs) ? Self.ok : Self.error
     }
 }

@@ -126,8 +126,10 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
         }
         if let control = byIndex[2 * configuration.queuePairs] {
-            handlers.append(NetControlHandler(name: "\(name)-ctl", context: control, memory: memory, device: self,
-                                              statistics: queueStatistics[2 * configuration.queuePairs]))
+            handlers.append(NetControlHandler(
+                name: "\(name)-ctl", context: control, memory: memory, queuePairs: configuration.queuePairs,
+                statistics: queueStatistics[2 * configuration.queuePairs],
+                onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
         }
         return handlers
     }

@@ -57,7 +57,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     public let device: VirtioDevice
     public let name: String
     let offeredFeatures: UInt64
-    private let vm: VirtualMachine
+    private let vm: IOEventFDRegistry
     private let memory: GuestMemory
     private let engine: QueueEngine
     private let msix: MSIXTable
@@ -70,7 +70,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     private let lifecycle = Mutex(Activation())
     private let msixCapabilityOffset: Int
 
-    public init(device: VirtioDevice, name: String, root: PCIRoot, vm: VirtualMachine, router: InterruptRouter, memory: GuestMemory,
+    public init(device: VirtioDevice, name: String, root: PCIRoot, vm: IOEventFDRegistry, router: MSIRouting, memory: GuestMemory,
                 engine: QueueEngine) throws {
         self.device = device
         self.engine = engine
@@ -286,7 +286,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
                 let ring = try Virtqueue(memory: memory, size: queue.size, descriptorTable: queue.descriptorTable,
                                          availableRing: queue.driverArea, usedRing: queue.deviceArea, eventIndex: eventIndex)
                 let doorbell = barAddress + Self.notifyOffset + UInt64(index) * UInt64(Self.notifyMultiplier)
-                try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0)
+                try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0, remove: false)
                 activation.doorbells.append((index, doorbell))
                 contexts.append(QueueContext(index: index, queue: ring, kick: kicks[index],
                                              interrupt: VectorInterrupt(transport: self, queue: index),

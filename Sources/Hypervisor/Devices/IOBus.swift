@@ -45,7 +45,8 @@ public final class IOBus: @unchecked Sendable {
         }
         guard low < ranges.count else { return nil }
         let range = ranges[low]
-        guard address >= range.base, address + UInt64(width) <= range.base + range.length else { return nil }
+        // Offsets, not sums: an address near the top of the space must not overflow.
+        guard address >= range.base, UInt64(width) <= range.length, address - range.base <= range.length - UInt64(width) else { return nil }
         return range
     }
 

@@ -9,7 +9,7 @@ public final class MSIRoute: Sendable {
     private let redirectedFlag = Atomic<Bool>(false)
     public var isRedirected: Bool { redirectedFlag.load(ordering: .relaxed) }
 
-    init(gsi: UInt32) { self.gsi = gsi }
+    public init(gsi: UInt32) { self.gsi = gsi }
     func setRedirected(_ value: Bool) { redirectedFlag.store(value, ordering: .relaxed) }
 }
 
@@ -19,7 +19,7 @@ public final class MSIRoute: Sendable {
 /// KVM replaces the whole table on every update, so the router keeps the full table and
 /// re-issues it; updates happen when the guest programs an MSI-X vector or the redirector
 /// moves a route, not per interrupt.
-public final class InterruptRouter: @unchecked Sendable {
+public final class InterruptRouter: MSIRouting, @unchecked Sendable {
     public static let firstMSIGSI: UInt32 = 24
 
     private struct Entry {

@@ -97,7 +97,10 @@ public final class PCIRoot: @unchecked Sendable {
     /// Finds the BAR that currently decodes `address` (the guest may have moved it).
     private func bar(containing address: UInt64, width: Int) -> (PCIDevice, Int, UInt64)? {
         for case let device? in devices {
-            for bar in device.memoryBARs() where address >= bar.address && address + UInt64(width) <= bar.address + bar.sizeInBytes {
+            // Guest-programmed BARs may sit at the very top of the address space (BAR sizing
+            // writes all ones): compare offsets, never sums that could overflow.
+            for bar in device.memoryBARs()
+            where address >= bar.address && UInt64(width) <= bar.sizeInBytes && address - bar.address <= bar.sizeInBytes - UInt64(width) {
                 return (device, bar.index, address - bar.address)
             }
         }

@@ -1,0 +1,2 @@
+/// The target this process runs (set once by main before libFuzzer starts calling back).
+nonisolated(unsafe) var selectedTarget: ((UnsafeRawBufferPointer) -> Void)?

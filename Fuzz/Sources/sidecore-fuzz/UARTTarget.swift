@@ -1,0 +1,44 @@
+@testable import Hypervisor
+
+/// The 16550 UART's registers, written and read in any order. Invariant: the receive FIFO never
+/// holds more than its capacity, loopback included.
+enum UARTTarget {
+    static func run(_ data: UnsafeRawBufferPointer) {
+        var input = FuzzInput(data)
+        var transmitted = 0
+        let uart = Serial16550(output: { _ in transmitted += 1 }, setIRQLevel: { _ in })
+        func read(_ offset: UInt64) -> UInt8 {
+            var value: UInt8 = 0
+            withUnsafeMutableBytes(of: &value) { uart.read(offset: offset, into: $0) }
+            return value
+        }
+        while !input.isExhausted {
+            let operation = input.u8()
+            let offset = UInt64(operation & 7)
+            switch operation >> 6 {
+            case 0, 1:
+                var value = input.u8()
+                // Repeated writes (a flood), as a guest loop would.
+                let repeats = operation & 0x40 != 0 ? Serial16550.receiveCapacity + 8 : 1
+                for _ in 0..<repeats { withUnsafeBytes(of: &value) { uart.write(offset: offset, data: $0) } }
+            case 2:
+                _ = read(offset)
+            default:
+                // Console input only into an empty FIFO: enqueueInput waits while the FIFO is full.
+                if read(5) & 1 == 0 { uart.enqueueInput(Array(input.take(Int(input.u8() % 64)))) }
+            }
+        }
+        var drained = 0
+        write(uart, offset: 3, value: 0)  // divisor latch off, so offset 0 is RBR
+        while read(5) & 1 != 0 && drained <= Serial16550.receiveCapacity {
+            _ = read(0)
+            drained += 1
+        }
+        invariant(drained <= Serial16550.receiveCapacity, "receive FIFO held more than its capacity")
+    }
+
+    static func write(_ uart: Serial16550, offset: UInt64, value: UInt8) {
+        var value = value
+        withUnsafeBytes(of: &value) { uart.write(offset: offset, data: $0) }
+    }
+}
