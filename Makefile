@@ -6,7 +6,7 @@ GUEST := guest-images/out
 # Debian packages the build and tests use; each is installed only when missing.
 DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc liburing-dev
 
-.PHONY: all deps hvctl guest test unit-test integration-test fuzz run clean
+.PHONY: all deps hvctl guest test unit-test integration-test fuzz tsan run clean
 
 all: hvctl guest
 
@@ -29,9 +29,17 @@ FUZZ_SECONDS ?= 30
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run
 
+# The tests of concurrent paths (lifecycle races, engines, side cores, transport) under
+# ThreadSanitizer; any report fails the run. STRESS_ITERATIONS sets the stress test's rounds.
+TSAN_TESTS ?= LifecycleStressTests|EngineIsolationTests|SideCoreEngineTests|VirtioPCITransportTests|BlockQueueHandlerTests
+tsan:
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --scratch-path .build-tsan --filter '$(TSAN_TESTS)'
+
 test: all
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) tsan
 	FUZZ_SECONDS=4 FUZZ_JOBS=2 Fuzz/run
 
 run: all

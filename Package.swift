@@ -29,7 +29,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "CKVM"]),
-        .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor"]),
+        .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM"]),
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices"]),
     ],

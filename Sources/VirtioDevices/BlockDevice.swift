@@ -44,7 +44,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public let capacityInSectors: UInt64
     let fd: Int32
     private var handlers: [BlockQueueHandler] = []
-    private let lock = Mutex(())
+    private let lock = Lock(())
     /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
     public var transportNeedsReset: ((String) -> Void)?
     /// Per-queue statistics, kept across resets.

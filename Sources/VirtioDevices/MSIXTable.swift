@@ -18,7 +18,7 @@ public final class MSIXTable: @unchecked Sendable {
     private let router: MSIRouting
     private let eventfds: [EventFD]
     private let routes: [MSIRoute]
-    private let state: Mutex<(entries: [Entry], enabled: Bool, functionMasked: Bool)>
+    private let state: Lock<(entries: [Entry], enabled: Bool, functionMasked: Bool)>
     /// Interrupts raised through the table, per vector (statistics).
     public let raised: [Counter]
 
@@ -35,7 +35,7 @@ public final class MSIXTable: @unchecked Sendable {
         self.router = router
         self.eventfds = eventfds
         self.routes = routes
-        self.state = Mutex((Array(repeating: Entry(), count: vectorCount), false, false))
+        self.state = Lock((Array(repeating: Entry(), count: vectorCount), false, false))
         self.raised = (0..<vectorCount).map { _ in Counter() }
     }
 

@@ -62,12 +62,12 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     private let engine: QueueEngine
     private let msix: MSIXTable
     private let kicks: [EventFD]
-    private let space: Mutex<PCIConfigurationSpace>
-    private let state: Mutex<State>
+    private let space: Lock<PCIConfigurationSpace>
+    private let state: Lock<State>
     /// Serializes the device's lifecycle: a status write (activation, reset) runs whole under it,
     /// so a reset on one vCPU and a re-negotiation on another never overlap. Per device, and
     /// never taken by the threads that run handlers, so waiting under it involves only this VM.
-    private let lifecycle = Mutex(Activation())
+    private let lifecycle = Lock(Activation())
     private let msixCapabilityOffset: Int
 
     public init(device: VirtioDevice, name: String, root: PCIRoot, vm: IOEventFDRegistry, router: MSIRouting, memory: GuestMemory,
@@ -81,7 +81,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
         let queueCount = device.queueMaxSizes.count
         msix = try MSIXTable(vectorCount: queueCount + 1, router: router)
         kicks = try device.queueMaxSizes.map { _ in try EventFD(nonBlocking: true) }
-        state = Mutex(State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) }))
+        state = Lock(State(queues: device.queueMaxSizes.map { QueueRegisters(size: $0) }))
 
         var space = PCIConfigurationSpace(vendorID: 0x1AF4, deviceID: 0x1040 + device.deviceType, classCode: device.pciClassCode,
                                           subsystemVendorID: 0x1AF4, subsystemID: 0x40)
@@ -99,7 +99,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
         msixCapabilityOffset = space.addCapability(
             id: 0x11, body: le(UInt16(queueCount)) + le(UInt32(Self.msixTableOffset)) + le(UInt32(Self.msixPendingOffset)),
             writableMask: [0x00, 0xC0])
-        self.space = Mutex(space)
+        self.space = Lock(space)
         device.transportNeedsReset = { [unowned self] reason in self.markNeedsReset(reason) }
     }
 
@@ -330,7 +330,7 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     }
 
     public let errorCount = Counter()
-    public let lastError = Mutex<String?>(nil)
+    public let lastError = Lock<String?>(nil)
 
     /// Raises the vector the driver assigned to `queue`; returns whether it went through a
     /// redirected route.

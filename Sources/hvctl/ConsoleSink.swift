@@ -1,3 +1,4 @@
+import Hypervisor
 import Glibc
 import Synchronization
 
@@ -6,7 +7,7 @@ import Synchronization
 final class ConsoleSink: @unchecked Sendable {
     private let fd: Int32
     private let prefix: [UInt8]
-    private let line = Mutex<[UInt8]>([])
+    private let line = Lock<[UInt8]>([])
 
     /// stdout, lines prefixed with "[name] ".
     init(prefixedWith name: String) {

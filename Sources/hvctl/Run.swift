@@ -172,7 +172,7 @@ struct Run: ParsableCommand {
     /// Runs every VM to its end, each on its own thread when there are several.
     private func runAll(_ instances: [VMInstance]) throws -> [MachineExit] {
         if instances.count == 1 { return [try instances[0].machine.run()] }
-        let results = Mutex<[Int: MachineExit]>([:])
+        let results = Lock<[Int: MachineExit]>([:])
         var threads: [HostThread] = []
         for (index, instance) in instances.enumerated() {
             threads.append(try HostThread(name: "vm-\(instance.definition.name)") {

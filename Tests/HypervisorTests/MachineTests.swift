@@ -7,7 +7,7 @@ import XCTest
 final class MachineTests: XCTestCase {
     func boot(_ code: [UInt8], cpus: Int = 1, memoryInMiB: UInt64 = 64) throws -> (exit: MachineExit, console: [UInt8], machine: Machine) {
         let path = try TestKernel.file(TestKernel.bzImage(code: code))
-        let console = Mutex<[UInt8]>([])
+        let console = Lock<[UInt8]>([])
         let machine = try Machine(
             configuration: MachineConfiguration(
                 boot: LinuxBootConfiguration(kernelPath: path, commandLine: "console=ttyS0"),

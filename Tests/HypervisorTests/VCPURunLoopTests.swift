@@ -1,3 +1,4 @@
+import Hypervisor
 import CKVM
 import Glibc
 @testable import Hypervisor
@@ -6,7 +7,7 @@ import XCTest
 
 /// Records port or MMIO accesses and answers reads with a fixed byte.
 final class RecordingDevice: BusDevice, @unchecked Sendable {
-    let writes = Mutex<[(offset: UInt64, value: UInt8)]>([])
+    let writes = Lock<[(offset: UInt64, value: UInt8)]>([])
     let readValue: UInt8
     init(readValue: UInt8 = 0) { self.readValue = readValue }
 
@@ -120,7 +121,7 @@ final class VCPURunLoopTests: XCTestCase {
     func testKickStopsASpinningVCPU() throws {
         let rig = try makeRig(code: TestKernel.spin)
         let stop = Atomic<Bool>(false)
-        let result = Mutex<VCPUExit?>(nil)
+        let result = Lock<VCPUExit?>(nil)
         VCPUKickSignal.install()
         let thread = try HostThread(name: "vcpu-test") {
             let exit = try? rig.loop.run(until: { stop.load(ordering: .acquiring) })
@@ -154,7 +155,7 @@ extension VCPURunLoopTests {
         var regs = try vcpu.registers()
         regs.rip = 0xFFF0
         try vcpu.setRegisters(regs)
-        let events = Mutex<[PowerControl.Event]>([])
+        let events = Lock<[PowerControl.Event]>([])
         let power = PowerControl { event in events.withLock { $0.append(event) } }
         let loop = VCPURunLoop(vcpu: vcpu, portBus: IOBus(), mmioBus: IOBus())
         try loop.portBus.register(power.acpiRegisters, base: UInt64(PowerControl.sleepControlPort), length: 8)

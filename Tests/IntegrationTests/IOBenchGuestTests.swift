@@ -182,6 +182,26 @@ final class IOBenchGuestTests: XCTestCase {
         }
     }
 
+    /// iobench hostile=1 net=1 (net_hostile.c): zero-capacity, read-only and 1-byte receive
+    /// chains with mergeable buffers, broken, oversized and garbage-header transmit chains,
+    /// garbage control commands and VQ_PAIRS_SET out of range; after each an echo round trip
+    /// must still work, and after a reset. In every engine.
+    func testAMisbehavingNetDriverHurtsOnlyItsOwnFrames() throws {
+        for mode in ["notify", "poll", "hybrid"] {
+            let tap = "ioh\(mode.prefix(1))\(getpid() % 100_000)"
+            let configured = Thread { Self.configureHostEnd(of: tap) }
+            configured.start()
+            let net = try run("hostile=1 net=1 hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
+                              ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
+            while !configured.isFinished { usleep(1000) }
+            let result = try XCTUnwrap(net.results[""], "\(mode): no result line")
+            for case_ in ["zero", "readonly", "tiny", "broken_tx", "tx_header", "control", "recovered"] {
+                XCTAssertEqual(result[case_], 1, "\(mode): \(case_)")
+            }
+            XCTAssertGreaterThan(net.queue("errors"), 0, "\(mode): the refused chains count as errors")
+        }
+    }
+
     /// What iobench's hostile=1 reports, 1 for each case the device coped with (hostile.c).
     static let hostileCases = ["outside", "next", "cycle", "unsupported", "beyond", "jump", "recovered",
                                "reentry", "order", "vector", "widths", "reset_in_flight"]

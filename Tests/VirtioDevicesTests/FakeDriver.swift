@@ -1,3 +1,4 @@
+import CKVM
 import Hypervisor
 @testable import VirtioDevices
 
@@ -41,7 +42,14 @@ final class FakeDriver {
     func makeAvailable(_ head: UInt16) throws {
         try memory.store(head, at: availableRing + 4 + 2 * UInt64(availableIndex % size))
         availableIndex &+= 1
-        try memory.store(availableIndex, at: availableRing + 2)
+        publishAvailableIndex()
+    }
+
+    /// Stores the available index with release, as a driver's barrier before it does: the ring
+    /// entries and descriptors written before are visible to a device thread that sees it.
+    func publishAvailableIndex() {
+        guard let index = try? memory.slice(at: availableRing + 2, length: 2).baseAddress else { return }
+        ckvm_store_release_u16(index, availableIndex.littleEndian)
     }
 
     func setAvailableIndex(_ index: UInt16) throws {
@@ -49,7 +57,11 @@ final class FakeDriver {
         try memory.store(index, at: availableRing + 2)
     }
 
-    var usedIndex: UInt16 { (try? memory.load(UInt16.self, at: usedRing + 2)) ?? 0 }
+    /// The device's used index, loaded with acquire: the entries it covers are visible.
+    var usedIndex: UInt16 {
+        guard let index = try? memory.slice(at: usedRing + 2, length: 2).baseAddress else { return 0 }
+        return UInt16(littleEndian: ckvm_load_acquire_u16(index))
+    }
 
     func usedElement(_ slot: UInt16) throws -> (id: UInt32, length: UInt32) {
         let base = usedRing + 4 + 8 * UInt64(slot % size)

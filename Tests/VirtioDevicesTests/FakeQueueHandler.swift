@@ -1,3 +1,4 @@
+import Hypervisor
 import Synchronization
 @testable import VirtioDevices
 
@@ -38,7 +39,7 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
 /// An engine that records attach and detach calls.
 final class RecordingEngine: QueueEngine, @unchecked Sendable {
     let interruptCoalescing: InterruptCoalescingPolicy? = nil
-    let events = Mutex<[String]>([])
+    let events = Lock<[String]>([])
     func attach(_ handlers: [QueueHandler]) throws { events.withLock { $0.append("attach \(handlers.map(\.name))") } }
     func detach(_ handlers: [QueueHandler]) { events.withLock { $0.append("detach \(handlers.map(\.name))") } }
 }

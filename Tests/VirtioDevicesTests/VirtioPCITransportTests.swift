@@ -10,8 +10,8 @@ final class FakeVirtioDevice: VirtioDevice, @unchecked Sendable {
     let pciClassCode: UInt32 = 0x01_80_00
     let deviceFeatures: UInt64 = 1 << 9
     let queueMaxSizes: [UInt16] = [16, 16]
-    let activations = Mutex<[(features: UInt64, queues: [Int])]>([])
-    let resets = Mutex(0)
+    let activations = Lock<[(features: UInt64, queues: [Int])]>([])
+    let resets = Lock(0)
     var transportNeedsReset: ((String) -> Void)?
     /// Where reset() records itself, to check it comes after the engine let go of the handlers.
     var engine: RecordingEngine?

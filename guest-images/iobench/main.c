@@ -2,7 +2,8 @@
  * request path without guest-kernel costs, even where KVM emulates guest ring 0 (PVM).
  *
  * Command line (all optional): net=1 runs the network workload (net.c) instead of the block one
- * (blk.c), hostile=1 a misbehaving block driver (hostile.c), redirect=1 interrupts taken by two
+ * (blk.c), hostile=1 a misbehaving block driver (hostile.c; with net=1 a misbehaving network driver,
+ * net_hostile.c), redirect=1 interrupts taken by two
  * CPUs (redirect.c). irq=1 asks for completion interrupts
  * (MSI-X vector 0, NO_INTERRUPT clear): the VMM signals them as for any driver, and KVM drops them
  * at this CPU's local APIC, which is never software-enabled (the CPU runs with interrupts off and
@@ -17,7 +18,8 @@ void iobench_main(const struct start_info *info) {
     platform_init(info);
     int irq = arg("irq", 0) != 0;
     u64 hold_ns = arg("hold_ms", 300) * 1000000;
-    if (arg("hostile", 0)) hostile_workload();
+    if (arg("hostile", 0) && arg("net", 0)) net_hostile_workload();
+    else if (arg("hostile", 0)) hostile_workload();
     else if (arg("redirect", 0)) redirect_workload(hold_ns);
     else if (arg("net", 0)) net_workload(irq, hold_ns);
     else blk_workload(irq, hold_ns);

@@ -6,19 +6,14 @@
  * for the guest's MAC (from the device) and passes its own as peer_mac=0x<12 hex digits>, so no
  * ARP is spoken. Frames that are not the awaited reply (IPv6 neighbour discovery, say) are
  * skipped; a reply missing for 100 ms counts as an error and the next request goes out. */
-#include "virtio.h"
-#include "workloads.h"
+#include "net.h"
 
-#define VIRTIO_NET_F_MAC (1ull << 5)
-#define HEADER 12  /* struct virtio_net_hdr with num_buffers: VERSION_1 always has it */
 #define RX_BUFFERS 64
-#define BUFFER 2048
-#define PAYLOAD 56
 #define STREAM_IN_FLIGHT 32
 #define UDP_PAYLOAD 1472
 static struct vring rx_ring, tx_ring;
 static u8 rx_buffers[RX_BUFFERS][BUFFER] __attribute__((aligned(4096)));
-static u8 tx_buffers[STREAM_IN_FLIGHT][BUFFER] __attribute__((aligned(4096)));
+u8 tx_buffers[STREAM_IN_FLIGHT][BUFFER] __attribute__((aligned(4096)));
 static const u8 guest_ip[4] = {169, 254, 77, 2}, host_ip[4] = {169, 254, 77, 1};
 
 static u16 checksum(const u8 *data, u32 length) {
@@ -47,7 +42,7 @@ static u8 *write_ipv4_frame(u8 *buffer, const u8 *guest_mac, const u8 *host_mac,
 
 /* Writes an echo request with sequence number `seq` into tx_buffers[0] (round trips use one
  * buffer); returns the descriptor length. */
-static u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
+u32 build_echo_request(const u8 *guest_mac, const u8 *host_mac, u16 seq) {
     u8 *icmp = write_ipv4_frame(tx_buffers[0], guest_mac, host_mac, 1, 8 + PAYLOAD, seq);
     icmp[0] = 8; icmp[1] = 0; put16(icmp + 2, 0); put16(icmp + 4, 0x5C0E); put16(icmp + 6, seq);
     for (int i = 0; i < PAYLOAD; i++) icmp[8 + i] = (u8)(seq + i);
@@ -104,7 +99,7 @@ static u64 stream(struct virtqueue *rx, struct virtqueue *tx, const u8 *guest_ma
 }
 
 /* Whether a received frame (after the header) is the echo reply for `seq`, payload intact. */
-static int is_echo_reply(const u8 *frame, u32 length, u16 seq) {
+int is_echo_reply(const u8 *frame, u32 length, u16 seq) {
     if (length < 14 + 20 + 8 + PAYLOAD || get16(frame + 12) != 0x0800) return 0;
     const u8 *ip = frame + 14, *icmp = ip + (ip[0] & 0xF) * 4;
     if (ip[9] != 1 || (u32)(icmp - frame) + 8 + PAYLOAD > length) return 0;

@@ -30,7 +30,7 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
         var receiveCount: Int { receive.count - receiveHead }
     }
 
-    private let state = Mutex(Registers())
+    private let state = Lock(Registers())
     private let output: (UInt8) -> Void
     private let setIRQLevel: (Bool) -> Void
 

@@ -46,7 +46,7 @@ public final class InterruptRedirector: @unchecked Sendable {
     public let restores = Counter()
     /// Failed route updates (`KVM_SET_GSI_ROUTING`); the last error is kept.
     public let failures = Counter()
-    public let lastFailure = Mutex<String?>(nil)
+    public let lastFailure = Lock<String?>(nil)
 
     /// `requestReadings` asks each vCPU thread to read its local APIC into `apics` (and kicks
     /// it); `sampleActivity` reports each vCPU's blocking state and run-queue wait.

@@ -31,7 +31,7 @@ public final class InterruptRouter: MSIRouting, @unchecked Sendable {
     }
 
     private let vm: VirtualMachine
-    private let entries = Mutex<[UInt32: Entry]>([:])
+    private let entries = Lock<[UInt32: Entry]>([:])
     private let nextGSI = Atomic<UInt32>(InterruptRouter.firstMSIGSI)
     /// Called after the guest reprogrammed a message (outside the router's lock).
     public var onGuestMessageChange: (@Sendable () -> Void)?

@@ -4,11 +4,11 @@ import Synchronization
 /// for a vCPU to leave `KVM_RUN`): the redirector raises the request generation and kicks the
 /// vCPUs, and each vCPU thread reads its APIC before it next enters the guest.
 public final class LocalAPICDirectory: Sendable {
-    private let identities: Mutex<[LocalAPICIdentity?]>
+    private let identities: Lock<[LocalAPICIdentity?]>
     private let generation = Atomic<UInt64>(0)
 
     public init(vcpuCount: Int) {
-        identities = Mutex(Array(repeating: nil, count: vcpuCount))
+        identities = Lock(Array(repeating: nil, count: vcpuCount))
     }
 
     /// Compared by each vCPU thread with the generation it last answered.

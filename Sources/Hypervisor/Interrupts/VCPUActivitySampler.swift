@@ -5,12 +5,12 @@ import Synchronization
 final class VCPUActivitySampler: Sendable {
     private let readers: [KVMStatisticsReader]
     private let blockingLocations: [Int?]
-    private let runQueueWaits: Mutex<[ThreadRunQueueWait?]>
+    private let runQueueWaits: Lock<[ThreadRunQueueWait?]>
 
     init(readers: [KVMStatisticsReader]) {
         self.readers = readers
         blockingLocations = readers.map { $0.location(of: "blocking") }
-        runQueueWaits = Mutex(Array(repeating: nil, count: readers.count))
+        runQueueWaits = Lock(Array(repeating: nil, count: readers.count))
     }
 
     /// The vCPU thread's kernel ID, once it runs.

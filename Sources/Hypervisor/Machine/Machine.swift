@@ -62,8 +62,8 @@ public final class Machine: @unchecked Sendable {
     /// The redirector's view of the vCPUs (with it only).
     private var activitySampler: VCPUActivitySampler?
     /// vCPU threads; guarded because a vCPU may request an exit while later ones are still starting.
-    private let threads = Mutex<[HostThread]>([])
-    private let exitReason = Mutex<MachineExit?>(nil)
+    private let threads = Lock<[HostThread]>([])
+    private let exitReason = Lock<MachineExit?>(nil)
     private let exited = DispatchSemaphore(value: 0)
 
     /// Builds the machine. `consoleOutput` receives every byte the guest writes to COM1.
@@ -201,7 +201,7 @@ public final class Machine: @unchecked Sendable {
     /// Where a vCPU triple-faulted (the machine then resets), for the user to see why a guest
     /// rebooted: nil when none did.
     public var tripleFault: String? { tripleFaultState.withLock { $0 } }
-    private let tripleFaultState = Mutex<String?>(nil)
+    private let tripleFaultState = Lock<String?>(nil)
 
     private func recordTripleFault(_ vcpu: VCPU) {
         let registers = try? vcpu.registers()

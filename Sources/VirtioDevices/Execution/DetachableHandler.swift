@@ -1,3 +1,4 @@
+import Hypervisor
 import Synchronization
 
 /// A handler as a side core holds it. Every call the core makes goes through `gate`, so
@@ -7,7 +8,7 @@ final class DetachableHandler: QueueHandler, @unchecked Sendable {
     // @unchecked: `handler` is only called with `gate` held, by one thread at a time.
     let handler: QueueHandler
     /// True once detached: every call becomes a no-op.
-    private let gate = Mutex(false)
+    private let gate = Lock(false)
 
     init(_ handler: QueueHandler) { self.handler = handler }
 

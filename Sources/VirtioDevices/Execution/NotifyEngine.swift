@@ -41,7 +41,7 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
         }
     }
 
-    private let runners = Mutex<[ObjectIdentifier: Runner]>([:])
+    private let runners = Lock<[ObjectIdentifier: Runner]>([:])
 
     /// A notify thread sleeps whenever its queue has nothing to do, and a held interrupt is
     /// signalled before it sleeps, so there is nothing to coalesce across.

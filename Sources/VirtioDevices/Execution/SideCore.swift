@@ -37,7 +37,7 @@ public final class SideCore: @unchecked Sendable {
     public let cpu: Int32?
     public let statistics = SideCoreStatistics()
     private let schedule: PollSchedule
-    private let mailbox = Mutex(Mailbox())
+    private let mailbox = Lock(Mailbox())
     /// Set after every mailbox change, so a round finds an empty mailbox without taking its lock.
     private let mailboxChanged = Atomic<Bool>(false)
     private let wakeSignal: EventFD
@@ -47,7 +47,7 @@ public final class SideCore: @unchecked Sendable {
     /// Per-handler counters for readers on other threads: handlers served now (as of a recent
     /// round), and the totals of removed ones by name (a driver that resets its device over and
     /// over adds to the same entry, not to a growing list).
-    private let published = Mutex<(current: [HandlerCounters], removed: [String: HandlerCounters])>(([], [:]))
+    private let published = Lock<(current: [HandlerCounters], removed: [String: HandlerCounters])>(([], [:]))
 
     public init(name: String, cpu: Int32?, mode: PollSchedule.Mode, budget: Int, pollMaxNanoseconds: UInt64) throws {
         self.name = name

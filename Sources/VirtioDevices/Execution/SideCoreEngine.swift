@@ -1,3 +1,4 @@
+import Hypervisor
 import Glibc
 import Synchronization
 
@@ -58,7 +59,7 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
     /// Held for a whole attach, detach or resize, so moves never race a placement. Shared by
     /// every VM, so nothing under it waits for more than one handler's bounded call (see
     /// `SideCore.remove` and `NotifyEngine.detach`).
-    private let placement: Mutex<Placement>
+    private let placement: Lock<Placement>
 
     public init(configuration: SideCoreConfiguration) throws {
         guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else { throw SideCoreEngineError.noSideCores }
@@ -77,7 +78,7 @@ public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
         self.cores = cores
         mode = configuration.mode
         interruptCoalescing = configuration.coalescing
-        placement = Mutex(Placement(activeCount: configuration.count))
+        placement = Lock(Placement(activeCount: configuration.count))
     }
 
     /// Side cores serving queues now (0: every queue is on a notify thread).
