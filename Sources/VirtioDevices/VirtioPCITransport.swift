@@ -17,13 +17,10 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     static let barSize: UInt64 = 0x10000
     static let noVector: UInt16 = 0xFFFF
 
-    // Device status bits.
-    static let acknowledge: UInt8 = 1
-    static let driver: UInt8 = 2
-    static let driverOK: UInt8 = 4
-    static let featuresOK: UInt8 = 8
-    static let needsReset: UInt8 = 64
-    static let failed: UInt8 = 128
+    // Device status bits (the lifecycle itself: DeviceStatusTransition).
+    static let driverOK = DeviceStatusTransition.driverOK
+    static let featuresOK = DeviceStatusTransition.featuresOK
+    static let needsReset = DeviceStatusTransition.needsReset
 
     struct QueueRegisters {
         var size: UInt16

@@ -144,13 +144,7 @@ final class IOBenchGuestTests: XCTestCase {
     func testNetRoundTripsTakeNoKicksInPollMode() throws {
         let requests: UInt64 = 5000
         for mode in ["notify", "poll"] {
-            let tap = "iob\(mode.prefix(1))\(getpid() % 100_000)"
-            let configured = Thread { Self.configureHostEnd(of: tap) }
-            configured.start()
-            // The guest holds its start mark for a second, while the host end is addressed.
-            let net = try run("net=1 requests=\(requests) hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
-                              ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
-            while !configured.isFinished { usleep(1000) }
+            let net = try runOnTAP("net=1 requests=\(requests)", mode: mode, tap: "iob\(mode.prefix(1))\(getpid() % 100_000)")
             assertAllReadsVerified(net, requests: requests)
             let kicks = net.results[""]?["kicks"] ?? .max
             print("iobench direct: net \(mode) round trips/s \(net.results[""]?["iops"] ?? 0), kicks per round trip \(Double(kicks) / Double(requests))")
@@ -188,12 +182,7 @@ final class IOBenchGuestTests: XCTestCase {
     /// must still work, and after a reset. In every engine.
     func testAMisbehavingNetDriverHurtsOnlyItsOwnFrames() throws {
         for mode in ["notify", "poll", "hybrid"] {
-            let tap = "ioh\(mode.prefix(1))\(getpid() % 100_000)"
-            let configured = Thread { Self.configureHostEnd(of: tap) }
-            configured.start()
-            let net = try run("hostile=1 net=1 hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
-                              ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
-            while !configured.isFinished { usleep(1000) }
+            let net = try runOnTAP("hostile=1 net=1", mode: mode, tap: "ioh\(mode.prefix(1))\(getpid() % 100_000)")
             let result = try XCTUnwrap(net.results[""], "\(mode): no result line")
             for case_ in ["zero", "readonly", "tiny", "broken_tx", "tx_header", "control", "recovered"] {
                 XCTAssertEqual(result[case_], 1, "\(mode): \(case_)")
@@ -298,6 +287,16 @@ final class IOBenchGuestTests: XCTestCase {
     }
 
     static let hostMAC = "02:00:00:77:00:01", guestMAC = "02:00:00:77:00:02"
+
+    /// Runs an iobench network workload on TAP `tap`, which hvctl creates: the guest holds its
+    /// start mark for a second while the host end is addressed meanwhile.
+    func runOnTAP(_ cmdline: String, mode: String, tap: String) throws -> Run {
+        let configured = Thread { Self.configureHostEnd(of: tap) }
+        configured.start()
+        defer { while !configured.isFinished { usleep(1000) } }
+        return try run("\(cmdline) hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
+                       ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
+    }
 
     /// Waits for `tap` to appear, then gives it the address and MAC iobench expects and a permanent
     /// neighbour entry for the guest, so no ARP is needed.

@@ -15,9 +15,7 @@ enum BlockHandlerTarget {
 
     static func run(_ data: UnsafeRawBufferPointer) {
         var input = FuzzInput(data)
-        let size = FuzzRAM.queueSize(input.u8())
-        let flags = input.u8()
-        let operations = Array(input.take(Int(input.u8() % 32)))
+        let (size, flags, operations) = input.ringHeader()
         let ram = FuzzRAM.shared
         ram.load(queueSize: size, from: &input)
         let (context, _) = ram.context(index: 0, size: size, eventIndex: flags & 1 != 0)

@@ -18,6 +18,15 @@ struct FuzzInput {
     mutating func u32() -> UInt32 { UInt32(u16()) | UInt32(u16()) << 16 }
     mutating func u64() -> UInt64 { UInt64(u32()) | UInt64(u32()) << 32 }
 
+    /// What every ring target reads first: a queue size (a power of two, 1 to 256), flag bits,
+    /// and up to `maxOperations` operation bytes.
+    mutating func ringHeader(maxOperations: UInt8 = 32) -> (size: UInt16, flags: UInt8, operations: [UInt8]) {
+        let size = FuzzRAM.queueSize(u8())
+        let flags = u8()
+        let operations = Array(take(Int(u8() % maxOperations)))
+        return (size, flags, operations)
+    }
+
     /// Up to `count` bytes (fewer at the end of the input).
     mutating func take(_ count: Int) -> UnsafeRawBufferPointer {
         let available = max(0, min(count, bytes.count - position))

@@ -22,9 +22,7 @@ enum NetQueuePairTarget {
 
     static func run(_ data: UnsafeRawBufferPointer) {
         var input = FuzzInput(data)
-        let size = FuzzRAM.queueSize(input.u8())
-        let flags = input.u8()
-        let operations = Array(input.take(Int(input.u8() % 32)))
+        let (size, flags, operations) = input.ringHeader()
         let ram = FuzzRAM.shared
         ram.load(queueSize: size, from: &input, payload: false)
         ram.loadRings(queueSize: size, base: FuzzRAM.secondQueue, from: &input)

@@ -18,8 +18,8 @@ enum UARTTarget {
             switch operation >> 6 {
             case 0, 1:
                 var value = input.u8()
-                // Repeated writes (a flood), as a guest loop would.
-                let repeats = operation & 0x40 != 0 ? Serial16550.receiveCapacity + 8 : 1
+                // Now and then a flood past the FIFO's capacity, as a guest loop would write.
+                let repeats = operation & 0x78 == 0x78 ? Serial16550.receiveCapacity + 8 : 1
                 for _ in 0..<repeats { withUnsafeBytes(of: &value) { uart.write(offset: offset, data: $0) } }
             case 2:
                 _ = read(offset)
