@@ -13,6 +13,30 @@ static u8 buffers[MAX_QD][4096] __attribute__((aligned(4096)));
 static u64 started_at[MAX_QD];
 static struct virtqueue q;
 static u64 blocks;
+/* Request latencies of the last blk_run, log-linear: 8 buckets per power of two. */
+static u64 histogram[64 * 8];
+
+static u32 bucket(u64 ns) {
+    if (ns < 8) return (u32)ns;
+    u32 exponent = 63 - (u32)__builtin_clzll(ns);
+    return exponent * 8 + (u32)((ns >> (exponent - 3)) & 7);
+}
+
+/* The largest latency bucket `index` holds. */
+static u64 bucket_top(u32 index) {
+    if (index < 8) return index;
+    u32 exponent = index / 8, step = index % 8;
+    return ((8ull + step + 1) << (exponent - 3)) - 1;
+}
+
+u64 blk_latency_percentile(u64 per_mille, u64 completed) {
+    u64 wanted = (completed * per_mille + 999) / 1000, seen = 0;
+    for (u32 i = 0; i < 64 * 8; i++) {
+        seen += histogram[i];
+        if (seen >= wanted && seen > 0) return bucket_top(i);
+    }
+    return 0;
+}
 
 void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd) {
     if (qd < 1 || qd > MAX_QD) fail("qd out of range (1-64)");
@@ -37,6 +61,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
     u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks, late = 0;
     u64 taken = interrupts ? interrupts() : 0;
     u8 busy[MAX_QD] = {0};
+    for (u32 i = 0; i < 64 * 8; i++) histogram[i] = 0;
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
         /* Fill free slots with new reads (open loop: only once each is due); one index update
@@ -73,6 +98,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
             u64 latency = now_ns() - started_at[s];
             latency_sum += latency;
             if (latency > latency_max) latency_max = latency;
+            histogram[bucket(latency)]++;
             if (statuses[s] != 0 || *(u64 *)buffers[s] != headers[s].sector) errors++;
             busy[s] = 0; completed++;
         }
@@ -94,5 +120,6 @@ void blk_workload(int irq, u64 hold_ns) {
     put_field("errors", r.errors); put_field("kicks", r.kicks);
     put_field("ns", r.ns); put_field("iops", r.ns ? r.completed * 1000000000ull / r.ns : 0);
     put_field("lat_avg_ns", r.completed ? r.latency_sum / r.completed : 0); put_field("lat_max_ns", r.latency_max);
+    put_field("lat_p50_ns", blk_latency_percentile(500, r.completed)); put_field("lat_p99_ns", blk_latency_percentile(990, r.completed));
     puts_serial("\n");
 }
