@@ -11,6 +11,8 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
     public static let com1Base: UInt64 = 0x3F8
     public static let com1IRQ: UInt32 = 4
     static let receiveCapacity = 4096
+    /// Bytes the receive FIFO holds (`receiveCapacity`; smaller in the fuzz target, which floods it).
+    let capacity: Int
 
     private struct Registers {
         var interruptEnable: UInt8 = 0
@@ -37,9 +39,14 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
     /// - Parameters:
     ///   - output: receives each transmitted byte, on the vCPU thread that wrote it.
     ///   - setIRQLevel: drives the UART's interrupt line.
-    public init(output: @escaping (UInt8) -> Void, setIRQLevel: @escaping (Bool) -> Void) {
+    public convenience init(output: @escaping (UInt8) -> Void, setIRQLevel: @escaping (Bool) -> Void) {
+        self.init(output: output, setIRQLevel: setIRQLevel, capacity: Self.receiveCapacity)
+    }
+
+    init(output: @escaping (UInt8) -> Void, setIRQLevel: @escaping (Bool) -> Void, capacity: Int) {
         self.output = output
         self.setIRQLevel = setIRQLevel
+        self.capacity = capacity
     }
 
     /// Queues input bytes for the guest; blocks while the receive FIFO is full.
@@ -47,7 +54,7 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
         var remaining = bytes[...]
         while !remaining.isEmpty {
             let accepted = state.withLock { registers -> Int in
-                let room = max(0, Self.receiveCapacity - registers.receiveCount)
+                let room = max(0, capacity - registers.receiveCount)
                 let chunk = remaining.prefix(room)
                 registers.receive.append(contentsOf: chunk)
                 return chunk.count
@@ -112,7 +119,7 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
                 if registers.modemControl & 0x10 != 0 {
                     // Loopback: into the receive FIFO while it has room, else lost as an overrun,
                     // as on the hardware, so a guest cannot grow host memory through it.
-                    if registers.receiveCount < Self.receiveCapacity {
+                    if registers.receiveCount < capacity {
                         registers.receive.append(value)
                     } else {
                         registers.overrun = true
