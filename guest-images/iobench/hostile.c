@@ -100,13 +100,28 @@ static int vector_case(void) {
     return queue && config && good_read();
 }
 
-/* Reads and writes of every width at odd offsets of the common configuration, then a read. */
+/* Reads and writes of every width at odd offsets of the common configuration, then reads of
+ * every width across every other window of BAR 0 (ISR, device config, notify, MSI-X table and
+ * PBA) and writes of every width to notify, device config and the MSI-X table, then a read. */
 static int widths_case(void) {
     volatile u64 sink = 0;
     for (u64 offset = 0; offset < 0x40; offset += 3) {
         sink += MMIO(u8, dev.common + offset);
         sink += MMIO(u16, dev.common + (offset & ~1ull));
         sink += MMIO(u64, dev.common + (offset & ~7ull));
+    }
+    u64 bar = pci_bar_address(dev.pci, 0);
+    static const u64 windows[] = { 0x1000, 0x2000, 0x3000, 0x8000, 0xC000 };
+    for (u32 w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        for (u64 offset = 0; offset < 0x30; offset += 5) {
+            u64 at = bar + windows[w] + offset;
+            sink += MMIO(u8, at) + MMIO(u16, at & ~1ull) + MMIO(u32, at & ~3ull) + MMIO(u64, at & ~7ull);
+            if (windows[w] == 0x2000 || windows[w] == 0x3000 || windows[w] == 0x8000) {
+                MMIO(u8, at) = 0x5A;
+                MMIO(u16, at & ~1ull) = 0x5A5A;
+                if (windows[w] != 0x8000) MMIO(u64, at & ~7ull) = ~0ull;  /* MSI-X entries keep their mask */
+            }
+        }
     }
     MMIO(u16, dev.common + 0x15) = 0xFFFF;  /* config generation (read-only) and a status byte */
     MMIO(u64, dev.common + 0x38) = ~0ull;    /* past the registers */
