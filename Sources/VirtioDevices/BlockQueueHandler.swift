@@ -110,7 +110,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// still in flight are reaped without completing them to the guest.
     func quiesce() {
         quiesced = true
-        _ = submit()
+        submit()
         var tag: UInt64 = 0
         var result: Int32 = 0
         // Queued operations the kernel never took are not in flight; they go with the ring.
@@ -125,17 +125,13 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     /// Hands queued operations to the kernel. One it cannot take now (EAGAIN, EBUSY) stays queued
     /// for the next poll; any other failure means the ring is unusable: the device needs a reset.
-    @discardableResult
-    private func submit() -> Bool {
-        guard ckvm_uring_unsubmitted(ring) > 0 else { return true }
+    private func submit() {
+        guard ckvm_uring_unsubmitted(ring) > 0 else { return }
         let result = ckvm_uring_submit(ring)
-        guard result < 0, result != -EAGAIN, result != -EBUSY else { return true }
-        if !broken {
-            broken = true
-            statistics.errors.add()
-            device.transportNeedsReset?("\(device.name) queue \(context.index): io_uring submit failed: \(String(cString: strerror(-result)))")
-        }
-        return false
+        guard result < 0, result != -EAGAIN, result != -EBUSY, !broken else { return }
+        broken = true
+        statistics.errors.add()
+        device.transportNeedsReset?("\(device.name) queue \(context.index): io_uring submit failed: \(String(cString: strerror(-result)))")
     }
 
     private func reapCompletions() -> Int {
