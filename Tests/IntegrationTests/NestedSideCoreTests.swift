@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// The side-core engine with Linux's own virtio_blk driver, in the nested rig: in poll mode the
-/// guest's requests cause (almost) no kicks and fewer VM exits than in notify mode; in hybrid mode
+/// guest's requests cause (almost) no kicks and none of the kicks' exits; in hybrid mode
 /// an idle guest leaves its side core asleep and traffic brings polling back. L2 samples KVM's exit
 /// counter (debugfs) and the side core's CPU time (/proc) when the guest prints a mark.
 final class NestedSideCoreTests: XCTestCase {
@@ -208,10 +208,6 @@ final class NestedSideCoreTests: XCTestCase {
         return (requests, kicks, document)
     }
 
-    func exitsPerRequest(_ section: NestedRig.Section) throws -> Double {
-        try perRequest(section)["exits"] ?? 0
-    }
-
     /// Every sampled KVM counter's increase over the reads, per read.
     func perRequest(_ section: NestedRig.Section) throws -> [String: Double] {
         let start = try sample(section, "io-start")
@@ -244,7 +240,7 @@ final class NestedSideCoreTests: XCTestCase {
         }
     }
 
-    func testPollModeRequestsCauseNoKicksAndFewerExitsThanNotify() throws {
+    func testPollModeRemovesTheKickAndItsExitFromEveryRequest() throws {
         let notify = try section("notify")
         let poll = try section("poll")
         let notifyCounts = try requestsAndKicks(notify)
@@ -252,16 +248,24 @@ final class NestedSideCoreTests: XCTestCase {
         XCTAssertGreaterThan(notifyCounts.requests, Double(Self.reads))
         XCTAssertGreaterThan(notifyCounts.kicks / notifyCounts.requests, 0.5, "notify mode: about a kick per request")
         XCTAssertLessThan(pollCounts.kicks / pollCounts.requests, 0.05, "poll mode: kicks per request")
-        let notifyExits = try exitsPerRequest(notify)
-        let pollExits = try exitsPerRequest(poll)
+        let notifyPerRequest = try perRequest(notify)
+        let pollPerRequest = try perRequest(poll)
         // For the record (the note's numbers come from here): every counter per request.
-        print("side-core rig: per request, notify: \(describe(try perRequest(notify)))")
-        print("side-core rig: per request, poll: \(describe(try perRequest(poll)))")
+        print("side-core rig: per request, notify: \(describe(notifyPerRequest))")
+        print("side-core rig: per request, poll: \(describe(pollPerRequest))")
         print("side-core rig: kicks per request, notify \(notifyCounts.kicks / notifyCounts.requests), poll \(pollCounts.kicks / pollCounts.requests)")
-        // A kick is one exit per request in notify mode; the rest (HLT while waiting, the
-        // interrupt's EOI) stays at queue depth 1 whoever serves the queue. Measured gaps so far:
-        // 5.80 vs 3.16, 5.08 vs 2.91, 3.60 vs 2.93 (the rig's timing moves the rest around).
-        XCTAssertLessThan(pollExits, notifyExits - 0.3, "exits per request: poll \(pollExits), notify \(notifyExits)")
+        // At queue depth 1 the guest halts while it waits and takes the completion interrupt
+        // whoever serves the queue; under TCG how often it halts, and so how many interrupt-window
+        // and external-interrupt exits follow, moves by +-0.5 per request from run to run (a CI run
+        // measured 3.10 total in poll vs 3.29 in notify). The kick's exit (an ioeventfd write that
+        // KVM handles in the kernel) is in the rest, and it is what poll mode removes.
+        let notifyRest = exitsOtherThanHaltsAndInterrupts(notifyPerRequest)
+        let pollRest = exitsOtherThanHaltsAndInterrupts(pollPerRequest)
+        XCTAssertLessThan(pollRest, notifyRest - 0.5, "exits per request besides halts and interrupts: poll \(pollRest), notify \(notifyRest)")
+    }
+
+    func exitsOtherThanHaltsAndInterrupts(_ counters: [String: Double]) -> Double {
+        ["halt_exits", "irq_exits", "irq_window_exits"].reduce(counters["exits"] ?? 0) { $0 - (counters[$1] ?? 0) }
     }
 
     func testHybridSideCoreSleepsWhileTheGuestIdlesAndPollModeDoesNot() throws {
