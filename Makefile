@@ -4,7 +4,7 @@ SWIFT ?= swift
 HVCTL := .build/release/hvctl
 GUEST := guest-images/out
 # Debian packages the build and tests use; each is installed only when missing.
-DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc liburing-dev
+DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev liburing-dev python3
 
 .PHONY: all deps hvctl guest test unit-test integration-test fuzz tsan run clean
 

@@ -133,9 +133,11 @@ struct Run: ParsableCommand {
         // The console's input goes to a single VM only; several VMs run without input.
         let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })
         try console?.start(forwardingTo: instances[0].machine.serial)
+        let signalled = Lock(false)
         _ = try HostThread(name: "signals") {
             var received: Int32 = 0
             sigwait(&signals, &received)
+            signalled.withLock { $0 = true }
             for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
         }
         let coreManager = try io.makeCoreManager(for: sideCores)
@@ -150,8 +152,18 @@ struct Run: ParsableCommand {
         api?.stop()
         console?.restore()
 
-        for instance in instances {
-            if let fault = instance.machine.tripleFault { printError("hvctl: \(several ? "vm \(instance.definition.name): " : "")\(fault)") }
+        for (instance, exit) in zip(instances, exits) {
+            let label = several ? "vm \(instance.definition.name): " : ""
+            let fault = instance.machine.tripleFault
+            if let fault { printError("hvctl: \(label)\(fault)") }
+            // Where each vCPU was, to diagnose a triple fault, a failure or a hang the user ended.
+            var failed = false
+            if case .failed = exit { failed = true }
+            if fault != nil || failed || signalled.withLock({ $0 }) {
+                for report in instance.machine.vcpuStateReports {
+                    for line in report.lines { printError("hvctl: \(label)\(line)") }
+                }
+            }
         }
         let reports = try zip(instances, exits).map { try $0.finish(exit: $1) }
         if stats {

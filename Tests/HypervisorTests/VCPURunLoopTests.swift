@@ -63,6 +63,29 @@ final class VCPURunLoopTests: XCTestCase {
         XCTAssertEqual(values["halt_exits"], 1)
     }
 
+    func testTheRunLoopRecordsEveryExitToUserspace() throws {
+        // mov al, 0x42 ; out 0x80, al ; mov rax, 0xD0000000 ; mov dword [rax], 0x11223344 ; hlt
+        let code: [UInt8] = [0xB0, 0x42, 0xE6, 0x80, 0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0,
+                             0xC7, 0x00, 0x44, 0x33, 0x22, 0x11, 0xF4]
+        let rig = try makeRig(code: code)
+        try rig.loop.portBus.register(RecordingDevice(), base: 0x80, length: 1)
+        try rig.loop.mmioBus.register(RecordingDevice(), base: 0xD000_0000, length: 0x1000)
+        var history = ExitHistory()
+        XCTAssertEqual(try rig.loop.run(until: { false }, history: &history), .halted)
+        let exits = history.entries
+        XCTAssertEqual(exits.map(\.reason), [UInt32(KVM_EXIT_IO), UInt32(KVM_EXIT_MMIO), UInt32(KVM_EXIT_HLT)])
+        XCTAssertEqual(exits[0].address, 0x80)
+        XCTAssertEqual(exits[0].value, 0x42)
+        XCTAssertTrue(exits[0].isWrite)
+        XCTAssertEqual(exits[1].address, 0xD000_0000)
+        XCTAssertEqual(exits[1].size, 4)
+        XCTAssertEqual(exits[1].value, 0x1122_3344)
+        let report = VCPUStateReport.capture(rig.vcpu, history: history)
+        XCTAssertTrue(report.lines[0].hasPrefix("vcpu0: "), report.lines.joined(separator: "\n"))
+        XCTAssertTrue(report.lines.contains { $0.contains("RIP 0x") }, report.lines.joined(separator: "\n"))
+        XCTAssertTrue(report.lines.contains { $0.contains("mmio write 0xd0000000 size 4 = 0x11223344") }, report.lines.joined(separator: "\n"))
+    }
+
     func testMMIOIsDispatchedToTheBus() throws {
         // mov rax, 0xD0000000 ; mov byte [rax], 0x5A ; mov bl, [rax+1] ; mov al, bl ; out 0x80, al ; hlt
         let code: [UInt8] = [0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0, 0xC6, 0x00, 0x5A, 0x8A, 0x58, 0x01,

@@ -34,14 +34,22 @@ public struct VCPURunLoop {
     /// Runs until an exit needs a decision above the vCPU or `shouldStop` says so (it is asked
     /// before every entry, as is `beforeEntry`, which may use the vCPU while it is out of KVM_RUN).
     public func run(until shouldStop: () -> Bool, beforeEntry: () -> Void = {}) throws -> VCPUExit {
+        var history = ExitHistory(capacity: 1)
+        return try run(until: shouldStop, beforeEntry: beforeEntry, history: &history)
+    }
+
+    /// The same, recording every exit to userspace in `history` (for diagnosing a triple fault or hang).
+    public func run(until shouldStop: () -> Bool, beforeEntry: () -> Void = {}, history: inout ExitHistory) throws -> VCPUExit {
         while true {
             if shouldStop() { return .stopRequested }
             beforeEntry()
             guard try vcpu.runOnce() else {
+                history.record(RecordedExit(reason: UInt32(KVM_EXIT_INTR), time: MonotonicClock.now()))
                 vcpu.requestImmediateExit(false)  // a kick: look at shouldStop again
                 continue
             }
             let run = vcpu.run
+            history.record(describe(run, time: MonotonicClock.now()))
             switch Int32(bitPattern: ckvm_exit_reason(run)) {
             case KVM_EXIT_IO:
                 handlePortIO(run)
@@ -69,6 +77,37 @@ public struct VCPURunLoop {
                 return .unhandled(reason: UInt32(bitPattern: reason))
             }
         }
+    }
+
+    /// The exit in `run` as the history keeps it (before it is handled: a read's data is not in yet).
+    private func describe(_ run: UnsafeMutablePointer<kvm_run>, time: UInt64) -> RecordedExit {
+        let reason = ckvm_exit_reason(run)
+        var exit = RecordedExit(reason: reason, time: time)
+        switch Int32(bitPattern: reason) {
+        case KVM_EXIT_IO:
+            exit.address = UInt64(ckvm_io_port(run))
+            exit.size = ckvm_io_size(run)
+            exit.isWrite = ckvm_io_direction(run) == UInt8(KVM_EXIT_IO_OUT)
+            if exit.isWrite { exit.value = Self.littleEndian(UnsafeRawBufferPointer(vcpu.ioData).prefix(Int(exit.size))) }
+        case KVM_EXIT_MMIO:
+            exit.address = ckvm_mmio_address(run)
+            exit.size = UInt8(truncatingIfNeeded: min(ckvm_mmio_length(run), 8))
+            exit.isWrite = ckvm_mmio_is_write(run) != 0
+            if exit.isWrite {
+                exit.value = Self.littleEndian(UnsafeRawBufferPointer(start: ckvm_mmio_data(run), count: Int(exit.size)))
+            }
+        default:
+            break
+        }
+        return exit
+    }
+
+    private static func littleEndian(_ bytes: Slice<UnsafeRawBufferPointer>) -> UInt64 {
+        bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    private static func littleEndian(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        littleEndian(bytes[...])
     }
 
     /// `KVM_EXIT_IO` carries `count` items of `size` bytes (string I/O has count > 1).

@@ -157,6 +157,7 @@ public final class Machine: @unchecked Sendable {
                 // Nothing answered yet: the first entry reads the APIC, so a request made before
                 // this thread started is not missed.
                 var answered = UInt64.max
+                var history = ExitHistory()
                 do {
                     let exit = try loop.run(until: { self.stopRequested }, beforeEntry: {
                         guard sampler != nil else { return }
@@ -164,12 +165,15 @@ public final class Machine: @unchecked Sendable {
                         guard requested != answered else { return }
                         answered = requested
                         apics.store(try? vcpu.localAPICIdentity(), vcpu: vcpu.id)
-                    })
+                    }, history: &history)
                     if case .shutdown = exit { self.recordTripleFault(vcpu) }
                     if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
                 } catch {
                     self.requestExit(.failed("\(error)"))
                 }
+                // Out of KVM_RUN for good: what the vCPU was doing, for a triple fault or a hang.
+                let report = VCPUStateReport.capture(vcpu, history: history)
+                self.stateReports.withLock { $0.append(report) }
             } }
             switch created {
             case .success(let thread): threads.withLock { $0.append(thread) }
@@ -197,6 +201,10 @@ public final class Machine: @unchecked Sendable {
         for vcpu in vcpus { vcpu.requestImmediateExit(true) }
         threads.withLock { $0.forEach { $0.kick() } }
     }
+
+    /// Each vCPU's state as its thread ended, in vCPU order; complete once `run` has returned.
+    public var vcpuStateReports: [VCPUStateReport] { stateReports.withLock { $0.sorted { $0.vcpu < $1.vcpu } } }
+    private let stateReports = Lock<[VCPUStateReport]>([])
 
     /// Where a vCPU triple-faulted (the machine then resets), for the user to see why a guest
     /// rebooted: nil when none did.

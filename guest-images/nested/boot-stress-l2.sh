@@ -1,0 +1,117 @@
+#!/bin/sh
+# Runs inside the nested rig's L2 (see boot-stress): boots the default guest BOOTS times under each
+# hypervisor in HYPERVISORS (alternating, "hvctl qemu" by default), each with 2 vCPUs, 256 MiB and
+# a 2-queue virtio-blk disk holding random data, and has the guest read both halves of the disk
+# with O_DIRECT at once, one half per CPU (taskset), then power off. One line per boot:
+#   boot N HYPERVISOR OUTCOME seconds=S
+# OUTCOME: ok (both halves read back right, guest powered off), bad-data, triple-fault (hvctl),
+# reset (QEMU ended without the guest's exit line: a triple fault or a reboot), panic, hang (no
+# poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), failed (any other
+# exit status). A boot that is not ok is followed by `--- diagnosis` lines: the end of the
+# console (hvctl's vCPU registers and last exits are on it), KVM's counters for the VM sampled
+# while it ran (debugfs), and the end of L2's kernel log. Ends with
+#   summary HYPERVISOR boots=N ok=N failures=N [OUTCOME=N ...]
+set -u
+boots=${BOOTS:-8}
+hypervisors=${HYPERVISORS:-hvctl qemu}
+boot_timeout=${BOOT_TIMEOUT:-240}
+kernel=/guest/bzImage
+initrd=/guest/initramfs.cpio
+image=/tmp/stress.img
+
+dd if=/dev/urandom of=$image bs=1M count=64 2>/dev/null
+half0=$(dd if=$image bs=1M count=32 2>/dev/null | md5sum | cut -d' ' -f1)
+half1=$(dd if=$image bs=1M skip=32 count=32 2>/dev/null | md5sum | cut -d' ' -f1)
+
+# The guest's script: both halves at once, each from its own CPU, so both queues carry requests.
+guest_script='for c in 0 1; do (h=$(taskset -c $c dd if=/dev/vda bs=16k skip=$((c * 2048)) count=2048 iflag=direct 2>/dev/null | md5sum | cut -d" " -f1); echo "half$c $h") & done; wait'
+cmdline="console=ttyS0 panic=-1 guest.run=$(echo "$guest_script" | base64 -w0)"
+
+# KVM's counters of the VM whose owner is $1, as name=value pairs (debugfs, one directory per VM).
+counters() {
+    dir=$(ls -d /sys/kernel/debug/kvm/"$1"-* 2>/dev/null | head -1)
+    [ -n "$dir" ] || return 0
+    for c in exits halt_exits halt_wakeup io_exits mmio_exits irq_exits irq_window_exits irq_injections \
+             nmi_injections request_irq_exits insn_emulation insn_emulation_fail pf_taken pf_fixed \
+             pf_emulate pf_spurious tlb_flush invlpg remote_tlb_flush signal_exits; do
+        [ -f "$dir/$c" ] && printf '%s=%s ' "$c" "$(cat "$dir/$c")"
+    done
+    echo
+}
+
+start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
+    case $1 in
+    hvctl)
+        hvctl run --kernel $kernel --initrd $initrd --cpus 2 --memory 256 --cmdline "$cmdline" \
+            --disk path=$image,queues=2 </dev/null >"$2" 2>&1 &
+        ;;
+    qemu)
+        qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 256 -nographic -no-reboot -nic none \
+            -kernel $kernel -initrd $initrd -append "$cmdline" \
+            -drive file=$image,if=none,id=d0,format=raw,aio=io_uring \
+            -device virtio-blk-pci,drive=d0,num-queues=2 </dev/null >"$2" 2>&1 &
+        ;;
+    esac
+    pid=$!
+}
+
+outcome() {  # outcome HYPERVISOR LOG STATUS HUNG
+    if [ "$4" = 1 ]; then echo hang; return; fi
+    log=$(tr -d '\r' < "$2")
+    if echo "$log" | grep -q "half0 $half0" && echo "$log" | grep -q "half1 $half1" &&
+        echo "$log" | grep -q "sidecore-guest: exit 0" && [ "$3" = 0 ]; then echo ok; return; fi
+    if echo "$log" | grep -q "sidecore-guest: exit"; then echo bad-data; return; fi
+    if echo "$log" | grep -q "Kernel panic"; then echo panic; return; fi
+    if echo "$log" | grep -q "triple-faulted"; then echo triple-fault; return; fi
+    if [ "$1" = qemu ] && [ "$3" = 0 ]; then echo reset; return; fi
+    echo "failed"
+}
+
+for hv in $hypervisors; do eval "ok_$hv=0 bad_$hv=''"; done
+n=1
+while [ $n -le "$boots" ]; do
+    for hv in $hypervisors; do
+        log=/tmp/boot-$hv.log
+        echo "boot $n $hv start"
+        began=$(cut -d. -f1 /proc/uptime)
+        start $hv $log
+        hung=0 waited=0 sampled=
+        while kill -0 $pid 2>/dev/null; do
+            if [ $waited -ge $((boot_timeout * 2)) ]; then
+                hung=1
+                sampled=$(counters $pid)
+                kill -TERM $pid 2>/dev/null
+                i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+                kill -KILL $pid 2>/dev/null
+                break
+            fi
+            # Kept from the last sample: the VM's directory is gone once it exits.
+            [ $((waited % 4)) = 0 ] && sampled=$(counters $pid)
+            sleep 0.5; waited=$((waited + 1))
+        done
+        wait $pid; status=$?
+        result=$(outcome $hv $log $status $hung)
+        echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
+        if [ "$result" = ok ]; then
+            eval "ok_$hv=\$((ok_$hv + 1))"
+        else
+            eval "bad_$hv=\"\$bad_$hv $result\""
+            echo "--- diagnosis: $hv boot $n, guest console (last 30 lines):"
+            tr -d '\r' < $log | grep -v '^hvctl: ' | tail -30 | sed 's/^/    /'
+            echo "--- diagnosis: $hv's own messages (hvctl: each vCPU's registers and last exits):"
+            tr -d '\r' < $log | grep '^hvctl: ' | sed 's/^/    /'
+            echo "--- diagnosis: KVM counters of the VM, last sampled while it ran: ${sampled:-none}"
+            echo "--- diagnosis: L2 kernel log (last 15 lines):"
+            dmesg | tail -15 | sed 's/^/    /'
+        fi
+    done
+    n=$((n + 1))
+done
+for hv in $hypervisors; do
+    eval "ok=\$ok_$hv bad=\$bad_$hv"
+    failures=$((boots - ok))
+    detail=$(for o in $bad; do echo $o; done | sort | uniq -c | awk '{printf " %s=%s", $2, $1}')
+    echo "summary $hv boots=$boots ok=$ok failures=$failures$detail"
+done
+# L2's own kernel complaints over the whole run (an RCU stall or a warning names L2's trouble).
+echo "l2-kernel-warnings $(dmesg | grep -ciE 'rcu.*stall|WARNING:|BUG:|Oops|soft lockup')"
