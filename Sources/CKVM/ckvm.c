@@ -74,6 +74,12 @@ int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value) {
     return result;
 }
 
+int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value) {
+    struct { struct kvm_msrs header; struct kvm_msr_entry entry; } msrs = {
+        .header.nmsrs = 1, .entry.index = index, .entry.data = value };
+    return ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+}
+
 int ckvm_probe_io_uring(void) {
     struct io_uring_params params;
     memset(&params, 0, sizeof params);

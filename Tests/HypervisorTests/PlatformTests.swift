@@ -67,6 +67,45 @@ final class PlatformTests: XCTestCase {
         }
     }
 
+    func testCPUIDFollowsQEMUWhereTheSupportedListDiffers() throws {
+        var leaf0 = kvm_cpuid_entry2()
+        leaf0.eax = 0xD
+        var leaf1 = kvm_cpuid_entry2()
+        leaf1.function = 1
+        var emptyCache = kvm_cpuid_entry2()  // AMD's leaf 4: no cache described
+        emptyCache.function = 4
+        var dataCache = kvm_cpuid_entry2()
+        dataCache.function = 4
+        dataCache.index = 1
+        dataCache.eax = 0x121
+        var kvmFeatures = kvm_cpuid_entry2()
+        kvmFeatures.function = 0x4000_0001
+        kvmFeatures.eax = 0x0100_7EFB
+        let supported = [leaf0, leaf1, emptyCache, dataCache, kvmFeatures]
+        let entries = CPUIDConfiguration.entries(from: supported, vcpuID: 0, vcpuCount: 2, tscDeadlineTimer: true)
+        func leaf(_ function: UInt32, _ index: UInt32 = 0) throws -> kvm_cpuid_entry2 {
+            try XCTUnwrap(entries.first { $0.function == function && $0.index == index })
+        }
+        XCTAssertNotEqual(try leaf(1).ecx & (1 << 24), 0, "TSC deadline timer offered, as QEMU does")
+        XCTAssertEqual(try leaf(4).eax, 0, "an empty cache leaf stays empty")
+        XCTAssertEqual(try leaf(4, 1).eax, 0x121 | (1 << 26), "cores sharing the package in a real cache leaf")
+        XCTAssertEqual(try leaf(0x4000_0001).eax, 0x0100_7AFB, "no async page faults as VM exits (QEMU's default)")
+        let without = CPUIDConfiguration.entries(from: supported, vcpuID: 0, vcpuCount: 2, tscDeadlineTimer: false)
+        XCTAssertEqual(try XCTUnwrap(without.first { $0.function == 1 }).ecx & (1 << 24), 0)
+    }
+
+    func testVCPUsStartWithTheMSRsFirmwareLeaves() throws {
+        let kvm = try KVM()
+        let vm = try kvm.createVM()
+        let vcpu = try vm.createVCPU(id: 0)
+        try vcpu.setFirmwareMSRs()
+        var value: UInt64 = 0
+        XCTAssertEqual(ckvm_get_msr(vcpu.fd, 0x2FF, &value), 1)
+        XCTAssertEqual(value, 0x806, "MTRRs enabled, write-back by default: Linux keeps PAT on")
+        XCTAssertEqual(ckvm_get_msr(vcpu.fd, 0x1A0, &value), 1)
+        XCTAssertEqual(value & 1, 1, "fast strings")
+    }
+
     func testGuestMemoryRejectsOutOfRangeAndOverflowingAccesses() throws {
         let memory = try GuestMemory(ranges: [(0, 0x10000), (0x20000, 0x1000)])
         XCTAssertNoThrow(try memory.slice(at: 0xFFF0, length: 0x10))

@@ -8,13 +8,14 @@
 # reset (QEMU ended without the guest's exit line: a triple fault or a reboot), panic, hang (no
 # poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), failed (any other
 # exit status). A boot that is not ok is followed by `--- diagnosis` lines: the end of the
-# console (hvctl's vCPU registers and last exits are on it), KVM's counters for the VM sampled
-# while it ran (debugfs), and the end of L2's kernel log. Ends with
+# console, hvctl's own messages (each vCPU's registers, last exits and KVM statistics), KVM's
+# counters for a hung VM (debugfs, read before it is stopped) and the end of L2's kernel log. Ends with
 #   summary HYPERVISOR boots=N ok=N failures=N [OUTCOME=N ...]
 set -u
 boots=${BOOTS:-8}
 hypervisors=${HYPERVISORS:-hvctl qemu}
 boot_timeout=${BOOT_TIMEOUT:-240}
+# HVCTL_ARGS: more hvctl run options (e.g. --io-mode notify), to tell one part of hvctl from another.
 kernel=/guest/bzImage
 initrd=/guest/initramfs.cpio
 image=/tmp/stress.img
@@ -43,7 +44,7 @@ start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
         hvctl run --kernel $kernel --initrd $initrd --cpus 2 --memory 256 --cmdline "$cmdline" \
-            --disk path=$image,queues=2 </dev/null >"$2" 2>&1 &
+            --disk path=$image,queues=2 --stats ${HVCTL_ARGS:-} </dev/null >"$2" 2>&1 &
         ;;
     qemu)
         qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 256 -nographic -no-reboot -nic none \
@@ -75,32 +76,30 @@ while [ $n -le "$boots" ]; do
         echo "boot $n $hv start"
         began=$(cut -d. -f1 /proc/uptime)
         start $hv $log
-        hung=0 waited=0 sampled=
-        while kill -0 $pid 2>/dev/null; do
-            if [ $waited -ge $((boot_timeout * 2)) ]; then
-                hung=1
-                sampled=$(counters $pid)
-                kill -TERM $pid 2>/dev/null
-                i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
-                kill -KILL $pid 2>/dev/null
-                break
-            fi
-            # Kept from the last sample: the VM's directory is gone once it exits.
-            [ $((waited % 4)) = 0 ] && sampled=$(counters $pid)
-            sleep 0.5; waited=$((waited + 1))
-        done
+        # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
+        # has been seen to make L3 triple faults more likely in this rig.
+        rm -f /tmp/hung /tmp/sampled
+        ( sleep "$boot_timeout"
+          if kill -0 $pid 2>/dev/null; then
+              counters $pid > /tmp/sampled; touch /tmp/hung; kill -TERM $pid
+              sleep 10; kill -KILL $pid 2>/dev/null
+          fi ) &
+        watcher=$!
         wait $pid; status=$?
+        kill $watcher 2>/dev/null
+        hung=0; [ -f /tmp/hung ] && hung=1
+        sampled=$(cat /tmp/sampled 2>/dev/null)
         result=$(outcome $hv $log $status $hung)
         echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
         if [ "$result" = ok ]; then
             eval "ok_$hv=\$((ok_$hv + 1))"
         else
             eval "bad_$hv=\"\$bad_$hv $result\""
-            echo "--- diagnosis: $hv boot $n, guest console (last 30 lines):"
-            tr -d '\r' < $log | grep -v '^hvctl: ' | tail -30 | sed 's/^/    /'
+            echo "--- diagnosis: $hv boot $n, guest console and KVM statistics (last 50 lines):"
+            tr -d '\r' < $log | grep -v '^hvctl: ' | tail -50 | sed 's/^/    /'
             echo "--- diagnosis: $hv's own messages (hvctl: each vCPU's registers and last exits):"
             tr -d '\r' < $log | grep '^hvctl: ' | sed 's/^/    /'
-            echo "--- diagnosis: KVM counters of the VM, last sampled while it ran: ${sampled:-none}"
+            echo "--- diagnosis: KVM counters of the VM when it was stopped: ${sampled:-none (it was not hung)}"
             echo "--- diagnosis: L2 kernel log (last 15 lines):"
             dmesg | tail -15 | sed 's/^/    /'
         fi

@@ -43,6 +43,8 @@ int ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic);
 int ckvm_get_mp_state(int vcpu_fd, struct kvm_mp_state *state);
 /* KVM_GET_MSRS for one MSR; returns 1 when KVM read it. */
 int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value);
+/* KVM_SET_MSRS of one MSR: returns 1 when KVM took it. */
+int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value);
 
 // MARK: struct kvm_run accessors (anonymous unions)
 static inline struct kvm_run *ckvm_run_ptr(void *mapping) { return (struct kvm_run *)mapping; }

@@ -1,11 +1,19 @@
 import CKVM
 
 /// Derives each vCPU's CPUID from `KVM_GET_SUPPORTED_CPUID` with one consistent topology:
-/// one socket of `vcpuCount` cores, one thread each, APIC ID = vCPU index.
+/// one socket of `vcpuCount` cores, one thread each, APIC ID = vCPU index. Where the supported
+/// list and QEMU's `-cpu host` differ, this follows QEMU (nested/compare-machines shows the rest).
 public enum CPUIDConfiguration {
     static let significantIndex = UInt32(KVM_CPUID_FLAG_SIGNIFCANT_INDEX)
+    /// KVM's paravirtual feature leaf.
+    static let kvmFeatures: UInt32 = 0x4000_0001
+    /// KVM_FEATURE_ASYNC_PF_VMEXIT: async page faults for the guest's own nested guests.
+    static let asyncPageFaultVMExit: UInt32 = 1 << 10
 
-    public static func entries(from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
+    /// `tscDeadlineTimer`: KVM_CAP_TSC_DEADLINE_TIMER, which KVM_GET_SUPPORTED_CPUID does not
+    /// report in leaf 1 (the timer is the in-kernel LAPIC's, so the VMM says whether to offer it).
+    public static func entries(from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int,
+                               tscDeadlineTimer: Bool = false) -> [kvm_cpuid_entry2] {
         let apicID = UInt32(vcpuID)
         let count = UInt32(vcpuCount)
         // Bits of the APIC ID that number cores within the package.
@@ -19,8 +27,13 @@ public enum CPUIDConfiguration {
                 entry.ecx |= 1 << 31  // running under a hypervisor
                 entry.ecx &= ~(1 << 5)  // no VMX: Sidecore offers no nested virtualization
                 if vcpuCount > 1 { entry.edx |= 1 << 28 }  // HTT: the count in EBX[23:16] is valid
+                if tscDeadlineTimer { entry.ecx |= 1 << 24 }
             case 0x4:
-                entry.eax = (entry.eax & 0x03FF_FFFF) | ((count - 1) << 26)
+                // Only a subleaf that describes a cache (type in EAX[4:0]); AMD's are all empty.
+                if entry.eax & 0x1F != 0 { entry.eax = (entry.eax & 0x03FF_FFFF) | ((count - 1) << 26) }
+            case kvmFeatures:
+                // QEMU's default leaves it off; it is for guests that run guests of their own.
+                entry.eax &= ~asyncPageFaultVMExit
             case 0xB, 0x1F:
                 hasExtendedTopology = true
                 continue  // rebuilt below

@@ -27,6 +27,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
         case getLAPIC(vcpu: Int)
         case setLAPIC(vcpu: Int)
         case getMSR(vcpu: Int, index: UInt32)
+        case setMSR(vcpu: Int, index: UInt32)
         case getStatsFD
         case readStats
         case createThread(name: String)
@@ -61,6 +62,7 @@ public struct KVMError: Error, CustomStringConvertible, Equatable {
             case .getLAPIC(let id): return "KVM_GET_LAPIC (vcpu \(id))"
             case .setLAPIC(let id): return "KVM_SET_LAPIC (vcpu \(id))"
             case .getMSR(let id, let index): return "KVM_GET_MSRS (vcpu \(id), MSR 0x\(String(index, radix: 16)))"
+            case .setMSR(let id, let index): return "KVM_SET_MSRS (vcpu \(id), MSR 0x\(String(index, radix: 16)))"
             case .getStatsFD: return "KVM_GET_STATS_FD"
             case .readStats: return "reading KVM binary statistics"
             case .createThread(let name): return "creating thread \(name)"

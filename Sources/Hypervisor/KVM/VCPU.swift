@@ -114,6 +114,20 @@ public final class VCPU {
         return withUnsafeBytes(of: &lapic.regs) { LocalAPICIdentity(registers: $0, apicBase: apicBase) }
     }
 
+    /// Corresponds to `KVM_SET_MSRS` of one MSR.
+    public func setMSR(_ index: UInt32, to value: UInt64) throws {
+        guard ckvm_set_msr(fd, index, value) == 1 else { throw KVMError(.setMSR(vcpu: id, index: index)) }
+    }
+
+    /// The MSRs firmware leaves set for an OS, as QEMU with SeaBIOS does: MTRRs on with write-back
+    /// as the default type, and fast strings. KVM resets MTRRdefType to 0 (MTRRs off), and Linux
+    /// then turns PAT off too ("MTRRs disabled, skipping PAT initialization"), unlike on QEMU.
+    /// With NPT, KVM ignores guest MTRRs, so memory types are the guest's PAT alone either way.
+    public func setFirmwareMSRs() throws {
+        try setMSR(0x2FF, to: 0x806)  // IA32_MTRR_DEF_TYPE: enabled (bit 11), default type WB (6)
+        try setMSR(0x1A0, to: 0x1)  // IA32_MISC_ENABLE: fast strings
+    }
+
     /// Corresponds to `KVM_GET_STATS_FD` on this vCPU.
     public func statisticsReader() throws -> KVMStatisticsReader {
         let statsfd = try check(.getStatsFD) { ckvm_get_stats_fd(fd) }
