@@ -106,6 +106,24 @@ final class PlatformTests: XCTestCase {
         XCTAssertEqual(value & 1, 1, "fast strings")
     }
 
+    func testGuestRAMStartsOnA2MiBBoundaryAndAsksForHugePages() throws {
+        let memory = try GuestMemory(ranges: [(0, 6 << 20), (0x1_0000_0000, 3 << 20)])
+        for index in memory.regions.indices {
+            XCTAssertEqual(memory.hostAddress(ofRegion: index) % UInt64(2 << 20), 0, "region \(index)")
+        }
+        // The kernel's record of the mapping that holds region 0: THP-eligible (the "hg" flag).
+        let start = memory.hostAddress(ofRegion: 0)
+        // Read to the end: /proc files report size 0, which a whole-file read may take at its word.
+        let data = try XCTUnwrap(try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/smaps")).readToEnd())
+        let smaps = String(decoding: data, as: UTF8.self).components(separatedBy: "\n")
+        let header = try XCTUnwrap(smaps.firstIndex { line in
+            let bounds = line.split(separator: " ").first?.split(separator: "-").compactMap { UInt64($0, radix: 16) } ?? []
+            return bounds.count == 2 && bounds[0] <= start && start < bounds[1]
+        }, "no mapping holds 0x\(String(start, radix: 16))")
+        let flags = try XCTUnwrap(smaps[header...].first { $0.hasPrefix("VmFlags:") })
+        XCTAssertTrue(flags.contains(" hg"), "madvise(MADV_HUGEPAGE) took: \(flags)")
+    }
+
     func testGuestMemoryRejectsOutOfRangeAndOverflowingAccesses() throws {
         let memory = try GuestMemory(ranges: [(0, 0x10000), (0x20000, 0x1000)])
         XCTAssertNoThrow(try memory.slice(at: 0xFFF0, length: 0x10))
