@@ -40,6 +40,14 @@ counters() {
     echo
 }
 
+threads() {  # threads PID TITLE: each thread's name, state, kernel wait channel and kernel stack
+    echo "--- diagnosis: $2"
+    for t in /proc/$1/task/*; do
+        echo "    $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+        sed 's/^/        /' $t/stack 2>/dev/null | head -12
+    done
+}
+
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
@@ -79,10 +87,18 @@ while [ $n -le "$boots" ]; do
         # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
         # has been seen to make L3 triple faults more likely in this rig.
         rm -f /tmp/hung /tmp/sampled
+        # Its thread states are printed at once (a process stuck in the kernel may never be reaped).
         ( sleep "$boot_timeout"
           if kill -0 $pid 2>/dev/null; then
-              counters $pid > /tmp/sampled; touch /tmp/hung; kill -TERM $pid
-              sleep 10; kill -KILL $pid 2>/dev/null
+              counters $pid > /tmp/sampled; touch /tmp/hung
+              threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
+              kill -TERM $pid
+              sleep 10
+              if kill -0 $pid 2>/dev/null; then
+                  threads $pid "boot $n $hv: threads 10 s after SIGTERM, before SIGKILL"
+                  kill -KILL $pid 2>/dev/null; sleep 5
+                  kill -0 $pid 2>/dev/null && threads $pid "boot $n $hv: threads 5 s after SIGKILL"
+              fi
           fi ) &
         watcher=$!
         wait $pid; status=$?
