@@ -14,6 +14,9 @@
 set -u
 boots=${BOOTS:-8}
 hypervisors=${HYPERVISORS:-hvctl qemu}
+# REVERSE=1 boots them in the opposite order: the first L3 guest after L2's boot is the likeliest
+# to triple-fault, so boot-stress takes turns at being first from one rig run to the next.
+if [ "${REVERSE:-0}" = 1 ]; then r=; for hv in $hypervisors; do r="$hv $r"; done; hypervisors=$r; fi
 boot_timeout=${BOOT_TIMEOUT:-240}
 # HVCTL_ARGS: more hvctl run options (e.g. --io-mode notify), to tell one part of hvctl from another.
 kernel=/guest/bzImage
