@@ -52,8 +52,9 @@ public final class GuestMemory {
     /// Anonymous memory starting on a 2 MiB boundary and marked for transparent huge pages, as
     /// QEMU and Cloud Hypervisor map guest RAM: KVM can then map guest memory with 2 MiB pages
     /// (host and guest addresses agree modulo 2 MiB), and a guest takes far fewer nested page
-    /// faults. Under the nested rig, 4 KiB mappings meant ~30k NPT faults per boot, and one L3
-    /// guest hung with a vCPU emulating the same instruction fetch millions of times (issue 12).
+    /// faults. Under the nested rig, 4 KiB mappings meant ~30k NPT faults per boot, and L3 guests
+    /// hung with a vCPU emulating the same instruction fetch millions of times
+    /// (docs/smp-reliability.md).
     /// No huge pages on the host (THP off) leaves ordinary pages; only the mapping can fail.
     static func mapHugePageAligned(size: Int) -> UnsafeMutableRawPointer? {
         let (padded, overflow) = size.addingReportingOverflow(hugePageSize)
