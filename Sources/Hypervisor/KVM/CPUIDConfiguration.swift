@@ -11,8 +11,8 @@ public enum CPUIDConfiguration {
     static let asyncPageFaultVMExit: UInt32 = 1 << 10
 
     /// Leaf 1 never offers the TSC deadline timer, which KVM_GET_SUPPORTED_CPUID leaves to the VMM
-    /// and QEMU offers: in the nested rig, guests with it hung three times in 36 boots (L2's KVM
-    /// looping in KVM_RUN, once soft-locking both of L2's CPUs), against none in 17 without it
+    /// and QEMU offers: in the nested rig, guests with it hung three times in 37 boots (L2's KVM
+    /// looping in KVM_RUN, once soft-locking both of L2's CPUs), against none in 21 without it
     /// (docs/smp-reliability.md). Linux then uses the local APIC timer's one-shot mode.
     public static func entries(from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
         let apicID = UInt32(vcpuID)
