@@ -280,9 +280,22 @@ final class IOBenchGuestTests: XCTestCase {
         let posted = ["/sys/module/kvm_intel/parameters/enable_apicv", "/sys/module/kvm_amd/parameters/avic"].contains { path in
             (try? String(contentsOfFile: path, encoding: .utf8)).map { ["Y", "1"].contains($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? false
         }
+        let autoRedirection = try XCTUnwrap(auto.stats["irqRedirection"] as? [String: Any])
         XCTAssertEqual(autoMode, posted ? "halted-or-descheduled" : "descheduled")
+        XCTAssertEqual(auto.results[""]?["errors"], 0)
         if !posted {
-            XCTAssertEqual(auto.results[""]?["halted_cpu0"], 0, "auto without posted interrupts: vCPU 1 wakes for its interrupts")
+            // Without posted interrupts auto moves interrupts only off a vCPU whose thread waits
+            // for a host CPU. On an idle host that never happens and the halted vCPU 1 wakes for
+            // its interrupts; a loaded host (a CI run had other work) may deschedule it, and then
+            // moving them is right. Either way the guest's counts match the redirector's.
+            let retargets = autoRedirection["retargets"] as? UInt64 ?? 0
+            if retargets == 0 {
+                XCTAssertEqual(auto.results[""]?["halted_cpu0"], 0, "auto, no retarget: vCPU 1 wakes for its interrupts")
+                XCTAssertEqual(auto.queue("redirected"), 0)
+            } else {
+                print("redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, \(auto.queue("redirected")) interrupts moved")
+                XCTAssertGreaterThan(auto.queue("redirected"), 0, "a retarget moved interrupts")
+            }
         }
     }
 
