@@ -3,13 +3,10 @@ import XCTest
 
 /// Boots the default guest under hvctl inside the nested rig (real KVM on emulated SVM), once for
 /// the whole class: bzImage and PVH, 1 and 2 vCPUs, a guest script's output and status, poweroff,
-/// reboot, panic and SIGTERM exit statuses, the --stats-json document, and consecutive 2-vCPU
-/// boots with parallel direct I/O (guest-images/nested/boot-stress-l2.sh, the script
-/// nested/boot-stress runs for hvctl and QEMU).
+/// reboot, panic and SIGTERM exit statuses, and the --stats-json document.
 final class NestedBootTests: XCTestCase {
     static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let reportScript = "echo report:cpus=$(grep -c ^processor /proc/cpuinfo); exit 7"
-    static let stressBoots = 5
 
     /// One rig run covering every scenario; each prints `=== begin NAME` ... `=== end NAME status=N`.
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
@@ -39,14 +36,8 @@ final class NestedBootTests: XCTestCase {
             # The guest may have been stopped mid-line: the end marker goes on a line of its own.
             st=$?; echo; echo "=== end sigterm status=$st"
             """,
-            """
-            echo "=== begin smp-stress"
-            BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 sh /boot-stress.sh
-            echo "=== end smp-stress status=$?"
-            """,
         ].joined(separator: "\n")
-        let stress = Toolchain.repository.appendingPathComponent("guest-images/nested/boot-stress-l2.sh").path
-        return try NestedRig.run(script: script, files: [stress: "/boot-stress.sh"], timeoutInSeconds: 500 + 200 * stressBoots)
+        return try NestedRig.run(script: script)
     }
 
     func section(_ name: String) throws -> NestedRig.Section {
@@ -81,18 +72,6 @@ final class NestedBootTests: XCTestCase {
 
     func testSIGTERMStopsTheVM() throws {
         XCTAssertEqual(try section("sigterm").status, 128 + 15)
-    }
-
-    /// Nothing retried but what `NestedRig.ForeignFailure` allows.
-    func testConsecutiveTwoVCPUBootsWithParallelDirectIOAllFinishWithTheirData() throws {
-        let result = try section("smp-stress")
-        let outcomes = result.output.components(separatedBy: "\n").filter { $0.hasPrefix("boot ") && !$0.hasSuffix(" start") }
-        print("smp stress: \(outcomes.joined(separator: "; "))")
-        XCTAssertEqual(outcomes.count, Self.stressBoots, result.output)
-        for outcome in outcomes {
-            XCTAssertTrue(outcome.contains(" hvctl ok "), "\(outcome)\n\(result.output)")
-        }
-        XCTAssertTrue(result.output.contains("summary hvctl boots=\(Self.stressBoots) ok=\(Self.stressBoots) failures=0"), result.output)
     }
 
     func testStatsJSONUsesKVMNames() throws {
