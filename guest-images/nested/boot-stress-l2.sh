@@ -43,6 +43,24 @@ counters() {
     echo
 }
 
+# KVM_TRACE=1: L2's KVM trace events (exits, injected exceptions and interrupts, emulated
+# instructions, nested page faults) of each boot, whose end is printed with a failure: the events
+# that led a vCPU into a triple fault or a loop, which hvctl's own view (exits to userspace) lacks.
+tracing=/sys/kernel/debug/tracing
+trace_events="kvm_exit kvm_inj_exception kvm_inj_virq kvm_emulate_insn kvm_page_fault kvm_userspace_exit"
+trace_start() {
+    [ "${KVM_TRACE:-0}" = 1 ] && [ -d $tracing/events/kvm ] || return 0
+    rm -f /tmp/traced; echo 0 > $tracing/tracing_on; echo > $tracing/trace; echo 4096 > $tracing/buffer_size_kb
+    for e in $trace_events; do echo 1 > $tracing/events/kvm/$e/enable; done
+    echo 1 > $tracing/tracing_on
+}
+trace_dump() {  # trace_dump TITLE: the last events of the boot
+    [ "${KVM_TRACE:-0}" = 1 ] && [ -d $tracing/events/kvm ] && [ ! -f /tmp/traced ] || return 0
+    echo 0 > $tracing/tracing_on; touch /tmp/traced
+    echo "--- diagnosis: $1: L2's KVM trace, the last 300 events"
+    grep -v '^#' $tracing/trace | tail -300 | sed 's/^/    /'
+}
+
 threads() {  # threads PID TITLE: each thread's name, state, kernel wait channel and kernel stack
     echo "--- diagnosis: $2"
     for t in /proc/$1/task/*; do
@@ -86,6 +104,7 @@ while [ $n -le "$boots" ]; do
         log=/tmp/boot-$hv.log
         echo "boot $n $hv start"
         began=$(cut -d. -f1 /proc/uptime)
+        trace_start
         start $hv $log
         # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
         # has been seen to make L3 triple faults more likely in this rig.
@@ -95,6 +114,7 @@ while [ $n -le "$boots" ]; do
           if kill -0 $pid 2>/dev/null; then
               counters $pid > /tmp/sampled; touch /tmp/hung
               threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
+              trace_dump "$hv boot $n at the timeout"
               kill -TERM $pid
               sleep 10
               if kill -0 $pid 2>/dev/null; then
@@ -121,6 +141,7 @@ while [ $n -le "$boots" ]; do
             echo "--- diagnosis: KVM counters of the VM when it was stopped: ${sampled:-none (it was not hung)}"
             echo "--- diagnosis: L2 kernel log (last 15 lines):"
             dmesg | tail -15 | sed 's/^/    /'
+            trace_dump "$hv boot $n"
         fi
     done
     n=$((n + 1))
