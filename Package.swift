@@ -33,5 +33,5 @@ let package = Package(
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

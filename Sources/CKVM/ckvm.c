@@ -67,17 +67,29 @@ int ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic) {
 int ckvm_get_mp_state(int vcpu_fd, struct kvm_mp_state *state) {
     return ioctl(vcpu_fd, KVM_GET_MP_STATE, state);
 }
+/* struct kvm_msrs ends in a flexible array: room for its one entry, suitably aligned. */
+typedef union {
+    struct kvm_msrs msrs;
+    uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+} ckvm_one_msr;
+
 int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value) {
-    struct { struct kvm_msrs header; struct kvm_msr_entry entry; } msrs = { .header.nmsrs = 1, .entry.index = index };
-    int result = ioctl(vcpu_fd, KVM_GET_MSRS, &msrs);
-    if (result == 1) *value = msrs.entry.data;
+    ckvm_one_msr buffer;
+    memset(&buffer, 0, sizeof buffer);
+    buffer.msrs.nmsrs = 1;
+    buffer.msrs.entries[0].index = index;
+    int result = ioctl(vcpu_fd, KVM_GET_MSRS, &buffer.msrs);
+    if (result == 1) *value = buffer.msrs.entries[0].data;
     return result;
 }
 
 int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value) {
-    struct { struct kvm_msrs header; struct kvm_msr_entry entry; } msrs = {
-        .header.nmsrs = 1, .entry.index = index, .entry.data = value };
-    return ioctl(vcpu_fd, KVM_SET_MSRS, &msrs);
+    ckvm_one_msr buffer;
+    memset(&buffer, 0, sizeof buffer);
+    buffer.msrs.nmsrs = 1;
+    buffer.msrs.entries[0].index = index;
+    buffer.msrs.entries[0].data = value;
+    return ioctl(vcpu_fd, KVM_SET_MSRS, &buffer.msrs);
 }
 
 int ckvm_probe_io_uring(void) {

@@ -3,8 +3,8 @@ import Hypervisor
 import Synchronization
 
 /// How one `--disk` is backed.
-public struct BlockDeviceConfiguration: Equatable {
-    public enum Backend: String, Equatable { case file, null }
+public struct BlockDeviceConfiguration: Equatable, Sendable {
+    public enum Backend: String, Equatable, Sendable { case file, null }
     public var path: String?
     public var readOnly = false
     public var queueCount = 1
@@ -21,12 +21,14 @@ public struct BlockDeviceConfiguration: Equatable {
 }
 
 /// A problem with a `--disk` the user gave: names the input.
-public struct BlockDeviceError: Error, CustomStringConvertible, Equatable {
+public struct BlockDeviceError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
 }
 
 /// virtio-blk: multi-queue, each queue served by its own handler with its own io_uring.
 public final class BlockDevice: VirtioDevice, @unchecked Sendable {
+    // @unchecked: `transportNeedsReset` is set once, by the transport that owns the device, before
+    // any queue runs; the handlers of the running queues are behind `handlers`' lock.
     static let featureSizeMax: UInt64 = 1 << 1
     static let featureSegMax: UInt64 = 1 << 2
     static let featureReadOnly: UInt64 = 1 << 5
@@ -43,8 +45,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public let name: String
     public let capacityInSectors: UInt64
     let fd: Int32
-    private var handlers: [BlockQueueHandler] = []
-    private let lock = Lock(())
+    private let handlers = Lock<[BlockQueueHandler]>([])
     /// Set by the transport: puts the device in DEVICE_NEEDS_RESET (a broken driver).
     public var transportNeedsReset: ((String) -> Void)?
     /// Per-queue statistics, kept across resets.
@@ -117,12 +118,12 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
         let created = try queues.map {
             try BlockQueueHandler(device: self, context: $0, memory: memory, features: features, statistics: queueStatistics[$0.index])
         }
-        lock.withLock { _ in handlers = created }
+        handlers.withLock { $0 = created }
         return created
     }
 
     public func reset() {
-        let stopping = lock.withLock { _ -> [BlockQueueHandler] in
+        let stopping = handlers.withLock { handlers -> [BlockQueueHandler] in
             defer { handlers = [] }
             return handlers
         }

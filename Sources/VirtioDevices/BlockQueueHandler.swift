@@ -6,6 +6,9 @@ import Hypervisor
 /// this queue's own io_uring, and returns chains as their operations complete. Whichever executor
 /// drives it polls it; completions also signal an eventfd so a sleeping executor wakes for them.
 final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
+    // @unchecked: one worker at a time calls a handler (QueueHandler's contract; engines hand a
+    // handler over under a lock and detach it before another may take it), so its state needs none.
+
     private static let firstSlotTag: UInt64 = 0
 
     /// One request in flight: enough to finish it when its last operation completes.

@@ -24,7 +24,7 @@ public struct BlockRequest: Equatable {
     }
 
     /// What the device answers without doing I/O.
-    public enum Rejection: Equatable {
+    public enum Rejection: Equatable, Sendable {
         /// Malformed: no room for a status byte. The chain is returned with nothing written.
         case noStatusByte
         case ioError

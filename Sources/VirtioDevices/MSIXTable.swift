@@ -4,7 +4,7 @@ import Synchronization
 /// The MSI-X table and pending-bit array of one PCI function. Each vector owns an irqfd and a
 /// GSI route; the route follows the table entry, and a masked vector records a pending bit
 /// instead of interrupting, delivered when it is unmasked.
-public final class MSIXTable: @unchecked Sendable {
+public final class MSIXTable: Sendable {
     public static let entrySize = 16
 
     private struct Entry {
@@ -49,10 +49,9 @@ public final class MSIXTable: @unchecked Sendable {
         for vector in deliver { fire(vector) }
     }
 
-    /// Raises `vector` (a masked one is recorded in the pending bits and sent on unmask); returns
-    /// whether it was signalled now through a route the VMM redirected.
+    /// Raises `vector` (a masked one is recorded in the pending bits and sent on unmask).
     @discardableResult
-    public func raise(vector: Int) -> Bool {
+    public func raise(vector: Int) -> InterruptDelivery {
         let fireNow = state.withLock { state -> Bool in
             guard vector < state.entries.count else { return false }
             if !state.enabled || state.functionMasked || state.entries[vector].control & 1 != 0 {
@@ -61,16 +60,16 @@ public final class MSIXTable: @unchecked Sendable {
             }
             return true
         }
-        return fireNow && fire(vector)
+        return fireNow ? fire(vector) : .held
     }
 
-    /// Signals `vector`; returns whether its route was redirected.
+    /// Signals `vector` through its route.
     @discardableResult
-    private func fire(_ vector: Int) -> Bool {
+    private func fire(_ vector: Int) -> InterruptDelivery {
         raised[vector].add()
         let redirected = routes[vector].isRedirected
         eventfds[vector].signal()
-        return redirected
+        return redirected ? .redirected : .programmedDestination
     }
 
     /// Pending vectors that may now be delivered; clears their pending bits.

@@ -4,6 +4,9 @@ import Hypervisor
 /// Serves the virtio-net control queue: VIRTIO_NET_CTRL_MQ's VQ_PAIRS_SET is acknowledged when
 /// the count is valid; every other command gets VIRTIO_NET_ERR.
 final class NetControlHandler: QueueHandler, @unchecked Sendable {
+    // @unchecked: one worker at a time calls a handler (QueueHandler's contract; engines hand a
+    // handler over under a lock and detach it before another may take it), so its state needs none.
+
     static let classMultiQueue: UInt8 = 4
     static let commandSetPairs: UInt8 = 0
     static let ok: UInt8 = 0

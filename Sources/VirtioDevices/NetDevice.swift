@@ -3,7 +3,7 @@ import Glibc
 import Hypervisor
 
 /// How one `--net` is backed.
-public struct NetDeviceConfiguration: Equatable {
+public struct NetDeviceConfiguration: Equatable, Sendable {
     public var tapName: String
     public var mac: [UInt8]
     public var queuePairs = 1
@@ -26,6 +26,8 @@ public struct NetDeviceError: Error, CustomStringConvertible, Equatable {
 /// (checksum and TSO offloads both ways), mergeable receive buffers, and a control queue for MQ.
 /// With several pairs the TAP steers each flow to one queue by its Toeplitz hash (virtual RSS).
 public final class NetDevice: VirtioDevice, @unchecked Sendable {
+    // @unchecked: `transportNeedsReset` is set once, by the transport that owns the device, before
+    // any queue runs.
     static let featureChecksum: UInt64 = 1 << 0
     static let featureGuestChecksum: UInt64 = 1 << 1
     static let featureMAC: UInt64 = 1 << 5

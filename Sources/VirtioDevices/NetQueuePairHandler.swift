@@ -8,6 +8,9 @@ import Hypervisor
 /// buffers, num_buffers set in the header). When the guest has no receive buffers, the TAP is
 /// not read at all until the guest posts some: frames wait in the TAP, not dropped here.
 final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
+    // @unchecked: one worker at a time calls a handler (QueueHandler's contract; engines hand a
+    // handler over under a lock and detach it before another may take it), so its state needs none.
+
     static let frameCapacity = 1 << 17
 
     let name: String

@@ -11,7 +11,7 @@ public enum VirtioFeature {
 
 /// One queue handed to a device at activation: the ring, the doorbell the guest rings (an
 /// ioeventfd), and the interrupt to raise when the driver wants one.
-public struct QueueContext {
+public struct QueueContext: Sendable {
     public let index: Int
     public let queue: Virtqueue
     public let kick: EventFD
@@ -22,9 +22,8 @@ public struct QueueContext {
 
 /// Raises a queue's interrupt (its MSI-X vector, through an irqfd), honouring masks.
 public protocol QueueInterrupt: AnyObject, Sendable {
-    /// Returns whether the interrupt went to a vCPU the VMM chose instead of the guest's
-    /// destination (interrupt redirection).
-    func raise() -> Bool
+    @discardableResult
+    func raise() -> InterruptDelivery
 }
 
 /// A virtio device behind a transport: type, features, queues, config space, lifecycle.

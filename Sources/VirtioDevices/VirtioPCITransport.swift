@@ -5,7 +5,7 @@ import Synchronization
 /// notify, ISR, device config) and MSI-X, all in one 64-bit memory BAR; status and feature
 /// negotiation; queue setup; and activation of the device at DRIVER_OK with each queue's
 /// doorbell as an ioeventfd, so a guest kick never exits to userspace.
-public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
+public final class VirtioPCITransport: PCIDevice, Sendable {
     // BAR 0 layout.
     static let commonOffset: UInt64 = 0x0000
     static let isrOffset: UInt64 = 0x1000
@@ -329,15 +329,14 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
     public let errorCount = Counter()
     public let lastError = Lock<String?>(nil)
 
-    /// Raises the vector the driver assigned to `queue`; returns whether it went through a
-    /// redirected route.
+    /// Raises the vector the driver assigned to `queue`.
     @discardableResult
-    func raiseQueueInterrupt(_ queue: Int) -> Bool {
+    func raiseQueueInterrupt(_ queue: Int) -> InterruptDelivery {
         let vector = state.withLock { state -> UInt16 in
             state.isr |= 0x1
             return queue < state.queues.count ? state.queues[queue].vector : Self.noVector
         }
-        guard vector != Self.noVector else { return false }
+        guard vector != Self.noVector else { return .held }
         return msix.raise(vector: Int(vector))
     }
 
@@ -348,14 +347,14 @@ public final class VirtioPCITransport: PCIDevice, @unchecked Sendable {
 }
 
 /// A queue's interrupt: whatever MSI-X vector the driver currently assigns to it.
-final class VectorInterrupt: QueueInterrupt, @unchecked Sendable {
+final class VectorInterrupt: QueueInterrupt, Sendable {
     unowned let transport: VirtioPCITransport
     let queue: Int
     init(transport: VirtioPCITransport, queue: Int) {
         self.transport = transport
         self.queue = queue
     }
-    func raise() -> Bool { transport.raiseQueueInterrupt(queue) }
+    func raise() -> InterruptDelivery { transport.raiseQueueInterrupt(queue) }
 }
 
 func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }

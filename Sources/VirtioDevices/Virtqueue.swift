@@ -60,7 +60,9 @@ public struct DescriptorChain: Equatable {
 /// Ring addresses are validated once at creation (alignment, inside guest RAM); the hot path then
 /// uses the cached host pointers. Descriptor contents come from the guest at any time and are
 /// checked on every walk.
-public final class Virtqueue {
+public final class Virtqueue: @unchecked Sendable {
+    // @unchecked: one thread at a time drives a queue (its handler's worker, QueueHandler says
+    // so); the transport builds it at DRIVER_OK and drops it only after the engine detached it.
     static let descriptorNext: UInt16 = 1
     static let descriptorWrite: UInt16 = 2
     static let descriptorIndirect: UInt16 = 4

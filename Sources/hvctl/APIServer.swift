@@ -17,15 +17,15 @@ struct APIRequest: Codable {
 /// answers one JSON line per request line. `stats` returns the `--stats-json` document of the
 /// running VMs (their exit reads "running"); `side-cores` with a `count` changes how many side
 /// cores serve the queues. A thread named `api` serves one client at a time.
-final class APIServer: @unchecked Sendable {
+final class APIServer: Sendable {
     private let path: String
     private let listener: Int32
-    private var thread: HostThread?
-    private let statistics: () throws -> StatisticsReport
+    private let thread = WorkerThread()
+    private let statistics: @Sendable () throws -> StatisticsReport
     private let sideCores: SideCoreEngine?
     private let coreManager: IOCoreManager?
 
-    init(path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?, statistics: @escaping () throws -> StatisticsReport) throws {
+    init(path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?, statistics: @escaping @Sendable () throws -> StatisticsReport) throws {
         self.path = path
         self.statistics = statistics
         self.sideCores = sideCores
@@ -42,15 +42,14 @@ final class APIServer: @unchecked Sendable {
             throw ValidationError("--api-socket \(path): \(reason)")
         }
         listener = fd
-        thread = try HostThread(name: "api") { [self] in serve() }
+        try thread.start(name: "api") { [self] in serve() }
     }
 
     /// Stops serving and removes the socket file.
     func stop() {
         // shutdown wakes the thread blocked in accept(2).
         shutdown(listener, Int32(SHUT_RDWR))
-        thread?.join()
-        thread = nil
+        thread.join()
         close(listener)
         unlink(path)
     }

@@ -11,13 +11,13 @@ enum ConsoleOutput {
 
 /// Forwards stdin to the guest's UART. On a terminal it switches stdin to raw mode (restored
 /// by `restore()`) and watches for the escape Ctrl-A x; a second Ctrl-A sends a literal Ctrl-A.
-final class Console: @unchecked Sendable {
+final class Console: Sendable {
     static let escapeByte: UInt8 = 0x01
 
-    private let onEscape: () -> Void
-    private var savedTerminal: termios?
+    private let onEscape: @Sendable () -> Void
+    private let savedTerminal = Lock<termios?>(nil)
 
-    init(onEscape: @escaping () -> Void) {
+    init(onEscape: @escaping @Sendable () -> Void) {
         self.onEscape = onEscape
     }
 
@@ -26,7 +26,7 @@ final class Console: @unchecked Sendable {
         if isTerminal {
             var attributes = termios()
             if tcgetattr(STDIN_FILENO, &attributes) == 0 {
-                savedTerminal = attributes
+                savedTerminal.withLock { $0 = attributes }
                 cfmakeraw(&attributes)
                 attributes.c_oflag |= tcflag_t(OPOST | ONLCR)  // keep host-side newline handling for our own messages
                 tcsetattr(STDIN_FILENO, TCSANOW, &attributes)
@@ -57,6 +57,6 @@ final class Console: @unchecked Sendable {
     }
 
     func restore() {
-        if var saved = savedTerminal { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
+        if var saved = savedTerminal.withLock({ $0 }) { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
     }
 }

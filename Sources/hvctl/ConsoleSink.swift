@@ -4,7 +4,7 @@ import Synchronization
 
 /// Where a VM's console bytes go when several VMs run: stdout with every line prefixed by the
 /// VM's name, or a file of its own. Any of the VM's vCPU threads may write.
-final class ConsoleSink: @unchecked Sendable {
+final class ConsoleSink: Sendable {
     private let fd: Int32
     private let prefix: [UInt8]
     private let line = Lock<[UInt8]>([])

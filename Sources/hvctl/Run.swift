@@ -111,16 +111,15 @@ struct Run: ParsableCommand {
             throw ExitCode.failure
         }
         let (engine, sideCores) = try io.makeEngine()
-        var instances: [VMInstance] = []
-        for definition in definitions {
+        let instances = try definitions.map { definition -> VMInstance in
             let sink: ConsoleSink?
             do {
                 sink = several ? try definition.console.map(ConsoleSink.init(path:)) ?? ConsoleSink(prefixedWith: definition.name) : nil
             } catch let error as ConsoleSinkError {
                 throw ValidationError("--config \(config ?? ""): vm \(definition.name): \(error.description)")
             }
-            instances.append(try VMInstance(definition: definition, kvm: kvm, engine: engine, consoleSink: sink,
-                                            label: several ? "vm \(definition.name): " : ""))
+            return try VMInstance(definition: definition, kvm: kvm, engine: engine, consoleSink: sink,
+                                  label: several ? "vm \(definition.name): " : "")
         }
 
         // Side cores get their CPUs to themselves where the host has others for the vCPUs.
@@ -131,10 +130,13 @@ struct Run: ParsableCommand {
         }
 
         // The console's input goes to a single VM only; several VMs run without input.
-        let console = several ? nil : Console(onEscape: { instances[0].machine.requestExit(.stopped(signal: SIGINT)) })
+        let first = instances[0]
+        let console = several ? nil : Console(onEscape: { first.machine.requestExit(.stopped(signal: SIGINT)) })
         try console?.start(forwardingTo: instances[0].machine.serial)
         let signalled = Lock(false)
+        let awaited = signals
         _ = try HostThread(name: "signals") {
+            var signals = awaited
             var received: Int32 = 0
             sigwait(&signals, &received)
             signalled.withLock { $0 = true }

@@ -5,7 +5,7 @@ import Hypervisor
 import VirtioDevices
 
 /// One VM to run: what `hvctl run`'s per-VM options or one entry of `--config` describe.
-struct VMDefinition: Decodable {
+struct VMDefinition: Decodable, Sendable {
     var name: String
     var kernel: String
     var initrd: String?

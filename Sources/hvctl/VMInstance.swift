@@ -5,7 +5,7 @@ import VirtioDevices
 
 /// One VM of an `hvctl run`: its machine and virtio devices, built from a definition, with its
 /// queues on the process's shared engine.
-final class VMInstance {
+final class VMInstance: Sendable {
     let definition: VMDefinition
     let machine: Machine
     let devices: VirtioDeviceSet
@@ -20,7 +20,8 @@ final class VMInstance {
             boot: LinuxBootConfiguration(kernelPath: definition.kernel, initrdPath: definition.initrd, commandLine: definition.cmdline),
             vcpuCount: definition.cpus, memoryInBytes: UInt64(definition.memory) << 20)
         do {
-            let output: (UInt8) -> Void = consoleSink.map { sink in { sink.write($0) } } ?? ConsoleOutput.write
+            let output: @Sendable (UInt8) -> Void
+            if let consoleSink { output = { consoleSink.write($0) } } else { output = { ConsoleOutput.write($0) } }
             machine = try Machine(configuration: configuration, kvm: kvm, consoleOutput: output)
         } catch let error as BootError {
             throw ValidationError(label + error.description)

@@ -24,13 +24,15 @@ struct DeviceStatistics: Encodable {
 }
 
 /// The virtio devices of one VM: created from the command line and put on its PCI bus.
-final class VirtioDeviceSet {
-    private var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
-    private var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
+final class VirtioDeviceSet: Sendable {
+    private let blocks: [(device: BlockDevice, transport: VirtioPCITransport)]
+    private let networks: [(device: NetDevice, transport: VirtioPCITransport)]
 
     /// `namePrefix` tells devices of different VMs apart on shared side cores (e.g. "a.").
     init(machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration],
          namePrefix: String = "") throws {
+        var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
+        var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
         for (index, var configuration) in disks.enumerated() {
             let name = "\(namePrefix)blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
@@ -42,6 +44,8 @@ final class VirtioDeviceSet {
             let device = try NetDevice(configuration: configuration, name: name)
             networks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
         }
+        self.blocks = blocks
+        self.networks = networks
     }
 
     /// Puts `device` behind a virtio-pci function on the machine's PCI bus.

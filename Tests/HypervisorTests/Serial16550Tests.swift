@@ -4,7 +4,7 @@ import XCTest
 
 /// The UART's register semantics as Linux's 8250 driver probes and uses them.
 final class Serial16550Tests: XCTestCase {
-    final class Log<Element>: @unchecked Sendable {
+    final class Log<Element: Sendable>: Sendable {
         private let items = Lock<[Element]>([])
         func append(_ item: Element) { items.withLock { $0.append(item) } }
         func withLock<R>(_ body: ([Element]) -> R) -> R { items.withLock { body($0) } }

@@ -6,7 +6,7 @@ import Synchronization
 import XCTest
 
 /// Records port or MMIO accesses and answers reads with a fixed byte.
-final class RecordingDevice: BusDevice, @unchecked Sendable {
+final class RecordingDevice: BusDevice, Sendable {
     let writes = Lock<[(offset: UInt64, value: UInt8)]>([])
     let readValue: UInt8
     init(readValue: UInt8 = 0) { self.readValue = readValue }

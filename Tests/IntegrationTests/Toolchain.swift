@@ -52,12 +52,13 @@ enum Toolchain {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Read both pipes concurrently so neither fills up and blocks the child.
-        var errorData = Data()
-        let errorReader = Thread { errorData = err.fileHandleForReading.readDataToEndOfFile() }
-        errorReader.start()
+        // Written by the reader only; read after `group.wait()`, which orders the two.
+        nonisolated(unsafe) var errorData = Data()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) { errorData = err.fileHandleForReading.readDataToEndOfFile() }
         let outputData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        while errorReader.isExecuting || !errorReader.isFinished { usleep(1000) }
+        group.wait()
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outputData, as: UTF8.self),
                       stderr: String(decoding: errorData, as: UTF8.self))

@@ -3,7 +3,8 @@ import Hypervisor
 @testable import VirtioDevices
 
 /// The driver side of a split virtqueue over real host memory, for device tests.
-final class FakeDriver {
+final class FakeDriver: @unchecked Sendable {
+    // @unchecked: each test drives the rings from one thread (the stress test from one vCPU thread).
     let memory: GuestMemory
     let size: UInt16
     let descriptorTable: UInt64

@@ -4,6 +4,7 @@ import Synchronization
 
 /// A queue handler with scripted work, recording what executors asked of it.
 final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
+    // @unchecked: its tests set the script and read the budgets on the thread that polls it.
     let name: String
     /// Work each successive poll reports; 0 once the script runs out.
     var script: [Int]
@@ -37,7 +38,7 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
 }
 
 /// An engine that records attach and detach calls.
-final class RecordingEngine: QueueEngine, @unchecked Sendable {
+final class RecordingEngine: QueueEngine, Sendable {
     let interruptCoalescing: InterruptCoalescingPolicy? = nil
     let events = Lock<[String]>([])
     func attach(_ handlers: [QueueHandler]) throws { events.withLock { $0.append("attach \(handlers.map(\.name))") } }

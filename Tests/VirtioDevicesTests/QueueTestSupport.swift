@@ -3,11 +3,11 @@ import Synchronization
 @testable import VirtioDevices
 
 /// A queue interrupt that counts how often it was raised.
-final class CountingInterrupt: QueueInterrupt, @unchecked Sendable {
+final class CountingInterrupt: QueueInterrupt, Sendable {
     let raised = Atomic<Int>(0)
-    func raise() -> Bool {
+    func raise() -> InterruptDelivery {
         raised.add(1, ordering: .relaxed)
-        return false
+        return .programmedDestination
     }
 }
 

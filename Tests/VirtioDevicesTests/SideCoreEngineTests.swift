@@ -7,7 +7,7 @@ import XCTest
 /// number of active cores changes.
 final class SideCoreEngineTests: XCTestCase {
     /// A handler that only counts its polls (called from a side core, read by the test).
-    final class CountingHandler: QueueHandler, @unchecked Sendable {
+    final class CountingHandler: QueueHandler, Sendable {
         let name: String
         let polls = Atomic<Int>(0)
         init(name: String) { self.name = name }
@@ -90,7 +90,7 @@ final class SideCoreEngineTests: XCTestCase {
 /// One VM's queue that keeps its executor busy cannot hold up another VM's detach.
 final class EngineIsolationTests: XCTestCase {
     /// A handler whose poll blocks until the test lets it go, or always reports work.
-    final class StuckHandler: QueueHandler, @unchecked Sendable {
+    final class StuckHandler: QueueHandler, Sendable {
         let name: String
         let entered = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)

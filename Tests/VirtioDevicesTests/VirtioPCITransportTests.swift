@@ -6,6 +6,7 @@ import XCTest
 
 /// A device that records activation, for transport tests.
 final class FakeVirtioDevice: VirtioDevice, @unchecked Sendable {
+    // @unchecked: the transport sets `transportNeedsReset` once, before any other thread runs.
     let deviceType: UInt16 = 2
     let pciClassCode: UInt32 = 0x01_80_00
     let deviceFeatures: UInt64 = 1 << 9
@@ -245,9 +246,11 @@ final class VirtioPCITransportTests: XCTestCase {
     func testResetRacingRenegotiationOnAnotherVCPUNeverOverlapsActivations() throws {
         let vcpus = 2
         let rounds = 200
+        // The test's helpers only reach the transport, which is what the two threads share.
+        nonisolated(unsafe) let test = self
         DispatchQueue.concurrentPerform(iterations: vcpus) { vcpu in
             for _ in 0..<rounds {
-                if vcpu == 0 { setCommon(0x14, 0, width: 1) } else { setUpQueueOneAndStart() }
+                if vcpu == 0 { test.setCommon(0x14, 0, width: 1) } else { test.setUpQueueOneAndStart() }
             }
         }
         setCommon(0x14, 0, width: 1)

@@ -4,15 +4,17 @@ import Synchronization
 
 /// Counts raises; never redirected.
 final class CountingInterrupt: QueueInterrupt, @unchecked Sendable {
+    // @unchecked: a fuzz target runs on one thread.
     var raised = 0
-    func raise() -> Bool {
+    func raise() -> InterruptDelivery {
         raised += 1
-        return false
+        return .programmedDestination
     }
 }
 
 /// GSIs without KVM: hands out numbers and records the message of each.
 final class FakeMSIRouter: MSIRouting, @unchecked Sendable {
+    // @unchecked: a fuzz target runs on one thread.
     private var next: UInt32 = 24
     private(set) var messages: [UInt32: (UInt64, UInt32)] = [:]
     func allocateMSI(eventfd: EventFD) throws -> MSIRoute {
@@ -24,7 +26,8 @@ final class FakeMSIRouter: MSIRouting, @unchecked Sendable {
 
 /// ioeventfds as KVM keeps them: registering the same address twice fails (EEXIST), removing
 /// one that is not there fails (ENOENT).
-final class FakeIOEventFDs: IOEventFDRegistry {
+final class FakeIOEventFDs: IOEventFDRegistry, @unchecked Sendable {
+    // @unchecked: a fuzz target runs on one thread.
     struct Duplicate: Error {}
     private(set) var registered: Set<UInt64> = []
     func setIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32, remove: Bool) throws {
@@ -38,6 +41,7 @@ final class FakeIOEventFDs: IOEventFDRegistry {
 
 /// An engine that runs nothing by itself: the target polls what is attached, inline.
 final class InlineEngine: QueueEngine, @unchecked Sendable {
+    // @unchecked: a fuzz target runs on one thread.
     let interruptCoalescing: InterruptCoalescingPolicy?
     private(set) var handlers: [QueueHandler] = []
     init(coalescing: Bool) { interruptCoalescing = coalescing ? InterruptCoalescingPolicy() : nil }

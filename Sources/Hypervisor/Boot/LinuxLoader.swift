@@ -1,5 +1,5 @@
 /// What to boot: a bzImage or a PVH-capable ELF vmlinux, an optional initrd and the command line.
-public struct LinuxBootConfiguration {
+public struct LinuxBootConfiguration: Sendable {
     public var kernelPath: String
     public var initrdPath: String?
     public var commandLine: String

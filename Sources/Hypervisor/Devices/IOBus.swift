@@ -10,6 +10,7 @@ public protocol BusDevice: AnyObject, Sendable {
 /// Routes guest accesses to devices by address range. Registration happens before vCPUs run;
 /// lookups after that are read-only.
 public final class IOBus: @unchecked Sendable {
+    // @unchecked: `ranges` changes only before the vCPU threads start (see above).
     private struct Range {
         let base: UInt64
         let length: UInt64

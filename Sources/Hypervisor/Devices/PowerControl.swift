@@ -3,7 +3,7 @@
 ///
 /// Linux powers off by writing SLP_TYP=5|SLP_EN to the sleep control register, and reboots through
 /// the ACPI reset register, falling back to the i8042 reset; either reaches `onEvent` once.
-public final class PowerControl: @unchecked Sendable {
+public final class PowerControl: Sendable {
     public enum Event: Equatable, Sendable { case powerOff, reset }
 
     public static let sleepControlPort: UInt16 = 0x600
@@ -14,9 +14,9 @@ public final class PowerControl: @unchecked Sendable {
     public static let i8042DataPort: UInt16 = 0x60
     public static let i8042CommandPort: UInt16 = 0x64
 
-    private let onEvent: (Event) -> Void
+    private let onEvent: @Sendable (Event) -> Void
 
-    public init(onEvent: @escaping (Event) -> Void) {
+    public init(onEvent: @escaping @Sendable (Event) -> Void) {
         self.onEvent = onEvent
     }
 
@@ -25,7 +25,7 @@ public final class PowerControl: @unchecked Sendable {
     /// Ports 0x60-0x64 of the i8042: status reads as "idle", command 0xFE resets.
     public var i8042: BusDevice { I8042(owner: self) }
 
-    private final class ACPIRegisters: BusDevice, @unchecked Sendable {
+    private final class ACPIRegisters: BusDevice, Sendable {
         let owner: PowerControl
         init(owner: PowerControl) { self.owner = owner }
 
@@ -46,7 +46,7 @@ public final class PowerControl: @unchecked Sendable {
         }
     }
 
-    private final class I8042: BusDevice, @unchecked Sendable {
+    private final class I8042: BusDevice, Sendable {
         let owner: PowerControl
         init(owner: PowerControl) { self.owner = owner }
 

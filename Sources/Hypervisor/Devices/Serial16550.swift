@@ -7,7 +7,7 @@ import Synchronization
 /// Receive has a FIFO fed by `enqueueInput`, which waits while the FIFO is full so no input is dropped.
 /// The interrupt line follows the pending state (level), which the edge-triggered ISA IRQ turns
 /// into one interrupt per rising edge, as Linux's 8250 driver expects.
-public final class Serial16550: BusDevice, @unchecked Sendable {
+public final class Serial16550: BusDevice, Sendable {
     public static let com1Base: UInt64 = 0x3F8
     public static let com1IRQ: UInt32 = 4
     static let receiveCapacity = 4096
@@ -33,17 +33,17 @@ public final class Serial16550: BusDevice, @unchecked Sendable {
     }
 
     private let state = Lock(Registers())
-    private let output: (UInt8) -> Void
-    private let setIRQLevel: (Bool) -> Void
+    private let output: @Sendable (UInt8) -> Void
+    private let setIRQLevel: @Sendable (Bool) -> Void
 
     /// - Parameters:
     ///   - output: receives each transmitted byte, on the vCPU thread that wrote it.
     ///   - setIRQLevel: drives the UART's interrupt line.
-    public convenience init(output: @escaping (UInt8) -> Void, setIRQLevel: @escaping (Bool) -> Void) {
+    public convenience init(output: @escaping @Sendable (UInt8) -> Void, setIRQLevel: @escaping @Sendable (Bool) -> Void) {
         self.init(output: output, setIRQLevel: setIRQLevel, capacity: Self.receiveCapacity)
     }
 
-    init(output: @escaping (UInt8) -> Void, setIRQLevel: @escaping (Bool) -> Void, capacity: Int) {
+    init(output: @escaping @Sendable (UInt8) -> Void, setIRQLevel: @escaping @Sendable (Bool) -> Void, capacity: Int) {
         self.output = output
         self.setIRQLevel = setIRQLevel
         self.capacity = capacity

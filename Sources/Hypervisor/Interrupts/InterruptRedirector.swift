@@ -17,7 +17,7 @@ public enum InterruptRedirectionMode: String, Sendable {
 /// moves such a message's route off a halted or descheduled vCPU to a running one in the same
 /// destination (`InterruptRedirectionPolicy`), and back to the guest's route once every vCPU
 /// there runs again. With no such message it sleeps until the guest reprograms one.
-public final class InterruptRedirector: @unchecked Sendable {
+public final class InterruptRedirector: Sendable {
     public static let intervalNanoseconds: UInt64 = 1_000_000
     /// How often the vCPUs' local APICs are read again while redirection is possible (a guest
     /// may change its logical IDs, or start a CPU, after programming its messages).
@@ -36,9 +36,13 @@ public final class InterruptRedirector: @unchecked Sendable {
     private let messagesChanged = DispatchSemaphore(value: 0)
     private let messageGeneration = Atomic<UInt64>(0)
     private let stopping = Atomic<Bool>(false)
-    private var thread: HostThread?
-    /// Set before `start` (and before any other thread reads it).
-    public var mode = InterruptRedirectionMode.haltedOrDescheduled
+    private let thread = WorkerThread()
+    private let modeSetting = Lock(InterruptRedirectionMode.haltedOrDescheduled)
+    /// Which vCPUs count as not running; set before `start`.
+    public var mode: InterruptRedirectionMode {
+        get { modeSetting.withLock { $0 } }
+        set { modeSetting.withLock { $0 = newValue } }
+    }
 
     /// Routes moved to a vCPU the VMM chose (a new choice counts again).
     public let retargets = Counter()
@@ -65,15 +69,14 @@ public final class InterruptRedirector: @unchecked Sendable {
     }
 
     public func start() throws {
-        thread = try HostThread(name: "irqredir") { [self] in run() }
+        try thread.start(name: "irqredir") { [self] in run() }
     }
 
     /// Stops the thread and gives every route back to the guest's message.
     public func stop() {
         stopping.store(true, ordering: .relaxed)
         messagesChanged.signal()
-        thread?.join()
-        thread = nil
+        thread.join()
     }
 
     private func run() {

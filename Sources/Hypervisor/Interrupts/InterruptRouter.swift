@@ -19,7 +19,7 @@ public final class MSIRoute: Sendable {
 /// KVM replaces the whole table on every update, so the router keeps the full table and
 /// re-issues it; updates happen when the guest programs an MSI-X vector or the redirector
 /// moves a route, not per interrupt.
-public final class InterruptRouter: MSIRouting, @unchecked Sendable {
+public final class InterruptRouter: MSIRouting, Sendable {
     public static let firstMSIGSI: UInt32 = 24
 
     private struct Entry {
@@ -34,7 +34,11 @@ public final class InterruptRouter: MSIRouting, @unchecked Sendable {
     private let entries = Lock<[UInt32: Entry]>([:])
     private let nextGSI = Atomic<UInt32>(InterruptRouter.firstMSIGSI)
     /// Called after the guest reprogrammed a message (outside the router's lock).
-    public var onGuestMessageChange: (@Sendable () -> Void)?
+    public var onGuestMessageChange: (@Sendable () -> Void)? {
+        get { guestMessageChangeHandler.withLock { $0 } }
+        set { guestMessageChangeHandler.withLock { $0 = newValue } }
+    }
+    private let guestMessageChangeHandler = Lock<(@Sendable () -> Void)?>(nil)
 
     public init(vm: VirtualMachine) {
         self.vm = vm

@@ -3,7 +3,7 @@ import Glibc
 
 /// A Linux eventfd: the doorbell KVM rings for a guest kick (ioeventfd) and that we ring to
 /// inject an interrupt (irqfd).
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: Sendable {
     public let fd: Int32
 
     /// A non-blocking eventfd can be drained without waiting (`drain`), e.g. by a polling side core.

@@ -2,7 +2,7 @@ import CKVM
 import Glibc
 
 /// An open `/dev/kvm`: the system-level KVM API.
-public final class KVM {
+public final class KVM: Sendable {
     public let fd: Int32
     public let path: String
 

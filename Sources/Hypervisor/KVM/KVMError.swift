@@ -3,7 +3,7 @@ import Glibc
 /// A failed KVM or host system call, with the operation, its context and errno.
 public struct KVMError: Error, CustomStringConvertible, Equatable {
     /// The call that failed and what it was about.
-    public enum Operation: Equatable, CustomStringConvertible {
+    public enum Operation: Equatable, CustomStringConvertible, Sendable {
         case open(path: String)
         case getAPIVersion
         case createVM

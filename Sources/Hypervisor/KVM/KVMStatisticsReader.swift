@@ -3,7 +3,7 @@ import Glibc
 
 /// Reads KVM's binary statistics (`KVM_GET_STATS_FD`) of one VM or vCPU by KVM's own names.
 /// Immutable after init and read with pread, so any thread may use it.
-public final class KVMStatisticsReader: @unchecked Sendable {
+public final class KVMStatisticsReader: Sendable {
     private struct Descriptor {
         let name: String
         let dataOffset: Int

@@ -2,7 +2,9 @@ import CKVM
 import Glibc
 
 /// A KVM vCPU file descriptor and its shared `struct kvm_run` mapping.
-public final class VCPU {
+public final class VCPU: @unchecked Sendable {
+    // @unchecked: `run` is read and written only by the thread that calls KVM_RUN on the vCPU
+    // (Machine gives each vCPU one thread); other threads only issue ioctls, which KVM serialises.
     public let fd: Int32
     public let id: Int
     let run: UnsafeMutablePointer<kvm_run>

@@ -20,7 +20,7 @@ public enum VCPUExit: Equatable, Sendable {
 
 /// Runs one vCPU: enters the guest, dispatches port I/O and MMIO exits to the buses, and
 /// returns on any exit that needs a decision above the vCPU.
-public struct VCPURunLoop {
+public struct VCPURunLoop: Sendable {
     public let vcpu: VCPU
     public let portBus: IOBus
     public let mmioBus: IOBus

@@ -2,7 +2,7 @@ import CKVM
 import Glibc
 
 /// A KVM VM file descriptor: memory slots, in-kernel interrupt controllers and vCPU creation.
-public final class VirtualMachine: IOEventFDRegistry {
+public final class VirtualMachine: IOEventFDRegistry, Sendable {
     public let fd: Int32
     public let kvm: KVM
 

@@ -2,18 +2,18 @@ import CKVM
 import Glibc
 
 /// A named POSIX thread, for the VMM's long-lived threads (vCPUs, console, signals).
-public final class HostThread {
+public final class HostThread: Sendable {
     private final class Box {
         let name: String
-        let body: () -> Void
-        init(name: String, body: @escaping () -> Void) { self.name = name; self.body = body }
+        let body: @Sendable () -> Void
+        init(name: String, body: @escaping @Sendable () -> Void) { self.name = name; self.body = body }
     }
 
     public let handle: pthread_t
     public let name: String
 
     /// Starts `body` on a new thread named `name` (Linux keeps at most 15 bytes).
-    public init(name: String, body: @escaping () -> Void) throws {
+    public init(name: String, body: @escaping @Sendable () -> Void) throws {
         let box = Unmanaged.passRetained(Box(name: name, body: body)).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in

@@ -4,7 +4,7 @@ import Glibc
 import Synchronization
 
 /// What to build: the boot payload, vCPUs and RAM.
-public struct MachineConfiguration {
+public struct MachineConfiguration: Sendable {
     public var boot: LinuxBootConfiguration
     public var vcpuCount: Int
     public var memoryInBytes: UInt64
@@ -26,13 +26,15 @@ public enum MachineExit: Equatable, Sendable {
 }
 
 /// A user-supplied machine shape KVM cannot run.
-public struct MachineConfigurationError: Error, CustomStringConvertible, Equatable {
+public struct MachineConfigurationError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
 }
 
 /// A PC-like x86-64 VM: RAM, in-kernel irqchip and PIT, COM1, ACPI power control and N vCPUs,
 /// with Linux loaded and the boot vCPU at its entry point.
 public final class Machine: @unchecked Sendable {
+    // @unchecked: the `var`s below are set while the machine is built or before `run` starts its
+    // threads, and only read after that; what the threads share at run time is behind locks.
     public let configuration: MachineConfiguration
     public let kvm: KVM
     public let vm: VirtualMachine
@@ -67,7 +69,7 @@ public final class Machine: @unchecked Sendable {
     private let exited = DispatchSemaphore(value: 0)
 
     /// Builds the machine. `consoleOutput` receives every byte the guest writes to COM1.
-    public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping (UInt8) -> Void) throws {
+    public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
         let maxVCPUs = kvm.maxVCPUs
         guard (1...maxVCPUs).contains(configuration.vcpuCount) else {
             throw MachineConfigurationError(description: "--cpus \(configuration.vcpuCount) is out of range: KVM on this host allows 1 to \(maxVCPUs)")

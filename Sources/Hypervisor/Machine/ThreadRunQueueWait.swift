@@ -4,7 +4,7 @@ import Glibc
 /// `/proc/self/task/<tid>/schedstat` (its second field, `run_delay`, in nanoseconds). The kernel
 /// adds a wait when the thread gets its CPU back, so a fast-growing value says the thread keeps
 /// losing its CPU, not that it is off one at this moment.
-public final class ThreadRunQueueWait: @unchecked Sendable {
+public final class ThreadRunQueueWait: Sendable {
     private let fd: Int32
 
     /// nil when the kernel offers no schedstat for the thread.

@@ -1,7 +1,7 @@
 import Glibc
 
 /// An access outside guest RAM.
-public struct GuestMemoryError: Error, CustomStringConvertible, Equatable {
+public struct GuestMemoryError: Error, CustomStringConvertible, Equatable, Sendable {
     public let address: UInt64
     public let length: UInt64
     @usableFromInline init(address: UInt64, length: UInt64) {
@@ -14,7 +14,9 @@ public struct GuestMemoryError: Error, CustomStringConvertible, Equatable {
 }
 
 /// One contiguous range of guest-physical RAM backed by one host mapping.
-public struct GuestMemoryRegion {
+public struct GuestMemoryRegion: @unchecked Sendable {
+    // @unchecked: `host` is a fixed mapping owned by GuestMemory for its whole life; what it
+    // points to is guest RAM, which the guest shares with every thread anyway.
     public let guestAddress: UInt64
     public let sizeInBytes: UInt64
     @usableFromInline let host: UnsafeMutableRawPointer
@@ -29,7 +31,7 @@ public struct GuestMemoryRegion {
 /// can be passed in directly. All pointer arithmetic on guest RAM lives in this file.
 /// The accessors the virtqueue uses per descriptor are `@inlinable`, so they are specialized in
 /// the device code instead of resolving generic metadata at run time on every access.
-public final class GuestMemory {
+public final class GuestMemory: Sendable {
     public let regions: [GuestMemoryRegion]
 
     /// Transparent huge page size: host mappings start on this boundary.

@@ -1,7 +1,7 @@
 /// A type-0 PCI configuration space (256 bytes) with per-byte write masks, BAR sizing and a
 /// capability list. Devices fill it at creation; the guest then reads and writes it through
 /// `PCIRoot`'s 0xCF8/0xCFC mechanism.
-public struct PCIConfigurationSpace {
+public struct PCIConfigurationSpace: Sendable {
     public static let size = 256
     public private(set) var bytes = [UInt8](repeating: 0, count: size)
     private var writable = [UInt8](repeating: 0, count: size)

@@ -11,7 +11,7 @@ public protocol PCIDevice: AnyObject, Sendable {
 }
 
 /// The host bridge at 00:00.0: just enough identity for Linux's PCI sanity check.
-public final class PCIHostBridge: PCIDevice, @unchecked Sendable {
+public final class PCIHostBridge: PCIDevice, Sendable {
     private let space = PCIConfigurationSpace(vendorID: 0x8086, deviceID: 0x0D57, classCode: 0x06_00_00)
 
     public init() {}

@@ -3,6 +3,8 @@ import Synchronization
 /// PCI bus 0 behind configuration mechanism #1 (ports 0xCF8 address, 0xCFC-0xCFF data), and the
 /// MMIO window in which devices' memory BARs live. Slot 0 is the host bridge.
 public final class PCIRoot: @unchecked Sendable {
+    // @unchecked: `devices` and `nextBARAddress` change only while the machine is built, before
+    // any vCPU thread exists; afterwards they are only read.
     public static let configAddressPort: UInt64 = 0xCF8
     /// Where BARs are placed before the guest moves them: the start of the 32-bit MMIO hole.
     public static let mmioWindowStart: UInt64 = 0xC000_0000
@@ -36,7 +38,7 @@ public final class PCIRoot: @unchecked Sendable {
         try mmioBus.register(MMIOWindow(root: self), base: Self.mmioWindowStart, length: Self.mmioWindowEnd - Self.mmioWindowStart)
     }
 
-    private final class ConfigurationPorts: BusDevice, @unchecked Sendable {
+    private final class ConfigurationPorts: BusDevice, Sendable {
         let root: PCIRoot
         init(root: PCIRoot) { self.root = root }
 
@@ -75,7 +77,7 @@ public final class PCIRoot: @unchecked Sendable {
         return (device, register)
     }
 
-    private final class MMIOWindow: BusDevice, @unchecked Sendable {
+    private final class MMIOWindow: BusDevice, Sendable {
         let root: PCIRoot
         init(root: PCIRoot) { self.root = root }
 

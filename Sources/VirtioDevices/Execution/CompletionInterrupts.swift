@@ -37,7 +37,7 @@ struct CompletionInterrupts {
     private func raiseIfWanted() {
         if context.queue.needsInterrupt() {
             statistics.interrupts.add()
-            if context.interrupt.raise() { statistics.redirected.add() }
+            if context.interrupt.raise() == .redirected { statistics.redirected.add() }
         }
     }
 }

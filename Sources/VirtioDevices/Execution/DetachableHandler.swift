@@ -4,7 +4,7 @@ import Synchronization
 /// A handler as a side core holds it. Every call the core makes goes through `gate`, so
 /// `detach` waits at most for the one bounded call in progress, never for the core's whole
 /// round (which other VMs' queues share), and no call reaches the handler after it returns.
-final class DetachableHandler: QueueHandler, @unchecked Sendable {
+final class DetachableHandler: QueueHandler, Sendable {
     // @unchecked: `handler` is only called with `gate` held, by one thread at a time.
     let handler: QueueHandler
     /// True once detached: every call becomes a no-op.

@@ -6,13 +6,13 @@ import Synchronization
 /// side core's busy time and busy rounds and the engine's request count each interval and resizes
 /// the engine as `SideCoreCountPolicy` decides.
 /// `setAutomatic(false)` (a fixed count set through `hvctl iocm`) pauses it.
-public final class IOCoreManager: @unchecked Sendable {
+public final class IOCoreManager: Sendable {
     public static let interval: UInt64 = 200_000_000
 
     private let engine: SideCoreEngine
     private let stopSignal: EventFD
     private let automatic = Atomic<Bool>(true)
-    private var thread: HostThread?
+    private let thread = WorkerThread()
     /// How many times it changed the count (for statistics).
     public let resizes = Counter()
 
@@ -31,8 +31,10 @@ public final class IOCoreManager: @unchecked Sendable {
         self.engine = engine
         self.onResize = onResize
         stopSignal = try EventFD()
-        var policy = policy
-        thread = try HostThread(name: "iocm") { [self] in run(policy: &policy) }
+        try thread.start(name: "iocm") { [self] in
+            var policy = policy
+            run(policy: &policy)
+        }
     }
 
     public var isAutomatic: Bool { automatic.load(ordering: .relaxed) }
@@ -40,8 +42,7 @@ public final class IOCoreManager: @unchecked Sendable {
 
     public func stop() {
         stopSignal.signal()
-        thread?.join()
-        thread = nil
+        thread.join()
     }
 
     private func run(policy: inout SideCoreCountPolicy) {

@@ -5,22 +5,22 @@ import Synchronization
 /// The baseline executor (`--io-mode notify`): each handler gets its own thread, which sleeps in
 /// poll(2) on the handler's wake descriptors. Every guest request costs a kick: an ioeventfd
 /// write that KVM handles in the kernel (one VM exit, no exit to userspace).
-public final class NotifyEngine: QueueEngine, @unchecked Sendable {
+public final class NotifyEngine: QueueEngine, Sendable {
     /// Work per pass before the thread looks at its stop signal again.
     static let budget = 256
 
-    private final class Runner: @unchecked Sendable {
+    private final class Runner: Sendable {
         let handler: QueueHandler
         let stopSignal: EventFD
         /// Checked between passes, so a queue the guest keeps busy cannot hold off `stop`.
         let stopping = Atomic<Bool>(false)
-        var thread: HostThread?
+        let thread = WorkerThread()
 
         init(handler: QueueHandler) throws {
             self.handler = handler
             stopSignal = try EventFD()
             handler.setGuestNotifications(enabled: true)
-            thread = try HostThread(name: handler.name) { [self] in run() }
+            try thread.start(name: handler.name) { [self] in run() }
         }
 
         private func run() {
@@ -36,8 +36,7 @@ public final class NotifyEngine: QueueEngine, @unchecked Sendable {
         func stop() {
             stopping.store(true, ordering: .releasing)
             stopSignal.signal()
-            thread?.join()
-            thread = nil
+            thread.join()
         }
     }
 

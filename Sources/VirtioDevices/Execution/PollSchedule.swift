@@ -5,7 +5,9 @@
 /// cannot starve the others and a small request waits at most one round of bounded work. In
 /// hybrid mode a handler that found no work for its adaptive window has its kicks re-enabled, is
 /// re-checked (a chain published meanwhile keeps it awake) and sleeps until its wake descriptors fire.
-public final class PollSchedule {
+public final class PollSchedule: @unchecked Sendable {
+    // @unchecked: only its side core's thread touches it once built (SideCore's mailbox is the
+    // way in for other threads).
     public enum Mode: String, Sendable { case poll, hybrid }
 
     /// One handler as this schedule sees it; the counters feed the side core's statistics.

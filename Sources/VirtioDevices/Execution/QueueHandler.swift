@@ -1,7 +1,7 @@
 /// What a device does for one of its queues (or a queue pair that must be served together),
 /// independent of which thread drives it: an ioeventfd-woken thread (`NotifyEngine`) or a side
 /// core polling many handlers (`SideCoreEngine`). One executor thread at a time calls a handler.
-public protocol QueueHandler: AnyObject {
+public protocol QueueHandler: AnyObject, Sendable {
     /// For thread names and statistics, e.g. "blk0-q1".
     var name: String { get }
     /// Does at most `budget` requests' worth of work without blocking: takes available chains,

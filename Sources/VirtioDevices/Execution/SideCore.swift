@@ -20,7 +20,7 @@ public final class SideCoreStatistics: Sendable {
 /// One side core: a thread named `side<N>`, pinned to a host CPU, that runs a `PollSchedule` over
 /// queue handlers of any device of any VM in this process. Handlers come and go through a mailbox
 /// the thread reads between rounds, so the schedule itself is only ever touched by the thread.
-public final class SideCore: @unchecked Sendable {
+public final class SideCore: Sendable {
     private enum Change {
         case add(DetachableHandler)
         case remove(DetachableHandler)
@@ -42,7 +42,7 @@ public final class SideCore: @unchecked Sendable {
     private let mailboxChanged = Atomic<Bool>(false)
     private let wakeSignal: EventFD
     private let handlerCount = Atomic<Int>(0)
-    private var thread: HostThread?
+    private let thread = WorkerThread()
     public typealias HandlerCounters = (name: String, polls: UInt64, productivePolls: UInt64, sleeps: UInt64)
     /// Per-handler counters for readers on other threads: handlers served now (as of a recent
     /// round), and the totals of removed ones by name (a driver that resets its device over and
@@ -54,7 +54,7 @@ public final class SideCore: @unchecked Sendable {
         self.cpu = cpu
         schedule = PollSchedule(mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds)
         wakeSignal = try EventFD(nonBlocking: true)
-        thread = try HostThread(name: name) { [self] in run() }
+        try thread.start(name: name) { [self] in run() }
     }
 
     /// Handlers placed on this core (for placing the next one on the least loaded core).
@@ -92,17 +92,18 @@ public final class SideCore: @unchecked Sendable {
         mailbox.withLock { $0.stopped = true }
         mailboxChanged.store(true, ordering: .releasing)
         wakeSignal.signal()
-        thread?.join()
-        thread = nil
+        thread.join()
     }
 
     /// CPU time the core's thread has used, in nanoseconds (nil once it has stopped).
     public var cpuNanoseconds: UInt64? {
-        guard let thread else { return nil }
-        var clock = clockid_t()
-        var time = timespec()
-        guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else { return nil }
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        // Inside the slot: the thread cannot be joined (its handle freed) while its clock is read.
+        thread.withRunningThread { thread -> UInt64? in
+            var clock = clockid_t()
+            var time = timespec()
+            guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else { return nil }
+            return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        } ?? nil
     }
 
     /// Names of the handlers served now (as of a recent round).

@@ -38,7 +38,7 @@ public struct SideCoreConfiguration: Equatable, Sendable {
 /// is placed on the active core serving the fewest handlers and polled there. `resize` changes
 /// how many cores are active and moves handlers so the active ones stay balanced; with none
 /// active, handlers run on notify threads (`NotifyEngine`), as in `--io-mode notify`.
-public final class SideCoreEngine: QueueEngine, @unchecked Sendable {
+public final class SideCoreEngine: QueueEngine, Sendable {
     /// Every side-core thread, active or not (an inactive one has no handlers and sleeps).
     public let cores: [SideCore]
     public let interruptCoalescing: InterruptCoalescingPolicy?

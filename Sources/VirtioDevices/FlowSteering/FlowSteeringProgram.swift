@@ -12,7 +12,7 @@ import Glibc
 /// windows as constants (3 instructions per input bit, about 1,300 in all, no loops for the
 /// verifier to bound), and packet bytes are read with bpf_skb_load_bytes_relative from the MAC
 /// header, which the TAP and BPF_PROG_TEST_RUN both set.
-public final class FlowSteeringProgram: @unchecked Sendable {
+public final class FlowSteeringProgram: Sendable {
     public let queues: Int
     public let hash: ToeplitzHash
     let fd: Int32
