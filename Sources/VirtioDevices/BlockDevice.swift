@@ -98,16 +98,16 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         var config = [UInt8](repeating: 0, count: 64)
         func put(_ bytes: [UInt8], at position: Int) { config.replaceSubrange(position..<(position + bytes.count), with: bytes) }
-        put(le(capacityInSectors), at: 0)
-        put(le(Self.sizeMax), at: 8)
-        put(le(Self.segMax), at: 12)
-        put(le(UInt32(BlockRequest.sectorSize)), at: 20)
-        put(le(UInt16(configuration.queueCount)), at: 34)
-        put(le(UInt32(UInt32.max / 512)), at: 36)  // max_discard_sectors
-        put(le(BlockRequest.maxDiscardSegments), at: 40)
-        put(le(UInt32(1)), at: 44)  // discard_sector_alignment
-        put(le(UInt32(UInt32.max / 512)), at: 48)  // max_write_zeroes_sectors
-        put(le(BlockRequest.maxDiscardSegments), at: 52)
+        put(LittleEndian.bytes(capacityInSectors), at: 0)
+        put(LittleEndian.bytes(Self.sizeMax), at: 8)
+        put(LittleEndian.bytes(Self.segMax), at: 12)
+        put(LittleEndian.bytes(UInt32(BlockRequest.sectorSize)), at: 20)
+        put(LittleEndian.bytes(UInt16(configuration.queueCount)), at: 34)
+        put(LittleEndian.bytes(UInt32(UInt32.max / 512)), at: 36)  // max_discard_sectors
+        put(LittleEndian.bytes(BlockRequest.maxDiscardSegments), at: 40)
+        put(LittleEndian.bytes(UInt32(1)), at: 44)  // discard_sector_alignment
+        put(LittleEndian.bytes(UInt32(UInt32.max / 512)), at: 48)  // max_write_zeroes_sectors
+        put(LittleEndian.bytes(BlockRequest.maxDiscardSegments), at: 52)
         config[56] = 1  // write_zeroes_may_unmap
         for index in 0..<data.count { data[index] = offset + index < config.count ? config[offset + index] : 0 }
     }

@@ -72,8 +72,8 @@ public struct BlockRequest: Equatable {
             header += bytes
         }
         guard header.count == 16 else { return reject(.ioError) }
-        let type = UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24
-        let sector = (0..<8).reduce(UInt64(0)) { $0 | UInt64(header[8 + $1]) << (8 * UInt64($1)) }
+        let type = LittleEndian.load(UInt32.self, from: header, at: 0)
+        let sector = LittleEndian.load(UInt64.self, from: header, at: 8)
 
         // Payload buffers: readable ones past the header, and writable ones less the status byte.
         var readablePayload: [VirtqueueBuffer] = []
@@ -125,9 +125,10 @@ public struct BlockRequest: Equatable {
             var ranges: [(sector: UInt64, count: UInt32)] = []
             var unmap = false
             for segment in stride(from: 0, to: bytes.count, by: 16) {
-                let start = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[segment + $1]) << (8 * UInt64($1)) }
-                let count = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[segment + 8 + $1]) << (8 * UInt32($1)) }
-                let flags = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[segment + 12 + $1]) << (8 * UInt32($1)) }
+                // In bounds: the payload is a whole number of 16-byte segments (checked above).
+                let start = LittleEndian.load(UInt64.self, from: bytes, at: segment)
+                let count = LittleEndian.load(UInt32.self, from: bytes, at: segment + 8)
+                let flags = LittleEndian.load(UInt32.self, from: bytes, at: segment + 12)
                 // Only the unmap flag exists, and only for WRITE_ZEROES.
                 guard flags & ~1 == 0, type == typeWriteZeroes || flags == 0 else { return reject(.unsupported) }
                 guard checkRange(start, bytes: UInt64(count) * sectorSize) else { return reject(.ioError) }

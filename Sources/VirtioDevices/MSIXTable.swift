@@ -101,8 +101,7 @@ public final class MSIXTable: Sendable {
     /// A table write; the vector's route is updated and a pending interrupt fires on unmask.
     public func writeTable(offset: UInt64, data: UnsafeRawBufferPointer) throws {
         guard data.count == 4 || data.count == 8 else { return }  // the spec allows only dword and qword
-        var value: UInt64 = 0
-        for index in 0..<data.count { value |= UInt64(data[index]) << (8 * UInt64(index)) }
+        let value = LittleEndian.value(of: data)
         let vector = Int(offset) / Self.entrySize
         let field = Int(offset) % Self.entrySize
         let update = state.withLock { state -> (route: (UInt64, UInt32)?, deliver: [Int]) in
@@ -138,6 +137,6 @@ public final class MSIXTable: Sendable {
 
     private func store<T: FixedWidthInteger>(_ value: T, offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
         let shift = 8 * UInt64(offset % 4)
-        for index in 0..<data.count { data[index] = UInt8(truncatingIfNeeded: UInt64(value) >> (shift + 8 * UInt64(index))) }
+        LittleEndian.store(UInt64(value) >> shift, into: data)
     }
 }

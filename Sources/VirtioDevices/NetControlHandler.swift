@@ -90,7 +90,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
             command += bytes
         }
         guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else { return Self.error }
-        let pairs = Int(command[2]) | Int(command[3]) << 8
+        let pairs = Int(LittleEndian.load(UInt16.self, from: command, at: 2))
         // Every pair keeps being served; the command only has to name a valid count.
         return (1...max(1, queuePairs)).contains(pairs) ? Self.ok : Self.error
     }

@@ -101,7 +101,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         // mac[6], status (LINK_UP), max_virtqueue_pairs
-        let config = configuration.mac + le(UInt16(1)) + le(UInt16(configuration.queuePairs))
+        let config = configuration.mac + LittleEndian.bytes(UInt16(1)) + LittleEndian.bytes(UInt16(configuration.queuePairs))
         for index in 0..<data.count { data[index] = offset + index < config.count ? config[offset + index] : 0 }
     }
 

@@ -85,16 +85,16 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         space.addMemoryBAR64(index: 0, address: root.allocateBARAddress(sizeInBytes: Self.barSize), sizeInBytes: Self.barSize)
         func virtioCapability(type: UInt8, offset: UInt64, length: UInt32, extra: [UInt8] = []) -> [UInt8] {
             // cap_len, cfg_type, bar, id, padding[2], offset, length (+ notify multiplier)
-            [UInt8(16 + extra.count), type, 0, 0, 0, 0] + le(UInt32(offset)) + le(length) + extra
+            [UInt8(16 + extra.count), type, 0, 0, 0, 0] + LittleEndian.bytes(UInt32(offset)) + LittleEndian.bytes(length) + extra
         }
         space.addCapability(id: 0x09, body: virtioCapability(type: 1, offset: Self.commonOffset, length: 0x40))
         space.addCapability(id: 0x09, body: virtioCapability(type: 2, offset: Self.notifyOffset, length: UInt32(queueCount) * Self.notifyMultiplier,
-                                                             extra: le(Self.notifyMultiplier)))
+                                                             extra: LittleEndian.bytes(Self.notifyMultiplier)))
         space.addCapability(id: 0x09, body: virtioCapability(type: 3, offset: Self.isrOffset, length: 1))
         space.addCapability(id: 0x09, body: virtioCapability(type: 4, offset: Self.deviceConfigOffset, length: 0x100))
         // MSI-X: table size - 1, then table and PBA offsets in BAR 0; enable and function mask are writable.
         msixCapabilityOffset = space.addCapability(
-            id: 0x11, body: le(UInt16(queueCount)) + le(UInt32(Self.msixTableOffset)) + le(UInt32(Self.msixPendingOffset)),
+            id: 0x11, body: LittleEndian.bytes(UInt16(queueCount)) + LittleEndian.bytes(UInt32(Self.msixTableOffset)) + LittleEndian.bytes(UInt32(Self.msixPendingOffset)),
             writableMask: [0x00, 0xC0])
         self.space = Lock(space)
         device.transportNeedsReset = { [unowned self] reason in self.markNeedsReset(reason) }
@@ -125,7 +125,7 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + 0x40):
             let value = readCommon(offset: offset - Self.commonOffset)
-            for index in 0..<data.count { data[index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+            LittleEndian.store(value, into: data)
         case Self.isrOffset:
             // Reading ISR returns and clears it.
             data[0] = state.withLock { state in defer { state.isr = 0 }; return state.isr }
@@ -141,8 +141,7 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     }
 
     public func barWrite(index: Int, offset: UInt64, data: UnsafeRawBufferPointer) {
-        var value: UInt64 = 0
-        for index in 0..<min(data.count, 8) { value |= UInt64(data[index]) << (8 * UInt64(index)) }
+        let value = LittleEndian.value(of: data)
         switch offset {
         case Self.commonOffset..<(Self.commonOffset + 0x40):
             writeCommon(offset: offset - Self.commonOffset, width: data.count, value: value)
@@ -357,4 +356,3 @@ final class VectorInterrupt: QueueInterrupt, Sendable {
     func raise() -> InterruptDelivery { transport.raiseQueueInterrupt(queue) }
 }
 
-func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }

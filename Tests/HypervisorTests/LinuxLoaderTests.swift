@@ -135,21 +135,20 @@ enum TestELF {
     static func vmlinux(loadAddress: UInt64, code: [UInt8], pvhEntry: UInt32?) -> [UInt8] {
         var note: [UInt8] = []
         if let pvhEntry {
-            note = le(UInt32(4)) + le(UInt32(4)) + le(UInt32(18)) + Array("Xen\0".utf8) + le(pvhEntry)
+            note = LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(18)) + Array("Xen\0".utf8) + LittleEndian.bytes(pvhEntry)
         }
         let headerCount = note.isEmpty ? 1 : 2
         let codeOffset = UInt64(64 + 56 * headerCount)
         let noteOffset = codeOffset + UInt64(code.count)
         var elf: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
-        elf += le(UInt16(2)) + le(UInt16(62)) + le(UInt32(1)) + le(loadAddress) + le(UInt64(64)) + le(UInt64(0))
-        elf += le(UInt32(0)) + le(UInt16(64)) + le(UInt16(56)) + le(UInt16(headerCount)) + le(UInt16(64)) + le(UInt16(0)) + le(UInt16(0))
+        elf += LittleEndian.bytes(UInt16(2)) + LittleEndian.bytes(UInt16(62)) + LittleEndian.bytes(UInt32(1)) + LittleEndian.bytes(loadAddress) + LittleEndian.bytes(UInt64(64)) + LittleEndian.bytes(UInt64(0))
+        elf += LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(56)) + LittleEndian.bytes(UInt16(headerCount)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(0)) + LittleEndian.bytes(UInt16(0))
         func programHeader(type: UInt32, offset: UInt64, address: UInt64, size: UInt64) -> [UInt8] {
-            le(type) + le(UInt32(5)) + le(offset) + le(address) + le(address) + le(size) + le(size) + le(UInt64(4))
+            LittleEndian.bytes(type) + LittleEndian.bytes(UInt32(5)) + LittleEndian.bytes(offset) + LittleEndian.bytes(address) + LittleEndian.bytes(address) + LittleEndian.bytes(size) + LittleEndian.bytes(size) + LittleEndian.bytes(UInt64(4))
         }
         elf += programHeader(type: 1, offset: codeOffset, address: loadAddress, size: UInt64(code.count))
         if !note.isEmpty { elf += programHeader(type: 4, offset: noteOffset, address: 0, size: UInt64(note.count)) }
         return elf + code + note
     }
 
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }
 }

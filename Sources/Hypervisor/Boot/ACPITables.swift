@@ -17,7 +17,7 @@ public enum ACPITables {
         let fadtAddress = align(dsdtAddress + UInt64(dsdt.count))
         let madtAddress = align(fadtAddress + 276)
         let fadt = makeFADT(dsdtAddress: dsdtAddress)
-        let xsdt = table("XSDT", revision: 1, body: le(fadtAddress) + le(madtAddress))
+        let xsdt = table("XSDT", revision: 1, body: LittleEndian.bytes(fadtAddress) + LittleEndian.bytes(madtAddress))
         try memory.write(makeRSDP(xsdtAddress: xsdtAddress), at: rsdpAddress)
         try memory.write(xsdt, at: xsdtAddress)
         try memory.write(dsdt, at: dsdtAddress)
@@ -29,7 +29,7 @@ public enum ACPITables {
     static func align(_ address: UInt64) -> UInt64 { (address + 15) & ~15 }
 
     static func makeRSDP(xsdtAddress: UInt64) -> [UInt8] {
-        var rsdp = Array("RSD PTR ".utf8) + [0] + oemID + [2] + le(UInt32(0)) + le(UInt32(36)) + le(xsdtAddress) + [0, 0, 0, 0]
+        var rsdp = Array("RSD PTR ".utf8) + [0] + oemID + [2] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt32(36)) + LittleEndian.bytes(xsdtAddress) + [0, 0, 0, 0]
         rsdp[8] = checksum(rsdp[0..<20])
         rsdp[32] = checksum(rsdp[0..<36])
         return rsdp
@@ -46,8 +46,8 @@ public enum ACPITables {
     /// that declares it; without this the 8250 driver cannot request its interrupt.
     static func serialDevice() -> [UInt8] {
         let base = UInt16(Serial16550.com1Base)
-        let resources: [UInt8] = [0x47, 0x01] + le(base) + le(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
-            + [0x22] + le(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
+        let resources: [UInt8] = [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
+            + [0x22] + LittleEndian.bytes(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
             + [0x79, 0x00]  // end tag
         let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x05, 0x01]  // EisaId ("PNP0501")
         let uid: [UInt8] = [0x08] + Array("_UID".utf8) + [0x01]  // One
@@ -63,13 +63,13 @@ public enum ACPITables {
     static func pciRootBridge() -> [UInt8] {
         func wordAddress(type: UInt8, typeFlags: UInt8, minimum: UInt16, maximum: UInt16) -> [UInt8] {
             // Word Address Space Descriptor: producer, fixed min and max.
-            [0x88, 0x0D, 0x00, type, 0x0C, typeFlags] + le(UInt16(0)) + le(minimum) + le(maximum) + le(UInt16(0))
-                + le(UInt16(maximum - minimum &+ 1))
+            [0x88, 0x0D, 0x00, type, 0x0C, typeFlags] + LittleEndian.bytes(UInt16(0)) + LittleEndian.bytes(minimum) + LittleEndian.bytes(maximum) + LittleEndian.bytes(UInt16(0))
+                + LittleEndian.bytes(UInt16(maximum - minimum &+ 1))
         }
         let windowStart = UInt32(X86Layout.mmioHoleStart)
         let windowEnd = UInt32(X86Layout.ioapicAddress - 1)
-        let memory: [UInt8] = [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + le(UInt32(0)) + le(windowStart) + le(windowEnd)
-            + le(UInt32(0)) + le(windowEnd - windowStart + 1)  // DWord memory, read/write, non-cacheable
+        let memory: [UInt8] = [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowStart) + LittleEndian.bytes(windowEnd)
+            + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowEnd - windowStart + 1)  // DWord memory, read/write, non-cacheable
         let resources = wordAddress(type: 2, typeFlags: 0, minimum: 0, maximum: 0)  // bus 0
             + [0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08]  // IO 0xCF8-0xCFF (configuration mechanism #1)
             + wordAddress(type: 1, typeFlags: 3, minimum: 0x0000, maximum: 0x0CF7)
@@ -99,16 +99,16 @@ public enum ACPITables {
     static func makeFADT(dsdtAddress: UInt64) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
         func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes) }
-        put(le(UInt32(dsdtAddress)), at: 40)
+        put(LittleEndian.bytes(UInt32(dsdtAddress)), at: 40)
         // IAPC_BOOT_ARCH: VGA not present, ASPM not to be enabled, no CMOS RTC. The i8042 bit stays
         // clear so Linux does not probe a keyboard controller; MSI stays allowed.
-        put(le(UInt16(1 << 2 | 1 << 4 | 1 << 5)), at: 109)
+        put(LittleEndian.bytes(UInt16(1 << 2 | 1 << 4 | 1 << 5)), at: 109)
         // Flags: WBINVD, RESET_REG_SUP, HW_REDUCED_ACPI.
-        put(le(UInt32(1 << 0 | 1 << 10 | 1 << 20)), at: 112)
+        put(LittleEndian.bytes(UInt32(1 << 0 | 1 << 10 | 1 << 20)), at: 112)
         put(ioPort(PowerControl.resetPort), at: 116)
         put([PowerControl.resetValue], at: 128)
         put([3], at: 131)  // FADT minor version: 6.3
-        put(le(dsdtAddress), at: 140)
+        put(LittleEndian.bytes(dsdtAddress), at: 140)
         put(ioPort(PowerControl.sleepControlPort), at: 244)
         put(ioPort(PowerControl.sleepStatusPort), at: 256)
         put(Array("SIDECORE".utf8), at: 268)
@@ -116,23 +116,23 @@ public enum ACPITables {
     }
 
     static func makeMADT(vcpuCount: Int) -> [UInt8] {
-        var body = le(UInt32(X86Layout.lapicAddress)) + le(UInt32(1))  // PCAT_COMPAT: 8259s present
+        var body = LittleEndian.bytes(UInt32(X86Layout.lapicAddress)) + LittleEndian.bytes(UInt32(1))  // PCAT_COMPAT: 8259s present
         for id in 0..<vcpuCount {
-            body += [0, 8, UInt8(id), UInt8(id)] + le(UInt32(1))  // Processor Local APIC, enabled
+            body += [0, 8, UInt8(id), UInt8(id)] + LittleEndian.bytes(UInt32(1))  // Processor Local APIC, enabled
         }
-        body += [1, 12, 0, 0] + le(UInt32(X86Layout.ioapicAddress)) + le(UInt32(0))  // IOAPIC 0 at GSI 0
+        body += [1, 12, 0, 0] + LittleEndian.bytes(UInt32(X86Layout.ioapicAddress)) + LittleEndian.bytes(UInt32(0))  // IOAPIC 0 at GSI 0
         return table("APIC", revision: 5, body: body)
     }
 
     /// A Generic Address Structure for a one-byte I/O port.
     static func ioPort(_ port: UInt16) -> [UInt8] {
-        [1, 8, 0, 1] + le(UInt64(port))
+        [1, 8, 0, 1] + LittleEndian.bytes(UInt64(port))
     }
 
     static func table(_ signature: String, revision: UInt8, body: [UInt8]) -> [UInt8] {
         let length = UInt32(36 + body.count)
-        var bytes = Array(signature.utf8) + le(length) + [revision, 0] + oemID + Array("SIDECORE".utf8)
-            + le(UInt32(1)) + Array("SCVM".utf8) + le(UInt32(1)) + body
+        var bytes = Array(signature.utf8) + LittleEndian.bytes(length) + [revision, 0] + oemID + Array("SIDECORE".utf8)
+            + LittleEndian.bytes(UInt32(1)) + Array("SCVM".utf8) + LittleEndian.bytes(UInt32(1)) + body
         bytes[9] = checksum(bytes[...])
         return bytes
     }
@@ -141,5 +141,4 @@ public enum ACPITables {
         0 &- bytes.reduce(0, &+)
     }
 
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { littleEndianBytes(value) }
 }

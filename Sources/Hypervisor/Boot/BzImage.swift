@@ -10,8 +10,8 @@ enum BzImage {
 
     static func load(_ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
                      memory: GuestMemory, rsdpAddress: UInt64) throws -> LoadedKernel {
-        func u16(_ offset: Int) -> UInt16 { le16(header, offset) }
-        func u32(_ offset: Int) -> UInt32 { le32(header, offset) }
+        func u16(_ offset: Int) -> UInt16 { LittleEndian.load(UInt16.self, from: header, at: offset) }
+        func u32(_ offset: Int) -> UInt32 { LittleEndian.load(UInt32.self, from: header, at: offset) }
 
         let version = u16(0x206)
         let xloadflags = u16(0x236)

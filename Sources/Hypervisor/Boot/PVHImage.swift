@@ -13,9 +13,9 @@ enum PVHImage {
 
     static func load(_ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
                      memory: GuestMemory, rsdpAddress: UInt64) throws -> LoadedKernel {
-        let programHeaderOffset = le64(header, 0x20)
-        let programHeaderSize = Int(le16(header, 0x36))
-        let programHeaderCount = Int(le16(header, 0x38))
+        let programHeaderOffset = LittleEndian.load(UInt64.self, from: header, at: 0x20)
+        let programHeaderSize = Int(LittleEndian.load(UInt16.self, from: header, at: 0x36))
+        let programHeaderCount = Int(LittleEndian.load(UInt16.self, from: header, at: 0x38))
         guard programHeaderSize >= 56, programHeaderCount <= maximumProgramHeaders else {
             throw BootError.notAKernel(path: kernel.path)
         }
@@ -26,11 +26,11 @@ enum PVHImage {
         var kernelEnd: UInt64 = 0
         for index in 0..<programHeaderCount {
             let base = index * programHeaderSize
-            let type = le32(table, base)
-            let fileOffset = le64(table, base + 8)
-            let physicalAddress = le64(table, base + 24)
-            let fileSize = le64(table, base + 32)
-            let memorySize = le64(table, base + 40)
+            let type = LittleEndian.load(UInt32.self, from: table, at: base)
+            let fileOffset = LittleEndian.load(UInt64.self, from: table, at: base + 8)
+            let physicalAddress = LittleEndian.load(UInt64.self, from: table, at: base + 24)
+            let fileSize = LittleEndian.load(UInt64.self, from: table, at: base + 32)
+            let memorySize = LittleEndian.load(UInt64.self, from: table, at: base + 40)
             let (fileEnd, overflow) = fileOffset.addingReportingOverflow(fileSize)
             guard !overflow, fileEnd <= kernel.sizeInBytes, fileSize <= memorySize else {
                 throw BootError.notAKernel(path: kernel.path)
@@ -85,16 +85,16 @@ enum PVHImage {
     static func physicalEntry(in notes: [UInt8]) -> UInt64? {
         var offset = 0
         while offset + 12 <= notes.count {
-            let nameSize = Int(le32(notes, offset))
-            let descriptorSize = Int(le32(notes, offset + 4))
-            let type = le32(notes, offset + 8)
+            let nameSize = Int(LittleEndian.load(UInt32.self, from: notes, at: offset))
+            let descriptorSize = Int(LittleEndian.load(UInt32.self, from: notes, at: offset + 4))
+            let type = LittleEndian.load(UInt32.self, from: notes, at: offset + 8)
             let nameStart = offset + 12
             let descriptorStart = nameStart + ((nameSize + 3) & ~3)
             let next = descriptorStart + ((descriptorSize + 3) & ~3)
             guard nameSize <= notes.count, descriptorSize <= notes.count, next <= notes.count else { return nil }
             if type == physicalEntryNoteType, notes[nameStart..<(nameStart + nameSize)].elementsEqual("Xen\0".utf8) {
-                if descriptorSize == 4 { return UInt64(le32(notes, descriptorStart)) }
-                if descriptorSize == 8 { return le64(notes, descriptorStart) }
+                if descriptorSize == 4 { return UInt64(LittleEndian.load(UInt32.self, from: notes, at: descriptorStart)) }
+                if descriptorSize == 8 { return LittleEndian.load(UInt64.self, from: notes, at: descriptorStart) }
             }
             offset = next
         }
@@ -102,6 +102,3 @@ enum PVHImage {
     }
 }
 
-func le16(_ bytes: [UInt8], _ offset: Int) -> UInt16 { UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8 }
-func le32(_ bytes: [UInt8], _ offset: Int) -> UInt32 { UInt32(le16(bytes, offset)) | UInt32(le16(bytes, offset + 2)) << 16 }
-func le64(_ bytes: [UInt8], _ offset: Int) -> UInt64 { UInt64(le32(bytes, offset)) | UInt64(le32(bytes, offset + 4)) << 32 }

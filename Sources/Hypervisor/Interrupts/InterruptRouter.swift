@@ -150,15 +150,7 @@ public final class InterruptRouter: MSIRouting, Sendable {
             msi.u.msi.data = message.data
             entries.append(msi)
         }
-        let header = MemoryLayout<kvm_irq_routing>.size
-        let bytes = header + entries.count * MemoryLayout<kvm_irq_routing_entry>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
-        defer { raw.deallocate() }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        let routing = raw.bindMemory(to: kvm_irq_routing.self, capacity: 1)
-        routing.pointee.nr = UInt32(entries.count)
-        let list = (raw + header).bindMemory(to: kvm_irq_routing_entry.self, capacity: entries.count)
-        for (index, entry) in entries.enumerated() { list[index] = entry }
-        try check(.setGSIRouting) { ckvm_set_gsi_routing(vm.fd, routing) }
+        let routing = KVMFlexibleArray<kvm_irq_routing, kvm_irq_routing_entry>(capacity: entries.count, count: \.nr, elements: entries)
+        try check(.setGSIRouting) { ckvm_set_gsi_routing(vm.fd, routing.header) }
     }
 }

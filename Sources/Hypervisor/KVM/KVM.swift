@@ -40,9 +40,9 @@ public final class KVM: Sendable {
     public func supportedCPUID() throws -> [kvm_cpuid_entry2] {
         var capacity = 128
         while true {
-            let list = CPUIDList(capacity: capacity)
-            let result = ckvm_get_supported_cpuid(fd, list.pointer)
-            if result == 0 { return list.entries }
+            let list = KVMFlexibleArray<kvm_cpuid2, kvm_cpuid_entry2>(capacity: capacity, count: \.nent)
+            let result = ckvm_get_supported_cpuid(fd, list.header)
+            if result == 0 { return list.elements(count: Int(list.header.pointee.nent)) }
             if errno == E2BIG && capacity < 4096 { capacity *= 2; continue }
             throw KVMError(.getSupportedCPUID)
         }
@@ -55,33 +55,4 @@ public final class KVM: Sendable {
         if vmfd < 0 { throw KVMError(.createVM) }
         return VirtualMachine(fd: vmfd, kvm: self)
     }
-}
-
-/// A `struct kvm_cpuid2` with its flexible array of entries, in one allocation.
-final class CPUIDList {
-    let pointer: UnsafeMutablePointer<kvm_cpuid2>
-    private let raw: UnsafeMutableRawPointer
-    private static let headerSize = MemoryLayout<kvm_cpuid2>.size
-
-    init(capacity: Int) {
-        let bytes = Self.headerSize + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
-        raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        pointer = raw.bindMemory(to: kvm_cpuid2.self, capacity: 1)
-        pointer.pointee.nent = UInt32(capacity)
-    }
-
-    convenience init(entries: [kvm_cpuid_entry2]) {
-        self.init(capacity: entries.count)
-        let base = (raw + Self.headerSize).bindMemory(to: kvm_cpuid_entry2.self, capacity: entries.count)
-        for (index, entry) in entries.enumerated() { base[index] = entry }
-    }
-
-    var entries: [kvm_cpuid_entry2] {
-        let count = Int(pointer.pointee.nent)
-        let base = (raw + Self.headerSize).bindMemory(to: kvm_cpuid_entry2.self, capacity: count)
-        return Array(UnsafeBufferPointer(start: base, count: count))
-    }
-
-    deinit { raw.deallocate() }
 }

@@ -84,8 +84,8 @@ public final class VCPU: @unchecked Sendable {
 
     /// Corresponds to `KVM_SET_CPUID2`.
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
-        let list = CPUIDList(entries: entries)
-        try check(.setCPUID(vcpu: id)) { ckvm_set_cpuid2(fd, list.pointer) }
+        let list = KVMFlexibleArray<kvm_cpuid2, kvm_cpuid_entry2>(capacity: entries.count, count: \.nent, elements: entries)
+        try check(.setCPUID(vcpu: id)) { ckvm_set_cpuid2(fd, list.header) }
     }
 
     /// Programs LINT0 as ExtINT and LINT1 as NMI (corresponds to `KVM_GET_LAPIC` + `KVM_SET_LAPIC`),

@@ -88,26 +88,18 @@ public struct VCPURunLoop: Sendable {
             exit.address = UInt64(ckvm_io_port(run))
             exit.size = ckvm_io_size(run)
             exit.isWrite = ckvm_io_direction(run) == UInt8(KVM_EXIT_IO_OUT)
-            if exit.isWrite { exit.value = Self.littleEndian(UnsafeRawBufferPointer(vcpu.ioData).prefix(Int(exit.size))) }
+            if exit.isWrite { exit.value = LittleEndian.value(of: UnsafeRawBufferPointer(vcpu.ioData).prefix(Int(exit.size))) }
         case KVM_EXIT_MMIO:
             exit.address = ckvm_mmio_address(run)
             exit.size = UInt8(truncatingIfNeeded: min(ckvm_mmio_length(run), 8))
             exit.isWrite = ckvm_mmio_is_write(run) != 0
             if exit.isWrite {
-                exit.value = Self.littleEndian(UnsafeRawBufferPointer(start: ckvm_mmio_data(run), count: Int(exit.size)))
+                exit.value = LittleEndian.value(of: UnsafeRawBufferPointer(start: ckvm_mmio_data(run), count: Int(exit.size)))
             }
         default:
             break
         }
         return exit
-    }
-
-    private static func littleEndian(_ bytes: Slice<UnsafeRawBufferPointer>) -> UInt64 {
-        bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    private static func littleEndian(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        littleEndian(bytes[...])
     }
 
     /// `KVM_EXIT_IO` carries `count` items of `size` bytes (string I/O has count > 1).

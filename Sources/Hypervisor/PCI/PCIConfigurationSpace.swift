@@ -23,8 +23,8 @@ public struct PCIConfigurationSpace: Sendable {
         writable[0x3C] = 0xFF  // interrupt line
     }
 
-    func get16(_ offset: Int) -> UInt16 { UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8 }
-    func get32(_ offset: Int) -> UInt32 { UInt32(get16(offset)) | UInt32(get16(offset + 2)) << 16 }
+    func get16(_ offset: Int) -> UInt16 { LittleEndian.load(UInt16.self, from: bytes, at: offset) }
+    func get32(_ offset: Int) -> UInt32 { LittleEndian.load(UInt32.self, from: bytes, at: offset) }
     mutating func set16(_ offset: Int, _ value: UInt16) {
         bytes[offset] = UInt8(value & 0xFF)
         bytes[offset + 1] = UInt8(value >> 8)
@@ -40,7 +40,7 @@ public struct PCIConfigurationSpace: Sendable {
         set32(0x10 + 4 * index, UInt32(address & 0xFFFF_FFF0) | 0x0C)  // 64-bit, prefetchable
         set32(0x14 + 4 * index, UInt32(address >> 32))
         let mask = ~(sizeInBytes - 1)
-        for byte in 0..<8 { writable[0x10 + 4 * index + byte] = UInt8((mask >> (8 * UInt64(byte))) & 0xFF) }
+        writable.replaceSubrange((0x10 + 4 * index)..<(0x18 + 4 * index), with: LittleEndian.bytes(mask))
         writable[0x10 + 4 * index] &= 0xF0  // type bits are read-only
     }
 
@@ -75,17 +75,15 @@ public struct PCIConfigurationSpace: Sendable {
 
     /// Reads a 1, 2 or 4-byte register (offset aligned to its width, checked by the caller).
     public func read(offset: Int, width: Int) -> UInt32 {
-        var value: UInt32 = 0
-        for index in 0..<width where offset + index < Self.size {
-            value |= UInt32(bytes[offset + index]) << (8 * UInt32(index))
-        }
-        return value
+        let start = min(max(offset, 0), Self.size)
+        return UInt32(truncatingIfNeeded: LittleEndian.value(of: bytes[start..<min(max(offset + width, start), Self.size)]))
     }
 
     /// Writes through the write masks: read-only bits keep their value whatever the guest writes.
     public mutating func write(offset: Int, width: Int, value: UInt32) {
+        let bytesWritten = LittleEndian.bytes(value)
         for index in 0..<width where offset + index < Self.size {
-            let byte = UInt8((value >> (8 * UInt32(index))) & 0xFF)
+            let byte = index < 4 ? bytesWritten[index] : 0
             let mask = writable[offset + index]
             bytes[offset + index] = (bytes[offset + index] & ~mask) | (byte & mask)
         }

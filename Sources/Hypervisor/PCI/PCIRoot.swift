@@ -51,12 +51,11 @@ public final class PCIRoot: @unchecked Sendable {
             } else {
                 value = 0xFFFF_FFFF  // no device: all ones, as on real hardware
             }
-            for index in 0..<data.count { data[index] = UInt8((value >> (8 * UInt32(index))) & 0xFF) }
+            LittleEndian.store(UInt64(value), into: data)
         }
 
         func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-            var value: UInt32 = 0
-            for index in 0..<data.count { value |= UInt32(data[index]) << (8 * UInt32(index)) }
+            let value = UInt32(truncatingIfNeeded: LittleEndian.value(of: data))
             if offset == 0 && data.count == 4 {
                 root.address.store(value, ordering: .relaxed)
             } else if offset >= 4, let (device, register) = root.selected(offset: offset, width: data.count) {

@@ -1,3 +1,5 @@
+import Hypervisor
+
 /// One eBPF instruction as the kernel's `struct bpf_insn` lays it out (8 bytes), with just the
 /// forms the flow-steering program needs. Registers: r0 result, r1-r5 helper arguments
 /// (clobbered by calls), r6-r9 kept across calls, r10 the read-only frame pointer.
@@ -17,8 +19,7 @@ struct BPFInstruction: Equatable {
     /// The 8 bytes the kernel reads (x86-64: little-endian offset and immediate).
     var encoded: [UInt8] {
         let offsetBits = UInt16(bitPattern: offset), immediateBits = UInt32(bitPattern: immediate)
-        return [code, registers, UInt8(offsetBits & 0xff), UInt8(offsetBits >> 8)]
-            + (0..<4).map { UInt8(truncatingIfNeeded: immediateBits >> (8 * $0)) }
+        return [code, registers] + LittleEndian.bytes(offsetBits) + LittleEndian.bytes(immediateBits)
     }
 
     // Instruction classes, operations and modes from linux/bpf.h and linux/bpf_common.h.
