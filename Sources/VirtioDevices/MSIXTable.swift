@@ -16,12 +16,10 @@ public final class MSIXTable: Sendable {
     }
 
     private let router: MSIRouting
-    private let eventfds: [EventFD]
+    /// One irqfd per vector: signalling it is what delivers the vector's message.
+    let eventfds: [EventFD]
     private let routes: [MSIRoute]
     private let state: Lock<(entries: [Entry], enabled: Bool, functionMasked: Bool)>
-    /// Interrupts raised through the table, per vector (statistics).
-    public let raised: [Counter]
-
     public var vectorCount: Int { eventfds.count }
 
     public init(vectorCount: Int, router: MSIRouting) throws {
@@ -36,7 +34,6 @@ public final class MSIXTable: Sendable {
         self.eventfds = eventfds
         self.routes = routes
         self.state = Lock((Array(repeating: Entry(), count: vectorCount), false, false))
-        self.raised = (0..<vectorCount).map { _ in Counter() }
     }
 
     /// MSI-X message control bits 15 (enable) and 14 (function mask), from configuration space.
@@ -66,7 +63,6 @@ public final class MSIXTable: Sendable {
     /// Signals `vector` through its route.
     @discardableResult
     private func fire(_ vector: Int) -> InterruptDelivery {
-        raised[vector].add()
         let redirected = routes[vector].isRedirected
         eventfds[vector].signal()
         return redirected ? .redirected : .programmedDestination

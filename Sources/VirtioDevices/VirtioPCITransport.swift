@@ -57,7 +57,7 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     private let vm: IOEventFDRegistry
     private let memory: GuestMemory
     private let engine: QueueEngine
-    private let msix: MSIXTable
+    let msix: MSIXTable
     private let kicks: [EventFD]
     private let space: Lock<PCIConfigurationSpace>
     private let state: Lock<State>
@@ -337,11 +337,6 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         }
         guard vector != Self.noVector else { return .held }
         return msix.raise(vector: Int(vector))
-    }
-
-    /// Interrupts sent through MSI-X for `queue`'s current vector (for statistics).
-    public func interruptsRaised(vector: Int) -> UInt64 {
-        vector < msix.vectorCount ? msix.raised[vector].count : 0
     }
 }
 

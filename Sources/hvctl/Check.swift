@@ -69,9 +69,3 @@ struct Check: ParsableCommand {
         }
     }
 }
-
-extension String {
-    func padding(_ width: Int) -> String {
-        count >= width ? self : self + String(repeating: " ", count: width - count)
-    }
-}

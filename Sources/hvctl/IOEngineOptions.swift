@@ -25,7 +25,7 @@ enum SideCoreCount: ExpressibleByArgument, Equatable {
 }
 
 /// An on|off option value.
-enum Switch: String, ExpressibleByArgument, CaseIterable {
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
     case on, off
 }
 
@@ -96,7 +96,7 @@ struct IOEngineOptions: ParsableArguments {
 
     @Option(name: .customLong("irq-coalesce"), help: ArgumentHelp(
         "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).", valueName: "on|off"))
-    var interruptCoalescing: Switch?
+    var interruptCoalescing: OnOff?
 
     @Option(name: .customLong("irq-redirect"), help: ArgumentHelp(
         "Interrupt redirection: an interrupt whose MSI message lets any of several vCPUs take it (lowest priority) goes to one that is running. on: away from halted and descheduled vCPUs; auto (default): away from halted ones only where the host has posted interrupts, else from descheduled ones; off. Linux programs one CPU per vector, so its interrupts stay where it put them.",

@@ -22,7 +22,7 @@ enum NetArgument {
                 guard let count = Int(parts[1]), (1...16).contains(count) else { throw ValidationError("--net \(argument): queues takes 1 to 16") }
                 configuration.queuePairs = count
             case "rss":
-                guard let value = Switch(rawValue: parts[1]) else { throw ValidationError("--net \(argument): rss takes on or off") }
+                guard let value = OnOff(rawValue: parts[1]) else { throw ValidationError("--net \(argument): rss takes on or off") }
                 configuration.receiveSideScaling = value == .on
             default:
                 throw ValidationError("--net \(argument): unknown key '\(parts[0])'")

@@ -146,7 +146,7 @@ struct Run: ParsableCommand {
         let api = try apiSocket.map { path in
             try APIServer(path: path, sideCores: sideCores, coreManager: coreManager) {
                 StatisticsReport(vms: try instances.map { try $0.liveReport() }, ioMode: io.ioMode.rawValue,
-                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], flattened: !several,
+                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], singleVMAtTopLevel: !several,
                                  iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
             }
         }
@@ -178,7 +178,7 @@ struct Run: ParsableCommand {
         let sideCoreStatistics = sideCores.map(SideCoreReport.collect) ?? []
         sideCores?.stop()
         try statisticsFile?.write(StatisticsReport(vms: reports, ioMode: io.ioMode.rawValue, sideCores: sideCoreStatistics,
-                                                   flattened: !several,
+                                                   singleVMAtTopLevel: !several,
                                                    iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) }))
         try Self.finish(exits, names: definitions.map(\.name), several: several)
     }

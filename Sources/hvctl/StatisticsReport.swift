@@ -59,7 +59,7 @@ struct StatisticsReport: Encodable {
     let ioMode: String
     let sideCores: [SideCoreReport]
     /// One VM from the command line: its fields at the top level.
-    let flattened: Bool
+    let singleVMAtTopLevel: Bool
     /// With --side-cores auto: whether the iocm thread decides now, and how often it resized.
     var iocm: IOCMReport?
 
@@ -72,7 +72,7 @@ struct StatisticsReport: Encodable {
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        if flattened, let vm = vms.first {
+        if singleVMAtTopLevel, let vm = vms.first {
             try container.encode(vm.vcpus, forKey: .vcpus)
             try container.encode(vm.devices, forKey: .devices)
             try container.encode(vm.exit, forKey: .exit)

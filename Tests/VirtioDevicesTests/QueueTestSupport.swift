@@ -11,6 +11,14 @@ final class CountingInterrupt: QueueInterrupt, Sendable {
     }
 }
 
+/// MSI routes bound to nothing: unlike KVM's irqfds, nobody consumes the vectors' eventfds, so a
+/// test can count what the transport signalled.
+final class UnboundMSIRouter: MSIRouting, Sendable {
+    private let next = Atomic<UInt32>(24)
+    func allocateMSI(eventfd: EventFD) throws -> MSIRoute { MSIRoute(gsi: next.add(1, ordering: .relaxed).oldValue) }
+    func setMSI(gsi: UInt32, address: UInt64, data: UInt32) throws {}
+}
+
 extension FakeDriver {
     /// A device-side context for this driver's queue, as the transport hands it at DRIVER_OK.
     func context(index: Int = 0, eventIndex: Bool = false) throws -> QueueContext {

@@ -1,3 +1,4 @@
+import CKVM
 import Dispatch
 import Synchronization
 @testable import VirtioDevices
@@ -6,14 +7,22 @@ import XCTest
 /// Side cores as threads: placement on the least loaded core, and moving handlers when the
 /// number of active cores changes.
 final class SideCoreEngineTests: XCTestCase {
-    /// A handler that only counts its polls (called from a side core, read by the test).
+    /// A handler that counts its polls and remembers which thread polled it last (called from a
+    /// side core or notify thread, read by the test).
     final class CountingHandler: QueueHandler, Sendable {
         let name: String
         let polls = Atomic<Int>(0)
+        let lastPoller = Atomic<Int32>(0)
         init(name: String) { self.name = name }
         func poll(budget: Int) -> Int {
+            lastPoller.store(ckvm_thread_id(), ordering: .relaxed)
             polls.add(1, ordering: .relaxed)
             return 0
+        }
+        /// The name of the thread that polled it last ("side1", a notify thread's "zq0", ...).
+        var pollerName: String? {
+            let path = "/proc/self/task/\(lastPoller.load(ordering: .relaxed))/comm"
+            return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         func setGuestNotifications(enabled: Bool) {}
         func prepareToSleep() -> Bool { false }
@@ -28,12 +37,26 @@ final class SideCoreEngineTests: XCTestCase {
         return try SideCoreEngine(configuration: configuration)
     }
 
-    /// Handlers each core serves, by name, once the cores have published their counters.
+    /// Handlers each core polls, by name: which thread polled each one last, once every handler
+    /// has been polled many times since the caller's change (within 10 s).
     func served(_ engine: SideCoreEngine, _ handlers: [CountingHandler]) -> [[String]] {
-        // Every handler gets polled again after a change; then the published lists are current.
         let before = handlers.map { $0.polls.load(ordering: .relaxed) }
-        while zip(handlers, before).contains(where: { $0.polls.load(ordering: .relaxed) < $1 + 2_000 }) { usleep(1_000) }
-        return engine.cores.map { core in core.currentHandlerNames }
+        XCTAssertTrue(eventually(seconds: 10) { !zip(handlers, before).contains { $0.polls.load(ordering: .relaxed) < $1 + 2_000 } },
+                      "every handler is polled again after a change")
+        let pollers = handlers.map { ($0.name, $0.pollerName) }
+        return engine.cores.map { core in pollers.filter { $0.1 == core.name }.map(\.0) }
+    }
+
+    /// Asserts that no thread polls detached `handlers` any more: their counts stay put while a
+    /// witness handler on every active core is polled many times.
+    func assertNobodyPolls(_ handlers: [CountingHandler], _ engine: SideCoreEngine, file: StaticString = #filePath, line: UInt = #line) {
+        let polls = handlers.map { $0.polls.load(ordering: .relaxed) }
+        let witnesses = (0..<engine.activeCount).map { CountingHandler(name: "witness\($0)") }
+        XCTAssertNoThrow(try engine.attach(witnesses), file: file, line: line)
+        XCTAssertEqual(served(engine, witnesses).map(\.count).filter { $0 > 0 }.count, engine.activeCount,
+                       "a witness on every active core", file: file, line: line)
+        engine.detach(witnesses)
+        XCTAssertEqual(handlers.map { $0.polls.load(ordering: .relaxed) }, polls, "detached handlers are not polled", file: file, line: line)
     }
 
     func testHandlersSpreadWhenCoresAreAddedAndComeBackWhenRemoved() throws {
@@ -48,7 +71,7 @@ final class SideCoreEngineTests: XCTestCase {
         XCTAssertEqual(served(engine, handlers).map(\.count), [4, 0, 0])
         XCTAssertThrowsError(try engine.resize(to: 4))
         engine.detach(handlers)
-        XCTAssertEqual(engine.cores.map(\.load), [0, 0, 0])
+        assertNobodyPolls(handlers, engine)
     }
 
     /// A thread of this process with the given name exists (NotifyEngine names threads after handlers).
@@ -59,10 +82,14 @@ final class SideCoreEngineTests: XCTestCase {
         }
     }
 
-    /// Whether `condition` holds within 2 s (a new thread names itself once it runs).
-    func eventually(_ condition: () -> Bool) -> Bool {
-        for _ in 0..<2_000 where !condition() { usleep(1_000) }
-        return condition()
+    /// Whether `condition` holds within `seconds` (a new thread names itself once it runs).
+    func eventually(seconds: Double = 2, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() {
+            if Date() > deadline { return false }
+            usleep(1_000)
+        }
+        return true
     }
 
     func testZeroSideCoresHandQueuesToNotifyThreadsAndBack() throws {
@@ -71,14 +98,14 @@ final class SideCoreEngineTests: XCTestCase {
         let handlers = (0..<2).map { CountingHandler(name: "zq\($0)") }
         try engine.attach(handlers)
         XCTAssertEqual(engine.activeCount, 0)
-        XCTAssertEqual(engine.cores.map(\.load), [0, 0], "no side core serves a queue")
         XCTAssertTrue(eventually { threadExists("zq0") && threadExists("zq1") }, "each queue has its notify thread")
+        XCTAssertTrue(eventually { handlers.map(\.pollerName) == ["zq0", "zq1"] }, "no side core polls a queue")
         XCTAssertEqual(try engine.resize(to: 2), 2)
         XCTAssertEqual(served(engine, handlers).map(\.count), [1, 1])
         XCTAssertFalse(threadExists("zq0") || threadExists("zq1"), "the notify threads ended")
         XCTAssertEqual(try engine.resize(to: 0), 2)
-        XCTAssertEqual(engine.cores.map(\.load), [0, 0])
         XCTAssertTrue(eventually { threadExists("zq0") && threadExists("zq1") })
+        XCTAssertTrue(eventually { handlers.map(\.pollerName) == ["zq0", "zq1"] }, "the notify threads poll them again")
         let requests = engine.requestsHandled
         XCTAssertGreaterThan(requests, 0)
         engine.detach(handlers)

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A device on the port-I/O or MMIO bus. `offset` is relative to the range it was registered at;
 /// `data.count` is the access width (1, 2, 4 or 8 bytes). Called from vCPU threads, possibly concurrently.
 public protocol BusDevice: AnyObject, Sendable {
@@ -25,7 +23,6 @@ public final class IOBus: @unchecked Sendable {
     }
 
     private var ranges: [Range] = []
-    private let unhandledAccesses = Atomic<UInt64>(0)
 
     public init() {}
 
@@ -57,7 +54,6 @@ public final class IOBus: @unchecked Sendable {
             range.device.read(offset: address - range.base, into: data)
         } else {
             data.initializeMemory(as: UInt8.self, repeating: 0xFF)
-            unhandledAccesses.add(1, ordering: .relaxed)
         }
     }
 
@@ -65,11 +61,6 @@ public final class IOBus: @unchecked Sendable {
     public func write(_ address: UInt64, data: UnsafeRawBufferPointer) {
         if let range = find(address, width: data.count) {
             range.device.write(offset: address - range.base, data: data)
-        } else {
-            unhandledAccesses.add(1, ordering: .relaxed)
         }
     }
-
-    /// Accesses that hit no device (probes of absent hardware, mostly).
-    public var unhandledAccessCount: UInt64 { unhandledAccesses.load(ordering: .relaxed) }
 }

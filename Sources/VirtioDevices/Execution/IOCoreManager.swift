@@ -48,7 +48,7 @@ public final class IOCoreManager: Sendable {
     private func run(policy: inout SideCoreCountPolicy) {
         var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
                     rounds: engine.cores.map { $0.statistics.busyRounds.count },
-                    sharers: engine.cores.map { $0.statistics.productiveHandlerPolls.count }, requests: engine.requestsHandled)
+                    productivePolls: engine.cores.map { $0.statistics.productiveHandlerPolls.count }, requests: engine.requestsHandled)
         while true {
             var stop = pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&stop, 1, Int32(Self.interval / 1_000_000))
@@ -56,7 +56,7 @@ public final class IOCoreManager: Sendable {
             let now = MonotonicClock.now()
             let busy = engine.cores.map { $0.statistics.busyNanoseconds.count }
             let rounds = engine.cores.map { $0.statistics.busyRounds.count }
-            let sharers = engine.cores.map { $0.statistics.productiveHandlerPolls.count }
+            let productivePolls = engine.cores.map { $0.statistics.productiveHandlerPolls.count }
             let requests = engine.requestsHandled
             let elapsed = Double(max(1, now &- last.time))
             let active = engine.activeCount
@@ -66,8 +66,8 @@ public final class IOCoreManager: Sendable {
                 busyShares: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed },
                 requestRate: Double(requests &- last.requests) * 1e9 / elapsed,
                 pickupDelays: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / busyRounds[$0] / 1e9 },
-                handlersPerBusyRound: (0..<active).map { Double(sharers[$0] &- last.sharers[$0]) / busyRounds[$0] })
-            last = (now, busy, rounds, sharers, requests)
+                handlersPerBusyRound: (0..<active).map { Double(productivePolls[$0] &- last.productivePolls[$0]) / busyRounds[$0] })
+            last = (now, busy, rounds, productivePolls, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
             let wanted = policy.decide(active: active, sample: sample)
             guard wanted != active else { continue }

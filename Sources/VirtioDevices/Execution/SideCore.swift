@@ -41,7 +41,6 @@ public final class SideCore: Sendable {
     /// Set after every mailbox change, so a round finds an empty mailbox without taking its lock.
     private let mailboxChanged = Atomic<Bool>(false)
     private let wakeSignal: EventFD
-    private let handlerCount = Atomic<Int>(0)
     private let thread = WorkerThread()
     public typealias HandlerCounters = (name: String, polls: UInt64, productivePolls: UInt64, sleeps: UInt64)
     /// Per-handler counters for readers on other threads: handlers served now (as of a recent
@@ -57,11 +56,7 @@ public final class SideCore: Sendable {
         try thread.start(name: name) { [self] in run() }
     }
 
-    /// Handlers placed on this core (for placing the next one on the least loaded core).
-    public var load: Int { handlerCount.load(ordering: .relaxed) }
-
     public func add(_ handler: QueueHandler) {
-        handlerCount.add(1, ordering: .relaxed)
         let wrapped = DetachableHandler(handler)
         mailbox.withLock {
             $0.attached[ObjectIdentifier(handler)] = wrapped
@@ -81,7 +76,6 @@ public final class SideCore: Sendable {
         }
         guard let wrapped else { return }
         wrapped.detach()
-        handlerCount.subtract(1, ordering: .relaxed)
         // The core drops the detached entry from its schedule at its next round.
         mailboxChanged.store(true, ordering: .releasing)
         wakeSignal.signal()
@@ -105,9 +99,6 @@ public final class SideCore: Sendable {
             return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
         } ?? nil
     }
-
-    /// Names of the handlers served now (as of a recent round).
-    public var currentHandlerNames: [String] { published.withLock { $0.current.map(\.name) } }
 
     /// Polls, polls that found work, and sleeps of every handler this core has served.
     public var handlerCounters: [HandlerCounters] {

@@ -46,7 +46,7 @@ public final class SideCoreEngine: QueueEngine, Sendable {
     /// Where handlers go while no side core is active.
     private let notifyThreads = NotifyEngine()
 
-    private struct Placement {
+    private struct HandlerAssignment {
         var activeCount: Int
         /// Handlers in attach order, with the index of the core polling each (nil: a notify thread).
         var handlers: [(handler: QueueHandler, core: Int?)] = []
@@ -59,7 +59,7 @@ public final class SideCoreEngine: QueueEngine, Sendable {
     /// Held for a whole attach, detach or resize, so moves never race a placement. Shared by
     /// every VM, so nothing under it waits for more than one handler's bounded call (see
     /// `SideCore.remove` and `NotifyEngine.detach`).
-    private let placement: Lock<Placement>
+    private let placement: Lock<HandlerAssignment>
 
     public init(configuration: SideCoreConfiguration) throws {
         guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else { throw SideCoreEngineError.noSideCores }
@@ -78,7 +78,7 @@ public final class SideCoreEngine: QueueEngine, Sendable {
         self.cores = cores
         mode = configuration.mode
         interruptCoalescing = configuration.coalescing
-        placement = Lock(Placement(activeCount: configuration.count))
+        placement = Lock(HandlerAssignment(activeCount: configuration.count))
     }
 
     /// Side cores serving queues now (0: every queue is on a notify thread).
