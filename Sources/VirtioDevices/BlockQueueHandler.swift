@@ -47,8 +47,11 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// Chains returned to the used ring since the interrupt logic last looked.
     private var completedSinceInterrupt = 0
     private var interrupts: CompletionInterrupts
-    /// The driver broke the ring: nothing more is taken from it until the device is reset.
-    private var broken = false
+    /// Where chains come from; once the driver broke the ring, nothing more is taken until reset.
+    private var intake: QueueIntake
+    /// io_uring refused a submission: the queue stops as for a broken ring.
+    private var submissionFailed = false
+    private var broken: Bool { intake.isBroken || submissionFailed }
 
     init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics) throws {
         name = "\(device.name)-q\(context.index)"
@@ -58,6 +61,9 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         self.features = features
         self.statistics = statistics
         interrupts = CompletionInterrupts(context: context, statistics: statistics)
+        intake = QueueIntake(context: context, statistics: statistics, label: "\(device.name) queue \(context.index)") {
+            [unowned device] reason in device.transportNeedsReset?(reason)
+        }
         completionSignal = try EventFD(nonBlocking: true)
         let size = Int(context.queue.size)
         slots = Array(repeating: InFlight(), count: size)
@@ -132,7 +138,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         guard ckvm_uring_unsubmitted(ring) > 0 else { return }
         let result = ckvm_uring_submit(ring)
         guard result < 0, result != -EAGAIN, result != -EBUSY, !broken else { return }
-        broken = true
+        submissionFailed = true
         statistics.errors.add()
         device.transportNeedsReset?("\(device.name) queue \(context.index): io_uring submit failed: \(String(cString: strerror(-result)))")
     }
@@ -164,23 +170,14 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private func takeAvailable(budget: Int) -> Int {
         var taken = 0
         while taken < budget && canTakeRequest {
-            let popped: DescriptorChainResult?
-            do {
-                popped = try context.queue.popAvailable()
-            } catch {
-                statistics.errors.add()
-                broken = true
-                device.transportNeedsReset?("\(device.name) queue \(context.index): \(error)")
+            switch intake.next() {
+            case .none:
                 return taken
-            }
-            guard let popped else { return taken }
-            taken += 1
-            switch popped {
-            case .failure(let head, _):
-                statistics.errors.add()
-                context.queue.addUsed(head: head, length: 0)
+            case .rejected:
+                taken += 1
                 completedSinceInterrupt += 1
             case .chain(let chain):
+                taken += 1
                 start(chain)
             }
         }

@@ -18,9 +18,9 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     /// The device's queue pairs: VQ_PAIRS_SET must name 1 to this many.
     private let queuePairs: Int
     private let statistics: QueueStatistics
-    /// Called once when the driver breaks the ring: the device needs a reset.
-    private let onBrokenQueue: (String) -> Void
-    private var broken = false
+    /// Where commands come from; once the driver broke the ring, nothing more is taken until reset.
+    private var intake: QueueIntake
+    private var broken: Bool { intake.isBroken }
 
     init(name: String, context: QueueContext, memory: GuestMemory, queuePairs: Int, statistics: QueueStatistics,
          onBrokenQueue: @escaping (String) -> Void) {
@@ -29,7 +29,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
         self.memory = memory
         self.queuePairs = queuePairs
         self.statistics = statistics
-        self.onBrokenQueue = onBrokenQueue
+        intake = QueueIntake(context: context, statistics: statistics, label: "control queue", onBroken: onBrokenQueue)
     }
 
     func poll(budget: Int) -> Int { handleCommands(budget: budget) }
@@ -48,22 +48,13 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     private func handleCommands(budget: Int) -> Int {
         var handled = 0
         while handled < budget && !broken {
-            let popped: DescriptorChainResult
-            do {
-                guard let next = try context.queue.popAvailable() else { break }
-                popped = next
-            } catch {
-                statistics.errors.add()
-                broken = true
-                onBrokenQueue("control queue: \(error)")
-                break
-            }
+            let next = intake.next()
+            if case .none = next { break }
             handled += 1
             statistics.requests.add()
-            switch popped {
-            case .failure(let head, _):
-                statistics.errors.add()
-                context.queue.addUsed(head: head, length: 0)
+            switch next {
+            case .none, .rejected:
+                break  // rejected: already returned empty
             case .chain(let chain):
                 let status = execute(chain)
                 if status != Self.ok { statistics.errors.add() }

@@ -21,9 +21,10 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private let mergeable: Bool
     private let rxStatistics: QueueStatistics
     private let txStatistics: QueueStatistics
-    /// Called once when the driver breaks a ring (its available index jumps): the device needs a reset.
-    private let onBrokenQueue: (String) -> Void
-    private var broken = false
+    /// Where chains come from; once the driver broke either ring, the pair stops until reset.
+    private var rxIntake: QueueIntake
+    private var txIntake: QueueIntake
+    private var broken: Bool { rxIntake.isBroken || txIntake.isBroken }
     /// A frame is pending and the receive ring is empty: the TAP is left alone until buffers come.
     private var waitingForRxBuffers = false
     /// Polls left before the TAP is read again, and the current back-off (see `poll`).
@@ -45,7 +46,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     init(name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
          rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) {
         self.name = name
-        self.onBrokenQueue = onBrokenQueue
+        rxIntake = QueueIntake(context: rx, statistics: rxStatistics, label: "queue \(rx.index)", onBroken: onBrokenQueue)
+        txIntake = QueueIntake(context: tx, statistics: txStatistics, label: "queue \(tx.index)", onBroken: onBrokenQueue)
         self.tapFD = tapFD
         self.rx = rx
         self.tx = tx
@@ -106,19 +108,6 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
 
     var requestsHandled: UInt64 { rxStatistics.requests.count + txStatistics.requests.count }
 
-    /// The next available chain; a broken ring stops this pair until the driver resets the device.
-    private func pop(_ context: QueueContext, statistics: QueueStatistics) -> DescriptorChainResult? {
-        guard !broken else { return nil }
-        do {
-            return try context.queue.popAvailable()
-        } catch {
-            broken = true
-            statistics.errors.add()
-            onBrokenQueue("queue \(context.index): \(error)")
-            return nil
-        }
-    }
-
     // MARK: Transmit
 
     /// Sends up to `budget` chains' frames; a frame the TAP cannot take now (EAGAIN) stays the
@@ -130,12 +119,12 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
             if let pending = pendingTransmit {
                 chain = pending
             } else {
-                guard let popped = pop(tx, statistics: txStatistics) else { break }
+                guard !broken else { break }
+                let next = txIntake.next()
+                if case .none = next { break }
                 txStatistics.requests.add()
-                guard case .chain(let popped) = popped else {
-                    if case .failure(let head, _) = popped { tx.queue.addUsed(head: head, length: 0) }
-                    txStatistics.errors.add()
-                    sent += 1
+                guard case .chain(let popped) = next else {
+                    sent += 1  // rejected: already returned empty
                     continue
                 }
                 chain = popped
@@ -231,13 +220,10 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         var consumed = 0
         while frameOffset < frameLength {
             guard consumed < chainBudget else { return .partial(consumed) }
-            guard let popped = pop(rx, statistics: rxStatistics) else { return .needBuffers(consumed) }
+            let next = broken ? .none : rxIntake.next()
+            if case .none = next { return .needBuffers(consumed) }
             consumed += 1
-            guard case .chain(let chain) = popped else {
-                if case .failure(let head, _) = popped { rx.queue.addUsed(head: head, length: 0) }
-                rxStatistics.errors.add()
-                continue
-            }
+            guard case .chain(let chain) = next else { continue }  // rejected: already returned empty
             let capacity = chain.writableLength
             if capacity == 0 || (!mergeable && capacity < UInt64(frameLength)) {
                 // Nothing to write into (a zero-length or read-only chain), or a buffer too small
