@@ -43,17 +43,29 @@ enum NestedRig {
                 self = .l2Stalled
             } else if status == 125, stderr.contains("without reporting COMMAND's exit status") {
                 self = .l2Died
-            } else if stdout.contains("triple-faulted") {
+            } else if Self.tripleFaultLine(in: stdout) != nil {
                 self = .l3TripleFault
             } else {
                 return nil
             }
         }
 
+        /// Where hvctl itself reported a triple fault. The SMP stress repeats its own triple
+        /// faults and prints them indented, in its diagnosis: those are not the rig's to repeat.
+        static func tripleFaultLine(in stdout: String) -> Range<String.Index>? {
+            var searched = stdout.startIndex
+            while let found = stdout.range(of: "triple-faulted", range: searched..<stdout.endIndex) {
+                let lineStart = stdout[..<found.lowerBound].lastIndex(of: "\n").map { stdout.index(after: $0) } ?? stdout.startIndex
+                if stdout[lineStart...].hasPrefix("hvctl: ") || stdout[lineStart...].hasPrefix("\rhvctl: ") { return found }
+                searched = found.upperBound
+            }
+            return nil
+        }
+
         /// What to print with the repeat: for a triple fault hvctl's lines about it and the
         /// console before them, else the rig's own error output.
         func evidence(stdout: String, stderr: String) -> String {
-            guard self == .l3TripleFault, let fault = stdout.range(of: "triple-faulted") else { return String(stderr.suffix(6000)) }
+            guard self == .l3TripleFault, let fault = Self.tripleFaultLine(in: stdout) else { return String(stderr.suffix(6000)) }
             return String(stdout[..<fault.lowerBound].suffix(3000)) + String(stdout[fault.lowerBound...].prefix(5000))
         }
     }

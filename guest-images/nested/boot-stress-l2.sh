@@ -11,6 +11,10 @@
 # console, hvctl's own messages (each vCPU's registers, last exits and KVM statistics), KVM's
 # counters for a hung VM (debugfs, read before it is stopped) and the end of L2's kernel log. Ends with
 #   summary HYPERVISOR boots=N ok=N failures=N [OUTCOME=N ...]
+# TF_REPEATS=N boots a guest again when it triple-faulted (hvctl) or reset (QEMU), at most N times
+# over the run, each announced with `boot N HYPERVISOR repeated: ...` and its diagnosis: a failure
+# whose signature QEMU's guests share in this rig (docs/smp-reliability.md). Default 0: every
+# boot counts, as boot-stress wants.
 set -u
 boots=${BOOTS:-8}
 hypervisors=${HYPERVISORS:-hvctl qemu}
@@ -18,6 +22,7 @@ hypervisors=${HYPERVISORS:-hvctl qemu}
 # to triple-fault, so boot-stress takes turns at being first from one rig run to the next.
 if [ "${REVERSE:-0}" = 1 ]; then r=; for hv in $hypervisors; do r="$hv $r"; done; hypervisors=$r; fi
 boot_timeout=${BOOT_TIMEOUT:-240}
+repeats_left=${TF_REPEATS:-0}
 # HVCTL_ARGS: more hvctl run options (e.g. --io-mode notify), to tell one part of hvctl from another.
 kernel=/guest/bzImage
 initrd=/guest/initramfs.cpio
@@ -101,48 +106,59 @@ for hv in $hypervisors; do eval "ok_$hv=0 bad_$hv=''"; done
 n=1
 while [ $n -le "$boots" ]; do
     for hv in $hypervisors; do
-        log=/tmp/boot-$hv.log
-        echo "boot $n $hv start"
-        began=$(cut -d. -f1 /proc/uptime)
-        trace_start
-        start $hv $log
-        # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
-        # has been seen to make L3 triple faults more likely in this rig.
-        rm -f /tmp/hung /tmp/sampled
-        # Its thread states are printed at once (a process stuck in the kernel may never be reaped).
-        ( sleep "$boot_timeout"
-          if kill -0 $pid 2>/dev/null; then
-              counters $pid > /tmp/sampled; touch /tmp/hung
-              threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
-              trace_dump "$hv boot $n at the timeout"
-              kill -TERM $pid
-              sleep 10
+        # Once, or again after a repeated triple fault (TF_REPEATS).
+        while :; do
+            log=/tmp/boot-$hv.log
+            echo "boot $n $hv start"
+            began=$(cut -d. -f1 /proc/uptime)
+            trace_start
+            start $hv $log
+            # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
+            # has been seen to make L3 triple faults more likely in this rig.
+            rm -f /tmp/hung /tmp/sampled
+            # Its thread states are printed at once (a process stuck in the kernel may never be reaped).
+            ( sleep "$boot_timeout"
               if kill -0 $pid 2>/dev/null; then
-                  threads $pid "boot $n $hv: threads 10 s after SIGTERM, before SIGKILL"
-                  kill -KILL $pid 2>/dev/null; sleep 5
-                  kill -0 $pid 2>/dev/null && threads $pid "boot $n $hv: threads 5 s after SIGKILL"
-              fi
-          fi ) &
-        watcher=$!
-        wait $pid; status=$?
-        kill $watcher 2>/dev/null
-        hung=0; [ -f /tmp/hung ] && hung=1
-        sampled=$(cat /tmp/sampled 2>/dev/null)
-        result=$(outcome $hv $log $status $hung)
-        echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
-        if [ "$result" = ok ]; then
-            eval "ok_$hv=\$((ok_$hv + 1))"
-        else
-            eval "bad_$hv=\"\$bad_$hv $result\""
-            echo "--- diagnosis: $hv boot $n, guest console and KVM statistics (last 50 lines):"
-            tr -d '\r' < $log | grep -v '^hvctl: ' | tail -50 | sed 's/^/    /'
-            echo "--- diagnosis: $hv's own messages (hvctl: each vCPU's registers and last exits):"
-            tr -d '\r' < $log | grep '^hvctl: ' | sed 's/^/    /'
-            echo "--- diagnosis: KVM counters of the VM when it was stopped: ${sampled:-none (it was not hung)}"
-            echo "--- diagnosis: L2 kernel log (last 15 lines):"
-            dmesg | tail -15 | sed 's/^/    /'
-            trace_dump "$hv boot $n"
-        fi
+                  counters $pid > /tmp/sampled; touch /tmp/hung
+                  threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
+                  trace_dump "$hv boot $n at the timeout"
+                  kill -TERM $pid
+                  sleep 10
+                  if kill -0 $pid 2>/dev/null; then
+                      threads $pid "boot $n $hv: threads 10 s after SIGTERM, before SIGKILL"
+                      kill -KILL $pid 2>/dev/null; sleep 5
+                      kill -0 $pid 2>/dev/null && threads $pid "boot $n $hv: threads 5 s after SIGKILL"
+                  fi
+              fi ) &
+            watcher=$!
+            wait $pid; status=$?
+            kill $watcher 2>/dev/null
+            hung=0; [ -f /tmp/hung ] && hung=1
+            sampled=$(cat /tmp/sampled 2>/dev/null)
+            result=$(outcome $hv $log $status $hung)
+            if { [ "$result" = triple-fault ] || [ "$result" = reset ]; } && [ "$repeats_left" -gt 0 ]; then
+                repeats_left=$((repeats_left - 1))
+                echo "boot $n $hv repeated: $result, a failure QEMU's guests show in this rig too ($repeats_left repeats left)"
+                tr -d '\r' < $log | tail -40 | sed 's/^/    /'
+                trace_dump "$hv boot $n (repeated)"
+                continue
+            fi
+            echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
+            if [ "$result" = ok ]; then
+                eval "ok_$hv=\$((ok_$hv + 1))"
+            else
+                eval "bad_$hv=\"\$bad_$hv $result\""
+                echo "--- diagnosis: $hv boot $n, guest console and KVM statistics (last 50 lines):"
+                tr -d '\r' < $log | grep -v '^hvctl: ' | tail -50 | sed 's/^/    /'
+                echo "--- diagnosis: $hv's own messages (hvctl: each vCPU's registers and last exits):"
+                tr -d '\r' < $log | grep '^hvctl: ' | sed 's/^/    /'
+                echo "--- diagnosis: KVM counters of the VM when it was stopped: ${sampled:-none (it was not hung)}"
+                echo "--- diagnosis: L2 kernel log (last 15 lines):"
+                dmesg | tail -15 | sed 's/^/    /'
+                trace_dump "$hv boot $n"
+            fi
+            break
+        done
     done
     n=$((n + 1))
 done
