@@ -59,6 +59,19 @@ trace_start() {
     for e in $trace_events; do echo 1 > $tracing/events/kvm/$e/enable; done
     echo 1 > $tracing/tracing_on
 }
+# The shutdown exit L2's KVM saw for a triple fault (hvctl) or reset (QEMU), as one line to compare
+# the two by: the guest RIP's offset within 2 MiB (KASLR moves the kernel in 2 MiB steps) and the
+# event being delivered (exit_int_info: vector, type, error code).
+shutdown_signature() {
+    [ "${KVM_TRACE:-0}" = 1 ] && [ -d $tracing/events/kvm ] || return 0
+    grep 'reason shutdown' $tracing/trace | tail -1 | awk '{
+        for (i = 1; i <= NF; i++) { if ($i == "rip") rip = $(i + 1); if ($i == "intr_info") info = $(i + 1); if ($i == "error_code") err = $(i + 1) }
+        if (rip == "") exit
+        low = substr(rip, length(rip) - 5)  # the low 21 bits: the top hex digit of six, mod 2
+        high = (index("0123456789abcdef", substr(low, 1, 1)) - 1) % 2
+        printf "signature shutdown at 2MiB-offset 0x%d%s delivering intr_info %s error_code %s\n", high, substr(low, 2), info, err }'
+}
+
 trace_dump() {  # trace_dump TITLE: the last events of the boot
     [ "${KVM_TRACE:-0}" = 1 ] && [ -d $tracing/events/kvm ] && [ ! -f /tmp/traced ] || return 0
     echo 0 > $tracing/tracing_on; touch /tmp/traced
@@ -139,11 +152,13 @@ while [ $n -le "$boots" ]; do
             if { [ "$result" = triple-fault ] || [ "$result" = reset ]; } && [ "$repeats_left" -gt 0 ]; then
                 repeats_left=$((repeats_left - 1))
                 echo "boot $n $hv repeated: $result, a failure QEMU's guests show in this rig too ($repeats_left repeats left)"
+            shutdown_signature
                 tr -d '\r' < $log | tail -40 | sed 's/^/    /'
                 trace_dump "$hv boot $n (repeated)"
                 continue
             fi
             echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
+            case $result in triple-fault|reset) shutdown_signature ;; esac
             if [ "$result" = ok ]; then
                 eval "ok_$hv=\$((ok_$hv + 1))"
             else
