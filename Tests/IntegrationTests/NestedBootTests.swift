@@ -50,7 +50,7 @@ final class NestedBootTests: XCTestCase {
             """,
             """
             echo "=== begin smp-stress"
-            BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 TF_REPEATS=\(stressTripleFaultRepeats) KVM_TRACE=1 sh /boot-stress.sh
+            BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 TF_REPEATS=\(stressTripleFaultRepeats) sh /boot-stress.sh
             echo "=== end smp-stress status=$?"
             """,
         ].joined(separator: "\n")
