@@ -6,7 +6,7 @@ import Hypervisor
 /// every chain taken is returned in the same poll (used index = chains consumed), so nothing
 /// is held or lost; the device reset leaves nothing in flight.
 enum BlockHandlerTarget {
-    nonisolated(unsafe) static let device = try! {
+    static let device = try! {
         var configuration = BlockDeviceConfiguration(path: nil, id: "fuzz")
         configuration.backend = .null
         configuration.nullSizeInBytes = 1 << 20

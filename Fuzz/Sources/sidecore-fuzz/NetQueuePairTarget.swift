@@ -8,7 +8,7 @@ import Hypervisor
 /// the queue size; transmit chains are all returned (none held).
 enum NetQueuePairTarget {
     /// (handler's end, host's end), non-blocking; drained at the start of every run.
-    nonisolated(unsafe) static let sockets: (tap: Int32, host: Int32) = {
+    static let sockets: (tap: Int32, host: Int32) = {
         var pair: [Int32] = [0, 0]
         let status = socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair)
         precondition(status == 0, "socketpair failed")

@@ -8,8 +8,7 @@ enum UARTTarget {
 
     static func run(_ data: UnsafeRawBufferPointer) {
         var input = FuzzInput(data)
-        var transmitted = 0
-        let uart = Serial16550(output: { _ in transmitted += 1 }, setIRQLevel: { _ in }, capacity: capacity)
+        let uart = Serial16550(output: { _ in }, setIRQLevel: { _ in }, capacity: capacity)
         func read(_ offset: UInt64) -> UInt8 {
             var value: UInt8 = 0
             withUnsafeMutableBytes(of: &value) { uart.read(offset: offset, into: $0) }

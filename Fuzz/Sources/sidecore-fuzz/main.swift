@@ -28,7 +28,8 @@ if arguments.count >= 2, targets[arguments[1]] != nil {
 }
 guard let name = getenv(environmentKey).map({ String(cString: $0) }), let target = targets[name] else {
     let names = targets.keys.sorted().joined(separator: ", ")
-    fputs("usage: sidecore-fuzz TARGET [libFuzzer options] [CORPUS...]; targets: \(names)\n", stderr)
+    let usage = "usage: sidecore-fuzz TARGET [libFuzzer options] [CORPUS...]; targets: \(names)\n"
+    _ = usage.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     exit(64)
 }
 selectedTarget = target
