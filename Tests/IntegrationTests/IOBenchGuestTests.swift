@@ -287,14 +287,19 @@ final class IOBenchGuestTests: XCTestCase {
             // Without posted interrupts auto moves interrupts only off a vCPU whose thread waits
             // for a host CPU. On an idle host that never happens and the halted vCPU 1 wakes for
             // its interrupts; a loaded host (a CI run had other work) may deschedule it, and then
-            // moving them is right. Either way the guest's counts match the redirector's.
+            // moving them is right. A move lasts while the thread waits (sampled every 1 ms), so
+            // whether an interrupt falls inside one is timing (a CI run had 2 retargets and none);
+            // what must hold is that the guest's counts match the redirector's and every move was
+            // given back.
             let retargets = autoRedirection["retargets"] as? UInt64 ?? 0
             if retargets == 0 {
                 XCTAssertEqual(auto.results[""]?["halted_cpu0"], 0, "auto, no retarget: vCPU 1 wakes for its interrupts")
                 XCTAssertEqual(auto.queue("redirected"), 0)
             } else {
                 print("redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, \(auto.queue("redirected")) interrupts moved")
-                XCTAssertGreaterThan(auto.queue("redirected"), 0, "a retarget moved interrupts")
+                XCTAssertGreaterThanOrEqual(autoRedirection["restores"] as? UInt64 ?? 0, 1, "auto: the moved route was given back")
+                XCTAssertEqual(autoRedirection["failures"] as? UInt64, 0)
+                XCTAssertLessThanOrEqual(auto.queue("redirected"), auto.queue("interrupts"), "only raised interrupts can have moved")
             }
         }
     }
