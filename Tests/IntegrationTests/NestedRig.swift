@@ -27,8 +27,10 @@ enum NestedRig {
         /// more, and nested/run's watchdog ended it (status 124), printing L2's kernel log.
         /// nested/boot-stress has seen frozen L2s with QEMU as the L3 hypervisor as well as with
         /// hvctl; the soft lockups so far came with hvctl's guests only, in L2's KVM, and are an
-        /// open question (docs/smp-reliability.md), repeated here because L2 itself broke.
-        case l2Stalled = "L2 stalled (no heartbeat, or a soft lockup in L2's kernel)"
+        /// open question (docs/smp-reliability.md), repeated here because L2 itself broke. Also a
+        /// process that outlived SIGKILL in L2's kernel (boot-stress-l2.sh reports it with its
+        /// threads' CPU time): nothing in userspace can keep a killed thread alive.
+        case l2Stalled = "L2 stalled (no heartbeat, a soft lockup, or a process SIGKILL could not end)"
         /// L2 reset or powered off before COMMAND ended (status 125); boot-stress has seen it while
         /// QEMU's guest was booting. nested/run prints L2's kernel log with it.
         case l2Died = "L2 died before COMMAND ended"
@@ -63,9 +65,13 @@ enum NestedRig {
         }
 
         /// What to print with the repeat: for a triple fault hvctl's lines about it and the
-        /// console before them, else the rig's own error output.
+        /// console before them, else the end of the console (a diagnosis is printed there) and the
+        /// rig's own error output without TCG's feature warnings.
         func evidence(stdout: String, stderr: String) -> String {
-            guard self == .l3TripleFault, let fault = Self.tripleFaultLine(in: stdout) else { return String(stderr.suffix(6000)) }
+            guard self == .l3TripleFault, let fault = Self.tripleFaultLine(in: stdout) else {
+                let errors = stderr.components(separatedBy: "\n").filter { !$0.contains("TCG doesn't support") }
+                return String(stdout.suffix(3000)) + "\n" + String(errors.joined(separator: "\n").suffix(5000))
+            }
             return String(stdout[..<fault.lowerBound].suffix(3000)) + String(stdout[fault.lowerBound...].prefix(5000))
         }
     }

@@ -79,12 +79,30 @@ trace_dump() {  # trace_dump TITLE: the last events of the boot
     grep -v '^#' $tracing/trace | tail -300 | sed 's/^/    /'
 }
 
-threads() {  # threads PID TITLE: each thread's name, state, kernel wait channel and kernel stack
+threads() {  # threads PID TITLE: each thread's name, state, CPU, kernel wait channel and kernel stack
     echo "--- diagnosis: $2"
     for t in /proc/$1/task/*; do
-        echo "    $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+        echo "    $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) cpu=$(awk '{print $39}' $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
         sed 's/^/        /' $t/stack 2>/dev/null | head -12
     done
+}
+
+# A process SIGKILL has not ended for 5 s is stuck in L2's kernel (L2's KVM), and nothing in L2
+# can end it: the rig would wait for it until its own timeout. This prints how its threads used
+# L2's CPUs over 2 s (schedstat: ns run, ns waited runnable; a thread that waits and never runs
+# was starved by L2's scheduler) and L2's per-CPU interrupt counts (a CPU whose timer count stands
+# still has stopped), then tells nested/run on L2's second serial port, which reads L2's CPU
+# registers from outside and ends the rig run as an L2 stall.
+outlived_sigkill() {  # outlived_sigkill PID HYPERVISOR BOOT
+    echo "--- diagnosis: boot $3 $2: the process outlived SIGKILL; its threads' CPU time over 2 s, and L2's interrupts"
+    for round in 1 2; do
+        for t in /proc/$1/task/*; do
+            echo "    reading $round: $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) cpu=$(awk '{print $39}' $t/stat 2>/dev/null) schedstat=$(tr ' ' , < $t/schedstat 2>/dev/null)"
+        done
+        grep -E '^ *(LOC|RES|CAL|TLB):' /proc/interrupts | sed "s/^/    reading $round: /"
+        [ $round = 2 ] || sleep 2
+    done
+    [ -c /dev/ttyS1 ] && echo "nested-rig: L2 broken: $2's process (boot $3) outlived SIGKILL in L2's kernel" > /dev/ttyS1
 }
 
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
@@ -140,7 +158,10 @@ while [ $n -le "$boots" ]; do
                   if kill -0 $pid 2>/dev/null; then
                       threads $pid "boot $n $hv: threads 10 s after SIGTERM, before SIGKILL"
                       kill -KILL $pid 2>/dev/null; sleep 5
-                      kill -0 $pid 2>/dev/null && threads $pid "boot $n $hv: threads 5 s after SIGKILL"
+                      if kill -0 $pid 2>/dev/null; then
+                          threads $pid "boot $n $hv: threads 5 s after SIGKILL"
+                          outlived_sigkill $pid $hv $n
+                      fi
                   fi
               fi ) &
             watcher=$!
