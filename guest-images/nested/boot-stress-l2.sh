@@ -79,10 +79,14 @@ trace_dump() {  # trace_dump TITLE: the last events of the boot
     grep -v '^#' $tracing/trace | tail -300 | sed 's/^/    /'
 }
 
-threads() {  # threads PID TITLE: each thread's name, state, CPU, kernel wait channel and kernel stack
+thread_line() {  # thread_line /proc/PID/task/TID: its name, state and the L2 CPU it last ran on
+    echo "$(cat $1/comm 2>/dev/null) state=$(awk '{print $3}' $1/stat 2>/dev/null) cpu=$(awk '{print $39}' $1/stat 2>/dev/null)"
+}
+
+threads() {  # threads PID TITLE: each thread's line, kernel wait channel and kernel stack
     echo "--- diagnosis: $2"
     for t in /proc/$1/task/*; do
-        echo "    $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) cpu=$(awk '{print $39}' $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+        echo "    $(thread_line $t) wchan=$(cat $t/wchan 2>/dev/null)"
         sed 's/^/        /' $t/stack 2>/dev/null | head -12
     done
 }
@@ -97,7 +101,7 @@ outlived_sigkill() {  # outlived_sigkill PID HYPERVISOR BOOT
     echo "--- diagnosis: boot $3 $2: the process outlived SIGKILL; its threads' CPU time over 2 s, and L2's interrupts"
     for round in 1 2; do
         for t in /proc/$1/task/*; do
-            echo "    reading $round: $(cat $t/comm 2>/dev/null) state=$(awk '{print $3}' $t/stat 2>/dev/null) cpu=$(awk '{print $39}' $t/stat 2>/dev/null) schedstat=$(tr ' ' , < $t/schedstat 2>/dev/null)"
+            echo "    reading $round: $(thread_line $t) schedstat=$(tr ' ' , < $t/schedstat 2>/dev/null)"
         done
         grep -E '^ *(LOC|RES|CAL|TLB):' /proc/interrupts | sed "s/^/    reading $round: /"
         [ $round = 2 ] || sleep 2
