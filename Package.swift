@@ -28,8 +28,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "CKVM"]),
-        .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM"]),
+        // Deadline-bounded waits the unit tests synchronise on.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "CKVM", "TestSupport"]),
+        .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM", "TestSupport"]),
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices"]),
     ],

@@ -1,6 +1,7 @@
 import Glibc
 import Hypervisor
 import Synchronization
+import TestSupport
 import XCTest
 
 /// Boots tiny kernels through the full Machine on this host's /dev/kvm.
@@ -50,7 +51,8 @@ extension MachineTests {
                 boot: LinuxBootConfiguration(kernelPath: path, commandLine: ""), vcpuCount: 2, memoryInBytes: 64 << 20),
             kvm: try KVM(), consoleOutput: { _ in })
         let thread = try HostThread(name: "stopper") {
-            usleep(100_000)
+            // Stop once the boot vCPU has been in the guest (the host's timer takes it out and back).
+            XCTAssertTrue(eventually { ((try? machine.vcpuStatistics())?[0]["exits"] ?? 0) >= 2 }, "vCPU 0 runs")
             machine.requestExit(.stopped(signal: SIGTERM))
         }
         XCTAssertEqual(try machine.run(), .stopped(signal: SIGTERM))

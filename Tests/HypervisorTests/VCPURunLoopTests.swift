@@ -3,6 +3,7 @@ import CKVM
 import Glibc
 @testable import Hypervisor
 import Synchronization
+import TestSupport
 import XCTest
 
 /// Records port or MMIO accesses and answers reads with a fixed byte.
@@ -145,11 +146,14 @@ final class VCPURunLoopTests: XCTestCase {
         let stop = Atomic<Bool>(false)
         let result = Lock<VCPUExit?>(nil)
         VCPUKickSignal.install()
+        // Made before the run: a vCPU ioctl waits for KVM_RUN to return; reading the stats fd does not.
+        let statistics = try rig.vcpu.statisticsReader()
         let thread = try HostThread(name: "vcpu-test") {
             let exit = try? rig.loop.run(until: { stop.load(ordering: .acquiring) })
             result.withLock { $0 = exit }
         }
-        usleep(100_000)
+        // The host's timer takes the spinning guest out of KVM_RUN and back in: the guest has run.
+        XCTAssertTrue(eventually { ((try? statistics.read())?["exits"] ?? 0) >= 2 }, "the guest runs")
         XCTAssertNil(result.withLock { $0 }, "the guest spins until kicked")
         stop.store(true, ordering: .releasing)
         rig.vcpu.requestImmediateExit(true)

@@ -1,6 +1,7 @@
 import CKVM
 import Dispatch
 import Synchronization
+import TestSupport
 @testable import VirtioDevices
 import XCTest
 
@@ -80,16 +81,6 @@ final class SideCoreEngineTests: XCTestCase {
         return tasks.contains { task in
             (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == name
         }
-    }
-
-    /// Whether `condition` holds within `seconds` (a new thread names itself once it runs).
-    func eventually(seconds: Double = 2, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() {
-            if Date() > deadline { return false }
-            usleep(1_000)
-        }
-        return true
     }
 
     func testZeroSideCoresHandQueuesToNotifyThreadsAndBack() throws {
