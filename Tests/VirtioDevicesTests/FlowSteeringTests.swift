@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 @testable import VirtioDevices
 import XCTest
 
@@ -127,20 +128,23 @@ final class TAPFlowSteeringTests: XCTestCase {
                 } else {
                     _ = withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
                 }
-                usleep(20_000)
-                // Which queue has it: read every queue, keeping the frames of this flow (to port 9000).
+                // Which queue has it: read every queue, keeping the frames of this flow (to port 9000),
+                // until one has come.
                 var arrivedOn = Set<Int>()
-                for (queue, fd) in device.tapFDs.enumerated() {
-                    while true {
-                        let count = read(fd, &buffer, buffer.count)
-                        guard count > 0 else { break }
-                        let frame = Array(buffer[NetDevice.headerSize..<count])
-                        if frame.count >= 38 && frame[23] == protocolNumber && frame[34] == UInt8(sourcePort >> 8)
-                            && frame[35] == UInt8(sourcePort & 0xff) && frame[36] == 0x23 && frame[37] == 0x28 {
-                            arrivedOn.insert(queue)
+                XCTAssertTrue(eventually {
+                    for (queue, fd) in device.tapFDs.enumerated() {
+                        while true {
+                            let count = read(fd, &buffer, buffer.count)
+                            guard count > 0 else { break }
+                            let frame = Array(buffer[NetDevice.headerSize..<count])
+                            if frame.count >= 38 && frame[23] == protocolNumber && frame[34] == UInt8(sourcePort >> 8)
+                                && frame[35] == UInt8(sourcePort & 0xff) && frame[36] == 0x23 && frame[37] == 0x28 {
+                                arrivedOn.insert(queue)
+                            }
                         }
                     }
-                }
+                    return !arrivedOn.isEmpty
+                }, "protocol \(protocolNumber), flow from port \(sourcePort) reached the TAP")
                 let input = ToeplitzHash.flowInput(source: [169, 254, 91, 1], destination: [169, 254, 91, 2], ports: (sourcePort, 9000))
                 XCTAssertEqual(arrivedOn, [ToeplitzHash.queue(of: ToeplitzHash().hash(input), queues: 2)], "protocol \(protocolNumber), flow from port \(sourcePort)")
             }
