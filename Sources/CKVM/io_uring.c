@@ -1,0 +1,109 @@
+// io_uring through liburing, whose API is mostly static inline.
+#include "ckvm_io_uring.h"
+
+#include <errno.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int ckvm_probe_io_uring(void) {
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    long fd = syscall(__NR_io_uring_setup, 1, &params);
+    if (fd < 0) return errno;
+    close((int)fd);
+    return 0;
+}
+
+struct ckvm_uring {
+    struct io_uring ring;
+};
+
+ckvm_uring *ckvm_uring_create(unsigned entries, int *error) {
+    ckvm_uring *ring = calloc(1, sizeof *ring);
+    if (!ring) { *error = ENOMEM; return NULL; }
+    int result = io_uring_queue_init(entries, &ring->ring, 0);
+    if (result < 0) { free(ring); *error = -result; return NULL; }
+    return ring;
+}
+
+void ckvm_uring_destroy(ckvm_uring *ring) {
+    io_uring_queue_exit(&ring->ring);
+    free(ring);
+}
+
+/// A free submission entry, or NULL when the queue is full. The caller bounds what it has in
+/// flight by the ring's size, so a full queue means a bug of ours, reported, never waited on.
+static struct io_uring_sqe *next_sqe(ckvm_uring *ring) { return io_uring_get_sqe(&ring->ring); }
+
+int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    if (write) {
+        io_uring_prep_writev(sqe, fd, iovecs, count, offset);
+    } else {
+        io_uring_prep_readv(sqe, fd, iovecs, count, offset);
+    }
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_read(sqe, fd, buffer, length, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_fallocate(sqe, fd, mode, offset, length);
+    io_uring_sqe_set_data64(sqe, user_data);
+    return 0;
+}
+
+int ckvm_uring_submit(ckvm_uring *ring) {
+    int result;
+    do {
+        result = io_uring_submit(&ring->ring);
+    } while (result == -EINTR);
+    return result;
+}
+
+unsigned ckvm_uring_unsubmitted(ckvm_uring *ring) { return io_uring_sq_ready(&ring->ring); }
+
+int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd) {
+    return io_uring_register_eventfd(&ring->ring, fd);
+}
+
+unsigned ckvm_uring_completions_ready(ckvm_uring *ring) { return io_uring_cq_ready(&ring->ring); }
+
+int ckvm_uring_next_completion(ckvm_uring *ring, int wait, uint64_t *user_data, int32_t *result) {
+    struct io_uring_cqe *cqe = NULL;
+    int status;
+    do {
+        // A signal (vCPU threads are kicked with SIGUSR1, without SA_RESTART) is not a completion.
+        status = wait ? io_uring_wait_cqe(&ring->ring, &cqe) : io_uring_peek_cqe(&ring->ring, &cqe);
+    } while (wait && status == -EINTR);
+    if (status < 0 || !cqe) return status < 0 ? status : 0;
+    *user_data = io_uring_cqe_get_data64(cqe);
+    *result = cqe->res;
+    io_uring_cqe_seen(&ring->ring, cqe);
+    return 1;
+}
+
+int ckvm_falloc_punch_hole(void) { return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE; }
+int ckvm_falloc_zero_range(void) { return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE; }
