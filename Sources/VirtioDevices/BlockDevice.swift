@@ -20,11 +20,6 @@ public struct BlockDeviceConfiguration: Equatable, Sendable {
     }
 }
 
-/// A problem with a `--disk` the user gave: names the input.
-public struct BlockDeviceError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let description: String
-}
-
 /// virtio-blk: multi-queue, each queue served by its own handler with its own io_uring.
 public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     // @unchecked: `transportNeedsReset` is set once, by the transport that owns the device, before
@@ -65,19 +60,19 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public init(configuration: BlockDeviceConfiguration, name: String) throws {
         guard (1...64).contains(configuration.queueCount) else {
-            throw BlockDeviceError(description: "--disk queues=\(configuration.queueCount): must be 1 to 64")
+            throw ConfigurationError(.diskQueueCount, value: "\(configuration.queueCount)", "must be 1 to 64")
         }
         self.configuration = configuration
         self.name = name
         switch configuration.backend {
         case .file:
-            guard let path = configuration.path else { throw BlockDeviceError(description: "--disk needs path=FILE") }
+            guard let path = configuration.path else { throw ConfigurationError(.diskPath, "a file-backed disk needs one") }
             let fd = open(path, (configuration.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-            guard fd >= 0 else { throw BlockDeviceError(description: "--disk path=\(path): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw ConfigurationError(.diskPath, value: path, String(cString: strerror(errno))) }
             var info = stat()
             guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
                 close(fd)
-                throw BlockDeviceError(description: "--disk path=\(path): not a regular file or block device")
+                throw ConfigurationError(.diskPath, value: path, "not a regular file or block device")
             }
             var size = UInt64(info.st_size)
             if (info.st_mode & S_IFMT) == S_IFBLK { size = UInt64(lseek(fd, 0, SEEK_END)) }

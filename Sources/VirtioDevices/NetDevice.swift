@@ -17,7 +17,7 @@ public struct NetDeviceConfiguration: Equatable, Sendable {
     }
 }
 
-/// A problem with a `--net` the user gave: names the input.
+/// A failure of the TAP device once it is open, which no configuration field is to blame for.
 public struct NetDeviceError: Error, CustomStringConvertible, Equatable {
     public let description: String
 }
@@ -66,7 +66,11 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public init(configuration: NetDeviceConfiguration, name: String) throws {
         guard (1...16).contains(configuration.queuePairs) else {
-            throw NetDeviceError(description: "--net queues=\(configuration.queuePairs): must be 1 to 16")
+            throw ConfigurationError(.netQueuePairs, value: "\(configuration.queuePairs)", "must be 1 to 16")
+        }
+        // The kernel keeps IFNAMSIZ - 1 bytes of a name: a longer one would open another TAP.
+        guard (1...15).contains(configuration.tapName.utf8.count) else {
+            throw ConfigurationError(.netTAPName, value: configuration.tapName, "must be 1 to 15 bytes")
         }
         var fds: [Int32] = []
         for _ in 0..<configuration.queuePairs {
@@ -74,7 +78,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             guard fd >= 0 else {
                 let reason = String(cString: strerror(errno))
                 for fd in fds { close(fd) }
-                throw NetDeviceError(description: "--net tap=\(configuration.tapName): cannot open the TAP device: \(reason)")
+                throw ConfigurationError(.netTAPName, value: configuration.tapName, "cannot open the TAP device: \(reason)")
             }
             fds.append(fd)
         }
@@ -87,7 +91,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             }
         } catch {
             for fd in fds { close(fd) }
-            throw NetDeviceError(description: "--net tap=\(configuration.tapName),rss=on: \(error) (rss=off leaves steering to the TAP driver)")
+            throw ConfigurationError(.netReceiveSideScaling, value: "on",
+                                     "TAP \(configuration.tapName): \(error) (without it the TAP driver steers flows)")
         }
         self.configuration = configuration
         self.name = name

@@ -24,9 +24,9 @@ final class VMInstance: Sendable {
             if let consoleSink { output = { consoleSink.write($0) } } else { output = { ConsoleOutput.write($0) } }
             machine = try Machine(configuration: configuration, kvm: kvm, consoleOutput: output)
         } catch let error as BootError {
-            throw ValidationError(label + error.description)
-        } catch let error as MachineConfigurationError {
-            throw ValidationError(label + error.description)
+            throw ValidationError(label + FlagNames.message(for: error))
+        } catch let error as ConfigurationError {
+            throw ValidationError(label + FlagNames.message(for: error))
         } catch {
             printError("hvctl: \(label)cannot create the VM: \(error)")
             throw ExitCode.failure
@@ -34,8 +34,8 @@ final class VMInstance: Sendable {
         do {
             devices = try VirtioDeviceSet(machine: machine, engine: engine, disks: try definition.disks.map(DiskArgument.parse),
                                           nets: try definition.nets.map(NetArgument.parse), namePrefix: label.isEmpty ? "" : "\(definition.name).")
-        } catch let error as BlockDeviceError {
-            throw ValidationError(label + error.description)
+        } catch let error as ConfigurationError {
+            throw ValidationError(label + FlagNames.message(for: error))
         } catch let error as NetDeviceError {
             throw ValidationError(label + error.description)
         }

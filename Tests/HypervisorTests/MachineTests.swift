@@ -70,7 +70,8 @@ extension MachineTests {
                 boot: LinuxBootConfiguration(kernelPath: path, commandLine: ""),
                 vcpuCount: kvm.maxVCPUs + 1, memoryInBytes: 64 << 20),
             kvm: kvm, consoleOutput: { _ in })) { error in
-            XCTAssertTrue("\(error)".contains("--cpus \(kvm.maxVCPUs + 1)"), "\(error)")
+            XCTAssertEqual((error as? ConfigurationError)?.field, .vcpuCount, "\(error)")
+            XCTAssertEqual((error as? ConfigurationError)?.value, "\(kvm.maxVCPUs + 1)")
         }
     }
 }

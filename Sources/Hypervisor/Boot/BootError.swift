@@ -21,11 +21,11 @@ public enum BootError: Error, CustomStringConvertible, Equatable {
         case .noPVHEntry(let path):
             return "\(path) is an ELF without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); build the kernel with CONFIG_PVH=y"
         case .kernelDoesNotFit(let path, let end, let memory):
-            return "\(path) needs guest memory up to \(end >> 20) MiB but the guest has \(memory >> 20) MiB; raise --memory"
+            return "\(path) needs guest memory up to \(end >> 20) MiB but the guest has \(memory >> 20) MiB"
         case .initrdDoesNotFit(let path, let size, let available):
-            return "initrd \(path) (\(size >> 10) KiB) does not fit in the \(available >> 10) KiB of low guest memory left after the kernel; raise --memory"
+            return "initrd \(path) (\(size >> 10) KiB) does not fit in the \(available >> 10) KiB of low guest memory left after the kernel"
         case .commandLineTooLong(let length, let limit):
-            return "--cmdline is \(length) bytes; this kernel accepts at most \(limit)"
+            return "the kernel command line is \(length) bytes; this kernel accepts at most \(limit)"
         }
     }
 }

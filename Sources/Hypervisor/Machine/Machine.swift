@@ -25,11 +25,6 @@ public enum MachineExit: Equatable, Sendable {
     case failed(String)
 }
 
-/// A user-supplied machine shape KVM cannot run.
-public struct MachineConfigurationError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let description: String
-}
-
 /// A PC-like x86-64 VM: RAM, in-kernel irqchip and PIT, COM1, ACPI power control and N vCPUs,
 /// with Linux loaded and the boot vCPU at its entry point.
 public final class Machine: @unchecked Sendable {
@@ -72,10 +67,10 @@ public final class Machine: @unchecked Sendable {
     public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
         let maxVCPUs = kvm.maxVCPUs
         guard (1...maxVCPUs).contains(configuration.vcpuCount) else {
-            throw MachineConfigurationError(description: "--cpus \(configuration.vcpuCount) is out of range: KVM on this host allows 1 to \(maxVCPUs)")
+            throw ConfigurationError(.vcpuCount, value: "\(configuration.vcpuCount)", "out of range: KVM on this host allows 1 to \(maxVCPUs)")
         }
         guard configuration.memoryInBytes >= X86Layout.biosAreaEnd else {
-            throw MachineConfigurationError(description: "--memory must be at least 1 MiB")
+            throw ConfigurationError(.memoryInBytes, value: "\(configuration.memoryInBytes)", "must be at least 1 MiB")
         }
         self.configuration = configuration
         self.kvm = kvm

@@ -201,7 +201,7 @@ public enum SideCoreEngineError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSideCores: return "no side cores to place queues on"
-        case .badCount(let count, let maximum): return "\(count) side cores: must be 0 to \(maximum) (--side-cores-max); 0 serves queues with notify threads"
+        case .badCount(let count, let maximum): return "\(count) side cores: must be 0 to \(maximum), the engine's maximum; 0 serves queues with notify threads"
         }
     }
 }
