@@ -10,15 +10,19 @@ enum ConsoleOutput {
 }
 
 /// Forwards stdin to the guest's UART. On a terminal it switches stdin to raw mode (restored
-/// by `restore()`) and watches for the escape Ctrl-A x; a second Ctrl-A sends a literal Ctrl-A.
+/// by `stop()`) and watches for the escape Ctrl-A x; a second Ctrl-A sends a literal Ctrl-A.
 final class Console: Sendable {
     static let escapeByte: UInt8 = 0x01
 
     private let onEscape: @Sendable () -> Void
     private let savedTerminal = Lock<termios?>(nil)
+    private let thread = WorkerThread()
+    /// Ends the forwarding thread, which waits for stdin or this.
+    private let stopRequest: EventFD
 
-    init(onEscape: @escaping @Sendable () -> Void) {
+    init(onEscape: @escaping @Sendable () -> Void) throws {
         self.onEscape = onEscape
+        stopRequest = try EventFD()
     }
 
     func start(forwardingTo serial: Serial16550) throws {
@@ -32,12 +36,19 @@ final class Console: Sendable {
                 tcsetattr(STDIN_FILENO, TCSANOW, &attributes)
             }
         }
-        _ = try HostThread(name: "console") { [self] in
+        try thread.start(name: "console") { [self] in
             var buffer = [UInt8](repeating: 0, count: 512)
             var escapePending = false
+            var waits = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
+                         pollfd(fd: stopRequest.fd, events: Int16(POLLIN), revents: 0)]
             while true {
+                if poll(&waits, 2, -1) < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                if waits[1].revents != 0 { return }
                 let count = read(STDIN_FILENO, &buffer, buffer.count)
-                if count < 0 && errno == EINTR { continue }
+                if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 if count <= 0 { return }  // end of input: the guest keeps running
                 var bytes: [UInt8] = []
                 for byte in buffer[0..<count] {
@@ -56,7 +67,10 @@ final class Console: Sendable {
         }
     }
 
-    func restore() {
+    /// Ends the forwarding, joins its thread and gives the terminal back its modes.
+    func stop() {
+        stopRequest.signal()
+        thread.join()
         if var saved = savedTerminal.withLock({ $0 }) { tcsetattr(STDIN_FILENO, TCSANOW, &saved) }
     }
 }

@@ -96,12 +96,8 @@ struct Run: ParsableCommand {
         let several = config != nil
         let statisticsFile = try statsJSON.map { try StatisticsFile(path: $0) }
 
-        // Every thread started from here on inherits the mask; the signal thread takes them.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // Every thread started from here on inherits the mask; the signal watcher takes them.
+        SignalWatcher.blockInThisThread()
 
         let kvm: KVM
         do {
@@ -129,19 +125,6 @@ struct Run: ParsableCommand {
             instance.machine.interruptRedirection = io.interruptRedirection.mode(postedInterrupts: HostReport.postedInterrupts != nil)
         }
 
-        // The console's input goes to a single VM only; several VMs run without input.
-        let first = instances[0]
-        let console = several ? nil : Console(onEscape: { first.machine.requestExit(.stopped(signal: SIGINT)) })
-        try console?.start(forwardingTo: instances[0].machine.serial)
-        let signalled = Lock(false)
-        let awaited = signals
-        _ = try HostThread(name: "signals") {
-            var signals = awaited
-            var received: Int32 = 0
-            sigwait(&signals, &received)
-            signalled.withLock { $0 = true }
-            for instance in instances { instance.machine.requestExit(.stopped(signal: received)) }
-        }
         let coreManager = try io.makeCoreManager(for: sideCores)
         let api = try apiSocket.map { path in
             try APIServer(path: path, sideCores: sideCores, coreManager: coreManager) {
@@ -150,9 +133,27 @@ struct Run: ParsableCommand {
                                  iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
             }
         }
-        let exits = try runAll(instances)
-        api?.stop()
-        console?.restore()
+        let signals = try SignalWatcher { signal in
+            for instance in instances { instance.machine.requestExit(.stopped(signal: signal)) }
+        }
+        // The console's input goes to a single VM only; several VMs run without input. It takes the
+        // terminal last, so that every way out after this gives it back.
+        let first = instances[0]
+        let console = several ? nil : try Console(onEscape: { first.machine.requestExit(.stopped(signal: SIGINT)) })
+        let stopFrontEnd = {
+            signals.stop()
+            api?.stop()
+            console?.stop()
+        }
+        let exits: [MachineExit]
+        do {
+            try console?.start(forwardingTo: first.machine.serial)
+            exits = try runAll(instances)
+        } catch {
+            stopFrontEnd()
+            throw error
+        }
+        stopFrontEnd()
 
         for (instance, exit) in zip(instances, exits) {
             let label = several ? "vm \(instance.definition.name): " : ""
@@ -161,7 +162,7 @@ struct Run: ParsableCommand {
             // Where each vCPU was, to diagnose a triple fault, a failure or a hang the user ended.
             var failed = false
             if case .failed = exit { failed = true }
-            if fault != nil || failed || signalled.withLock({ $0 }) {
+            if fault != nil || failed || signals.signal != nil {
                 for report in instance.machine.vcpuStateReports {
                     for line in report.lines { printError("hvctl: \(label)\(line)") }
                 }
