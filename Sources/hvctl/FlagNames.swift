@@ -28,7 +28,8 @@ enum FlagNames {
     static func message(for error: BootError) -> String {
         switch error {
         case .kernelDoesNotFit, .initrdDoesNotFit: return "\(error.description); raise --memory"
-        case .commandLineTooLong(let length, let limit): return "--cmdline is \(length) bytes; this kernel accepts at most \(limit)"
+        case .commandLineTooLong(let length, let limit):
+            return "--cmdline is \(length) bytes; this kernel accepts at most \(limit)"
         default: return error.description
         }
     }

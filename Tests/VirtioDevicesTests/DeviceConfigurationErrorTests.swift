@@ -13,19 +13,21 @@ final class DeviceConfigurationErrorTests: XCTestCase {
         }
     }
 
+    func disk(_ path: String?) -> () throws -> Any {
+        { try BlockDevice(configuration: BlockDeviceConfiguration(path: path, id: "t"), name: "t") }
+    }
+
     func testADiskNamesTheFieldItCannotUse() throws {
         var zeroQueues = BlockDeviceConfiguration(path: "/dev/null", id: "t")
         zeroQueues.queueCount = 0
         XCTAssertEqual(configurationError { try BlockDevice(configuration: zeroQueues, name: "t") },
                        ConfigurationError(.diskQueueCount, value: "0", "must be 1 to 64"))
-        let missing = configurationError { try BlockDevice(configuration: BlockDeviceConfiguration(path: "/nonexistent/d.img", id: "t"), name: "t") }
+        let missing = configurationError(disk("/nonexistent/d.img"))
         XCTAssertEqual(missing?.field, .diskPath)
         XCTAssertEqual(missing?.value, "/nonexistent/d.img")
         XCTAssertEqual(missing?.problem, "No such file or directory")
-        XCTAssertEqual(configurationError { try BlockDevice(configuration: BlockDeviceConfiguration(path: "/tmp", id: "t"), name: "t") }?.field,
-                       .diskPath, "a directory")
-        XCTAssertEqual(configurationError { try BlockDevice(configuration: BlockDeviceConfiguration(path: nil, id: "t"), name: "t") },
-                       ConfigurationError(.diskPath, "a file-backed disk needs one"))
+        XCTAssertEqual(configurationError(disk("/tmp"))?.field, .diskPath, "a directory")
+        XCTAssertEqual(configurationError(disk(nil)), ConfigurationError(.diskPath, "a file-backed disk needs one"))
     }
 
     func testANetDeviceNamesTheFieldItCannotUse() {
