@@ -33,6 +33,8 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public static let featureDiscard: UInt64 = 1 << 13
     public static let featureWriteZeroes: UInt64 = 1 << 14
     public static let queueSize: UInt16 = 256
+    /// How many request queues a disk may have.
+    public static let queueCounts = 1...64
     static let sizeMax: UInt32 = 1 << 20
     static let segMax: UInt32 = 126
 
@@ -59,8 +61,9 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     }
 
     public init(configuration: BlockDeviceConfiguration, name: String) throws {
-        guard (1...64).contains(configuration.queueCount) else {
-            throw ConfigurationError(.diskQueueCount, value: "\(configuration.queueCount)", "must be 1 to 64")
+        guard Self.queueCounts.contains(configuration.queueCount) else {
+            throw ConfigurationError(.diskQueueCount, value: "\(configuration.queueCount)",
+                                     "must be \(Self.queueCounts.lowerBound) to \(Self.queueCounts.upperBound)")
         }
         self.configuration = configuration
         self.name = name

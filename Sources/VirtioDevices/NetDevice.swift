@@ -64,13 +64,19 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         return features
     }
 
+    /// How many queue pairs a device may have.
+    public static let queuePairCounts = 1...16
+    /// TAP name lengths in bytes: the kernel keeps IFNAMSIZ - 1, so a longer name would open another TAP.
+    public static let tapNameLengths = 1...15
+
     public init(configuration: NetDeviceConfiguration, name: String) throws {
-        guard (1...16).contains(configuration.queuePairs) else {
-            throw ConfigurationError(.netQueuePairs, value: "\(configuration.queuePairs)", "must be 1 to 16")
+        guard Self.queuePairCounts.contains(configuration.queuePairs) else {
+            throw ConfigurationError(.netQueuePairs, value: "\(configuration.queuePairs)",
+                                     "must be \(Self.queuePairCounts.lowerBound) to \(Self.queuePairCounts.upperBound)")
         }
-        // The kernel keeps IFNAMSIZ - 1 bytes of a name: a longer one would open another TAP.
-        guard (1...15).contains(configuration.tapName.utf8.count) else {
-            throw ConfigurationError(.netTAPName, value: configuration.tapName, "must be 1 to 15 bytes")
+        guard Self.tapNameLengths.contains(configuration.tapName.utf8.count) else {
+            throw ConfigurationError(.netTAPName, value: configuration.tapName,
+                                     "must be \(Self.tapNameLengths.lowerBound) to \(Self.tapNameLengths.upperBound) bytes")
         }
         var fds: [Int32] = []
         for _ in 0..<configuration.queuePairs {

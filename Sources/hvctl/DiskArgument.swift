@@ -18,7 +18,10 @@ enum DiskArgument {
                 }
                 configuration.readOnly = value
             case "queues":
-                guard let count = Int(parts[1]), (1...64).contains(count) else { throw ValidationError("--disk \(argument): queues takes 1 to 64") }
+                let counts = BlockDevice.queueCounts
+                guard let count = Int(parts[1]), counts.contains(count) else {
+                    throw ValidationError("--disk \(argument): queues takes \(counts.lowerBound) to \(counts.upperBound)")
+                }
                 configuration.queueCount = count
             case "backend":
                 guard let backend = BlockDeviceConfiguration.Backend(rawValue: parts[1]) else {

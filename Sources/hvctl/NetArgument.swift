@@ -12,14 +12,19 @@ enum NetArgument {
             guard parts.count == 2, !parts[1].isEmpty else { throw ValidationError("--net \(argument): '\(pair)' is not key=value") }
             switch parts[0] {
             case "tap":
-                guard parts[1].utf8.count <= 15 else { throw ValidationError("--net \(argument): a TAP name is at most 15 bytes") }
+                guard NetDevice.tapNameLengths.contains(parts[1].utf8.count) else {
+                    throw ValidationError("--net \(argument): a TAP name is at most \(NetDevice.tapNameLengths.upperBound) bytes")
+                }
                 configuration.tapName = parts[1]
             case "mac":
                 let bytes = parts[1].split(separator: ":").compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
                 guard bytes.count == 6, bytes[0] & 1 == 0 else { throw ValidationError("--net \(argument): mac '\(parts[1])' is not a unicast MAC address") }
                 configuration.mac = bytes
             case "queues":
-                guard let count = Int(parts[1]), (1...16).contains(count) else { throw ValidationError("--net \(argument): queues takes 1 to 16") }
+                let counts = NetDevice.queuePairCounts
+                guard let count = Int(parts[1]), counts.contains(count) else {
+                    throw ValidationError("--net \(argument): queues takes \(counts.lowerBound) to \(counts.upperBound)")
+                }
                 configuration.queuePairs = count
             case "rss":
                 guard let value = OnOff(rawValue: parts[1]) else { throw ValidationError("--net \(argument): rss takes on or off") }
