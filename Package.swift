@@ -20,11 +20,15 @@ let package = Package(
         .target(name: "CKVM", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "Hypervisor", dependencies: ["CKVM"]),
         .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
+        // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
+        // taken down in order, and their statistics. hvctl is a command line over it.
+        .target(name: "VMM", dependencies: ["Hypervisor", "VirtioDevices"]),
         .executableTarget(
             name: "hvctl",
             dependencies: [
                 "Hypervisor",
                 "VirtioDevices",
+                "VMM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -32,8 +36,9 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "CKVM", "TestSupport"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM", "TestSupport"]),
-        // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with.
-        .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices"]),
+        // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with; VMM for the
+        // runtime's own tests, which boot the iobench guest without the CLI.
+        .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices", "VMM", "Hypervisor", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

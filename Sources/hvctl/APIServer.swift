@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Hypervisor
 import VirtioDevices
+import VMM
 
 /// A request on the control socket: one JSON object per line, e.g. `{"command":"stats"}`.
 struct APIRequest: Codable {

@@ -3,49 +3,8 @@ import Glibc
 import Hypervisor
 import VirtioDevices
 
-/// `--io-mode notify|poll|hybrid`.
-enum IOMode: String, ExpressibleByArgument, CaseIterable {
-    case notify, poll, hybrid
-}
-
-/// `--side-cores N|auto`.
-enum SideCoreCount: ExpressibleByArgument, Equatable {
-    case fixed(Int)
-    case automatic
-
-    init?(argument: String) {
-        if argument == "auto" {
-            self = .automatic
-        } else if let count = Int(argument) {
-            self = .fixed(count)
-        } else {
-            return nil
-        }
-    }
-}
-
-/// An on|off option value.
-enum OnOff: String, ExpressibleByArgument, CaseIterable {
-    case on, off
-}
-
-/// `--irq-redirect on|off|auto`.
-enum RedirectSetting: String, ExpressibleByArgument, CaseIterable {
-    case on, off, auto
-
-    /// auto: away from halted vCPUs too only where posted interrupts let a running vCPU take an
-    /// interrupt without an exit (benchmarks/redirect.sh on a host without them: waking the
-    /// halted vCPU was faster; moving off descheduled vCPUs won).
-    func mode(postedInterrupts: Bool) -> InterruptRedirectionMode {
-        switch self {
-        case .on: return .haltedOrDescheduled
-        case .off: return .off
-        case .auto: return postedInterrupts ? .haltedOrDescheduled : .descheduled
-        }
-    }
-}
-
-/// The options that choose how device queues are served, and the engine they build.
+/// The options that choose how device queues are served, and their checks against each other
+/// (what they build: IOEngineOptions+IOConfiguration.swift).
 struct IOEngineOptions: ParsableArguments {
     static let defaultSideCores = 1
     static let defaultPollMaxMicroseconds = 256
@@ -163,43 +122,5 @@ struct IOEngineOptions: ParsableArguments {
     /// With --side-cores auto and no --side-cores-max: half the host's CPUs, at least the minimum and 1.
     static func defaultAutomaticMaximum(minimum: Int) -> Int {
         max(1, minimum, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
-    }
-
-    /// The I/O core manager for --side-cores auto, started on `engine`; each resize it makes is
-    /// one line on stderr.
-    func makeCoreManager(for engine: SideCoreEngine?) throws -> IOCoreManager? {
-        guard sideCoreCount == .automatic, let engine else { return nil }
-        // A poll-mode core never sleeps; its window for the 0 <-> 1 decision is the hybrid default.
-        let window = Double(ioMode == .hybrid ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds) / 1e6
-        var policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: engine.cores.count, pollWindowSeconds: window)
-        policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
-        return try IOCoreManager(engine: engine, policy: policy) { resize in
-            let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
-            let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded())) us" }.joined(separator: " ")
-            let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
-            printError("hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, busy [\(busy)], pickup [\(pickup)]): \(outcome)")
-        }
-    }
-
-    /// The engine for these options; side cores start running (idle) at once.
-    func makeEngine() throws -> (engine: QueueEngine, sideCores: SideCoreEngine?) {
-        let mode: PollSchedule.Mode
-        switch ioMode {
-        case .notify: return (NotifyEngine(), nil)
-        case .poll: mode = .poll
-        case .hybrid: mode = .hybrid
-        }
-        var configuration = SideCoreConfiguration(
-            mode: mode, count: sideCores ?? Self.defaultSideCores,
-            pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
-        configuration.maxCount = sideCoresMax ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
-        if interruptCoalescing == .off { configuration.coalescing = nil }
-        switch try parsedSideCoreCPUs() {
-        case nil: break
-        case let cpus? where cpus.isEmpty: configuration.placement = .unpinned
-        case let cpus?: configuration.placement = .cpus(cpus)
-        }
-        let engine = try SideCoreEngine(configuration: configuration)
-        return (engine, engine)
     }
 }

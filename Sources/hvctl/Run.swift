@@ -3,6 +3,7 @@ import Glibc
 import Hypervisor
 import Synchronization
 import VirtioDevices
+import VMM
 
 /// `hvctl run`: boots one Linux guest with its serial console on stdin/stdout, or several
 /// (`--config`) sharing the side cores.
@@ -95,6 +96,8 @@ struct Run: ParsableCommand {
         let definitions = try config.map(VMConfigFile.load) ?? [commandLineVM()]
         let several = config != nil
         let statisticsFile = try statsJSON.map { try StatisticsFile(path: $0) }
+        let vms = try definitions.map { try $0.configuration() }
+        let io = try self.io.ioConfiguration()
 
         // Every thread started from here on inherits the mask; the signal watcher takes them.
         SignalWatcher.blockInThisThread()
@@ -106,40 +109,34 @@ struct Run: ParsableCommand {
             printError("hvctl: cannot create the VM: \(error)")
             throw ExitCode.failure
         }
-        let (engine, sideCores) = try io.makeEngine()
-        let instances = try definitions.map { definition -> VMInstance in
-            let sink: ConsoleSink?
-            do {
-                sink = several ? try definition.console.map(ConsoleSink.init(path:)) ?? ConsoleSink(prefixedWith: definition.name) : nil
-            } catch let error as ConsoleSinkError {
-                throw ValidationError("--config \(config ?? ""): vm \(definition.name): \(error.description)")
+        // Several VMs: each console goes to its file, or to stdout with its lines prefixed.
+        var sinks: [ConsoleSink] = []
+        let runtime: VMMRuntime
+        do {
+            runtime = try VMMRuntime(vms: vms, io: io, kvm: kvm, namedVMs: several) { vm in
+                guard several else { return { ConsoleOutput.write($0) } }
+                let definition = definitions.first { $0.name == vm.name }
+                let sink: ConsoleSink
+                do {
+                    sink = try definition?.console.map(ConsoleSink.init(path:)) ?? ConsoleSink(prefixedWith: vm.name)
+                } catch let error as ConsoleSinkError {
+                    throw ValidationError("--config \(config ?? ""): vm \(vm.name): \(error.description)")
+                }
+                sinks.append(sink)
+                return { sink.write($0) }
             }
-            return try VMInstance(definition: definition, kvm: kvm, engine: engine, consoleSink: sink,
-                                  label: several ? "vm \(definition.name): " : "")
+        } catch let error as VMBuildError {
+            throw Self.exitError(for: error, label: several ? "vm \(error.vm): " : "")
         }
 
-        // Side cores get their CPUs to themselves where the host has others for the vCPUs.
-        let vcpuHostCPUs = sideCores?.cpusForVCPUs(vcpuCount: definitions.reduce(0) { $0 + $1.cpus })
-        for instance in instances {
-            instance.machine.vcpuHostCPUs = vcpuHostCPUs
-            instance.machine.interruptRedirection = io.interruptRedirection.mode(postedInterrupts: HostReport.postedInterrupts != nil)
-        }
-
-        let coreManager = try io.makeCoreManager(for: sideCores)
         let api = try apiSocket.map { path in
-            try APIServer(path: path, sideCores: sideCores, coreManager: coreManager) {
-                StatisticsReport(vms: try instances.map { try $0.liveReport() }, ioMode: io.ioMode.rawValue,
-                                 sideCores: sideCores.map(SideCoreReport.collect) ?? [], singleVMAtTopLevel: !several,
-                                 iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
-            }
+            try APIServer(path: path, sideCores: runtime.sideCores, coreManager: runtime.coreManager) { try runtime.statistics() }
         }
-        let signals = try SignalWatcher { signal in
-            for instance in instances { instance.machine.requestExit(.stopped(signal: signal)) }
-        }
+        let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
         // The console's input goes to a single VM only; several VMs run without input. It takes the
         // terminal last, so that every way out after this gives it back.
-        let first = instances[0]
-        let console = several ? nil : try Console(onEscape: { first.machine.requestExit(.stopped(signal: SIGINT)) })
+        let first = runtime.vms[0].machine
+        let console = several ? nil : try Console(onEscape: { first.requestExit(.stopped(signal: SIGINT)) })
         let stopFrontEnd = {
             signals.stop()
             api?.stop()
@@ -147,57 +144,52 @@ struct Run: ParsableCommand {
         }
         let exits: [MachineExit]
         do {
-            try console?.start(forwardingTo: first.machine.serial)
-            exits = try runAll(instances)
+            try console?.start(forwardingTo: first.serial)
+            exits = try runtime.run()
         } catch {
             stopFrontEnd()
             throw error
         }
         stopFrontEnd()
+        for sink in sinks { sink.flush() }
 
-        for (instance, exit) in zip(instances, exits) {
-            let label = several ? "vm \(instance.definition.name): " : ""
-            let fault = instance.machine.tripleFault
+        for (vm, exit) in zip(runtime.vms, exits) {
+            let label = several ? "vm \(vm.configuration.name): " : ""
+            let fault = vm.machine.tripleFault
             if let fault { printError("hvctl: \(label)\(fault)") }
             // Where each vCPU was, to diagnose a triple fault, a failure or a hang the user ended.
             var failed = false
             if case .failed = exit { failed = true }
             if fault != nil || failed || signals.signal != nil {
-                for report in instance.machine.vcpuStateReports {
+                for report in vm.machine.vcpuStateReports {
                     for line in report.lines { printError("hvctl: \(label)\(line)") }
                 }
             }
         }
-        let reports = try zip(instances, exits).map { try $0.finish(exit: $1) }
+        let report = try runtime.finish(exits: exits)
         if stats {
-            for report in reports {
-                if several { printError("\(report.name):") }
-                StatisticsReport.print(report.vcpus.map(\.kvm))
+            for vm in report.vms {
+                if several { printError("\(vm.name):") }
+                StatisticsTable.print(vm.vcpus.map(\.kvm))
             }
         }
-        coreManager?.stop()
-        let sideCoreStatistics = sideCores.map(SideCoreReport.collect) ?? []
-        sideCores?.stop()
-        try statisticsFile?.write(StatisticsReport(vms: reports, ioMode: io.ioMode.rawValue, sideCores: sideCoreStatistics,
-                                                   singleVMAtTopLevel: !several,
-                                                   iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) }))
+        try statisticsFile?.write(report)
         try Self.finish(exits, names: definitions.map(\.name), several: several)
     }
 
-    /// Runs every VM to its end, each on its own thread when there are several.
-    private func runAll(_ instances: [VMInstance]) throws -> [MachineExit] {
-        if instances.count == 1 { return [try instances[0].machine.run()] }
-        let results = Lock<[Int: MachineExit]>([:])
-        var threads: [HostThread] = []
-        for (index, instance) in instances.enumerated() {
-            threads.append(try HostThread(name: "vm-\(instance.definition.name)") {
-                let exit: MachineExit
-                do { exit = try instance.machine.run() } catch { exit = .failed("\(error)") }
-                results.withLock { $0[index] = exit }
-            })
+    /// What a VM that could not be built makes hvctl say: one line naming the flag or field, or
+    /// (KVM's own failures) the reason and exit status 1.
+    private static func exitError(for error: VMBuildError, label: String) -> Error {
+        switch error.underlying {
+        case let bootError as BootError: return ValidationError(label + FlagNames.message(for: bootError))
+        case let configurationError as ConfigurationError: return ValidationError(label + FlagNames.message(for: configurationError))
+        case let netError as NetDeviceError: return ValidationError(label + netError.description)
+        case let underlying where error.stage == .machine:
+            printError("hvctl: \(label)cannot create the VM: \(underlying)")
+            return ExitCode.failure
+        case let underlying:
+            return underlying
         }
-        for thread in threads { thread.join() }
-        return results.withLock { results in instances.indices.map { results[$0] ?? .failed("did not run") } }
     }
 
     /// The exit status: 0 when every VM powered off; otherwise a failure (1) before a signal

@@ -43,7 +43,7 @@ final class SignalWatcher: Sendable {
     /// Ends the thread (if no signal came, by sending it SIGTERM, which it then ignores) and joins it.
     func stop() {
         stopping.withLock { $0 = true }
-        thread.withRunningThread { pthread_kill($0.handle, SIGTERM) }
+        _ = thread.withRunningThread { pthread_kill($0.handle, SIGTERM) }
         thread.join()
     }
 }

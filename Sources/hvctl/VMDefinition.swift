@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Hypervisor
 import VirtioDevices
+import VMM
 
 /// One VM to run: what `hvctl run`'s per-VM options or one entry of `--config` describe.
 struct VMDefinition: Decodable, Sendable {
@@ -47,6 +48,14 @@ struct VMDefinition: Decodable, Sendable {
         if memory > 1 << 20 { throw ValidationError("\(field("memory")) \(memory): more than 1 TiB is not supported") }
         for disk in disks { _ = try DiskArgument.parse(disk) }
         for net in nets { _ = try NetArgument.parse(net) }
+    }
+
+    /// The runtime's configuration of this VM, its device arguments parsed.
+    func configuration() throws -> VMConfiguration {
+        let machine = MachineConfiguration(
+            boot: LinuxBootConfiguration(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline),
+            vcpuCount: cpus, memoryInBytes: UInt64(memory) << 20)
+        return VMConfiguration(name: name, machine: machine, disks: try disks.map(DiskArgument.parse), nets: try nets.map(NetArgument.parse))
     }
 }
 

@@ -10,11 +10,7 @@ final class IOBenchGuestTests: XCTestCase {
     var disk: String!
 
     override func setUpWithError() throws {
-        try Toolchain.requireArtifacts()
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("hvctl-iobench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        disk = scratch.appendingPathComponent("pattern.img").path
-        try Toolchain.writeIOBenchDisk(to: disk, megabytes: 16)
+        (scratch, disk) = try Toolchain.scratchWithIOBenchDisk("hvctl-iobench")
     }
 
     override func tearDownWithError() throws {

@@ -86,7 +86,7 @@ final class LifecycleStressTests: XCTestCase {
                 switch step % 6 {
                 case 0:
                     // MSI-X entry 0 and 1: a message, then masked and unmasked.
-                    let entry = VirtioPCITransport.msixTableOffset + 16 * (step / 6 % 2)
+                    let entry = VirtioPCILayout.msixTableOffset + 16 * (step / 6 % 2)
                     bus.write(entry, 0xFEE0_0000 | UInt64(step % 2) << 12)
                     bus.write(entry + 8, 0x40 + step % 16)
                     bus.write(entry + 12, step % 3 == 0 ? 1 : 0)
@@ -94,7 +94,7 @@ final class LifecycleStressTests: XCTestCase {
                     bus.write(0x1A, step % 4, width: 2)  // the selected queue's vector, sometimes out of range
                 case 2:
                     _ = bus.read(0x14, width: 1)
-                    _ = bus.read(VirtioPCITransport.msixPendingOffset, width: 8)
+                    _ = bus.read(VirtioPCILayout.msixPendingOffset, width: 8)
                 case 3:
                     // DRIVER_OK cleared without a reset: ignored while active (in other states it
                     // may take a negotiation one step on, which vCPU 0 then completes).
@@ -102,7 +102,7 @@ final class LifecycleStressTests: XCTestCase {
                 case 4:
                     bus.write(0x14, UInt64(0x10 | (step & 0x20)), width: 1)  // reserved bits only: ignored
                 default:
-                    _ = bus.read(VirtioPCITransport.deviceConfigOffset, width: 8)
+                    _ = bus.read(VirtioPCILayout.deviceConfigOffset, width: 8)
                     _ = transport.configurationRead(offset: 0x04, width: 4)
                 }
             }
@@ -149,7 +149,7 @@ final class LifecycleStressTests: XCTestCase {
 
         // A round that must complete, every block verified.
         for request in 0..<requestsPerRound { driver.publishRead(slot: request, block: UInt64((round + request) % 256)) }
-        bus.write(VirtioPCITransport.notifyOffset, 0, width: 2)  // the doorbell of queue 0
+        bus.write(VirtioPCILayout.notifyOffset, 0, width: 2)  // the doorbell of queue 0
         let deadline = MonotonicClock.now() + 5_000_000_000
         while driver.usedIndex < UInt16(requestsPerRound) {
             guard MonotonicClock.now() < deadline else { return "\(driver.usedIndex) of \(requestsPerRound) reads completed in 5 s" }
@@ -161,7 +161,7 @@ final class LifecycleStressTests: XCTestCase {
         }
         // Another round, reset at once: whatever the device did not finish must never come back.
         for request in 0..<requestsPerRound { driver.publishRead(slot: requestsPerRound + request, block: UInt64(request)) }
-        bus.write(VirtioPCITransport.notifyOffset, 0, width: 2)
+        bus.write(VirtioPCILayout.notifyOffset, 0, width: 2)
         reset(&bus)
         let afterReset = driver.usedIndex
         let settle = MonotonicClock.now() + 1_000_000

@@ -178,17 +178,17 @@ final class VirtioPCITransportTests: XCTestCase {
         var pointer = Int(transport.configurationRead(offset: 0x34, width: 1))
         while transport.configurationRead(offset: pointer, width: 1) != 0x11 { pointer = Int(transport.configurationRead(offset: pointer + 1, width: 1)) }
         transport.configurationWrite(offset: pointer + 2, width: 2, value: 0x8000)  // enable MSI-X
-        let entry = VirtioPCITransport.msixTableOffset
+        let entry = VirtioPCILayout.msixTableOffset
         setCommon(entry, 0xFEE0_0000)
         setCommon(entry + 8, 0x41)
         setCommon(0x16, 0, width: 2)
         setCommon(0x1A, 0, width: 2)  // queue 0 -> vector 0
         XCTAssertEqual(common(entry + 12), 1, "vectors start masked")
         transport.raiseQueueInterrupt(0)
-        XCTAssertEqual(common(VirtioPCITransport.msixPendingOffset) & 1, 1, "pending bit set while masked")
+        XCTAssertEqual(common(VirtioPCILayout.msixPendingOffset) & 1, 1, "pending bit set while masked")
         XCTAssertEqual(signals(vector: 0), 0)
         setCommon(entry + 12, 0)  // unmask
-        XCTAssertEqual(common(VirtioPCITransport.msixPendingOffset) & 1, 0)
+        XCTAssertEqual(common(VirtioPCILayout.msixPendingOffset) & 1, 0)
         XCTAssertEqual(signals(vector: 0), 1, "delivered on unmask")
         XCTAssertEqual(transport.raiseQueueInterrupt(0), .programmedDestination)
         XCTAssertEqual(signals(vector: 0), 1)
@@ -208,7 +208,7 @@ final class VirtioPCITransportTests: XCTestCase {
     }
 
     func testDeviceConfigurationIsForwarded() {
-        XCTAssertEqual(common(VirtioPCITransport.deviceConfigOffset + 4, width: 4), 0x0706_0504)
+        XCTAssertEqual(common(VirtioPCILayout.deviceConfigOffset + 4, width: 4), 0x0706_0504)
     }
 
     func testDriverOKIsNotReenteredWithoutAResetEvenWithTheBARMoved() {

@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import Synchronization
 
@@ -33,16 +32,11 @@ public final class InterruptRedirector: Sendable {
     private let apics: LocalAPICDirectory
     private let requestReadings: @Sendable () -> Void
     private let sampleActivity: @Sendable () -> [VCPUActivitySample]
-    private let messagesChanged = DispatchSemaphore(value: 0)
-    private let messageGeneration = Atomic<UInt64>(0)
+    private let messageChanges: GuestMessageChanges
     private let stopping = Atomic<Bool>(false)
     private let thread = WorkerThread()
-    private let modeSetting = Lock(InterruptRedirectionMode.haltedOrDescheduled)
-    /// Which vCPUs count as not running; set before `start`.
-    public var mode: InterruptRedirectionMode {
-        get { modeSetting.withLock { $0 } }
-        set { modeSetting.withLock { $0 = newValue } }
-    }
+    /// Which vCPUs count as not running.
+    public let mode: InterruptRedirectionMode
 
     /// Routes moved to a vCPU the VMM chose (a new choice counts again).
     public let retargets = Counter()
@@ -52,20 +46,18 @@ public final class InterruptRedirector: Sendable {
     public let failures = Counter()
     public let lastFailure = Lock<String?>(nil)
 
-    /// `requestReadings` asks each vCPU thread to read its local APIC into `apics` (and kicks
-    /// it); `sampleActivity` reports each vCPU's blocking state and run-queue wait.
-    public init(router: InterruptRouter, apics: LocalAPICDirectory, requestReadings: @escaping @Sendable () -> Void,
+    /// `messageChanges` is what `router` records the guest's reprogramming in; `requestReadings`
+    /// asks each vCPU thread to read its local APIC into `apics` (and kicks it); `sampleActivity`
+    /// reports each vCPU's blocking state and run-queue wait.
+    public init(mode: InterruptRedirectionMode, router: InterruptRouter, messageChanges: GuestMessageChanges,
+                apics: LocalAPICDirectory, requestReadings: @escaping @Sendable () -> Void,
                 sampleActivity: @escaping @Sendable () -> [VCPUActivitySample]) {
+        self.mode = mode
+        self.messageChanges = messageChanges
         self.router = router
         self.apics = apics
         self.requestReadings = requestReadings
         self.sampleActivity = sampleActivity
-    }
-
-    /// Called when the guest reprograms an MSI message.
-    public func guestMessagesChanged() {
-        messageGeneration.add(1, ordering: .relaxed)
-        messagesChanged.signal()
     }
 
     public func start() throws {
@@ -75,7 +67,7 @@ public final class InterruptRedirector: Sendable {
     /// Stops the thread and gives every route back to the guest's message.
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        messagesChanged.signal()
+        messageChanges.wake()
         thread.join()
     }
 
@@ -93,13 +85,11 @@ public final class InterruptRedirector: Sendable {
                 choices = [:]
                 tracker = VCPUActivityTracker(countsHalts: countsHalts)
                 sampledAt = nil
-                _ = messagesChanged.wait(timeout: .now() + .milliseconds(100))
-                // One pass sees every change: drop the signals a busy guest piled up meanwhile.
-                while messagesChanged.wait(timeout: .now()) == .success {}
+                messageChanges.wait(milliseconds: 100)
                 continue
             }
             let now = MonotonicClock.now()
-            let generation = messageGeneration.load(ordering: .relaxed)
+            let generation = messageChanges.generation
             if generation != readingsGeneration || readingsAskedAt.map({ now - $0 >= Self.readingRefreshNanoseconds }) ?? true {
                 requestReadings()
                 readingsAskedAt = now

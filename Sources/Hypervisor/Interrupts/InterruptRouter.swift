@@ -33,15 +33,12 @@ public final class InterruptRouter: MSIRouting, Sendable {
     private let vm: VirtualMachine
     private let entries = Lock<[UInt32: Entry]>([:])
     private let nextGSI = Atomic<UInt32>(InterruptRouter.firstMSIGSI)
-    /// Called after the guest reprogrammed a message (outside the router's lock).
-    public var onGuestMessageChange: (@Sendable () -> Void)? {
-        get { guestMessageChangeHandler.withLock { $0 } }
-        set { guestMessageChangeHandler.withLock { $0 = newValue } }
-    }
-    private let guestMessageChangeHandler = Lock<(@Sendable () -> Void)?>(nil)
+    /// Told after the guest reprogrammed a message (outside the router's lock), for the redirector.
+    private let messageChanges: GuestMessageChanges?
 
-    public init(vm: VirtualMachine) {
+    public init(vm: VirtualMachine, messageChanges: GuestMessageChanges? = nil) {
         self.vm = vm
+        self.messageChanges = messageChanges
     }
 
     /// A new GSI for an MSI source, with `eventfd` bound to it through `KVM_IRQFD`.
@@ -71,7 +68,7 @@ public final class InterruptRouter: MSIRouting, Sendable {
             table = next
             entry.route.setRedirected(false)
         }
-        onGuestMessageChange?()
+        messageChanges?.record()
     }
 
     /// The guest's messages by GSI.

@@ -61,24 +61,23 @@ public final class SideCoreEngine: QueueEngine, Sendable {
     /// `SideCore.remove` and `NotifyEngine.detach`).
     private let placement: Lock<HandlerAssignment>
 
-    public init(configuration: SideCoreConfiguration) throws {
+    /// Side-core threads for `configuration`, side<i> on `cpus[i]` (nil or missing: unpinned).
+    public init(configuration: SideCoreConfiguration, cpus: [Int32?]) throws {
         guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else { throw SideCoreEngineError.noSideCores }
-        let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         var cores: [SideCore] = []
         for index in 0..<configuration.maxCount {
-            let cpu: Int32?
-            switch configuration.placement {
-            case .lastCPUs: cpu = online - 1 - Int32(index % Int(online))
-            case .cpus(let list): cpu = index < list.count ? list[index] : nil
-            case .unpinned: cpu = nil
-            }
-            cores.append(try SideCore(name: "side\(index)", cpu: cpu, mode: configuration.mode, budget: configuration.budget,
-                                      pollMaxNanoseconds: configuration.pollMaxNanoseconds))
+            cores.append(try SideCore(name: "side\(index)", cpu: index < cpus.count ? cpus[index] : nil, mode: configuration.mode,
+                                      budget: configuration.budget, pollMaxNanoseconds: configuration.pollMaxNanoseconds))
         }
         self.cores = cores
         mode = configuration.mode
         interruptCoalescing = configuration.coalescing
         placement = Lock(HandlerAssignment(activeCount: configuration.count))
+    }
+
+    /// Side-core threads placed as `configuration.placement` says.
+    public convenience init(configuration: SideCoreConfiguration) throws {
+        try self.init(configuration: configuration, cpus: CPUPlacement(sideCores: configuration, vcpuCount: 0).sideCoreCPUs)
     }
 
     /// Side cores serving queues now (0: every queue is on a notify thread).
@@ -89,18 +88,6 @@ public final class SideCoreEngine: QueueEngine, Sendable {
         placement.withLock { placement in
             placement.handlers.reduce(placement.retiredRequests) { $0 + $1.handler.requestsHandled }
         }
-    }
-
-    /// Host CPUs left for `vcpuCount` vCPU threads: the online CPUs minus the side cores' own.
-    /// Poll-mode cores never pause, so vCPUs keep off them whenever any other CPU exists; hybrid
-    /// cores sleep when idle, so vCPUs keep off them only when the rest still gives every vCPU a
-    /// CPU of its own (otherwise they may share). Nil means no restriction.
-    public func cpusForVCPUs(vcpuCount: Int) -> [Int32]? {
-        let online = max(1, Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let taken = Set(cores.compactMap(\.cpu))
-        let left = (0..<online).filter { !taken.contains($0) }
-        guard !left.isEmpty else { return nil }
-        return mode == .poll || left.count >= vcpuCount ? left : nil
     }
 
     /// Places every handler, or none: when one cannot be started, those placed are taken back.

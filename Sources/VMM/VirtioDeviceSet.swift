@@ -1,30 +1,8 @@
 import Hypervisor
 import VirtioDevices
 
-/// Per-queue counters of one device, as `--stats-json` writes them.
-struct DeviceStatistics: Encodable {
-    struct Queue: Encodable {
-        let index: Int
-        let name: String
-        let requests: UInt64
-        let bytes: UInt64
-        let notifications: UInt64
-        let interrupts: UInt64
-        let redirected: UInt64
-        let errors: UInt64
-        let flushes: UInt64
-        let coalesced: UInt64
-        let completionBatches: UInt64
-    }
-
-    let name: String
-    let type: String
-    let queues: [Queue]
-    let deviceErrors: UInt64
-}
-
 /// The virtio devices of one VM: created from the command line and put on its PCI bus.
-final class VirtioDeviceSet: Sendable {
+public final class VirtioDeviceSet: Sendable {
     private let blocks: [(device: BlockDevice, transport: VirtioPCITransport)]
     private let networks: [(device: NetDevice, transport: VirtioPCITransport)]
 
@@ -56,7 +34,7 @@ final class VirtioDeviceSet: Sendable {
         return transport
     }
 
-    func statistics() -> [DeviceStatistics] {
+    public func statistics() -> [DeviceStatistics] {
         func queues(_ statistics: [QueueStatistics], names: (Int) -> String) -> [DeviceStatistics.Queue] {
             statistics.enumerated().map { index, queue in
                 DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
@@ -80,7 +58,7 @@ final class VirtioDeviceSet: Sendable {
     }
 
     /// Stops queue processing (requests in flight finish first), once the vCPUs have stopped.
-    func stop() {
+    public func stop() {
         for block in blocks { block.transport.deactivate() }
         for network in networks { network.transport.deactivate() }
     }

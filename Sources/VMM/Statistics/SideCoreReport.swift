@@ -1,15 +1,16 @@
+import Hypervisor
 import VirtioDevices
 
 /// One side core in `--stats-json`: where it ran, what it cost, and how its polls went per queue.
-struct SideCoreReport: Encodable {
-    struct Handler: Encodable {
-        let name: String
-        let polls: UInt64
+public struct SideCoreReport: Encodable, Sendable {
+    public struct Handler: Encodable, Sendable {
+        public let name: String
+        public let polls: UInt64
         /// Polls that found work.
-        let productivePolls: UInt64
+        public let productivePolls: UInt64
         /// productivePolls / polls (0 before the first poll).
-        let pollHitRate: Double
-        let sleeps: UInt64
+        public let pollHitRate: Double
+        public let sleeps: UInt64
 
         init(_ counters: SideCore.HandlerCounters) {
             name = counters.name
@@ -20,23 +21,23 @@ struct SideCoreReport: Encodable {
         }
     }
 
-    let name: String
+    public let name: String
     /// Whether it serves queues now (see --side-cores-max and hvctl iocm).
-    let active: Bool
-    let cpu: Int32?
+    public let active: Bool
+    public let cpu: Int32?
     /// Thread CPU time: close to zero for an idle core in hybrid mode, all of it in poll mode.
-    let cpuNanoseconds: UInt64?
-    let busyNanoseconds: UInt64
+    public let cpuNanoseconds: UInt64?
+    public let busyNanoseconds: UInt64
     /// Rounds that found work; busyNanoseconds over this is the pickup delay iocm watches.
-    let busyRounds: UInt64
+    public let busyRounds: UInt64
     /// Handlers that found work, summed over those rounds (over busyRounds: how many shared one).
-    let productiveHandlerPolls: UInt64
-    let idleNanoseconds: UInt64
-    let sleeps: UInt64
-    let handlers: [Handler]
+    public let productiveHandlerPolls: UInt64
+    public let idleNanoseconds: UInt64
+    public let sleeps: UInt64
+    public let handlers: [Handler]
 
     /// Read while the cores still run (thread CPU clocks vanish with their threads).
-    static func collect(_ engine: SideCoreEngine) -> [SideCoreReport] {
+    public static func collect(_ engine: SideCoreEngine) -> [SideCoreReport] {
         let active = engine.activeCount
         return engine.cores.enumerated().map { index, core in
             SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,

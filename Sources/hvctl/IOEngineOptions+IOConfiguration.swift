@@ -1,0 +1,48 @@
+import Hypervisor
+import VirtioDevices
+import VMM
+
+extension IOEngineOptions {
+    /// The runtime's I/O configuration these options describe; with --side-cores auto, each
+    /// resize the I/O core manager makes is one line on stderr.
+    func ioConfiguration() throws -> IOConfiguration {
+        let redirection = interruptRedirection.mode(postedInterrupts: HostReport.postedInterrupts != nil)
+        let mode: PollSchedule.Mode
+        switch ioMode {
+        case .notify: return IOConfiguration(engine: .notify, interruptRedirection: redirection)
+        case .poll: mode = .poll
+        case .hybrid: mode = .hybrid
+        }
+        var configuration = SideCoreConfiguration(
+            mode: mode, count: sideCores ?? Self.defaultSideCores,
+            pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
+        configuration.maxCount = sideCoresMax
+            ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
+        if interruptCoalescing == .off { configuration.coalescing = nil }
+        switch try parsedSideCoreCPUs() {
+        case nil: break
+        case let cpus? where cpus.isEmpty: configuration.placement = .unpinned
+        case let cpus?: configuration.placement = .cpus(cpus)
+        }
+        var io = IOConfiguration(engine: .sideCores(configuration), interruptRedirection: redirection)
+        if sideCoreCount == .automatic {
+            // A poll-mode core never sleeps; its window for the 0 <-> 1 decision is the hybrid default.
+            let windowMicroseconds = ioMode == .hybrid ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds
+            var policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: configuration.maxCount,
+                                             pollWindowSeconds: Double(windowMicroseconds) / 1e6)
+            policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
+            io.coreCountPolicy = policy
+            io.onResize = { printError(Self.describe($0)) }
+        }
+        return io
+    }
+
+    /// One line for a resize of the I/O core manager.
+    static func describe(_ resize: IOCoreManager.Resize) -> String {
+        let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
+        let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded())) us" }.joined(separator: " ")
+        let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
+        return "hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, "
+            + "busy [\(busy)], pickup [\(pickup)]): \(outcome)"
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Hypervisor
+import Synchronization
+import TestSupport
+import VirtioDevices
+import VMM
+import XCTest
+
+/// The VMM runtime without the command line: the iobench guest (guest-images/iobench, native
+/// speed on this host's /dev/kvm) built, run, stopped and taken down through `VMMRuntime`.
+final class VMMRuntimeTests: XCTestCase {
+    var scratch: URL!
+    var disk: String!
+
+    override func setUpWithError() throws {
+        (scratch, disk) = try Toolchain.scratchWithIOBenchDisk("vmm-runtime")
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    func vm(_ name: String = "vm0", cmdline: String, cpus: Int = 1) -> VMConfiguration {
+        let machine = MachineConfiguration(
+            boot: LinuxBootConfiguration(kernelPath: Toolchain.iobenchGuest, commandLine: cmdline + " hold_ms=20"),
+            vcpuCount: cpus, memoryInBytes: 256 << 20)
+        return VMConfiguration(name: name, machine: machine, disks: [BlockDeviceConfiguration(path: disk, id: "")])
+    }
+
+    func sideCores(_ mode: PollSchedule.Mode) -> IOConfiguration {
+        var configuration = SideCoreConfiguration(mode: mode, count: 1, pollMaxNanoseconds: 256_000)
+        configuration.placement = .unpinned
+        return IOConfiguration(engine: .sideCores(configuration))
+    }
+
+    /// A runtime whose VMs' consoles are collected in `consoles`, by VM name.
+    func runtime(_ vms: [VMConfiguration], io: IOConfiguration, consoles: Lock<[String: [UInt8]]>) throws -> VMMRuntime {
+        try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: vms.count > 1) { vm in
+            let name = vm.name
+            return { byte in consoles.withLock { $0[name, default: []].append(byte) } }
+        }
+    }
+
+    func requests(_ report: StatisticsReport, vm: Int = 0) -> UInt64 {
+        report.vms[vm].devices.flatMap(\.queues).reduce(0) { $0 + $1.requests }
+    }
+
+    func testNotifyThreadsServeTheDiskAndTheGuestPowersOff() throws {
+        let consoles = Lock<[String: [UInt8]]>([:])
+        let runtime = try runtime([vm(cmdline: "qd=4 requests=2000")], io: IOConfiguration(engine: .notify), consoles: consoles)
+        XCTAssertNil(runtime.sideCores)
+        XCTAssertEqual(runtime.placement, CPUPlacement(sideCores: nil, vcpuCount: 1))
+        let exits = try runtime.run()
+        let report = try runtime.finish(exits: exits)
+        XCTAssertEqual(exits, [.powerOff])
+        let console = String(decoding: consoles.withLock { $0["vm0"] ?? [] }, as: UTF8.self)
+        XCTAssertTrue(console.contains("iobench: result"), console)
+        XCTAssertTrue(console.contains("errors=0"), console)
+        XCTAssertGreaterThanOrEqual(requests(report), 2000, "every request went through the device")
+        XCTAssertEqual(report.ioMode, "notify")
+        XCTAssertTrue(report.singleVMAtTopLevel)
+        XCTAssertEqual(report.vms[0].exit, "poweroff")
+    }
+
+    func testTwoVMsShareOneSideCoreAndNameTheirDevices() throws {
+        let consoles = Lock<[String: [UInt8]]>([:])
+        let runtime = try runtime([vm("a", cmdline: "qd=1 requests=500"), vm("b", cmdline: "qd=8 requests=3000")],
+                                  io: sideCores(.hybrid), consoles: consoles)
+        XCTAssertEqual(runtime.placement.sideCoreCPUs, [nil], "one unpinned side core")
+        let exits = try runtime.run()
+        let report = try runtime.finish(exits: exits)
+        XCTAssertEqual(exits, [.powerOff, .powerOff])
+        XCTAssertFalse(report.singleVMAtTopLevel)
+        XCTAssertEqual(report.vms.map(\.name), ["a", "b"])
+        XCTAssertEqual(report.vms.map { $0.devices.map(\.name) }, [["a.blk0"], ["b.blk0"]])
+        XCTAssertGreaterThanOrEqual(requests(report, vm: 0), 500)
+        XCTAssertGreaterThanOrEqual(requests(report, vm: 1), 3000)
+        XCTAssertEqual(report.sideCores.count, 1)
+        XCTAssertEqual(Set(report.sideCores[0].handlers.map(\.name)).count, 2, "both VMs' queues were on side0")
+        for name in ["a", "b"] {
+            let console = String(decoding: consoles.withLock { $0[name] ?? [] }, as: UTF8.self)
+            XCTAssertTrue(console.contains("iobench: result") && console.contains("errors=0"), "\(name): \(console)")
+        }
+    }
+
+    /// A stop while the guest works ends its run with the stop's exit, and the runtime still
+    /// takes everything down: live statistics, then final ones with nothing lost.
+    func testStopEndsARunningVMAndFinishTakesItDown() throws {
+        let consoles = Lock<[String: [UInt8]]>([:])
+        let runtime = try runtime([vm(cmdline: "qd=1 requests=100000000")], io: sideCores(.poll), consoles: consoles)
+        let exits = Lock<[MachineExit]?>(nil)
+        let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
+        runner.start()
+        XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false },
+                      "the guest was reading its disk")
+        XCTAssertEqual(try runtime.statistics().vms[0].exit, "running")
+        runtime.stop(.stopped(signal: SIGTERM))
+        XCTAssertTrue(eventually(seconds: 10) { exits.withLock { $0 != nil } }, "run returned after the stop")
+        let ended = try XCTUnwrap(exits.withLock { $0 })
+        XCTAssertEqual(ended, [.stopped(signal: SIGTERM)])
+        let report = try runtime.finish(exits: ended)
+        XCTAssertEqual(report.vms[0].exit, "signal 15")
+        XCTAssertGreaterThan(requests(report), 100)
+        XCTAssertEqual(report.vms[0].devices[0].deviceErrors, 0)
+    }
+
+    func testAVMThatCannotBeBuiltIsNamedWithItsStage() throws {
+        var bad = vm("small", cmdline: "")
+        bad.machine.memoryInBytes = 4096
+        XCTAssertThrowsError(try runtime([vm("good", cmdline: ""), bad], io: IOConfiguration(engine: .notify),
+                                         consoles: Lock([:]))) { error in
+            let build = error as? VMBuildError
+            XCTAssertEqual(build?.vm, "small")
+            XCTAssertEqual(build?.stage, .machine)
+            XCTAssertEqual((build?.underlying as? ConfigurationError)?.field, .memoryInBytes)
+        }
+    }
+}
