@@ -3,17 +3,26 @@ import Hypervisor
 @testable import VirtioDevices
 import XCTest
 
-/// The block queue handler on a real file through io_uring, driven as a hostile guest would.
+/// The block queue handler on a real file through io_uring and on the null backend, driven as a
+/// guest (and a hostile guest) would.
 final class BlockQueueHandlerTests: XCTestCase {
     var path: String!
     var driver: FakeDriver!
     var device: BlockDevice!
     var handler: QueueHandler!
 
-    func makeHandler(size: UInt16) throws {
-        path = NSTemporaryDirectory() + "sidecore-blk-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
-        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20)))
-        device = try BlockDevice(configuration: BlockDeviceConfiguration(path: path, id: "test"), name: "blk-test")
+    func makeHandler(size: UInt16, null: Bool = false) throws {
+        var configuration: BlockDeviceConfiguration
+        if null {
+            configuration = BlockDeviceConfiguration(path: nil, id: "test")
+            configuration.backend = .null
+            configuration.nullSizeInBytes = 1 << 20
+        } else {
+            path = NSTemporaryDirectory() + "sidecore-blk-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20)))
+            configuration = BlockDeviceConfiguration(path: path, id: "test")
+        }
+        device = try BlockDevice(configuration: configuration, name: "blk-test")
         driver = try FakeDriver(size: size, memoryInBytes: 8 << 20)
         let features = VirtioFeature.version1 | BlockDevice.featureDiscard | BlockDevice.featureWriteZeroes
         handler = try XCTUnwrap(device.activate(memory: driver.memory, features: features, queues: [try driver.context()]).first)
@@ -70,5 +79,49 @@ final class BlockQueueHandlerTests: XCTestCase {
         while driver.usedIndex < 21 && Date() < deadline { _ = handler.poll(budget: 32) }
         XCTAssertEqual(driver.usedIndex, 21, "every discard completed")
         for index in 0..<21 { XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK) }
+    }
+
+    /// Polls until `count` chains are used (at most 10 s).
+    func pollUntilUsed(_ count: UInt16) {
+        let deadline = Date().addingTimeInterval(10)
+        while driver.usedIndex < count && Date() < deadline { _ = handler.poll(budget: 32) }
+    }
+
+    func testAWriteThenAReadOfTheSameSectorsRoundTripThroughTheFile() throws {
+        try makeHandler(size: 16)
+        let data = (0..<4096).map { UInt8(truncatingIfNeeded: $0 * 7 + 3) }
+        try postRequest(0, type: BlockRequest.typeOut, sector: 16, payload: data)
+        pollUntilUsed(1)
+        try postRequest(1, type: BlockRequest.typeIn, sector: 16, readInto: 4096)
+        pollUntilUsed(2)
+        XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(0)), BlockRequest.statusOK)
+        XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(1)), BlockRequest.statusOK)
+        XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x2000 + 0x100, count: 4096), data, "read back what was written")
+        let file = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        XCTAssertEqual(Array(file[(16 * 512)..<(16 * 512 + 4096)]), data, "the write reached the file")
+    }
+
+    func testTheNullBackendCompletesEveryRequestAtOnceWithoutTouchingTheData() throws {
+        try makeHandler(size: 16, null: true)
+        try driver.memory.write([UInt8](repeating: 0xAB, count: 4096), at: 0x100000 + 0x100)
+        try postRequest(0, type: BlockRequest.typeIn, sector: 8, readInto: 4096)
+        try postRequest(1, type: BlockRequest.typeOut, sector: 8, payload: [UInt8](repeating: 1, count: 512))
+        try postRequest(2, type: BlockRequest.typeFlush)
+        XCTAssertEqual(handler.poll(budget: 32), 3, "one poll takes and completes all three")
+        XCTAssertEqual(driver.usedIndex, 3)
+        for index in 0..<3 { XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK) }
+        XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x100, count: 4096), [UInt8](repeating: 0xAB, count: 4096))
+        XCTAssertEqual(handler.wakeDescriptors.count, 1, "only the kick wakes a null queue")
+    }
+
+    func testGetIDWritesTheDeviceIDOnEitherBackend() throws {
+        for null in [false, true] {
+            try makeHandler(size: 16, null: null)
+            try postRequest(0, type: BlockRequest.typeGetID, readInto: 20)
+            pollUntilUsed(1)
+            XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(0)), BlockRequest.statusOK)
+            XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x100, count: 20), Array("test".utf8) + [UInt8](repeating: 0, count: 16),
+                           null ? "null" : "file")
+        }
     }
 }

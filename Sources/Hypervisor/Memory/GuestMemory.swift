@@ -127,6 +127,22 @@ public final class GuestMemory: Sendable {
         return T(littleEndian: source.loadUnaligned(as: T.self))
     }
 
+    /// Host views of guest buffers as an iovec array, for readv/writev and io_uring: fills
+    /// `vectors` in order while it has room, leaving out a buffer outside guest RAM. Returns the
+    /// entries filled and their total length; a caller compares that with what it expected.
+    @inlinable public func fillIOVecs<Buffers: Sequence>(_ vectors: UnsafeMutableBufferPointer<iovec>, from buffers: Buffers)
+        -> (count: Int, bytes: Int) where Buffers.Element == (address: UInt64, length: UInt64) {
+        var count = 0
+        var bytes = 0
+        for buffer in buffers where count < vectors.count {
+            guard let slice = try? slice(at: buffer.address, length: buffer.length) else { continue }
+            vectors[count] = iovec(iov_base: slice.baseAddress, iov_len: slice.count)
+            count += 1
+            bytes += slice.count
+        }
+        return (count, bytes)
+    }
+
     /// Fills `[address, address + length)` with zero bytes.
     public func zero(at address: UInt64, length: UInt64) throws {
         let target = try slice(at: address, length: length)

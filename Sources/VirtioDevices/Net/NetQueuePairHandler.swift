@@ -129,13 +129,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 }
                 chain = popped
             }
-            var count = 0
-            var total = 0
-            for buffer in chain.readable where count < iovecs.count {
-                guard let slice = try? memory.slice(at: buffer.address, length: UInt64(buffer.length)) else { continue }
-                iovecs[count] = iovec(iov_base: slice.baseAddress, iov_len: slice.count)
-                count += 1
-                total += slice.count
+            let (count, total) = iovecs.withUnsafeMutableBufferPointer { vectors in
+                memory.fillIOVecs(vectors, from: chain.readable.lazy.map { (address: $0.address, length: UInt64($0.length)) })
             }
             let written = total <= NetDevice.headerSize ? -1 : writeFrame(count: count)
             if written == -Int(EAGAIN) {
