@@ -6,7 +6,7 @@ GUEST := guest-images/out
 # Debian packages the build and tests use; each is installed only when missing.
 DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev liburing-dev python3
 
-.PHONY: all deps hvctl guest test unit-test integration-test fuzz tsan run clean
+.PHONY: all deps hvctl guest test unit-test integration-test fuzz tsan run format clean
 
 all: hvctl guest
 
@@ -49,6 +49,12 @@ run: all
 		echo "make run: this host's /dev/kvm emulates guest ring 0 (PVM); booting the default guest inside the nested rig (QEMU TCG + KVM-on-SVM)"; \
 		exec guest-images/nested/run --interactive -- hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio; \
 	fi
+
+# Lays out the Swift sources as .swift-format says (120 columns, 4-space indents; layout only,
+# no rewriting rules): swift-format comes with the Swift toolchain.
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Fuzz/Sources
+	$(SWIFT) format --in-place Package.swift Fuzz/Package.swift
 
 clean:
 	rm -rf .build

@@ -11,7 +11,7 @@ let package = Package(
         .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // Only what Swift cannot import: ioctl request macros, kvm_run union accessors, raw syscalls.

@@ -14,7 +14,7 @@ let package = Package(
                 .product(name: "Hypervisor", package: "Sidecore"),
                 .product(name: "VirtioDevices", package: "Sidecore"),
             ]
-        ),
+        )
     ],
     swiftLanguageModes: [.v6]
 )

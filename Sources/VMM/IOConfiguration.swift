@@ -18,8 +18,11 @@ public struct IOConfiguration: Sendable {
     public var onResize: (@Sendable (IOCoreManager.Resize) -> Void)?
     public var interruptRedirection: InterruptRedirectionMode
 
-    public init(engine: Engine, coreCountPolicy: SideCoreCountPolicy? = nil,
-                onResize: (@Sendable (IOCoreManager.Resize) -> Void)? = nil, interruptRedirection: InterruptRedirectionMode = .off) {
+    public init(
+        engine: Engine, coreCountPolicy: SideCoreCountPolicy? = nil,
+        onResize: (@Sendable (IOCoreManager.Resize) -> Void)? = nil,
+        interruptRedirection: InterruptRedirectionMode = .off
+    ) {
         self.engine = engine
         self.coreCountPolicy = coreCountPolicy
         self.onResize = onResize

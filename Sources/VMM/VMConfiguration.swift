@@ -8,8 +8,10 @@ public struct VMConfiguration: Sendable {
     public var disks: [BlockDeviceConfiguration]
     public var nets: [NetDeviceConfiguration]
 
-    public init(name: String, machine: MachineConfiguration, disks: [BlockDeviceConfiguration] = [],
-                nets: [NetDeviceConfiguration] = []) {
+    public init(
+        name: String, machine: MachineConfiguration, disks: [BlockDeviceConfiguration] = [],
+        nets: [NetDeviceConfiguration] = []
+    ) {
         self.name = name
         self.machine = machine
         self.disks = disks

@@ -10,8 +10,11 @@ public final class VMInstance: Sendable {
 
     /// `consoleOutput` receives every byte the guest writes to its serial console. `namePrefix`
     /// tells devices of different VMs apart on shared side cores (e.g. "a.").
-    init(configuration: VMConfiguration, kvm: KVM, engine: QueueEngine, consoleOutput: @escaping @Sendable (UInt8) -> Void,
-         namePrefix: String) throws {
+    init(
+        configuration: VMConfiguration, kvm: KVM, engine: QueueEngine,
+        consoleOutput: @escaping @Sendable (UInt8) -> Void,
+        namePrefix: String
+    ) throws {
         self.configuration = configuration
         do {
             machine = try Machine(configuration: configuration.machine, kvm: kvm, consoleOutput: consoleOutput)
@@ -19,8 +22,9 @@ public final class VMInstance: Sendable {
             throw VMBuildError(vm: configuration.name, stage: .machine, underlying: error)
         }
         do {
-            devices = try VirtioDeviceSet(machine: machine, engine: engine, disks: configuration.disks, nets: configuration.nets,
-                                          namePrefix: namePrefix)
+            devices = try VirtioDeviceSet(
+                machine: machine, engine: engine, disks: configuration.disks, nets: configuration.nets,
+                namePrefix: namePrefix)
         } catch {
             throw VMBuildError(vm: configuration.name, stage: .devices, underlying: error)
         }
@@ -28,8 +32,9 @@ public final class VMInstance: Sendable {
 
     /// The statistics while the VM runs.
     func liveReport() throws -> VMReport {
-        VMReport(name: configuration.name, vcpus: try machine.vcpuStatistics(), devices: devices.statistics(),
-                 redirector: machine.redirector, exit: nil)
+        VMReport(
+            name: configuration.name, vcpus: try machine.vcpuStatistics(), devices: devices.statistics(),
+            redirector: machine.redirector, exit: nil)
     }
 
     /// After the run: stops queue processing (requests in flight finish, the last kicks are
@@ -37,6 +42,8 @@ public final class VMInstance: Sendable {
     func finish(exit: MachineExit) throws -> VMReport {
         let vcpus = try machine.vcpuStatistics()
         devices.stop()
-        return VMReport(name: configuration.name, vcpus: vcpus, devices: devices.statistics(), redirector: machine.redirector, exit: exit)
+        return VMReport(
+            name: configuration.name, vcpus: vcpus, devices: devices.statistics(), redirector: machine.redirector,
+            exit: exit)
     }
 }

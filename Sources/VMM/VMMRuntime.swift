@@ -32,11 +32,14 @@ public final class VMMRuntime: Sendable {
     /// `consoleOutput` gives the function each VM's console bytes go to. `namedVMs` (several VMs,
     /// or VMs the user named): device names carry their VM's name, and statistics list the VMs
     /// by name; otherwise the one VM's statistics are at the top level.
-    public init(vms configurations: [VMConfiguration], io: IOConfiguration, kvm: KVM, namedVMs: Bool,
-                consoleOutput: (VMConfiguration) throws -> @Sendable (UInt8) -> Void) throws {
+    public init(
+        vms configurations: [VMConfiguration], io: IOConfiguration, kvm: KVM, namedVMs: Bool,
+        consoleOutput: (VMConfiguration) throws -> @Sendable (UInt8) -> Void
+    ) throws {
         self.io = io
         self.namedVMs = namedVMs || configurations.count > 1
-        placement = CPUPlacement(sideCores: io.sideCores, vcpuCount: configurations.reduce(0) { $0 + $1.machine.vcpuCount })
+        placement = CPUPlacement(
+            sideCores: io.sideCores, vcpuCount: configurations.reduce(0) { $0 + $1.machine.vcpuCount })
         let engine: QueueEngine
         if let configuration = io.sideCores {
             let sideCores = try SideCoreEngine(configuration: configuration, cpus: placement.sideCoreCPUs)
@@ -50,9 +53,11 @@ public final class VMMRuntime: Sendable {
         for var configuration in configurations {
             configuration.machine.vcpuHostCPUs = placement.vcpuCPUs
             configuration.machine.interruptRedirection = io.interruptRedirection
-            vms.append(try VMInstance(configuration: configuration, kvm: kvm, engine: engine,
-                                      consoleOutput: try consoleOutput(configuration),
-                                      namePrefix: self.namedVMs ? "\(configuration.name)." : ""))
+            vms.append(
+                try VMInstance(
+                    configuration: configuration, kvm: kvm, engine: engine,
+                    consoleOutput: try consoleOutput(configuration),
+                    namePrefix: self.namedVMs ? "\(configuration.name)." : ""))
         }
         self.vms = vms
         if let policy = io.coreCountPolicy, let sideCores {
@@ -68,11 +73,12 @@ public final class VMMRuntime: Sendable {
         let results = Lock<[Int: MachineExit]>([:])
         var threads: [HostThread] = []
         for (index, vm) in vms.enumerated() {
-            threads.append(try HostThread(name: "vm-\(vm.configuration.name)") {
-                let exit: MachineExit
-                do { exit = try vm.machine.run() } catch { exit = .failed("\(error)") }
-                results.withLock { $0[index] = exit }
-            })
+            threads.append(
+                try HostThread(name: "vm-\(vm.configuration.name)") {
+                    let exit: MachineExit
+                    do { exit = try vm.machine.run() } catch { exit = .failed("\(error)") }
+                    results.withLock { $0[index] = exit }
+                })
         }
         for thread in threads { thread.join() }
         return results.withLock { results in vms.indices.map { results[$0] ?? .failed("did not run") } }
@@ -100,7 +106,8 @@ public final class VMMRuntime: Sendable {
     }
 
     private func report(vms: [VMReport], sideCores: [SideCoreReport]) -> StatisticsReport {
-        StatisticsReport(vms: vms, ioMode: io.modeName, sideCores: sideCores, singleVMAtTopLevel: !namedVMs,
-                         iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
+        StatisticsReport(
+            vms: vms, ioMode: io.modeName, sideCores: sideCores, singleVMAtTopLevel: !namedVMs,
+            iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
     }
 }

@@ -7,8 +7,10 @@ public final class VirtioDeviceSet: Sendable {
     private let networks: [(device: NetDevice, transport: VirtioPCITransport)]
 
     /// `namePrefix` tells devices of different VMs apart on shared side cores (e.g. "a.").
-    init(machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration],
-         namePrefix: String = "") throws {
+    init(
+        machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration],
+        namePrefix: String = ""
+    ) throws {
         var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
         var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
         for (index, var configuration) in disks.enumerated() {
@@ -27,9 +29,12 @@ public final class VirtioDeviceSet: Sendable {
     }
 
     /// Puts `device` behind a virtio-pci function on the machine's PCI bus.
-    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine, engine: QueueEngine) throws -> VirtioPCITransport {
-        let transport = try VirtioPCITransport(device: device, name: name, root: machine.pciRoot, vm: machine.vm,
-                                               router: machine.interruptRouter, memory: machine.memory, engine: engine)
+    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine, engine: QueueEngine) throws
+        -> VirtioPCITransport
+    {
+        let transport = try VirtioPCITransport(
+            device: device, name: name, root: machine.pciRoot, vm: machine.vm,
+            router: machine.interruptRouter, memory: machine.memory, engine: engine)
         _ = machine.pciRoot.add(transport)
         return transport
     }
@@ -37,22 +42,27 @@ public final class VirtioDeviceSet: Sendable {
     public func statistics() -> [DeviceStatistics] {
         func queues(_ statistics: [QueueStatistics], names: (Int) -> String) -> [DeviceStatistics.Queue] {
             statistics.enumerated().map { index, queue in
-                DeviceStatistics.Queue(index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
-                                       notifications: queue.notifications.count, interrupts: queue.interrupts.count,
-                                       redirected: queue.redirected.count, errors: queue.errors.count, flushes: queue.flushes.count,
-                                       coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count)
+                DeviceStatistics.Queue(
+                    index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
+                    notifications: queue.notifications.count, interrupts: queue.interrupts.count,
+                    redirected: queue.redirected.count, errors: queue.errors.count, flushes: queue.flushes.count,
+                    coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count)
             }
         }
         let disks = blocks.map { block in
-            DeviceStatistics(name: block.device.name, type: "virtio-blk",
-                             queues: queues(block.device.queueStatistics) { "request\($0)" },
-                             deviceErrors: block.transport.errorCount.count)
+            DeviceStatistics(
+                name: block.device.name, type: "virtio-blk",
+                queues: queues(block.device.queueStatistics) { "request\($0)" },
+                deviceErrors: block.transport.errorCount.count)
         }
         let nics = networks.map { network in
             let pairs = network.device.configuration.queuePairs
-            return DeviceStatistics(name: network.device.name, type: "virtio-net",
-                                    queues: queues(network.device.queueStatistics) { $0 == 2 * pairs ? "control" : ($0 % 2 == 0 ? "rx\($0 / 2)" : "tx\($0 / 2)") },
-                                    deviceErrors: network.transport.errorCount.count)
+            return DeviceStatistics(
+                name: network.device.name, type: "virtio-net",
+                queues: queues(network.device.queueStatistics) {
+                    $0 == 2 * pairs ? "control" : ($0 % 2 == 0 ? "rx\($0 / 2)" : "tx\($0 / 2)")
+                },
+                deviceErrors: network.transport.errorCount.count)
         }
         return disks + nics
     }

@@ -22,7 +22,8 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .invalidSize(let size): return "queue size \(size) is not a power of two in 1...32768"
         case .misaligned(let ring, let address): return "\(ring) at 0x\(String(address, radix: 16)) is misaligned"
-        case .ringOutsideMemory(let ring, let address): return "\(ring) at 0x\(String(address, radix: 16)) is outside guest RAM"
+        case .ringOutsideMemory(let ring, let address):
+            return "\(ring) at 0x\(String(address, radix: 16)) is outside guest RAM"
         case .availableIndexJump(let from, let to): return "available index jumped from \(from) to \(to)"
         case .headOutOfRange(let head): return "chain head \(head) is out of range"
         case .nextOutOfRange(let next): return "descriptor next \(next) is out of range"
@@ -30,7 +31,8 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         case .nestedIndirect: return "indirect descriptor inside an indirect table"
         case .indirectWithNext: return "indirect descriptor with NEXT set"
         case .invalidIndirectTable(let length): return "indirect table of \(length) bytes"
-        case .bufferOutsideMemory(let address, let length): return "buffer of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM"
+        case .bufferOutsideMemory(let address, let length):
+            return "buffer of \(length) bytes at 0x\(String(address, radix: 16)) is outside guest RAM"
         case .totalLengthOverflow: return "chain length exceeds 4 GiB"
         case .readableAfterWritable: return "device-readable descriptor after a device-writable one"
         }
@@ -82,10 +84,15 @@ public final class Virtqueue: @unchecked Sendable {
     /// usedIndex when the driver was last interrupted, for VIRTIO_RING_F_EVENT_IDX.
     private var lastSignalledUsedIndex: UInt16 = 0
 
-    public init(memory: GuestMemory, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64, eventIndex: Bool) throws {
+    public init(
+        memory: GuestMemory, size: UInt16, descriptorTable: UInt64, availableRing: UInt64, usedRing: UInt64,
+        eventIndex: Bool
+    ) throws {
         guard size > 0, size <= 32768, size & (size - 1) == 0 else { throw VirtqueueError.invalidSize(size) }
         let count = UInt64(size)
-        func ring(_ name: String, _ address: UInt64, alignment: UInt64, length: UInt64) throws -> UnsafeMutableRawPointer {
+        func ring(_ name: String, _ address: UInt64, alignment: UInt64, length: UInt64) throws
+            -> UnsafeMutableRawPointer
+        {
             guard address % alignment == 0 else { throw VirtqueueError.misaligned(ring: name, address: address) }
             guard let slice = try? memory.slice(at: address, length: length), let base = slice.baseAddress else {
                 throw VirtqueueError.ringOutsideMemory(ring: name, address: address)
@@ -150,8 +157,12 @@ public final class Virtqueue: @unchecked Sendable {
             if flags & Self.descriptorIndirect != 0 {
                 guard !indirect else { throw VirtqueueError.nestedIndirect }
                 guard flags & Self.descriptorNext == 0 else { throw VirtqueueError.indirectWithNext }
-                guard length >= 16, length % 16 == 0, length / 16 <= UInt32(size) else { throw VirtqueueError.invalidIndirectTable(length: length) }
-                guard memory.contains(address, length: UInt64(length)) else { throw VirtqueueError.bufferOutsideMemory(address: address, length: length) }
+                guard length >= 16, length % 16 == 0, length / 16 <= UInt32(size) else {
+                    throw VirtqueueError.invalidIndirectTable(length: length)
+                }
+                guard memory.contains(address, length: UInt64(length)) else {
+                    throw VirtqueueError.bufferOutsideMemory(address: address, length: length)
+                }
                 indirect = true
                 table = address
                 tableSize = length / 16
@@ -159,7 +170,9 @@ public final class Virtqueue: @unchecked Sendable {
                 index = 0
                 continue
             }
-            guard memory.contains(address, length: UInt64(length)) else { throw VirtqueueError.bufferOutsideMemory(address: address, length: length) }
+            guard memory.contains(address, length: UInt64(length)) else {
+                throw VirtqueueError.bufferOutsideMemory(address: address, length: length)
+            }
             let writable = flags & Self.descriptorWrite != 0
             if !writable, buffers.last?.isDeviceWritable == true { throw VirtqueueError.readableAfterWritable }
             total += UInt64(length)
@@ -189,7 +202,8 @@ public final class Virtqueue: @unchecked Sendable {
         ckvm_fence_seq_cst()
         defer { lastSignalledUsedIndex = usedIndex }
         if eventIndex {
-            let usedEvent = UInt16(littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * Int(size), as: UInt16.self))
+            let usedEvent = UInt16(
+                littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * Int(size), as: UInt16.self))
             // vring_need_event: did used_idx move past used_event since the last signal?
             return (usedIndex &- usedEvent &- 1) < (usedIndex &- lastSignalledUsedIndex)
         }

@@ -26,7 +26,10 @@ final class APIServer: Sendable {
     private let sideCores: SideCoreEngine?
     private let coreManager: IOCoreManager?
 
-    init(path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?, statistics: @escaping @Sendable () throws -> StatisticsReport) throws {
+    init(
+        path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?,
+        statistics: @escaping @Sendable () throws -> StatisticsReport
+    ) throws {
         self.path = path
         self.statistics = statistics
         self.sideCores = sideCores
@@ -35,7 +38,9 @@ final class APIServer: Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ValidationError("--api-socket \(path): \(String(cString: strerror(errno)))") }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard bound == 0, listen(fd, 8) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -118,7 +123,9 @@ final class APIServer: Sendable {
         case "side-cores":
             guard let sideCores else { return failure("no side cores: hvctl runs with --io-mode notify") }
             if request.auto == true {
-                guard let coreManager else { return failure("no I/O core manager: hvctl runs without --side-cores auto") }
+                guard let coreManager else {
+                    return failure("no I/O core manager: hvctl runs without --side-cores auto")
+                }
                 coreManager.setAutomatic(true)
                 return Array((try? encoder.encode(["sideCores": "auto"])) ?? Data("{}".utf8))
             }
@@ -139,7 +146,9 @@ final class APIServer: Sendable {
     private func send(_ bytes: [UInt8], to client: Int32) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let written = bytes[offset...].withUnsafeBytes {
+                Glibc.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if written < 0 && errno == EINTR { continue }
             guard written > 0 else { return false }
             offset += written

@@ -39,8 +39,10 @@ final class Console: Sendable {
         try thread.start(name: "console") { [self] in
             var buffer = [UInt8](repeating: 0, count: 512)
             var escapePending = false
-            var waits = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
-                         pollfd(fd: stopRequest.fd, events: Int16(POLLIN), revents: 0)]
+            var waits = [
+                pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: stopRequest.fd, events: Int16(POLLIN), revents: 0),
+            ]
             while true {
                 if poll(&waits, 2, -1) < 0 {
                     if errno == EINTR { continue }

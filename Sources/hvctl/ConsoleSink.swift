@@ -18,7 +18,9 @@ final class ConsoleSink: Sendable {
     /// A file, created or truncated.
     init(path: String) throws {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ConsoleSinkError(description: "console \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ConsoleSinkError(description: "console \(path): \(String(cString: strerror(errno)))")
+        }
         prefix = []
     }
 

@@ -12,7 +12,8 @@ struct HostReport {
         var description: String {
             switch self {
             case .native(let technology): return "native (\(technology))"
-            case .emulatedPVM: return "emulated (PVM: guest ring 0 is emulated; stock Linux kernels boot only in the nested rig)"
+            case .emulatedPVM:
+                return "emulated (PVM: guest ring 0 is emulated; stock Linux kernels boot only in the nested rig)"
             }
         }
     }
@@ -31,7 +32,8 @@ struct HostReport {
         } else {
             execution = .native(Self.exists("/sys/module/kvm_intel") ? "Intel VT-x" : "unknown KVM module")
         }
-        postedInterrupts = Self.postedInterrupts.map { "available (\($0))" } ?? "absent (interrupts are injected by KVM on VM entry)"
+        postedInterrupts =
+            Self.postedInterrupts.map { "available (\($0))" } ?? "absent (interrupts are injected by KVM on VM entry)"
         let result = ckvm_probe_io_uring()
         ioUring = result == 0 ? "available" : "unavailable (io_uring_setup: \(String(cString: strerror(result))))"
     }
@@ -40,7 +42,9 @@ struct HostReport {
 
     /// The host's posted-interrupt hardware as KVM uses it (its module parameters), or nil.
     static var postedInterrupts: String? {
-        if let apicv = firstLine("/sys/module/kvm_intel/parameters/enable_apicv"), apicv == "Y" || apicv == "1" { return "Intel APICv" }
+        if let apicv = firstLine("/sys/module/kvm_intel/parameters/enable_apicv"), apicv == "Y" || apicv == "1" {
+            return "Intel APICv"
+        }
         if let avic = firstLine("/sys/module/kvm_amd/parameters/avic"), avic == "Y" || avic == "1" { return "AMD AVIC" }
         return nil
     }

@@ -4,14 +4,17 @@ import ArgumentParser
 /// running `hvctl run` (at most its --side-cores-max), moving queues between cores live.
 struct IOCMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "iocm", abstract: "Change the number of side cores of a running hvctl (queues move without losing a request).")
+        commandName: "iocm",
+        abstract: "Change the number of side cores of a running hvctl (queues move without losing a request).")
 
     @Option(help: "The --api-socket of the running hvctl.")
     var socket: String
 
-    @Option(name: .customLong("side-cores"), help: ArgumentHelp(
-        "How many side cores should serve the queues (0: notify threads), or auto (hvctl run --side-cores auto) to hand the choice back to its iocm thread.",
-        valueName: "n|auto"))
+    @Option(
+        name: .customLong("side-cores"),
+        help: ArgumentHelp(
+            "How many side cores should serve the queues (0: notify threads), or auto (hvctl run --side-cores auto) to hand the choice back to its iocm thread.",
+            valueName: "n|auto"))
     var sideCores: SideCoreCount
 
     func run() throws {

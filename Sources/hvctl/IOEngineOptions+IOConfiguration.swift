@@ -16,8 +16,10 @@ extension IOEngineOptions {
         var configuration = SideCoreConfiguration(
             mode: mode, count: sideCores ?? Self.defaultSideCores,
             pollMaxNanoseconds: UInt64(pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds) * 1_000)
-        configuration.maxCount = sideCoresMax
-            ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
+        configuration.maxCount =
+            sideCoresMax
+            ?? (sideCoreCount == .automatic
+                ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
         if interruptCoalescing == .off { configuration.coalescing = nil }
         switch try parsedSideCoreCPUs() {
         case nil: break
@@ -27,9 +29,12 @@ extension IOEngineOptions {
         var io = IOConfiguration(engine: .sideCores(configuration), interruptRedirection: redirection)
         if sideCoreCount == .automatic {
             // A poll-mode core never sleeps; its window for the 0 <-> 1 decision is the hybrid default.
-            let windowMicroseconds = ioMode == .hybrid ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds
-            var policy = SideCoreCountPolicy(minimum: sideCores ?? 1, maximum: configuration.maxCount,
-                                             pollWindowSeconds: Double(windowMicroseconds) / 1e6)
+            let windowMicroseconds =
+                ioMode == .hybrid
+                ? pollMaxMicroseconds ?? Self.defaultPollMaxMicroseconds : Self.defaultPollMaxMicroseconds
+            var policy = SideCoreCountPolicy(
+                minimum: sideCores ?? 1, maximum: configuration.maxCount,
+                pollWindowSeconds: Double(windowMicroseconds) / 1e6)
             policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
             io.coreCountPolicy = policy
             io.onResize = { printError(Self.describe($0)) }

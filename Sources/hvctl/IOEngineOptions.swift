@@ -10,23 +10,32 @@ struct IOEngineOptions: ParsableArguments {
     static let defaultPollMaxMicroseconds = 256
     static let defaultPickupDelayMicroseconds = 100
 
-    @Option(name: .customLong("io-mode"), help: ArgumentHelp(
-        "notify: a thread per queue, woken by the guest's kicks. poll: side cores poll the queues with kicks off. hybrid: poll, and let idle queues sleep until a kick.",
-        valueName: "mode"))
+    @Option(
+        name: .customLong("io-mode"),
+        help: ArgumentHelp(
+            "notify: a thread per queue, woken by the guest's kicks. poll: side cores poll the queues with kicks off. hybrid: poll, and let idle queues sleep until a kick.",
+            valueName: "mode"))
     var ioMode: IOMode = .hybrid
 
-    @Option(name: .customLong("side-cores"), help: ArgumentHelp(
-        "Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \(IOEngineOptions.defaultSideCores)); auto: the iocm thread sizes them between --side-cores-min and --side-cores-max from their load.",
-        valueName: "n|auto"))
+    @Option(
+        name: .customLong("side-cores"),
+        help: ArgumentHelp(
+            "Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \(IOEngineOptions.defaultSideCores)); auto: the iocm thread sizes them between --side-cores-min and --side-cores-max from their load.",
+            valueName: "n|auto"))
     var sideCoreCount: SideCoreCount?
 
-    @Option(name: .customLong("side-cores-min"), help: ArgumentHelp(
-        "With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads while requests are rare.", valueName: "n"))
+    @Option(
+        name: .customLong("side-cores-min"),
+        help: ArgumentHelp(
+            "With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads while requests are rare.",
+            valueName: "n"))
     var sideCoresMin: Int?
 
-    @Option(name: .customLong("side-cores-latency-us"), help: ArgumentHelp(
-        "With --side-cores auto: the longest pickup delay (mean length of a side core's rounds that found work) iocm tolerates before adding a core, in µs (default \(IOEngineOptions.defaultPickupDelayMicroseconds)).",
-        valueName: "µs"))
+    @Option(
+        name: .customLong("side-cores-latency-us"),
+        help: ArgumentHelp(
+            "With --side-cores auto: the longest pickup delay (mean length of a side core's rounds that found work) iocm tolerates before adding a core, in µs (default \(IOEngineOptions.defaultPickupDelayMicroseconds)).",
+            valueName: "µs"))
     var pickupDelayMicroseconds: Int?
 
     /// Side cores serving queues at start.
@@ -38,28 +47,39 @@ struct IOEngineOptions: ParsableArguments {
         }
     }
 
-    @Option(name: .customLong("poll-max-us"), help: ArgumentHelp(
-        "Hybrid mode: the longest a queue is polled without work before it sleeps, in µs (default \(IOEngineOptions.defaultPollMaxMicroseconds)).",
-        valueName: "µs"))
+    @Option(
+        name: .customLong("poll-max-us"),
+        help: ArgumentHelp(
+            "Hybrid mode: the longest a queue is polled without work before it sleeps, in µs (default \(IOEngineOptions.defaultPollMaxMicroseconds)).",
+            valueName: "µs"))
     var pollMaxMicroseconds: Int?
 
-    @Option(name: .customLong("side-cores-max"), help: ArgumentHelp(
-        "Side-core threads to create, for changing the count while running (hvctl iocm); default --side-cores.",
-        valueName: "n"))
+    @Option(
+        name: .customLong("side-cores-max"),
+        help: ArgumentHelp(
+            "Side-core threads to create, for changing the count while running (hvctl iocm); default --side-cores.",
+            valueName: "n"))
     var sideCoresMax: Int?
 
-    @Option(name: .customLong("side-core-cpus"), help: ArgumentHelp(
-        "Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the last CPUs).",
-        valueName: "list|none"))
+    @Option(
+        name: .customLong("side-core-cpus"),
+        help: ArgumentHelp(
+            "Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the last CPUs).",
+            valueName: "list|none"))
     var sideCoreCPUs: String?
 
-    @Option(name: .customLong("irq-coalesce"), help: ArgumentHelp(
-        "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).", valueName: "on|off"))
+    @Option(
+        name: .customLong("irq-coalesce"),
+        help: ArgumentHelp(
+            "Poll and hybrid modes: adaptive interrupt coalescing per queue, on or off (default on).",
+            valueName: "on|off"))
     var interruptCoalescing: OnOff?
 
-    @Option(name: .customLong("irq-redirect"), help: ArgumentHelp(
-        "Interrupt redirection: an interrupt whose MSI message lets any of several vCPUs take it (lowest priority) goes to one that is running. on: away from halted and descheduled vCPUs; auto (default): away from halted ones only where the host has posted interrupts, else from descheduled ones; off. Linux programs one CPU per vector, so its interrupts stay where it put them.",
-        valueName: "on|off|auto"))
+    @Option(
+        name: .customLong("irq-redirect"),
+        help: ArgumentHelp(
+            "Interrupt redirection: an interrupt whose MSI message lets any of several vCPUs take it (lowest priority) goes to one that is running. on: away from halted and descheduled vCPUs; auto (default): away from halted ones only where the host has posted interrupts, else from descheduled ones; off. Linux programs one CPU per vector, so its interrupts stay where it put them.",
+            valueName: "on|off|auto"))
     var interruptRedirection: RedirectSetting = .auto
 
     /// `--side-core-cpus`: nil for the default placement, [] for unpinned, else the CPUs.
@@ -69,7 +89,8 @@ struct IOEngineOptions: ParsableArguments {
         let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return try sideCoreCPUs.split(separator: ",", omittingEmptySubsequences: false).map { item in
             guard let cpu = Int32(item), cpu >= 0, cpu < online else {
-                throw ValidationError("--side-core-cpus \(sideCoreCPUs): '\(item)' is not an online CPU (0 to \(online - 1))")
+                throw ValidationError(
+                    "--side-core-cpus \(sideCoreCPUs): '\(item)' is not an online CPU (0 to \(online - 1))")
             }
             return cpu
         }
@@ -79,9 +100,13 @@ struct IOEngineOptions: ParsableArguments {
         if sideCoreCPUs != nil {
             guard ioMode != .notify else { throw ValidationError("--side-core-cpus: needs --io-mode poll or hybrid") }
             let cpus = try parsedSideCoreCPUs() ?? []
-            let threads = sideCoresMax ?? (sideCoreCount == .automatic ? Self.defaultAutomaticMaximum(minimum: sideCores ?? 1) : sideCores ?? Self.defaultSideCores)
+            let threads =
+                sideCoresMax
+                ?? (sideCoreCount == .automatic
+                    ? Self.defaultAutomaticMaximum(minimum: sideCores ?? 1) : sideCores ?? Self.defaultSideCores)
             if !cpus.isEmpty && cpus.count != threads {
-                throw ValidationError("--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(threads) side cores")
+                throw ValidationError(
+                    "--side-core-cpus \(sideCoreCPUs ?? ""): gives \(cpus.count) CPUs for \(threads) side cores")
             }
         }
         if interruptCoalescing != nil && ioMode == .notify {
@@ -89,17 +114,25 @@ struct IOEngineOptions: ParsableArguments {
         }
         if case .fixed(let count) = sideCoreCount {
             guard ioMode != .notify else { throw ValidationError("--side-cores: needs --io-mode poll or hybrid") }
-            guard (1...64).contains(count) else { throw ValidationError("--side-cores \(count): must be 1 to 64 (or auto)") }
+            guard (1...64).contains(count) else {
+                throw ValidationError("--side-cores \(count): must be 1 to 64 (or auto)")
+            }
         }
         if sideCoreCount == .automatic && ioMode == .notify {
             throw ValidationError("--side-cores: needs --io-mode poll or hybrid")
         }
         if let sideCoresMin {
-            guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-min: needs --side-cores auto") }
-            guard (0...64).contains(sideCoresMin) else { throw ValidationError("--side-cores-min \(sideCoresMin): must be 0 to 64") }
+            guard sideCoreCount == .automatic else {
+                throw ValidationError("--side-cores-min: needs --side-cores auto")
+            }
+            guard (0...64).contains(sideCoresMin) else {
+                throw ValidationError("--side-cores-min \(sideCoresMin): must be 0 to 64")
+            }
         }
         if let pickupDelayMicroseconds {
-            guard sideCoreCount == .automatic else { throw ValidationError("--side-cores-latency-us: needs --side-cores auto") }
+            guard sideCoreCount == .automatic else {
+                throw ValidationError("--side-cores-latency-us: needs --side-cores auto")
+            }
             guard (1...1_000_000).contains(pickupDelayMicroseconds) else {
                 throw ValidationError("--side-cores-latency-us \(pickupDelayMicroseconds): must be 1 to 1000000")
             }
@@ -108,7 +141,9 @@ struct IOEngineOptions: ParsableArguments {
             guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
             let count = sideCores ?? Self.defaultSideCores
             guard (max(1, count)...64).contains(sideCoresMax) else {
-                throw ValidationError("--side-cores-max \(sideCoresMax): must be \(max(1, count)) (--side-cores\(sideCoreCount == .automatic ? "-min" : "")) to 64")
+                throw ValidationError(
+                    "--side-cores-max \(sideCoresMax): must be \(max(1, count)) (--side-cores\(sideCoreCount == .automatic ? "-min" : "")) to 64"
+                )
             }
         }
         if let pollMaxMicroseconds {

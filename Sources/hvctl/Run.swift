@@ -16,7 +16,8 @@ struct Run: ParsableCommand {
     static let defaultCommandLine = "console=ttyS0 panic=-1"
 
     static let configuration = CommandConfiguration(
-        abstract: "Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout, or several with --config.",
+        abstract:
+            "Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout, or several with --config.",
         discussion: """
             Exit status: 0 when the guest powers off, 2 when it reboots (reboot, panic with panic=-1, \
             triple fault), 1 on a VMM or KVM failure, 64 on bad usage, 128+N when stopped by signal N. \
@@ -38,18 +39,24 @@ struct Run: ParsableCommand {
     @Option(help: "Guest RAM in MiB (default 512).")
     var memory: Int?
 
-    @Option(name: .customLong("disk"), help: ArgumentHelp(
-        "A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. Repeatable.",
-        valueName: "options"))
+    @Option(
+        name: .customLong("disk"),
+        help: ArgumentHelp(
+            "A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. Repeatable.",
+            valueName: "options"))
     var disks: [String] = []
 
-    @Option(name: .customLong("net"), help: ArgumentHelp(
-        "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.", valueName: "options"))
+    @Option(
+        name: .customLong("net"),
+        help: ArgumentHelp(
+            "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.",
+            valueName: "options"))
     var nets: [String] = []
 
-    @Option(help: ArgumentHelp(
-        "Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].",
+            valueName: "file"))
     var config: String?
 
     @OptionGroup(title: "I/O engine")
@@ -61,9 +68,11 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("stats-json"), help: "Write KVM statistics as JSON to this file at exit.")
     var statsJSON: String?
 
-    @Option(name: .customLong("api-socket"), help: ArgumentHelp(
-        "A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist yet.",
-        valueName: "path"))
+    @Option(
+        name: .customLong("api-socket"),
+        help: ArgumentHelp(
+            "A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist yet.",
+            valueName: "path"))
     var apiSocket: String?
 
     @Option(name: .customLong("device"), help: "The KVM device to open.")
@@ -71,9 +80,14 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         if config != nil {
-            let given = [("--kernel", kernel != nil), ("--initrd", initrd != nil), ("--cmdline", cmdline != nil), ("--cpus", cpus != nil),
-                         ("--memory", memory != nil), ("--disk", !disks.isEmpty), ("--net", !nets.isEmpty)].filter(\.1).map(\.0)
-            if let first = given.first { throw ValidationError("\(first): not with --config (describe each VM in the file)") }
+            let given = [
+                ("--kernel", kernel != nil), ("--initrd", initrd != nil), ("--cmdline", cmdline != nil),
+                ("--cpus", cpus != nil),
+                ("--memory", memory != nil), ("--disk", !disks.isEmpty), ("--net", !nets.isEmpty),
+            ].filter(\.1).map(\.0)
+            if let first = given.first {
+                throw ValidationError("\(first): not with --config (describe each VM in the file)")
+            }
         } else {
             guard kernel != nil else { throw ValidationError("--kernel: missing (or give --config)") }
             try commandLineVM().validate { "--\($0)" }
@@ -130,7 +144,9 @@ struct Run: ParsableCommand {
         }
 
         let api = try apiSocket.map { path in
-            try APIServer(path: path, sideCores: runtime.sideCores, coreManager: runtime.coreManager) { try runtime.statistics() }
+            try APIServer(path: path, sideCores: runtime.sideCores, coreManager: runtime.coreManager) {
+                try runtime.statistics()
+            }
         }
         let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
         // The console's input goes to a single VM only; several VMs run without input. It takes the
@@ -182,7 +198,8 @@ struct Run: ParsableCommand {
     private static func exitError(for error: VMBuildError, label: String) -> Error {
         switch error.underlying {
         case let bootError as BootError: return ValidationError(label + FlagNames.message(for: bootError))
-        case let configurationError as ConfigurationError: return ValidationError(label + FlagNames.message(for: configurationError))
+        case let configurationError as ConfigurationError:
+            return ValidationError(label + FlagNames.message(for: configurationError))
         case let netError as NetDeviceError: return ValidationError(label + netError.description)
         case let underlying where error.stage == .machine:
             printError("hvctl: \(label)cannot create the VM: \(underlying)")

@@ -23,11 +23,14 @@ struct Stats: ParsableCommand {
         guard fd >= 0 else { throw ValidationError("--socket \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard connected == 0 else { throw ValidationError("--socket \(path): \(String(cString: strerror(errno)))") }
         let line = Array(try JSONEncoder().encode(request)) + [UInt8(ascii: "\n")]
-        guard line.withUnsafeBytes({ Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == line.count else {
+        guard line.withUnsafeBytes({ Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == line.count
+        else {
             throw ValidationError("--socket \(path): \(String(cString: strerror(errno)))")
         }
         var reply: [UInt8] = []

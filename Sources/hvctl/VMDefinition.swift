@@ -25,7 +25,9 @@ struct VMDefinition: Decodable, Sendable {
         self.kernel = kernel
     }
 
-    private enum CodingKeys: String, CodingKey { case name, kernel, initrd, cmdline, cpus, memory, disks, nets, console }
+    private enum CodingKeys: String, CodingKey {
+        case name, kernel, initrd, cmdline, cpus, memory, disks, nets, console
+    }
 
     init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -55,7 +57,9 @@ struct VMDefinition: Decodable, Sendable {
         let machine = MachineConfiguration(
             boot: LinuxBootConfiguration(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline),
             vcpuCount: cpus, memoryInBytes: UInt64(memory) << 20)
-        return VMConfiguration(name: name, machine: machine, disks: try disks.map(DiskArgument.parse), nets: try nets.map(NetArgument.parse))
+        return VMConfiguration(
+            name: name, machine: machine, disks: try disks.map(DiskArgument.parse),
+            nets: try nets.map(NetArgument.parse))
     }
 }
 
@@ -104,7 +108,8 @@ enum VMConfigFile {
         }
         switch error {
         case .keyNotFound(let key, let context): return "\(path(context))missing \"\(key.stringValue)\""
-        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(path(context))\(context.debugDescription)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "\(path(context))\(context.debugDescription)"
         case .dataCorrupted(let context): return "\(path(context))not valid JSON"
         @unknown default: return "not a VM configuration"
         }

@@ -7,7 +7,9 @@ final class LinuxLoaderTests: XCTestCase {
         try GuestMemory(ranges: X86Layout.ramRanges(memoryInBytes: mib << 20))
     }
 
-    func load(_ kernel: [UInt8], initrd: [UInt8]? = nil, commandLine: String = "console=ttyS0", mib: UInt64 = 64) throws -> (LoadedKernel, GuestMemory) {
+    func load(_ kernel: [UInt8], initrd: [UInt8]? = nil, commandLine: String = "console=ttyS0", mib: UInt64 = 64) throws
+        -> (LoadedKernel, GuestMemory)
+    {
         let memory = try memory(mib: mib)
         let kernelPath = try TestKernel.file(kernel)
         let initrdPath = try initrd.map { try TestKernel.file($0, name: "initrd") }
@@ -19,7 +21,8 @@ final class LinuxLoaderTests: XCTestCase {
 
     func testBzImageZeroPage() throws {
         let initrd = [UInt8](repeating: 0xA5, count: 10_000)
-        let (kernel, memory) = try load(TestKernel.bzImage(code: TestKernel.halt), initrd: initrd, commandLine: "quiet root=x")
+        let (kernel, memory) = try load(
+            TestKernel.bzImage(code: TestKernel.halt), initrd: initrd, commandLine: "quiet root=x")
         XCTAssertEqual(kernel.format, .bzImage)
         XCTAssertEqual(kernel.entryAddress, 0x100200)
         let zeroPage = kernel.bootParametersAddress
@@ -37,7 +40,8 @@ final class LinuxLoaderTests: XCTestCase {
         let e820Count = Int(try memory.load(UInt8.self, at: zeroPage + 0x1E8))
         XCTAssertEqual(e820Count, E820Entry.map(for: memory).count)
         let lastRAM = zeroPage + 0x2D0 + UInt64((e820Count - 1) * 20)
-        XCTAssertEqual(try memory.load(UInt64.self, at: lastRAM) + (try memory.load(UInt64.self, at: lastRAM + 8)), 64 << 20)
+        XCTAssertEqual(
+            try memory.load(UInt64.self, at: lastRAM) + (try memory.load(UInt64.self, at: lastRAM + 8)), 64 << 20)
         XCTAssertEqual(try memory.read(at: 0x100200, count: 1), TestKernel.halt, "protected-mode kernel at 1 MiB")
     }
 
@@ -60,7 +64,8 @@ final class LinuxLoaderTests: XCTestCase {
         XCTAssertEqual(try memory.read(at: 0x200000, count: 1), TestKernel.halt)
     }
 
-    func bootError(_ kernel: [UInt8], initrd: [UInt8]? = nil, commandLine: String = "", mib: UInt64 = 64) -> BootError? {
+    func bootError(_ kernel: [UInt8], initrd: [UInt8]? = nil, commandLine: String = "", mib: UInt64 = 64) -> BootError?
+    {
         do {
             _ = try load(kernel, initrd: initrd, commandLine: commandLine, mib: mib)
             return nil
@@ -77,7 +82,10 @@ final class LinuxLoaderTests: XCTestCase {
     }
 
     func testOldBootProtocolIsRejected() {
-        guard case .bootProtocolTooOld(_, let version)? = bootError(TestKernel.bzImage(code: TestKernel.halt, version: 0x0204)) else {
+        guard
+            case .bootProtocolTooOld(_, let version)? = bootError(
+                TestKernel.bzImage(code: TestKernel.halt, version: 0x0204))
+        else {
             return XCTFail("protocol 2.04 accepted")
         }
         XCTAssertEqual(version, 0x0204)
@@ -88,20 +96,26 @@ final class LinuxLoaderTests: XCTestCase {
     }
 
     func testELFWithoutPVHNoteIsRejected() {
-        guard case .noPVHEntry? = bootError(TestELF.vmlinux(loadAddress: 0x200000, code: TestKernel.halt, pvhEntry: nil)) else {
+        guard
+            case .noPVHEntry? = bootError(TestELF.vmlinux(loadAddress: 0x200000, code: TestKernel.halt, pvhEntry: nil))
+        else {
             return XCTFail("ELF without PVH note accepted")
         }
     }
 
     func testInitrdThatDoesNotFitIsRejected() {
-        guard case .initrdDoesNotFit(_, let size, _)? = bootError(
-            TestKernel.bzImage(code: TestKernel.halt), initrd: [UInt8](repeating: 1, count: 3 << 20), mib: 2)
+        guard
+            case .initrdDoesNotFit(_, let size, _)? = bootError(
+                TestKernel.bzImage(code: TestKernel.halt), initrd: [UInt8](repeating: 1, count: 3 << 20), mib: 2)
         else { return XCTFail("3 MiB initrd accepted in 2 MiB of RAM") }
         XCTAssertEqual(size, 3 << 20)
     }
 
     func testKernelThatDoesNotFitIsRejected() {
-        guard case .kernelDoesNotFit? = bootError(TestELF.vmlinux(loadAddress: 0x3000000, code: TestKernel.halt, pvhEntry: 0x3000000), mib: 16) else {
+        guard
+            case .kernelDoesNotFit? = bootError(
+                TestELF.vmlinux(loadAddress: 0x3000000, code: TestKernel.halt, pvhEntry: 0x3000000), mib: 16)
+        else {
             return XCTFail("kernel loaded above RAM")
         }
         guard case .kernelDoesNotFit? = bootError(TestKernel.bzImage(code: TestKernel.halt), mib: 1) else {
@@ -110,8 +124,9 @@ final class LinuxLoaderTests: XCTestCase {
     }
 
     func testOverlongCommandLineIsRejected() {
-        guard case .commandLineTooLong(let length, let limit)? = bootError(
-            TestKernel.bzImage(code: TestKernel.halt), commandLine: String(repeating: "a", count: 3000))
+        guard
+            case .commandLineTooLong(let length, let limit)? = bootError(
+                TestKernel.bzImage(code: TestKernel.halt), commandLine: String(repeating: "a", count: 3000))
         else { return XCTFail("3000-byte command line accepted") }
         XCTAssertEqual(length, 3000)
         XCTAssertEqual(limit, 2047)
@@ -119,12 +134,17 @@ final class LinuxLoaderTests: XCTestCase {
 
     func testMissingFileIsUnreadable() throws {
         let memory = try memory()
-        XCTAssertThrowsError(try LinuxLoader.load(
-            LinuxBootConfiguration(kernelPath: "/nonexistent/bzImage", commandLine: ""), into: memory, rsdpAddress: 0)) { error in
+        XCTAssertThrowsError(
+            try LinuxLoader.load(
+                LinuxBootConfiguration(kernelPath: "/nonexistent/bzImage", commandLine: ""), into: memory,
+                rsdpAddress: 0)
+        ) { error in
             XCTAssertEqual(error as? BootError, .unreadable(path: "/nonexistent/bzImage", errno: ENOENT))
         }
-        XCTAssertThrowsError(try LinuxLoader.load(
-            LinuxBootConfiguration(kernelPath: "/tmp", commandLine: ""), into: memory, rsdpAddress: 0)) { error in
+        XCTAssertThrowsError(
+            try LinuxLoader.load(
+                LinuxBootConfiguration(kernelPath: "/tmp", commandLine: ""), into: memory, rsdpAddress: 0)
+        ) { error in
             XCTAssertEqual(error as? BootError, .unreadable(path: "/tmp", errno: EISDIR))
         }
     }
@@ -135,16 +155,25 @@ enum TestELF {
     static func vmlinux(loadAddress: UInt64, code: [UInt8], pvhEntry: UInt32?) -> [UInt8] {
         var note: [UInt8] = []
         if let pvhEntry {
-            note = LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(18)) + Array("Xen\0".utf8) + LittleEndian.bytes(pvhEntry)
+            note =
+                LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(4)) + LittleEndian.bytes(UInt32(18))
+                + Array("Xen\0".utf8) + LittleEndian.bytes(pvhEntry)
         }
         let headerCount = note.isEmpty ? 1 : 2
         let codeOffset = UInt64(64 + 56 * headerCount)
         let noteOffset = codeOffset + UInt64(code.count)
         var elf: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, 2, 1, 1, 0] + [UInt8](repeating: 0, count: 8)
-        elf += LittleEndian.bytes(UInt16(2)) + LittleEndian.bytes(UInt16(62)) + LittleEndian.bytes(UInt32(1)) + LittleEndian.bytes(loadAddress) + LittleEndian.bytes(UInt64(64)) + LittleEndian.bytes(UInt64(0))
-        elf += LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(56)) + LittleEndian.bytes(UInt16(headerCount)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(0)) + LittleEndian.bytes(UInt16(0))
+        elf +=
+            LittleEndian.bytes(UInt16(2)) + LittleEndian.bytes(UInt16(62)) + LittleEndian.bytes(UInt32(1))
+            + LittleEndian.bytes(loadAddress) + LittleEndian.bytes(UInt64(64)) + LittleEndian.bytes(UInt64(0))
+        elf +=
+            LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(56))
+            + LittleEndian.bytes(UInt16(headerCount)) + LittleEndian.bytes(UInt16(64)) + LittleEndian.bytes(UInt16(0))
+            + LittleEndian.bytes(UInt16(0))
         func programHeader(type: UInt32, offset: UInt64, address: UInt64, size: UInt64) -> [UInt8] {
-            LittleEndian.bytes(type) + LittleEndian.bytes(UInt32(5)) + LittleEndian.bytes(offset) + LittleEndian.bytes(address) + LittleEndian.bytes(address) + LittleEndian.bytes(size) + LittleEndian.bytes(size) + LittleEndian.bytes(UInt64(4))
+            LittleEndian.bytes(type) + LittleEndian.bytes(UInt32(5)) + LittleEndian.bytes(offset)
+                + LittleEndian.bytes(address) + LittleEndian.bytes(address) + LittleEndian.bytes(size)
+                + LittleEndian.bytes(size) + LittleEndian.bytes(UInt64(4))
         }
         elf += programHeader(type: 1, offset: codeOffset, address: loadAddress, size: UInt64(code.count))
         if !note.isEmpty { elf += programHeader(type: 4, offset: noteOffset, address: 0, size: UInt64(note.count)) }

@@ -6,7 +6,9 @@ import XCTest
 
 /// Boots tiny kernels through the full Machine on this host's /dev/kvm.
 final class MachineTests: XCTestCase {
-    func boot(_ code: [UInt8], cpus: Int = 1, memoryInMiB: UInt64 = 64) throws -> (exit: MachineExit, console: [UInt8], machine: Machine) {
+    func boot(_ code: [UInt8], cpus: Int = 1, memoryInMiB: UInt64 = 64) throws -> (
+        exit: MachineExit, console: [UInt8], machine: Machine
+    ) {
         let path = try TestKernel.file(TestKernel.bzImage(code: code))
         let console = Lock<[UInt8]>([])
         let machine = try Machine(
@@ -36,7 +38,8 @@ final class MachineTests: XCTestCase {
 
 extension MachineTests {
     func testSerialTransmitReachesTheConsole() throws {
-        let code = TestKernel.out(port: 0x3F8, value: 0x4F) + TestKernel.out(port: 0x3F8, value: 0x4B)
+        let code =
+            TestKernel.out(port: 0x3F8, value: 0x4F) + TestKernel.out(port: 0x3F8, value: 0x4B)
             + TestKernel.out(port: 0x600, value: 0x34) + TestKernel.spin
         let result = try boot(code)
         XCTAssertEqual(result.exit, .powerOff)
@@ -65,11 +68,13 @@ extension MachineTests {
     func testTooManyVCPUsIsAConfigurationError() throws {
         let path = try TestKernel.file(TestKernel.bzImage(code: TestKernel.spin))
         let kvm = try KVM()
-        XCTAssertThrowsError(try Machine(
-            configuration: MachineConfiguration(
-                boot: LinuxBootConfiguration(kernelPath: path, commandLine: ""),
-                vcpuCount: kvm.maxVCPUs + 1, memoryInBytes: 64 << 20),
-            kvm: kvm, consoleOutput: { _ in })) { error in
+        XCTAssertThrowsError(
+            try Machine(
+                configuration: MachineConfiguration(
+                    boot: LinuxBootConfiguration(kernelPath: path, commandLine: ""),
+                    vcpuCount: kvm.maxVCPUs + 1, memoryInBytes: 64 << 20),
+                kvm: kvm, consoleOutput: { _ in })
+        ) { error in
             XCTAssertEqual((error as? ConfigurationError)?.field, .vcpuCount, "\(error)")
             XCTAssertEqual((error as? ConfigurationError)?.value, "\(kvm.maxVCPUs + 1)")
         }

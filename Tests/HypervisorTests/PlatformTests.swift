@@ -29,7 +29,8 @@ final class PlatformTests: XCTestCase {
         let fadt = try XCTUnwrap(tables["FACP"])
         XCTAssertEqual(fadt.count, 276)
         XCTAssertNotEqual(LittleEndian.load(UInt32.self, from: fadt, at: 112) & (1 << 20), 0, "hardware-reduced ACPI")
-        XCTAssertEqual(LittleEndian.load(UInt32.self, from: fadt, at: 112) & (1 << 10), 1 << 10, "reset register supported")
+        XCTAssertEqual(
+            LittleEndian.load(UInt32.self, from: fadt, at: 112) & (1 << 10), 1 << 10, "reset register supported")
         XCTAssertEqual(LittleEndian.load(UInt64.self, from: fadt, at: 116 + 4), UInt64(PowerControl.resetPort))
         XCTAssertEqual(LittleEndian.load(UInt64.self, from: fadt, at: 244 + 4), UInt64(PowerControl.sleepControlPort))
         let dsdt = try readTable(LittleEndian.load(UInt64.self, from: fadt, at: 140))
@@ -114,10 +115,12 @@ final class PlatformTests: XCTestCase {
         // Read to the end: /proc files report size 0, which a whole-file read may take at its word.
         let data = try XCTUnwrap(try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/smaps")).readToEnd())
         let smaps = String(decoding: data, as: UTF8.self).components(separatedBy: "\n")
-        let header = try XCTUnwrap(smaps.firstIndex { line in
-            let bounds = line.split(separator: " ").first?.split(separator: "-").compactMap { UInt64($0, radix: 16) } ?? []
-            return bounds.count == 2 && bounds[0] <= start && start < bounds[1]
-        }, "no mapping holds 0x\(String(start, radix: 16))")
+        let header = try XCTUnwrap(
+            smaps.firstIndex { line in
+                let bounds =
+                    line.split(separator: " ").first?.split(separator: "-").compactMap { UInt64($0, radix: 16) } ?? []
+                return bounds.count == 2 && bounds[0] <= start && start < bounds[1]
+            }, "no mapping holds 0x\(String(start, radix: 16))")
         let flags = try XCTUnwrap(smaps[header...].first { $0.hasPrefix("VmFlags:") })
         XCTAssertTrue(flags.contains(" hg"), "madvise(MADV_HUGEPAGE) took: \(flags)")
     }

@@ -46,7 +46,8 @@ final class VCPURunLoopTests: XCTestCase {
         var sregs = try vcpu.specialRegisters()
         configure(&sregs)
         try vcpu.setSpecialRegisters(sregs)
-        return Rig(vm: vm, memory: memory, vcpu: vcpu, loop: VCPURunLoop(vcpu: vcpu, portBus: IOBus(), mmioBus: IOBus()))
+        return Rig(
+            vm: vm, memory: memory, vcpu: vcpu, loop: VCPURunLoop(vcpu: vcpu, portBus: IOBus(), mmioBus: IOBus()))
     }
 
     func testPortIOIsDispatchedToTheBusAndHLTStopsTheLoop() throws {
@@ -66,8 +67,10 @@ final class VCPURunLoopTests: XCTestCase {
 
     func testTheRunLoopRecordsEveryExitToUserspace() throws {
         // mov al, 0x42 ; out 0x80, al ; mov rax, 0xD0000000 ; mov dword [rax], 0x11223344 ; hlt
-        let code: [UInt8] = [0xB0, 0x42, 0xE6, 0x80, 0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0,
-                             0xC7, 0x00, 0x44, 0x33, 0x22, 0x11, 0xF4]
+        let code: [UInt8] = [
+            0xB0, 0x42, 0xE6, 0x80, 0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0,
+            0xC7, 0x00, 0x44, 0x33, 0x22, 0x11, 0xF4,
+        ]
         let rig = try makeRig(code: code)
         try rig.loop.portBus.register(RecordingDevice(), base: 0x80, length: 1)
         try rig.loop.mmioBus.register(RecordingDevice(), base: 0xD000_0000, length: 0x1000)
@@ -84,13 +87,17 @@ final class VCPURunLoopTests: XCTestCase {
         let report = VCPUStateReport.capture(rig.vcpu, history: history)
         XCTAssertTrue(report.lines[0].hasPrefix("vcpu0: "), report.lines.joined(separator: "\n"))
         XCTAssertTrue(report.lines.contains { $0.contains("RIP 0x") }, report.lines.joined(separator: "\n"))
-        XCTAssertTrue(report.lines.contains { $0.contains("mmio write 0xd0000000 size 4 = 0x11223344") }, report.lines.joined(separator: "\n"))
+        XCTAssertTrue(
+            report.lines.contains { $0.contains("mmio write 0xd0000000 size 4 = 0x11223344") },
+            report.lines.joined(separator: "\n"))
     }
 
     func testMMIOIsDispatchedToTheBus() throws {
         // mov rax, 0xD0000000 ; mov byte [rax], 0x5A ; mov bl, [rax+1] ; mov al, bl ; out 0x80, al ; hlt
-        let code: [UInt8] = [0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0, 0xC6, 0x00, 0x5A, 0x8A, 0x58, 0x01,
-                             0x88, 0xD8, 0xE6, 0x80, 0xF4]
+        let code: [UInt8] = [
+            0x48, 0xB8, 0x00, 0x00, 0x00, 0xD0, 0, 0, 0, 0, 0xC6, 0x00, 0x5A, 0x8A, 0x58, 0x01,
+            0x88, 0xD8, 0xE6, 0x80, 0xF4,
+        ]
         let rig = try makeRig(code: code)
         let mmio = RecordingDevice(readValue: 0x99)
         let port = RecordingDevice()
@@ -134,7 +141,9 @@ final class VCPURunLoopTests: XCTestCase {
         let exit = try rig.loop.run(until: { false })
         if access("/sys/module/kvm_pvm", F_OK) == 0 {
             XCTAssertEqual(exit, .internalError(suberror: UInt32(KVM_INTERNAL_ERROR_EMULATION)))
-            guard case .failed(let reason)? = Machine.machineExit(for: exit, vcpu: 0) else { return XCTFail("not a failure") }
+            guard case .failed(let reason)? = Machine.machineExit(for: exit, vcpu: 0) else {
+                return XCTFail("not a failure")
+            }
             XCTAssertTrue(reason.contains("emulation failure"), reason)
         } else {
             XCTAssertEqual(exit, .shutdown)

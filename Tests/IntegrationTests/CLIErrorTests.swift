@@ -17,14 +17,17 @@ final class CLIErrorTests: XCTestCase {
 
     var bzImage: String { Toolchain.guestImages.appendingPathComponent("bzImage").path }
 
-    func assertRejected(_ arguments: [String], mentions expected: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertRejected(
+        _ arguments: [String], mentions expected: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let result = try Toolchain.run(Toolchain.hvctl, arguments)
         XCTAssertNotEqual(result.status, 0, "exit status", file: file, line: line)
         let lines = result.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, "exactly one error line, got: \(result.stderr)", file: file, line: line)
         XCTAssertTrue(result.stderr.hasPrefix("hvctl: "), result.stderr, file: file, line: line)
         for word in expected {
-            XCTAssertTrue(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
+            XCTAssertTrue(
+                result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
         }
         XCTAssertFalse(result.stderr.contains("Fatal error"), file: file, line: line)
         XCTAssertEqual(result.stdout, "", "no guest output", file: file, line: line)
@@ -37,15 +40,18 @@ final class CLIErrorTests: XCTestCase {
     }
 
     func testMissingKernel() throws {
-        try assertRejected(["run", "--kernel", "/nonexistent/vmlinuz"], mentions: ["/nonexistent/vmlinuz", "No such file"])
+        try assertRejected(
+            ["run", "--kernel", "/nonexistent/vmlinuz"], mentions: ["/nonexistent/vmlinuz", "No such file"])
     }
 
     func testMissingInitrd() throws {
-        try assertRejected(["run", "--kernel", bzImage, "--initrd", "/nonexistent/initrd"], mentions: ["/nonexistent/initrd"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--initrd", "/nonexistent/initrd"], mentions: ["/nonexistent/initrd"])
     }
 
     func testUnreadableInitrd() throws {
-        try assertRejected(["run", "--kernel", bzImage, "--initrd", scratch.path], mentions: [scratch.path, "directory"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--initrd", scratch.path], mentions: [scratch.path, "directory"])
     }
 
     func testNotAKernel() throws {
@@ -62,7 +68,9 @@ final class CLIErrorTests: XCTestCase {
 
     func testInitrdDoesNotFit() throws {
         let initrd = try write("big-initrd", [UInt8](repeating: 0, count: 60 << 20))
-        try assertRejected(["run", "--kernel", bzImage, "--initrd", initrd, "--memory", "96"], mentions: [initrd, "does not fit", "--memory"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--initrd", initrd, "--memory", "96"],
+            mentions: [initrd, "does not fit", "--memory"])
     }
 
     func testMemoryTooSmallForKernel() throws {
@@ -71,7 +79,8 @@ final class CLIErrorTests: XCTestCase {
 
     func testZeroOrExcessiveCPUs() throws {
         try assertRejected(["run", "--kernel", bzImage, "--cpus", "0"], mentions: ["--cpus 0"])
-        try assertRejected(["run", "--kernel", bzImage, "--cpus", "100000"], mentions: ["--cpus 100000", "allows 1 to"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--cpus", "100000"], mentions: ["--cpus 100000", "allows 1 to"])
     }
 
     func testZeroMemory() throws {
@@ -83,7 +92,9 @@ final class CLIErrorTests: XCTestCase {
     }
 
     func testStatsJSONInUnwritableDirectoryIsRejectedBeforeBoot() throws {
-        try assertRejected(["run", "--kernel", bzImage, "--stats-json", "/nonexistent/dir/stats.json"], mentions: ["/nonexistent/dir/stats.json"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--stats-json", "/nonexistent/dir/stats.json"],
+            mentions: ["/nonexistent/dir/stats.json"])
     }
 
     func testStatsJSONIsNotCreatedWhenTheKernelIsBad() throws {
@@ -93,8 +104,11 @@ final class CLIErrorTests: XCTestCase {
     }
 
     func testBadDiskOptions() throws {
-        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=/nonexistent/disk.img"], mentions: ["/nonexistent/disk.img", "No such file"])
-        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=\(scratch.path)"], mentions: [scratch.path, "directory"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=/nonexistent/disk.img"],
+            mentions: ["/nonexistent/disk.img", "No such file"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=\(scratch.path)"], mentions: [scratch.path, "directory"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,queues=0"], mentions: ["queues"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,colour=blue"], mentions: ["colour"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "backend=null"], mentions: ["size"])
@@ -103,42 +117,74 @@ final class CLIErrorTests: XCTestCase {
 
     func testBadNetOptions() throws {
         try assertRejected(["run", "--kernel", bzImage, "--net", "mac=52:54:00:00:00:01"], mentions: ["tap=NAME"])
-        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,mac=01:00:00:00:00:01"], mentions: ["01:00:00:00:00:01", "unicast"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,mac=01:00:00:00:00:01"],
+            mentions: ["01:00:00:00:00:01", "unicast"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,queues=99"], mentions: ["queues"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=this-name-is-too-long"], mentions: ["15 bytes"])
-        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,queues=2,rss=maybe"], mentions: ["rss", "on or off"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,queues=2,rss=maybe"], mentions: ["rss", "on or off"])
     }
 
     func testIOEngineOptionsNeedTheirMode() throws {
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "2"], mentions: ["--side-cores", "poll or hybrid"])
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "poll", "--poll-max-us", "50"], mentions: ["--poll-max-us", "hybrid"])
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--irq-coalesce", "on"], mentions: ["--irq-coalesce"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "2"],
+            mentions: ["--side-cores", "poll or hybrid"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "poll", "--poll-max-us", "50"],
+            mentions: ["--poll-max-us", "hybrid"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "notify", "--irq-coalesce", "on"], mentions: ["--irq-coalesce"])
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "0"], mentions: ["--side-cores 0"])
-        try assertRejected(["run", "--kernel", bzImage, "--irq-redirect", "maybe"], mentions: ["--irq-redirect", "maybe"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--irq-redirect", "maybe"], mentions: ["--irq-redirect", "maybe"])
         try assertRejected(["run", "--kernel", bzImage, "--io-mode", "sometimes"], mentions: ["sometimes"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "4096"], mentions: ["--side-core-cpus 4096", "online CPU"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-max", "1"], mentions: ["--side-cores-max 1"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-core-cpus", "4096"], mentions: ["--side-core-cpus 4096", "online CPU"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-max", "1"], mentions: ["--side-cores-max 1"]
+        )
         try assertRejected(["run", "--kernel", bzImage, "--side-cores", "many"], mentions: ["many"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-min", "1"], mentions: ["--side-cores-min", "auto"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "3", "--side-cores-max", "2"], mentions: ["--side-cores-max 2"])
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores-max", "2"], mentions: ["--side-cores-max"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"], mentions: ["--side-core-cpus"])
-        try assertRejected(["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "auto"], mentions: ["--side-cores", "poll or hybrid"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min=-1"], mentions: ["--side-cores-min -1"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "1", "--side-cores-latency-us", "50"], mentions: ["--side-cores-latency-us", "auto"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-latency-us", "0"], mentions: ["--side-cores-latency-us 0"])
-        try assertRejected(["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "0", "--side-cores-max", "0"],
-                           mentions: ["--side-cores-max 0", "1"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "2", "--side-cores-min", "1"],
+            mentions: ["--side-cores-min", "auto"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "3", "--side-cores-max", "2"],
+            mentions: ["--side-cores-max 2"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores-max", "2"], mentions: ["--side-cores-max"]
+        )
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"],
+            mentions: ["--side-core-cpus"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores", "auto"],
+            mentions: ["--side-cores", "poll or hybrid"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min=-1"],
+            mentions: ["--side-cores-min -1"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "1", "--side-cores-latency-us", "50"],
+            mentions: ["--side-cores-latency-us", "auto"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-latency-us", "0"],
+            mentions: ["--side-cores-latency-us 0"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--side-cores", "auto", "--side-cores-min", "0", "--side-cores-max", "0"],
+            mentions: ["--side-cores-max 0", "1"])
     }
 
     func testBadConfigFiles() throws {
-        try assertRejected(["run", "--config", "/nonexistent/vms.json"], mentions: ["/nonexistent/vms.json", "No such file"])
+        try assertRejected(
+            ["run", "--config", "/nonexistent/vms.json"], mentions: ["/nonexistent/vms.json", "No such file"])
         let notJSON = try write("bad.json", Array("{vms: nope".utf8))
         try assertRejected(["run", "--config", notJSON], mentions: [notJSON, "JSON"])
         let noKernel = try write("nokernel.json", Array(#"{"vms": [{"name": "a"}]}"#.utf8))
         try assertRejected(["run", "--config", noKernel], mentions: [noKernel, "kernel"])
-        let twice = try write("twice.json", Array(#"{"vms": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]}"#.utf8))
+        let twice = try write(
+            "twice.json", Array(#"{"vms": [{"name": "a", "kernel": "k"}, {"name": "a", "kernel": "k"}]}"#.utf8))
         try assertRejected(["run", "--config", twice], mentions: [twice, "unique"])
         let badCPUs = try write("cpus.json", Array(#"{"vms": [{"name": "a", "kernel": "k", "cpus": 0}]}"#.utf8))
         try assertRejected(["run", "--config", badCPUs], mentions: [badCPUs, "vm a", "cpus 0"])
@@ -149,17 +195,23 @@ final class CLIErrorTests: XCTestCase {
     }
 
     func testControlSocketErrors() throws {
-        try assertRejected(["stats", "--socket", "/nonexistent/api.sock"], mentions: ["/nonexistent/api.sock", "No such file"])
-        try assertRejected(["iocm", "--socket", "/nonexistent/api.sock", "--side-cores", "2"], mentions: ["/nonexistent/api.sock"])
+        try assertRejected(
+            ["stats", "--socket", "/nonexistent/api.sock"], mentions: ["/nonexistent/api.sock", "No such file"])
+        try assertRejected(
+            ["iocm", "--socket", "/nonexistent/api.sock", "--side-cores", "2"], mentions: ["/nonexistent/api.sock"])
         let taken = try write("taken.sock", [])
-        try assertRejected(["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "in use"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "in use"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: taken), "an existing file is left alone")
     }
 
     func testCheckReportsTheHost() throws {
         let result = try Toolchain.run(Toolchain.hvctl, ["check"])
         XCTAssertEqual(result.status, 0, result.stderr)
-        for line in ["KVM API version:     12", "guest kernel code:", "posted interrupts:", "io_uring:", "IRQCHIP", "BINARY_STATS_FD"] {
+        for line in [
+            "KVM API version:     12", "guest kernel code:", "posted interrupts:", "io_uring:", "IRQCHIP",
+            "BINARY_STATS_FD",
+        ] {
             XCTAssertTrue(result.stdout.contains(line), "missing '\(line)' in:\n\(result.stdout)")
         }
         if FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") {

@@ -28,7 +28,9 @@ final class IOBenchGuestTests: XCTestCase {
                 .reduce(0) { $0 + (($1["kvm"] as? [String: Any])?["exits"] as? UInt64 ?? 0) }
         }
         func queue(_ key: String) -> UInt64 {
-            let queues = vms.flatMap { $0["devices"] as? [[String: Any]] ?? [] }.flatMap { $0["queues"] as? [[String: Any]] ?? [] }
+            let queues = vms.flatMap { $0["devices"] as? [[String: Any]] ?? [] }.flatMap {
+                $0["queues"] as? [[String: Any]] ?? []
+            }
             return queues.reduce(0) { $0 + ($1[key] as? UInt64 ?? 0) }
         }
     }
@@ -36,35 +38,48 @@ final class IOBenchGuestTests: XCTestCase {
     /// Boots iobench with `cmdline` (a 20 ms pause at its marks unless it says otherwise, so a side
     /// core has taken the queue and turned kicks off before the first request) on `devices`
     /// (the pattern disk by default), or the VMs of `config`, and returns its results and statistics.
-    func run(_ cmdline: String, _ options: [String], devices: [String]? = nil, config: String? = nil,
-             file: StaticString = #filePath, line: UInt = #line) throws -> Run {
+    func run(
+        _ cmdline: String, _ options: [String], devices: [String]? = nil, config: String? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Run {
         let statsPath = scratch.appendingPathComponent("stats-\(UUID().uuidString).json").path
-        let source = config.map { ["--config", $0] }
+        let source =
+            config.map { ["--config", $0] }
             ?? ["--kernel", Toolchain.iobenchGuest, "--memory", "256"] + (devices ?? ["--disk", "path=\(disk!)"])
             + ["--cmdline", cmdline.contains("hold_ms=") ? cmdline : cmdline + " hold_ms=20"]
         let result = try Toolchain.run(Toolchain.hvctl, ["run"] + source + options + ["--stats-json", statsPath])
-        XCTAssertEqual(result.status, 0, "hvctl exit status; stderr: \(result.stderr)\nstdout: \(result.stdout)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, "hvctl exit status; stderr: \(result.stderr)\nstdout: \(result.stdout)", file: file,
+            line: line)
         XCTAssertFalse(result.stdout.contains("iobench: error"), result.stdout, file: file, line: line)
         var results: [String: [String: UInt64]] = [:]
         for text in result.stdout.split(whereSeparator: \.isNewline) where text.contains("iobench: result") {
             var vm = ""
-            if text.hasPrefix("["), let close = text.firstIndex(of: "]") { vm = String(text[text.index(after: text.startIndex)..<close]) }
+            if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+                vm = String(text[text.index(after: text.startIndex)..<close])
+            }
             var fields: [String: UInt64] = [:]
             for field in text.split(separator: " ") {
                 let parts = field.split(separator: "=")
-                if parts.count == 2, let value = UInt64(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)) { fields[String(parts[0])] = value }
+                if parts.count == 2, let value = UInt64(parts[1].trimmingCharacters(in: .whitespacesAndNewlines)) {
+                    fields[String(parts[0])] = value
+                }
             }
             results[vm] = fields
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: statsPath))
-        let stats = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], file: file, line: line)
+        let stats = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: data) as? [String: Any], file: file, line: line)
         return Run(results: results, stats: stats)
     }
 
-    func assertAllReadsVerified(_ run: Run, requests: UInt64, vms: [String] = [""], file: StaticString = #filePath, line: UInt = #line) {
+    func assertAllReadsVerified(
+        _ run: Run, requests: UInt64, vms: [String] = [""], file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(Set(run.results.keys), Set(vms), "a result line per VM", file: file, line: line)
         for vm in vms {
-            XCTAssertEqual(run.results[vm]?["requests"], requests, "\(vm) completed every request", file: file, line: line)
+            XCTAssertEqual(
+                run.results[vm]?["requests"], requests, "\(vm) completed every request", file: file, line: line)
             XCTAssertEqual(run.results[vm]?["errors"], 0, "\(vm) read the right blocks", file: file, line: line)
         }
     }
@@ -110,18 +125,25 @@ final class IOBenchGuestTests: XCTestCase {
         assertAllReadsVerified(off, requests: requests)
         XCTAssertEqual(off.queue("coalesced"), 0)
         XCTAssertGreaterThan(off.queue("interrupts"), 0, "the guest asked for interrupts")
-        XCTAssertEqual(off.queue("interrupts"), off.queue("completionBatches"), "without coalescing every batch is signalled")
+        XCTAssertEqual(
+            off.queue("interrupts"), off.queue("completionBatches"), "without coalescing every batch is signalled")
         XCTAssertGreaterThan(on.queue("coalesced"), 0, "completions closer than 64 µs were held")
         let perBatch = Double(on.queue("interrupts")) / Double(max(1, on.queue("completionBatches")))
-        print("iobench direct: at \(rate) reads/s, interrupts per request coalescing on \(Double(on.queue("interrupts")) / Double(requests)), off \(Double(off.queue("interrupts")) / Double(requests)); on: \(perBatch) interrupts per completion batch")
-        XCTAssertLessThan(on.queue("interrupts"), on.queue("completionBatches"), "held batches were covered by later interrupts")
+        print(
+            "iobench direct: at \(rate) reads/s, interrupts per request coalescing on \(Double(on.queue("interrupts")) / Double(requests)), off \(Double(off.queue("interrupts")) / Double(requests)); on: \(perBatch) interrupts per completion batch"
+        )
+        XCTAssertLessThan(
+            on.queue("interrupts"), on.queue("completionBatches"), "held batches were covered by later interrupts")
     }
 
     func testTwoVMsShareOneSideCoreAndBothReadCorrectly() throws {
         let requests: UInt64 = 20000
         let vm = { (name: String) in
-            ["name": name, "kernel": Toolchain.iobenchGuest, "memory": 256, "disks": ["path=\(self.disk!),readonly=on"],
-             "cmdline": "qd=4 requests=\(requests) hold_ms=20"] as [String: Any]
+            [
+                "name": name, "kernel": Toolchain.iobenchGuest, "memory": 256,
+                "disks": ["path=\(self.disk!),readonly=on"],
+                "cmdline": "qd=4 requests=\(requests) hold_ms=20",
+            ] as [String: Any]
         }
         let config = scratch.appendingPathComponent("pair.json")
         try JSONSerialization.data(withJSONObject: ["vms": [vm("a"), vm("b")]]).write(to: config)
@@ -130,7 +152,8 @@ final class IOBenchGuestTests: XCTestCase {
         let cores = try XCTUnwrap(pair.stats["sideCores"] as? [[String: Any]])
         XCTAssertEqual(cores.count, 1)
         let handlers = cores.first?["handlers"] as? [[String: Any]] ?? []
-        let productive = Dictionary(uniqueKeysWithValues: handlers.map { ($0["name"] as? String ?? "", $0["productivePolls"] as? UInt64 ?? 0) })
+        let productive = Dictionary(
+            uniqueKeysWithValues: handlers.map { ($0["name"] as? String ?? "", $0["productivePolls"] as? UInt64 ?? 0) })
         XCTAssertGreaterThan(productive["a.blk0-q0"] ?? 0, 0, "side0 served a's queue: \(handlers)")
         XCTAssertGreaterThan(productive["b.blk0-q0"] ?? 0, 0, "side0 served b's queue: \(handlers)")
     }
@@ -140,10 +163,13 @@ final class IOBenchGuestTests: XCTestCase {
     func testNetRoundTripsTakeNoKicksInPollMode() throws {
         let requests: UInt64 = 5000
         for mode in ["notify", "poll"] {
-            let net = try runOnTAP("net=1 requests=\(requests)", mode: mode, tap: "iob\(mode.prefix(1))\(getpid() % 100_000)")
+            let net = try runOnTAP(
+                "net=1 requests=\(requests)", mode: mode, tap: "iob\(mode.prefix(1))\(getpid() % 100_000)")
             assertAllReadsVerified(net, requests: requests)
             let kicks = net.results[""]?["kicks"] ?? .max
-            print("iobench direct: net \(mode) round trips/s \(net.results[""]?["iops"] ?? 0), kicks per round trip \(Double(kicks) / Double(requests))")
+            print(
+                "iobench direct: net \(mode) round trips/s \(net.results[""]?["iops"] ?? 0), kicks per round trip \(Double(kicks) / Double(requests))"
+            )
             if mode == "poll" {
                 XCTAssertEqual(kicks, 0, "polled queues need no kicks")
                 // The guest posts its receive buffers right after DRIVER_OK, which may be before
@@ -188,8 +214,10 @@ final class IOBenchGuestTests: XCTestCase {
     }
 
     /// What iobench's hostile=1 reports, 1 for each case the device coped with (hostile.c).
-    static let hostileCases = ["outside", "next", "cycle", "unsupported", "beyond", "jump", "recovered",
-                               "reentry", "order", "vector", "widths", "reset_in_flight"]
+    static let hostileCases = [
+        "outside", "next", "cycle", "unsupported", "beyond", "jump", "recovered",
+        "reentry", "order", "vector", "widths", "reset_in_flight",
+    ]
 
     /// Two VMs in one hvctl: b reads and verifies its disk at QD1 while a, on the same engine
     /// (one shared side core; notify threads; or IOcm from zero cores), either reads too or runs
@@ -205,8 +233,11 @@ final class IOBenchGuestTests: XCTestCase {
         for engine in engines {
             func pair(_ neighbour: String) throws -> Run {
                 let vm = { (name: String, cmdline: String) -> [String: Any] in
-                    ["name": name, "kernel": Toolchain.iobenchGuest, "memory": 256, "disks": ["path=\(self.disk!),readonly=on"],
-                     "cmdline": cmdline + " hold_ms=20"]
+                    [
+                        "name": name, "kernel": Toolchain.iobenchGuest, "memory": 256,
+                        "disks": ["path=\(self.disk!),readonly=on"],
+                        "cmdline": cmdline + " hold_ms=20",
+                    ]
                 }
                 let config = scratch.appendingPathComponent("isolation-\(UUID().uuidString).json")
                 let vms = [vm("a", neighbour), vm("b", "qd=1 requests=\(engine.requests)")]
@@ -220,19 +251,26 @@ final class IOBenchGuestTests: XCTestCase {
                 let calm = try pair("qd=1 requests=\(engine.requests)")
                 let hostile = try pair("hostile=1 hostile_loops=50 hostile_uart=0")
                 XCTAssertEqual(calm.results["b"]?["errors"], 0, "\(engine.name): b beside a calm VM")
-                XCTAssertEqual(hostile.results["b"]?["requests"], engine.requests, "\(engine.name): b finished beside the hostile VM")
-                XCTAssertEqual(hostile.results["b"]?["errors"], 0, "\(engine.name): b read the right blocks beside the hostile VM")
+                XCTAssertEqual(
+                    hostile.results["b"]?["requests"], engine.requests,
+                    "\(engine.name): b finished beside the hostile VM")
+                XCTAssertEqual(
+                    hostile.results["b"]?["errors"], 0, "\(engine.name): b read the right blocks beside the hostile VM")
                 for case_ in Self.hostileCases {
-                    XCTAssertEqual(hostile.results["a"]?[case_], 1, "\(engine.name): the hostile VM's device coped with \(case_)")
+                    XCTAssertEqual(
+                        hostile.results["a"]?[case_], 1, "\(engine.name): the hostile VM's device coped with \(case_)")
                 }
                 calmLatencies.append(Double(calm.results["b"]?["lat_p50_ns"] ?? 0))
                 hostileLatencies.append(Double(hostile.results["b"]?["lat_p50_ns"] ?? .max))
             }
             let calmLatency = calmLatencies.sorted()[1]
             let hostileLatency = hostileLatencies.sorted()[1]
-            print("iobench direct: isolation \(engine.name): b's median read latency beside a calm VM \(calmLatencies.map { Int($0) }) ns, beside a hostile one \(hostileLatencies.map { Int($0) }) ns; over three runs \(String(format: "%.2f", hostileLatency / max(1, calmLatency)))x")
+            print(
+                "iobench direct: isolation \(engine.name): b's median read latency beside a calm VM \(calmLatencies.map { Int($0) }) ns, beside a hostile one \(hostileLatencies.map { Int($0) }) ns; over three runs \(String(format: "%.2f", hostileLatency / max(1, calmLatency)))x"
+            )
             XCTAssertGreaterThan(calmLatency, 0)
-            XCTAssertLessThanOrEqual(hostileLatency, 2 * calmLatency, "\(engine.name): the hostile neighbour at most doubles b's latency")
+            XCTAssertLessThanOrEqual(
+                hostileLatency, 2 * calmLatency, "\(engine.name): the hostile neighbour at most doubles b's latency")
         }
     }
 
@@ -273,8 +311,11 @@ final class IOBenchGuestTests: XCTestCase {
         // vCPU's interrupt exit-free (benchmarks/redirect.sh: without them waking vCPU 1 is faster).
         let auto = try run(cmdline, ["--cpus", "2", "--io-mode", "notify"])
         let autoMode = try XCTUnwrap(auto.stats["irqRedirection"] as? [String: Any])["mode"] as? String
-        let posted = ["/sys/module/kvm_intel/parameters/enable_apicv", "/sys/module/kvm_amd/parameters/avic"].contains { path in
-            (try? String(contentsOfFile: path, encoding: .utf8)).map { ["Y", "1"].contains($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? false
+        let posted = ["/sys/module/kvm_intel/parameters/enable_apicv", "/sys/module/kvm_amd/parameters/avic"].contains {
+            path in
+            (try? String(contentsOfFile: path, encoding: .utf8)).map {
+                ["Y", "1"].contains($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            } ?? false
         }
         let autoRedirection = try XCTUnwrap(auto.stats["irqRedirection"] as? [String: Any])
         XCTAssertEqual(autoMode, posted ? "halted-or-descheduled" : "descheduled")
@@ -289,13 +330,18 @@ final class IOBenchGuestTests: XCTestCase {
             // given back.
             let retargets = autoRedirection["retargets"] as? UInt64 ?? 0
             if retargets == 0 {
-                XCTAssertEqual(auto.results[""]?["halted_cpu0"], 0, "auto, no retarget: vCPU 1 wakes for its interrupts")
+                XCTAssertEqual(
+                    auto.results[""]?["halted_cpu0"], 0, "auto, no retarget: vCPU 1 wakes for its interrupts")
                 XCTAssertEqual(auto.queue("redirected"), 0)
             } else {
-                print("redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, \(auto.queue("redirected")) interrupts moved")
-                XCTAssertGreaterThanOrEqual(autoRedirection["restores"] as? UInt64 ?? 0, 1, "auto: the moved route was given back")
+                print(
+                    "redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, \(auto.queue("redirected")) interrupts moved"
+                )
+                XCTAssertGreaterThanOrEqual(
+                    autoRedirection["restores"] as? UInt64 ?? 0, 1, "auto: the moved route was given back")
                 XCTAssertEqual(autoRedirection["failures"] as? UInt64, 0)
-                XCTAssertLessThanOrEqual(auto.queue("redirected"), auto.queue("interrupts"), "only raised interrupts can have moved")
+                XCTAssertLessThanOrEqual(
+                    auto.queue("redirected"), auto.queue("interrupts"), "only raised interrupts can have moved")
             }
         }
     }
@@ -308,16 +354,20 @@ final class IOBenchGuestTests: XCTestCase {
         let configured = Thread { Self.configureHostEnd(of: tap) }
         configured.start()
         defer { while !configured.isFinished { usleep(1000) } }
-        return try run("\(cmdline) hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
-                       ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
+        return try run(
+            "\(cmdline) hold_ms=1000 peer_mac=0x\(Self.hostMAC.replacingOccurrences(of: ":", with: ""))",
+            ["--io-mode", mode], devices: ["--net", "tap=\(tap),mac=\(Self.guestMAC)"])
     }
 
     /// Waits for `tap` to appear, then gives it the address and MAC iobench expects and a permanent
     /// neighbour entry for the guest, so no ARP is needed.
     static func configureHostEnd(of tap: String) {
         for _ in 0..<2000 where !FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)") { usleep(5000) }
-        for arguments in [["link", "set", tap, "address", hostMAC], ["addr", "add", "169.254.77.1/24", "dev", tap],
-                          ["link", "set", tap, "up"], ["neigh", "replace", "169.254.77.2", "lladdr", guestMAC, "dev", tap, "nud", "permanent"]] {
+        for arguments in [
+            ["link", "set", tap, "address", hostMAC], ["addr", "add", "169.254.77.1/24", "dev", tap],
+            ["link", "set", tap, "up"],
+            ["neigh", "replace", "169.254.77.2", "lladdr", guestMAC, "dev", tap, "nud", "permanent"],
+        ] {
             _ = try? Toolchain.run("/usr/sbin/ip", arguments)
         }
     }

@@ -10,7 +10,9 @@ final class NestedBlockTests: XCTestCase {
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        func guestRun(_ script: String) -> String {
+            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
+        }
         // A deterministic 1 MiB pattern both sides can regenerate: L2 checks the backing file with it.
         let pattern = "i=0; while [ $i -lt 16384 ]; do printf 'sidecore-%054d\\n' $i; i=$((i+1)); done"
         let writeAndVerify = """
@@ -38,7 +40,8 @@ final class NestedBlockTests: XCTestCase {
             if dd if=/dev/urandom of=/dev/vda bs=1M count=8 oflag=direct 2>/dev/null; then echo enospc-write-accepted; else echo enospc-write-failed; fi
             dd if=/dev/vda of=/dev/null bs=4096 count=16 iflag=direct 2>/dev/null && echo enospc-device-still-reads
             """
-        let null = "dd if=/dev/vda of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null && echo null-read-ok; echo \"null-size $(cat /sys/block/vda/size)\""
+        let null =
+            "dd if=/dev/vda of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null && echo null-read-ok; echo \"null-size $(cat /sys/block/vda/size)\""
         let script = """
             \(pattern) > /tmp/pattern
             dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
@@ -88,10 +91,13 @@ final class NestedBlockTests: XCTestCase {
             hvctl run --kernel /guest/iobench.elf --memory 256 --disk path=/guest/pattern.img --cmdline 'hostile=1 hold_ms=20'
             echo "=== end hostile status=$?"
             """
-        let patternPath = FileManager.default.temporaryDirectory.appendingPathComponent("pattern-\(UUID().uuidString).img").path
+        let patternPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "pattern-\(UUID().uuidString).img"
+        ).path
         try Toolchain.writeIOBenchDisk(to: patternPath, megabytes: 1)
         defer { try? FileManager.default.removeItem(atPath: patternPath) }
-        return try NestedRig.run(script: script, files: [Toolchain.iobenchGuest: "/guest/iobench.elf", patternPath: "/guest/pattern.img"])
+        return try NestedRig.run(
+            script: script, files: [Toolchain.iobenchGuest: "/guest/iobench.elf", patternPath: "/guest/pattern.img"])
     }
 
     func section(_ name: String) throws -> NestedRig.Section {
@@ -136,7 +142,8 @@ final class NestedBlockTests: XCTestCase {
         XCTAssertTrue(result.output.contains("enospc-write-failed"), result.output)
         XCTAssertTrue(result.output.contains("enospc-device-still-reads"), result.output)
         let document = try XCTUnwrap(try result.jsonDocument(), result.output)
-        let queue = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first)
+        let queue = try XCTUnwrap(
+            ((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first)
         XCTAssertGreaterThan(queue["errors"] as? Int ?? 0, 0)
     }
 
@@ -178,7 +185,8 @@ final class NestedBlockTests: XCTestCase {
         func result(_ setting: String) throws -> (fields: [String: Int], stats: [String: Any]) {
             let section = try self.section("redirect-\(setting)")
             XCTAssertEqual(section.status, 0, section.output)
-            let line = try XCTUnwrap(section.output.components(separatedBy: "\n").first { $0.contains("iobench: result") }, section.output)
+            let line = try XCTUnwrap(
+                section.output.components(separatedBy: "\n").first { $0.contains("iobench: result") }, section.output)
             var fields: [String: Int] = [:]
             for field in line.split(separator: " ") {
                 let parts = field.split(separator: "=")
@@ -189,13 +197,15 @@ final class NestedBlockTests: XCTestCase {
             return (fields, try XCTUnwrap(try section.jsonDocument(), section.output))
         }
         func redirected(_ stats: [String: Any]) -> Int {
-            ((stats["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first?["redirected"] as? Int ?? -1
+            ((stats["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first?["redirected"] as? Int
+                ?? -1
         }
         let off = try result("off"), on = try result("on")
         XCTAssertEqual(off.fields["halted_cpu0"], 0, "off: KVM's choice for vector 0x41 is vCPU 1")
         XCTAssertGreaterThan(off.fields["halted_cpu1"] ?? 0, 0)
         XCTAssertEqual(redirected(off.stats), 0)
-        XCTAssertGreaterThan(on.fields["halted_cpu0"] ?? 0, 4 * (on.fields["halted_cpu1"] ?? 0), "on: the running vCPU 0 takes them")
+        XCTAssertGreaterThan(
+            on.fields["halted_cpu0"] ?? 0, 4 * (on.fields["halted_cpu1"] ?? 0), "on: the running vCPU 0 takes them")
         XCTAssertGreaterThan(redirected(on.stats), 0)
         XCTAssertGreaterThanOrEqual((on.stats["irqRedirection"] as? [String: Any])?["retargets"] as? Int ?? 0, 1)
     }
@@ -205,7 +215,8 @@ final class NestedBlockTests: XCTestCase {
     func testAMisbehavingDriverIsContainedUnderRealKVM() throws {
         let section = try self.section("hostile")
         XCTAssertEqual(section.status, 0, section.output)
-        let line = try XCTUnwrap(section.output.components(separatedBy: "\n").first { $0.contains("iobench: result") }, section.output)
+        let line = try XCTUnwrap(
+            section.output.components(separatedBy: "\n").first { $0.contains("iobench: result") }, section.output)
         for case_ in IOBenchGuestTests.hostileCases + ["uart"] {
             XCTAssertTrue(line.contains(" \(case_)=1"), "\(case_): \(line)")
         }

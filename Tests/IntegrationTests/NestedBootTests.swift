@@ -28,7 +28,9 @@ final class NestedBootTests: XCTestCase {
             """
         }
         let script = [
-            boot("bzimage-1", kernel: "bzImage", cpus: 1, cmdline: guestRun(reportScript), extra: "--stats-json /tmp/stats.json --stats"),
+            boot(
+                "bzimage-1", kernel: "bzImage", cpus: 1, cmdline: guestRun(reportScript),
+                extra: "--stats-json /tmp/stats.json --stats"),
             "echo '=== begin stats-json'; cat /tmp/stats.json; echo '=== end stats-json status=0'",
             boot("bzimage-2", kernel: "bzImage", cpus: 2, cmdline: guestRun(reportScript)),
             boot("pvh-1", kernel: "vmlinux", cpus: 1, cmdline: guestRun(reportScript)),
@@ -56,7 +58,8 @@ final class NestedBootTests: XCTestCase {
         ].joined(separator: "\n")
         let stress = Toolchain.repository.appendingPathComponent("guest-images/nested/boot-stress-l2.sh").path
         let stressSeconds = 200 * (stressBoots + stressTripleFaultRepeats)
-        return try NestedRig.run(script: script, files: [stress: "/boot-stress.sh"], timeoutInSeconds: 500 + stressSeconds)
+        return try NestedRig.run(
+            script: script, files: [stress: "/boot-stress.sh"], timeoutInSeconds: 500 + stressSeconds)
     }
 
     func section(_ name: String) throws -> NestedRig.Section {
@@ -68,7 +71,8 @@ final class NestedBootTests: XCTestCase {
         let result = try section(name)
         XCTAssertEqual(result.status, 0, "guest poweroff makes hvctl exit 0\n\(result.output)")
         XCTAssertTrue(result.output.contains("sidecore-guest: ready"), result.output)
-        XCTAssertTrue(result.output.contains("report:cpus=\(cpus)"), "the guest brought up \(cpus) CPUs\n\(result.output)")
+        XCTAssertTrue(
+            result.output.contains("report:cpus=\(cpus)"), "the guest brought up \(cpus) CPUs\n\(result.output)")
         XCTAssertTrue(result.output.contains("sidecore-guest: exit 7"), result.output)
     }
 
@@ -99,7 +103,8 @@ final class NestedBootTests: XCTestCase {
         let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
         XCTAssertEqual(document["exit"] as? String, "signal 15")
         XCTAssertEqual((document["vcpus"] as? [[String: Any]])?.count, 1)
-        XCTAssertTrue(result.output.contains("hvctl: vcpu0:"), "the vCPU's state is reported on a signal\n\(result.output)")
+        XCTAssertTrue(
+            result.output.contains("hvctl: vcpu0:"), "the vCPU's state is reported on a signal\n\(result.output)")
     }
 
     /// Every boot finishes with its data read back right on both CPUs; triple faults are booted
@@ -114,7 +119,9 @@ final class NestedBootTests: XCTestCase {
         for outcome in outcomes {
             XCTAssertTrue(outcome.contains(" hvctl ok "), "\(outcome)\n\(result.output)")
         }
-        XCTAssertTrue(result.output.contains("summary hvctl boots=\(Self.stressBoots) ok=\(Self.stressBoots) failures=0"), result.output)
+        XCTAssertTrue(
+            result.output.contains("summary hvctl boots=\(Self.stressBoots) ok=\(Self.stressBoots) failures=0"),
+            result.output)
     }
 
     func testStatsJSONUsesKVMNames() throws {

@@ -36,7 +36,9 @@ final class NestedNetTests: XCTestCase {
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        func guestRun(_ script: String) -> String {
+            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
+        }
         let guestSetUp = "ip link set lo up; ip addr add \(guestAddress)/24 dev eth0 && ip link set eth0 up; sleep 1"
         let transfers = """
             \(guestSetUp)
@@ -78,7 +80,9 @@ final class NestedNetTests: XCTestCase {
             echo "rss-flow end $(hvctl stats --socket /tmp/rss.sock)"
             echo bye | nc -w 5 \(guestAddress) 9999
             """
-        func boot(_ name: String, cpus: Int, net: String, script: String, afterStart: String, options: String = "") -> String {
+        func boot(_ name: String, cpus: Int, net: String, script: String, afterStart: String, options: String = "")
+            -> String
+        {
             """
             echo "=== begin \(name)"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) \(options) --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
@@ -154,8 +158,10 @@ final class NestedNetTests: XCTestCase {
     /// Frames each receive queue took, from one `hvctl stats` document.
     func receivedFrames(_ json: String) throws -> [Int] {
         let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
-        let queues = try XCTUnwrap((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]], json)
-        let byName = Dictionary(uniqueKeysWithValues: queues.map { ($0["name"] as? String ?? "", $0["requests"] as? Int ?? 0) })
+        let queues = try XCTUnwrap(
+            (document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]], json)
+        let byName = Dictionary(
+            uniqueKeysWithValues: queues.map { ($0["name"] as? String ?? "", $0["requests"] as? Int ?? 0) })
         return ["rx0", "rx1"].map { byName[$0] ?? 0 }
     }
 
@@ -164,7 +170,8 @@ final class NestedNetTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("rss-guest-done"), result.output)
         // Counters before each flow, and at the end.
-        let snapshots = try result.output.components(separatedBy: "\n").filter { $0.hasPrefix("rss-flow ") }.map { line -> [Int] in
+        let snapshots = try result.output.components(separatedBy: "\n").filter { $0.hasPrefix("rss-flow ") }.map {
+            line -> [Int] in
             let json = line.split(separator: " ", maxSplits: 2).dropFirst(2).first.map(String.init) ?? ""
             return try receivedFrames(json)
         }
@@ -175,7 +182,8 @@ final class NestedNetTests: XCTestCase {
             let delta = zip(snapshots[index + 1], snapshots[index]).map { $0 - $1 }
             print("rss rig: pings from \(source): frames per receive queue \(delta), hash picks rx\(queue)")
             // Five echo requests, all on the hashed queue (at most one straggler on the other).
-            XCTAssertGreaterThanOrEqual(delta[queue], 5, "pings from \(source) on rx\(queue): \(delta); every snapshot: \(snapshots)")
+            XCTAssertGreaterThanOrEqual(
+                delta[queue], 5, "pings from \(source) on rx\(queue): \(delta); every snapshot: \(snapshots)")
             XCTAssertLessThanOrEqual(delta[1 - queue], 1, "pings from \(source) stay off rx\(1 - queue): \(delta)")
         }
     }

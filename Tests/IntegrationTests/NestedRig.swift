@@ -9,12 +9,16 @@ enum NestedRig {
 
         /// The rest of the first line that starts with `key` and a space.
         func value(_ key: String) -> String? {
-            output.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map { String($0.dropFirst(key.count + 1)) }
+            output.components(separatedBy: "\n").first { $0.hasPrefix(key + " ") }.map {
+                String($0.dropFirst(key.count + 1))
+            }
         }
 
         /// The first line that is a JSON object (an hvctl --stats-json document), parsed.
         func jsonDocument() throws -> [String: Any]? {
-            guard let json = output.components(separatedBy: "\n").first(where: { $0.hasPrefix("{") }) else { return nil }
+            guard let json = output.components(separatedBy: "\n").first(where: { $0.hasPrefix("{") }) else {
+                return nil
+            }
             return try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
         }
     }
@@ -57,8 +61,11 @@ enum NestedRig {
         static func tripleFaultLine(in stdout: String) -> Range<String.Index>? {
             var searched = stdout.startIndex
             while let found = stdout.range(of: "triple-faulted", range: searched..<stdout.endIndex) {
-                let lineStart = stdout[..<found.lowerBound].lastIndex(of: "\n").map { stdout.index(after: $0) } ?? stdout.startIndex
-                if stdout[lineStart...].hasPrefix("hvctl: ") || stdout[lineStart...].hasPrefix("\rhvctl: ") { return found }
+                let lineStart =
+                    stdout[..<found.lowerBound].lastIndex(of: "\n").map { stdout.index(after: $0) } ?? stdout.startIndex
+                if stdout[lineStart...].hasPrefix("hvctl: ") || stdout[lineStart...].hasPrefix("\rhvctl: ") {
+                    return found
+                }
                 searched = found.upperBound
             }
             return nil
@@ -78,24 +85,38 @@ enum NestedRig {
 
     /// Runs `script` in the rig. A run that ended in a `ForeignFailure` is repeated, at most twice;
     /// anything else is the caller's to judge. `files` are copied into L2 (host path: L2 path).
-    static func run(script: String, files: [String: String] = [:], timeoutInSeconds: Int = 500) throws -> (sections: [String: Section], output: String) {
+    static func run(script: String, files: [String: String] = [:], timeoutInSeconds: Int = 500) throws -> (
+        sections: [String: Section], output: String
+    ) {
         let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("nested-\(UUID().uuidString).sh")
         try script.write(to: scriptURL, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: scriptURL) }
         let adds = files.sorted { $0.key < $1.key }.flatMap { ["--add", "\($0.key):\($0.value)"] }
-        let runOnce = { try Toolchain.run(Toolchain.rig, ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh"] + adds + ["--", "sh", "/test.sh"]) }
+        let runOnce = {
+            try Toolchain.run(
+                Toolchain.rig,
+                ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh"] + adds + [
+                    "--", "sh", "/test.sh",
+                ])
+        }
         var result = try runOnce()
         // At most two repeats, each for a foreign failure: a CI run saw a triple fault and then,
         // in the repeat, L2 dying.
         for repeatNumber in 1...2 {
-            guard let failure = ForeignFailure(status: result.status, stdout: result.stdout, stderr: result.stderr) else { break }
-            print("nested rig: repeat \(repeatNumber) of at most 2: \(failure.rawValue). What it printed:\n"
-                  + failure.evidence(stdout: result.stdout, stderr: result.stderr))
+            guard let failure = ForeignFailure(status: result.status, stdout: result.stdout, stderr: result.stderr)
+            else { break }
+            print(
+                "nested rig: repeat \(repeatNumber) of at most 2: \(failure.rawValue). What it printed:\n"
+                    + failure.evidence(stdout: result.stdout, stderr: result.stderr))
             result = try runOnce()
         }
         guard result.status == 0 else {
-            throw NSError(domain: "nested-rig", code: Int(result.status),
-                          userInfo: [NSLocalizedDescriptionKey: "rig exited \(result.status)\n\(result.stdout.suffix(5000))\n\(result.stderr.suffix(3000))"])
+            throw NSError(
+                domain: "nested-rig", code: Int(result.status),
+                userInfo: [
+                    NSLocalizedDescriptionKey:
+                        "rig exited \(result.status)\n\(result.stdout.suffix(5000))\n\(result.stderr.suffix(3000))"
+                ])
         }
         var sections: [String: Section] = [:]
         var current: (name: String, lines: [String])?
@@ -105,7 +126,8 @@ enum NestedRig {
             if line.hasPrefix("=== begin ") {
                 current = (String(line.dropFirst(10)), [])
             } else if line.hasPrefix("=== end "), let open = current, let range = line.range(of: " status=") {
-                sections[open.name] = Section(output: open.lines.joined(separator: "\n"), status: Int32(line[range.upperBound...]) ?? -1)
+                sections[open.name] = Section(
+                    output: open.lines.joined(separator: "\n"), status: Int32(line[range.upperBound...]) ?? -1)
                 current = nil
             } else {
                 current?.lines.append(line)

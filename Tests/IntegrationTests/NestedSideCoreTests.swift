@@ -12,7 +12,9 @@ final class NestedSideCoreTests: XCTestCase {
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String { "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())" }
+        func guestRun(_ script: String) -> String {
+            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
+        }
         // Marks are printed with idle seconds around them, so L2's 0.1 s sampling does not cut into the I/O.
         let guest = """
             echo mark io-start; sleep 1
@@ -178,13 +180,16 @@ final class NestedSideCoreTests: XCTestCase {
 
     func section(_ name: String) throws -> NestedRig.Section {
         let run = try Self.rigRun.get()
-        let result = try XCTUnwrap(run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
+        let result = try XCTUnwrap(
+            run.sections[name], "no output for \(name); the rig printed:\n\(run.output.suffix(3000))")
         XCTAssertEqual(result.status, 0, result.output)
         return result
     }
 
     /// (requests, kicks) summed over the disk's queues, from --stats-json.
-    func requestsAndKicks(_ section: NestedRig.Section) throws -> (requests: Double, kicks: Double, document: [String: Any]) {
+    func requestsAndKicks(_ section: NestedRig.Section) throws -> (
+        requests: Double, kicks: Double, document: [String: Any]
+    ) {
         let document = try XCTUnwrap(try section.jsonDocument(), section.output)
         let queues = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"]) as? [[String: Any]])
         let requests = queues.reduce(0.0) { $0 + Double($1["requests"] as? Int ?? 0) }
@@ -214,10 +219,13 @@ final class NestedSideCoreTests: XCTestCase {
     }
 
     func testEveryModeServesTheDiskCorrectly() throws {
-        let host = try XCTUnwrap(try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
+        let host = try XCTUnwrap(
+            try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
         for mode in ["notify", "poll", "hybrid"] {
             let result = try section(mode)
-            XCTAssertEqual(result.value("readback").map { "host-file \($0)" }, host.trimmingCharacters(in: .whitespacesAndNewlines), mode)
+            XCTAssertEqual(
+                result.value("readback").map { "host-file \($0)" },
+                host.trimmingCharacters(in: .whitespacesAndNewlines), mode)
             XCTAssertTrue(result.output.contains("after-idle-ok"), result.output)
             let document = try requestsAndKicks(result).document
             XCTAssertEqual(document["ioMode"] as? String, mode)
@@ -237,7 +245,9 @@ final class NestedSideCoreTests: XCTestCase {
         // For the record (the note's numbers come from here): every counter per request.
         print("side-core rig: per request, notify: \(describe(notifyPerRequest))")
         print("side-core rig: per request, poll: \(describe(pollPerRequest))")
-        print("side-core rig: kicks per request, notify \(notifyCounts.kicks / notifyCounts.requests), poll \(pollCounts.kicks / pollCounts.requests)")
+        print(
+            "side-core rig: kicks per request, notify \(notifyCounts.kicks / notifyCounts.requests), poll \(pollCounts.kicks / pollCounts.requests)"
+        )
         // At queue depth 1 the guest halts while it waits and takes the completion interrupt
         // whoever serves the queue; under TCG how often it halts, and so how many interrupt-window
         // and external-interrupt exits follow, moves by +-0.5 per request from run to run (a CI run
@@ -245,7 +255,9 @@ final class NestedSideCoreTests: XCTestCase {
         // KVM handles in the kernel) is in the rest, and it is what poll mode removes.
         let notifyRest = exitsOtherThanHaltsAndInterrupts(notifyPerRequest)
         let pollRest = exitsOtherThanHaltsAndInterrupts(pollPerRequest)
-        XCTAssertLessThan(pollRest, notifyRest - 0.5, "exits per request besides halts and interrupts: poll \(pollRest), notify \(notifyRest)")
+        XCTAssertLessThan(
+            pollRest, notifyRest - 0.5,
+            "exits per request besides halts and interrupts: poll \(pollRest), notify \(notifyRest)")
     }
 
     func exitsOtherThanHaltsAndInterrupts(_ counters: [String: Double]) -> Double {
@@ -281,7 +293,8 @@ final class NestedSideCoreTests: XCTestCase {
         XCTAssertEqual(cores.count, 1)
         let handlers = try XCTUnwrap(cores.first?["handlers"] as? [[String: Any]])
         for name in ["a.blk0-q0", "b.blk0-q0"] {
-            let handler = try XCTUnwrap(handlers.first { $0["name"] as? String == name }, "\(name) on side0: \(handlers)")
+            let handler = try XCTUnwrap(
+                handlers.first { $0["name"] as? String == name }, "\(name) on side0: \(handlers)")
             XCTAssertGreaterThan(handler["productivePolls"] as? Int ?? 0, 0, name)
         }
     }
@@ -291,21 +304,28 @@ final class NestedSideCoreTests: XCTestCase {
         let live = try XCTUnwrap(result.value("live"), result.output)
         let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(live.utf8)) as? [String: Any], live)
         XCTAssertEqual(document["exit"] as? String, "running")
-        let queue = try XCTUnwrap(((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first, live)
-        XCTAssertGreaterThan(queue["requests"] as? Int ?? 0, Self.reads, "the reads before the idle period are counted live")
+        let queue = try XCTUnwrap(
+            ((document["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first, live)
+        XCTAssertGreaterThan(
+            queue["requests"] as? Int ?? 0, Self.reads, "the reads before the idle period are counted live")
         XCTAssertEqual((document["sideCores"] as? [[String: Any]])?.first?["name"] as? String, "side0")
     }
 
     func testIOcmAddsASideCoreUnderLoadAndReturnsToNotifyThreadsWhenQuiet() throws {
         let result = try section("iocm")
-        let host = try XCTUnwrap(try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
-        XCTAssertEqual(result.value("load-readback").map { "host-file \($0)" }, host.trimmingCharacters(in: .whitespacesAndNewlines),
-                       "the whole disk read back while its queue moved")
+        let host = try XCTUnwrap(
+            try Self.rigRun.get().output.components(separatedBy: "\n").first { $0.hasPrefix("host-file ") })
+        XCTAssertEqual(
+            result.value("load-readback").map { "host-file \($0)" },
+            host.trimmingCharacters(in: .whitespacesAndNewlines),
+            "the whole disk read back while its queue moved")
         let lines = result.output.components(separatedBy: "\n")
         func position(_ prefix: String) throws -> Int {
             try XCTUnwrap(lines.firstIndex { $0.hasPrefix(prefix) }, "no line '\(prefix)':\n\(result.output)")
         }
-        for line in lines where line.hasPrefix("mark") || line.hasPrefix("hvctl: iocm") { print("side-core rig: iocm: \(line)") }
+        for line in lines where line.hasPrefix("mark") || line.hasPrefix("hvctl: iocm") {
+            print("side-core rig: iocm: \(line)")
+        }
         let grew = try position("hvctl: iocm: side cores 0 -> 1")
         let shrank = try position("hvctl: iocm: side cores 1 -> 0")
         XCTAssertLessThan(try position("mark load-start"), grew, "no side core before the load:\n\(result.output)")
@@ -315,9 +335,11 @@ final class NestedSideCoreTests: XCTestCase {
         let document = try XCTUnwrap(try result.jsonDocument(), result.output)
         let iocm = try XCTUnwrap(document["iocm"] as? [String: Any], result.output)
         XCTAssertGreaterThanOrEqual(iocm["resizes"] as? Int ?? 0, 2)
-        let handlers = try XCTUnwrap((document["sideCores"] as? [[String: Any]])?.first?["handlers"] as? [[String: Any]])
-        XCTAssertGreaterThan(handlers.first { $0["name"] as? String == "blk0-q0" }?["productivePolls"] as? Int ?? 0, 0,
-                             "side0 served the disk while it was active")
+        let handlers = try XCTUnwrap(
+            (document["sideCores"] as? [[String: Any]])?.first?["handlers"] as? [[String: Any]])
+        XCTAssertGreaterThan(
+            handlers.first { $0["name"] as? String == "blk0-q0" }?["productivePolls"] as? Int ?? 0, 0,
+            "side0 served the disk while it was active")
     }
 
     func testSideCoresGrowWhileRunningAndMovedQueuesLoseNothing() throws {

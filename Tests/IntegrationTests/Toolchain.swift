@@ -9,14 +9,20 @@ enum Toolchain {
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url
     }()
-    static var hvctl: String { ProcessInfo.processInfo.environment["HVCTL"] ?? repository.appendingPathComponent(".build/release/hvctl").path }
+    static var hvctl: String {
+        ProcessInfo.processInfo.environment["HVCTL"] ?? repository.appendingPathComponent(".build/release/hvctl").path
+    }
     static var rig: String { repository.appendingPathComponent("guest-images/nested/run").path }
     static var guestImages: URL { repository.appendingPathComponent("guest-images/out") }
     static var iobenchGuest: String { guestImages.appendingPathComponent("iobench.elf").path }
 
     static func requireArtifacts() throws {
-        for path in [hvctl, rig, guestImages.appendingPathComponent("bzImage").path, guestImages.appendingPathComponent("l2-base.cpio").path, iobenchGuest] {
-            guard FileManager.default.isExecutableFile(atPath: path) || FileManager.default.fileExists(atPath: path) else {
+        for path in [
+            hvctl, rig, guestImages.appendingPathComponent("bzImage").path,
+            guestImages.appendingPathComponent("l2-base.cpio").path, iobenchGuest,
+        ] {
+            guard FileManager.default.isExecutableFile(atPath: path) || FileManager.default.fileExists(atPath: path)
+            else {
                 XCTFail("\(path) is missing: run `make` (hvctl and guest-images) before the integration tests")
                 throw CocoaError(.fileNoSuchFile)
             }
@@ -28,7 +34,9 @@ enum Toolchain {
     static func writeIOBenchDisk(to path: String, megabytes: Int) throws {
         var bytes = [UInt8](repeating: 0, count: megabytes << 20)
         for block in 0..<(bytes.count / 4096) {
-            withUnsafeBytes(of: UInt64(block * 8).littleEndian) { bytes.replaceSubrange(block * 4096..<block * 4096 + 8, with: $0) }
+            withUnsafeBytes(of: UInt64(block * 8).littleEndian) {
+                bytes.replaceSubrange(block * 4096..<block * 4096 + 8, with: $0)
+            }
         }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
@@ -51,7 +59,8 @@ enum Toolchain {
     }
 
     /// Runs a program to completion with stdin from /dev/null.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -70,8 +79,9 @@ enum Toolchain {
         let outputData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         group.wait()
-        return Result(status: process.terminationStatus,
-                      stdout: String(decoding: outputData, as: UTF8.self),
-                      stderr: String(decoding: errorData, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus,
+            stdout: String(decoding: outputData, as: UTF8.self),
+            stderr: String(decoding: errorData, as: UTF8.self))
     }
 }

@@ -34,7 +34,8 @@ final class VMMRuntimeTests: XCTestCase {
     }
 
     /// A runtime whose VMs' consoles are collected in `consoles`, by VM name.
-    func runtime(_ vms: [VMConfiguration], io: IOConfiguration, consoles: Lock<[String: [UInt8]]>) throws -> VMMRuntime {
+    func runtime(_ vms: [VMConfiguration], io: IOConfiguration, consoles: Lock<[String: [UInt8]]>) throws -> VMMRuntime
+    {
         try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: vms.count > 1) { vm in
             let name = vm.name
             return { byte in consoles.withLock { $0[name, default: []].append(byte) } }
@@ -47,7 +48,8 @@ final class VMMRuntimeTests: XCTestCase {
 
     func testNotifyThreadsServeTheDiskAndTheGuestPowersOff() throws {
         let consoles = Lock<[String: [UInt8]]>([:])
-        let runtime = try runtime([vm(cmdline: "qd=4 requests=2000")], io: IOConfiguration(engine: .notify), consoles: consoles)
+        let runtime = try runtime(
+            [vm(cmdline: "qd=4 requests=2000")], io: IOConfiguration(engine: .notify), consoles: consoles)
         XCTAssertNil(runtime.sideCores)
         XCTAssertEqual(runtime.placement, CPUPlacement(sideCores: nil, vcpuCount: 1))
         let exits = try runtime.run()
@@ -64,8 +66,9 @@ final class VMMRuntimeTests: XCTestCase {
 
     func testTwoVMsShareOneSideCoreAndNameTheirDevices() throws {
         let consoles = Lock<[String: [UInt8]]>([:])
-        let runtime = try runtime([vm("a", cmdline: "qd=1 requests=500"), vm("b", cmdline: "qd=8 requests=3000")],
-                                  io: sideCores(.hybrid), consoles: consoles)
+        let runtime = try runtime(
+            [vm("a", cmdline: "qd=1 requests=500"), vm("b", cmdline: "qd=8 requests=3000")],
+            io: sideCores(.hybrid), consoles: consoles)
         XCTAssertEqual(runtime.placement.sideCoreCPUs, [nil], "one unpinned side core")
         let exits = try runtime.run()
         let report = try runtime.finish(exits: exits)
@@ -91,8 +94,9 @@ final class VMMRuntimeTests: XCTestCase {
         let exits = Lock<[MachineExit]?>(nil)
         let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
         runner.start()
-        XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false },
-                      "the guest was reading its disk")
+        XCTAssertTrue(
+            eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false },
+            "the guest was reading its disk")
         XCTAssertEqual(try runtime.statistics().vms[0].exit, "running")
         runtime.stop(.stopped(signal: SIGTERM))
         XCTAssertTrue(eventually(seconds: 10) { exits.withLock { $0 != nil } }, "run returned after the stop")
@@ -107,8 +111,11 @@ final class VMMRuntimeTests: XCTestCase {
     func testAVMThatCannotBeBuiltIsNamedWithItsStage() throws {
         var bad = vm("small", cmdline: "")
         bad.machine.memoryInBytes = 4096
-        XCTAssertThrowsError(try runtime([vm("good", cmdline: ""), bad], io: IOConfiguration(engine: .notify),
-                                         consoles: Lock([:]))) { error in
+        XCTAssertThrowsError(
+            try runtime(
+                [vm("good", cmdline: ""), bad], io: IOConfiguration(engine: .notify),
+                consoles: Lock([:]))
+        ) { error in
             let build = error as? VMBuildError
             XCTAssertEqual(build?.vm, "small")
             XCTAssertEqual(build?.stage, .machine)

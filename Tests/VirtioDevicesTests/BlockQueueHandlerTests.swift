@@ -25,7 +25,8 @@ final class BlockQueueHandlerTests: XCTestCase {
         device = try BlockDevice(configuration: configuration, name: "blk-test")
         driver = try FakeDriver(size: size, memoryInBytes: 8 << 20)
         let features = VirtioFeature.version1 | BlockDevice.featureDiscard | BlockDevice.featureWriteZeroes
-        handler = try XCTUnwrap(device.activate(memory: driver.memory, features: features, queues: [try driver.context()]).first)
+        handler = try XCTUnwrap(
+            device.activate(memory: driver.memory, features: features, queues: [try driver.context()]).first)
     }
 
     override func tearDown() {
@@ -36,7 +37,9 @@ final class BlockQueueHandlerTests: XCTestCase {
 
     /// Request `index`: header, then `payload` (readable unless `readInto`), then a status byte
     /// preset to 0xFF so a completion is visible. Uses descriptors 3·index ..< 3·index + 3.
-    func postRequest(_ index: Int, type: UInt32, sector: UInt64 = 0, payload: [UInt8] = [], readInto length: UInt32 = 0) throws {
+    func postRequest(_ index: Int, type: UInt32, sector: UInt64 = 0, payload: [UInt8] = [], readInto length: UInt32 = 0)
+        throws
+    {
         let base = UInt64(0x100000 + index * 0x2000)
         let first = UInt16(3 * index)
         try driver.memory.store(type, at: base)
@@ -48,7 +51,8 @@ final class BlockQueueHandlerTests: XCTestCase {
         if length > 0 {
             try driver.setDescriptor(first + 1, address: base + 0x100, length: length, flags: 2 | 1, next: first + 2)
         } else {
-            try driver.setDescriptor(first + 1, address: base + 0x100, length: UInt32(payload.count), flags: 1, next: first + 2)
+            try driver.setDescriptor(
+                first + 1, address: base + 0x100, length: UInt32(payload.count), flags: 1, next: first + 2)
         }
         try driver.setDescriptor(first + 2, address: statusAddress(index), length: 1, flags: 2)
         try driver.makeAvailable(first)
@@ -58,7 +62,9 @@ final class BlockQueueHandlerTests: XCTestCase {
 
     func testResetWithReadsInFlightReapsThemWithoutTouchingTheRings() throws {
         try makeHandler(size: 64)
-        for index in 0..<16 { try postRequest(index, type: BlockRequest.typeIn, sector: UInt64(index * 8), readInto: 4096) }
+        for index in 0..<16 {
+            try postRequest(index, type: BlockRequest.typeIn, sector: UInt64(index * 8), readInto: 4096)
+        }
         _ = handler.poll(budget: 32)  // submits them; their completions are reaped by the next poll
         device.reset()
         XCTAssertEqual(driver.usedIndex, 0, "nothing is returned to a ring the driver reset")
@@ -78,7 +84,9 @@ final class BlockQueueHandlerTests: XCTestCase {
         let deadline = Date().addingTimeInterval(10)
         while driver.usedIndex < 21 && Date() < deadline { _ = handler.poll(budget: 32) }
         XCTAssertEqual(driver.usedIndex, 21, "every discard completed")
-        for index in 0..<21 { XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK) }
+        for index in 0..<21 {
+            XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK)
+        }
     }
 
     /// Polls until `count` chains are used (at most 10 s).
@@ -96,7 +104,8 @@ final class BlockQueueHandlerTests: XCTestCase {
         pollUntilUsed(2)
         XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(0)), BlockRequest.statusOK)
         XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(1)), BlockRequest.statusOK)
-        XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x2000 + 0x100, count: 4096), data, "read back what was written")
+        XCTAssertEqual(
+            try driver.memory.read(at: 0x100000 + 0x2000 + 0x100, count: 4096), data, "read back what was written")
         let file = try XCTUnwrap(FileManager.default.contents(atPath: path))
         XCTAssertEqual(Array(file[(16 * 512)..<(16 * 512 + 4096)]), data, "the write reached the file")
     }
@@ -109,7 +118,9 @@ final class BlockQueueHandlerTests: XCTestCase {
         try postRequest(2, type: BlockRequest.typeFlush)
         XCTAssertEqual(handler.poll(budget: 32), 3, "one poll takes and completes all three")
         XCTAssertEqual(driver.usedIndex, 3)
-        for index in 0..<3 { XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK) }
+        for index in 0..<3 {
+            XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), BlockRequest.statusOK)
+        }
         XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x100, count: 4096), [UInt8](repeating: 0xAB, count: 4096))
         XCTAssertEqual(handler.wakeDescriptors.count, 1, "only the kick wakes a null queue")
     }
@@ -120,8 +131,10 @@ final class BlockQueueHandlerTests: XCTestCase {
             try postRequest(0, type: BlockRequest.typeGetID, readInto: 20)
             pollUntilUsed(1)
             XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(0)), BlockRequest.statusOK)
-            XCTAssertEqual(try driver.memory.read(at: 0x100000 + 0x100, count: 20), Array("test".utf8) + [UInt8](repeating: 0, count: 16),
-                           null ? "null" : "file")
+            XCTAssertEqual(
+                try driver.memory.read(at: 0x100000 + 0x100, count: 20),
+                Array("test".utf8) + [UInt8](repeating: 0, count: 16),
+                null ? "null" : "file")
         }
     }
 }

@@ -17,9 +17,12 @@ final class BlockRequestTests: XCTestCase {
 
     var status: VirtqueueBuffer { VirtqueueBuffer(address: statusAddress, length: 1, isDeviceWritable: true) }
 
-    func parse(_ buffers: [VirtqueueBuffer], capacity: UInt64 = 100, readOnly: Bool = false) -> Result<BlockRequest, BlockRequest.Refusal> {
-        BlockRequest.parse(DescriptorChain(head: 0, buffers: buffers), memory: memory, capacityInSectors: capacity,
-                           readOnly: readOnly, features: allFeatures)
+    func parse(_ buffers: [VirtqueueBuffer], capacity: UInt64 = 100, readOnly: Bool = false) -> Result<
+        BlockRequest, BlockRequest.Refusal
+    > {
+        BlockRequest.parse(
+            DescriptorChain(head: 0, buffers: buffers), memory: memory, capacityInSectors: capacity,
+            readOnly: readOnly, features: allFeatures)
     }
 
     func testReadWithinCapacity() throws {
@@ -33,34 +36,46 @@ final class BlockRequestTests: XCTestCase {
     func testStatusByteSharedWithTheLastDataBuffer() throws {
         let combined = VirtqueueBuffer(address: 0x8000, length: 513, isDeviceWritable: true)
         let request = try parse([try header(type: 0, sector: 0), combined]).get()
-        XCTAssertEqual(request.kind, .read(sector: 0, buffers: [VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: true)]))
+        XCTAssertEqual(
+            request.kind,
+            .read(sector: 0, buffers: [VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: true)]))
         XCTAssertEqual(request.statusAddress, 0x8200)
     }
 
     func testBeyondCapacityIsAnIOError() throws {
         let data = VirtqueueBuffer(address: 0x8000, length: 4096, isDeviceWritable: true)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 0, sector: 93), data, status]).failure), .init(rejection: .ioError, statusAddress: statusAddress))
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 0, sector: UInt64.max), data, status]).failure)?.rejection, .ioError, "sector overflow")
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 0, sector: 93), data, status]).failure),
+            .init(rejection: .ioError, statusAddress: statusAddress))
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 0, sector: UInt64.max), data, status]).failure)?.rejection, .ioError,
+            "sector overflow")
     }
 
     func testPartialSectorIsAnIOError() throws {
         let data = VirtqueueBuffer(address: 0x8000, length: 100, isDeviceWritable: true)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 0, sector: 0), data, status]).failure)?.rejection, .ioError)
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 0, sector: 0), data, status]).failure)?.rejection, .ioError)
     }
 
     func testWriteToReadOnlyDiskIsRefused() throws {
         let data = VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: false)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 1, sector: 0), data, status], readOnly: true).failure)?.rejection, .ioError)
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 1, sector: 0), data, status], readOnly: true).failure)?.rejection,
+            .ioError)
         XCTAssertNoThrow(try parse([try header(type: 1, sector: 0), data, status]).get())
     }
 
     func testWriteWithDeviceWritableDataIsMalformed() throws {
         let data = VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: true)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 1, sector: 0), data, status]).failure)?.rejection, .ioError)
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 1, sector: 0), data, status]).failure)?.rejection, .ioError)
     }
 
     func testMissingStatusByte() throws {
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 0, sector: 0)]).failure), .init(rejection: .noStatusByte, statusAddress: nil))
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 0, sector: 0)]).failure),
+            .init(rejection: .noStatusByte, statusAddress: nil))
     }
 
     func testShortHeaderIsAnIOError() throws {
@@ -69,7 +84,8 @@ final class BlockRequestTests: XCTestCase {
     }
 
     func testUnknownTypeIsUnsupported() throws {
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 99, sector: 0), status]).failure)?.rejection, .unsupported)
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 99, sector: 0), status]).failure)?.rejection, .unsupported)
     }
 
     func testDiscardSegments() throws {
@@ -83,10 +99,14 @@ final class BlockRequestTests: XCTestCase {
         XCTAssertEqual(ranges.map(\.sector), [8])
         XCTAssertEqual(ranges.map(\.count), [16])
         try memory.store(UInt32(200), at: segments + 8)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 11, sector: 0), segment, status]).failure)?.rejection, .ioError, "past capacity")
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 11, sector: 0), segment, status]).failure)?.rejection, .ioError,
+            "past capacity")
         try memory.store(UInt32(1), at: segments + 8)
         try memory.store(UInt32(1), at: segments + 12)
-        XCTAssertEqual(try XCTUnwrap(parse([try header(type: 11, sector: 0), segment, status]).failure)?.rejection, .unsupported, "unmap flag on discard")
+        XCTAssertEqual(
+            try XCTUnwrap(parse([try header(type: 11, sector: 0), segment, status]).failure)?.rejection, .unsupported,
+            "unmap flag on discard")
         let zeroes = try parse([try header(type: 13, sector: 0), segment, status]).get()
         XCTAssertEqual(zeroes.kind, .writeZeroes(ranges: [(8, 1)], unmap: true))
     }

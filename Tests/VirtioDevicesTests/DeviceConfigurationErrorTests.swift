@@ -20,8 +20,9 @@ final class DeviceConfigurationErrorTests: XCTestCase {
     func testADiskNamesTheFieldItCannotUse() throws {
         var zeroQueues = BlockDeviceConfiguration(path: "/dev/null", id: "t")
         zeroQueues.queueCount = 0
-        XCTAssertEqual(configurationError { try BlockDevice(configuration: zeroQueues, name: "t") },
-                       ConfigurationError(.diskQueueCount, value: "0", "must be 1 to 64"))
+        XCTAssertEqual(
+            configurationError { try BlockDevice(configuration: zeroQueues, name: "t") },
+            ConfigurationError(.diskQueueCount, value: "0", "must be 1 to 64"))
         let missing = configurationError(disk("/nonexistent/d.img"))
         XCTAssertEqual(missing?.field, .diskPath)
         XCTAssertEqual(missing?.value, "/nonexistent/d.img")
@@ -33,8 +34,9 @@ final class DeviceConfigurationErrorTests: XCTestCase {
     func testANetDeviceNamesTheFieldItCannotUse() {
         var tooMany = NetDeviceConfiguration(tapName: "sctest-x", mac: [0x52, 0x54, 0, 0, 0, 1])
         tooMany.queuePairs = 17
-        XCTAssertEqual(configurationError { try NetDevice(configuration: tooMany, name: "t") },
-                       ConfigurationError(.netQueuePairs, value: "17", "must be 1 to 16"))
+        XCTAssertEqual(
+            configurationError { try NetDevice(configuration: tooMany, name: "t") },
+            ConfigurationError(.netQueuePairs, value: "17", "must be 1 to 16"))
         let badName = NetDeviceConfiguration(tapName: "this-name-is-too-long", mac: [0x52, 0x54, 0, 0, 0, 1])
         let error = configurationError { try NetDevice(configuration: badName, name: "t") }
         XCTAssertEqual(error?.field, .netTAPName)

@@ -26,7 +26,9 @@ final class DeviceStatusTransitionTests: XCTestCase {
         XCTAssertEqual(transition(0, 2), .ignore, "DRIVER before ACKNOWLEDGE")
         XCTAssertEqual(transition(1, 9), .ignore, "FEATURES_OK before DRIVER")
         XCTAssertEqual(transition(3, 7), .ignore, "DRIVER_OK before FEATURES_OK")
-        XCTAssertEqual(transition(3, 15), .ignore, "FEATURES_OK and DRIVER_OK in one write: DRIVER_OK needs an accepted FEATURES_OK")
+        XCTAssertEqual(
+            transition(3, 15), .ignore,
+            "FEATURES_OK and DRIVER_OK in one write: DRIVER_OK needs an accepted FEATURES_OK")
         XCTAssertEqual(transition(0, 3), .set(3, activate: false), "ACKNOWLEDGE and DRIVER together are in order")
     }
 

@@ -27,11 +27,14 @@ final class FakeDriver: @unchecked Sendable {
     }
 
     func queue(eventIndex: Bool = false) throws -> Virtqueue {
-        try Virtqueue(memory: memory, size: size, descriptorTable: descriptorTable, availableRing: availableRing,
-                      usedRing: usedRing, eventIndex: eventIndex)
+        try Virtqueue(
+            memory: memory, size: size, descriptorTable: descriptorTable, availableRing: availableRing,
+            usedRing: usedRing, eventIndex: eventIndex)
     }
 
-    func setDescriptor(_ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0, table: UInt64? = nil) throws {
+    func setDescriptor(
+        _ index: UInt16, address: UInt64, length: UInt32, flags: UInt16, next: UInt16 = 0, table: UInt64? = nil
+    ) throws {
         let entry = (table ?? descriptorTable) + 16 * UInt64(index)
         try memory.store(address, at: entry)
         try memory.store(length, at: entry + 8)

@@ -28,7 +28,10 @@ final class LifecycleStressTests: XCTestCase {
         path = NSTemporaryDirectory() + "sidecore-stress-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
         // Block i (4 KiB) starts with its index.
         var contents = Data(count: 1 << 20)
-        for block in 0..<256 { contents.replaceSubrange((block * 4096)..<(block * 4096 + 8), with: withUnsafeBytes(of: UInt64(block).littleEndian, Array.init)) }
+        for block in 0..<256 {
+            contents.replaceSubrange(
+                (block * 4096)..<(block * 4096 + 8), with: withUnsafeBytes(of: UInt64(block).littleEndian, Array.init))
+        }
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: contents))
         vm = try KVM().createVM()
         try vm.createIRQChip()
@@ -56,9 +59,11 @@ final class LifecycleStressTests: XCTestCase {
     }
 
     func stress(engine: QueueEngine) throws {
-        let device = try BlockDevice(configuration: BlockDeviceConfiguration(path: path, id: "stress"), name: "blk-stress")
-        transport = try VirtioPCITransport(device: device, name: "blk-stress", root: PCIRoot(), vm: vm,
-                                           router: InterruptRouter(vm: vm), memory: driver.memory, engine: engine)
+        let device = try BlockDevice(
+            configuration: BlockDeviceConfiguration(path: path, id: "stress"), name: "blk-stress")
+        transport = try VirtioPCITransport(
+            device: device, name: "blk-stress", root: PCIRoot(), vm: vm,
+            router: InterruptRouter(vm: vm), memory: driver.memory, engine: engine)
         transport.configurationWrite(offset: 0x04, width: 2, value: 0x06)
         let stop = Atomic<Bool>(false)
         let failures = Lock<[String]>([])
@@ -121,7 +126,9 @@ final class LifecycleStressTests: XCTestCase {
         transport.deactivate()
         XCTAssertEqual(failures.withLock { $0 }, [])
         XCTAssertEqual(rounds.load(ordering: .relaxed), iterations, "every round ran")
-        XCTAssertEqual(transport.errorCount.count, 0, "the device never needed a reset: \(transport.lastError.withLock { $0 } ?? "")")
+        XCTAssertEqual(
+            transport.errorCount.count, 0,
+            "the device never needed a reset: \(transport.lastError.withLock { $0 } ?? "")")
     }
 
     /// One round of vCPU 0: activate, read and verify a round of blocks, then reset with another
@@ -148,25 +155,35 @@ final class LifecycleStressTests: XCTestCase {
         guard status & 4 != 0, status & 64 == 0 else { return "not active after DRIVER_OK (status \(status))" }
 
         // A round that must complete, every block verified.
-        for request in 0..<requestsPerRound { driver.publishRead(slot: request, block: UInt64((round + request) % 256)) }
+        for request in 0..<requestsPerRound {
+            driver.publishRead(slot: request, block: UInt64((round + request) % 256))
+        }
         bus.write(VirtioPCILayout.notifyOffset, 0, width: 2)  // the doorbell of queue 0
         let deadline = MonotonicClock.now() + 5_000_000_000
         while driver.usedIndex < UInt16(requestsPerRound) {
-            guard MonotonicClock.now() < deadline else { return "\(driver.usedIndex) of \(requestsPerRound) reads completed in 5 s" }
+            guard MonotonicClock.now() < deadline else {
+                return "\(driver.usedIndex) of \(requestsPerRound) reads completed in 5 s"
+            }
         }
         for request in 0..<requestsPerRound {
-            guard let result = driver.readResult(slot: request), result.status == 0, result.block == UInt64((round + request) % 256) else {
+            guard let result = driver.readResult(slot: request), result.status == 0,
+                result.block == UInt64((round + request) % 256)
+            else {
                 return "read \(request) came back wrong: \(String(describing: driver.readResult(slot: request)))"
             }
         }
         // Another round, reset at once: whatever the device did not finish must never come back.
-        for request in 0..<requestsPerRound { driver.publishRead(slot: requestsPerRound + request, block: UInt64(request)) }
+        for request in 0..<requestsPerRound {
+            driver.publishRead(slot: requestsPerRound + request, block: UInt64(request))
+        }
         bus.write(VirtioPCILayout.notifyOffset, 0, width: 2)
         reset(&bus)
         let afterReset = driver.usedIndex
         let settle = MonotonicClock.now() + 1_000_000
         while MonotonicClock.now() < settle {}
-        guard driver.usedIndex == afterReset else { return "used index moved from \(afterReset) to \(driver.usedIndex) after the reset" }
+        guard driver.usedIndex == afterReset else {
+            return "used index moved from \(afterReset) to \(driver.usedIndex) after the reset"
+        }
         return nil
     }
 
@@ -184,12 +201,17 @@ final class LifecycleStressTests: XCTestCase {
         mutating func write(_ offset: UInt64, _ value: UInt64, width: Int = 4) {
             for index in 0..<width { scratch[index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
             let transport = transport
-            scratch.withUnsafeBytes { transport.barWrite(index: 0, offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+            scratch.withUnsafeBytes {
+                transport.barWrite(index: 0, offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width]))
+            }
         }
 
         mutating func read(_ offset: UInt64, width: Int = 4) -> UInt64 {
             let transport = transport
-            scratch.withUnsafeMutableBytes { transport.barRead(index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
+            scratch.withUnsafeMutableBytes {
+                transport.barRead(
+                    index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width]))
+            }
             return scratch[0..<width].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         }
     }
@@ -225,7 +247,9 @@ extension FakeDriver {
     /// The status byte and the block number read into slot `slot`'s buffer.
     func readResult(slot: Int) -> (status: UInt8, block: UInt64)? {
         let base = requestBase(slot)
-        guard let status = try? memory.load(UInt8.self, at: base + 0x1F00), let block = try? memory.load(UInt64.self, at: base + 0x1000) else { return nil }
+        guard let status = try? memory.load(UInt8.self, at: base + 0x1F00),
+            let block = try? memory.load(UInt64.self, at: base + 0x1000)
+        else { return nil }
         return (status, block)
     }
 }

@@ -25,9 +25,10 @@ final class NetQueuePairHandlerTests: XCTestCase {
         // One memory for both rings, as in a guest: the tx driver shares the rx driver's RAM.
         rx = try FakeDriver(size: size, memoryInBytes: 4 << 20)
         tx = try FakeDriver(size: size, memory: rx.memory, base: 0x100000)
-        handler = NetQueuePairHandler(name: "net-test", tapFD: tap, rx: try rx.context(index: 0), tx: try tx.context(index: 1),
-                                      memory: rx.memory, mergeable: mergeable, rxStatistics: rxStatistics,
-                                      txStatistics: txStatistics, onBrokenQueue: { [unowned self] in brokenReasons.append($0) })
+        handler = NetQueuePairHandler(
+            name: "net-test", tapFD: tap, rx: try rx.context(index: 0), tx: try tx.context(index: 1),
+            memory: rx.memory, mergeable: mergeable, rxStatistics: rxStatistics,
+            txStatistics: txStatistics, onBrokenQueue: { [unowned self] in brokenReasons.append($0) })
     }
 
     override func tearDown() {
@@ -46,7 +47,8 @@ final class NetQueuePairHandlerTests: XCTestCase {
     func postReceiveChains(_ count: Int, length: UInt32, writable: Bool = true) throws {
         for index in 0..<count {
             let descriptor = UInt16(index % Int(rx.size))
-            try rx.setDescriptor(descriptor, address: 0x200000 + UInt64(descriptor) * 0x800, length: length, flags: writable ? 2 : 0)
+            try rx.setDescriptor(
+                descriptor, address: 0x200000 + UInt64(descriptor) * 0x800, length: length, flags: writable ? 2 : 0)
             try rx.makeAvailable(descriptor)
         }
     }

@@ -22,7 +22,8 @@ final class UnboundMSIRouter: MSIRouting, Sendable {
 extension FakeDriver {
     /// A device-side context for this driver's queue, as the transport hands it at DRIVER_OK.
     func context(index: Int = 0, eventIndex: Bool = false) throws -> QueueContext {
-        QueueContext(index: index, queue: try queue(eventIndex: eventIndex), kick: try EventFD(nonBlocking: true),
-                     interrupt: CountingInterrupt(), coalescing: nil)
+        QueueContext(
+            index: index, queue: try queue(eventIndex: eventIndex), kick: try EventFD(nonBlocking: true),
+            interrupt: CountingInterrupt(), coalescing: nil)
     }
 }

@@ -42,22 +42,30 @@ final class SideCoreEngineTests: XCTestCase {
     /// has been polled many times since the caller's change (within 10 s).
     func served(_ engine: SideCoreEngine, _ handlers: [CountingHandler]) -> [[String]] {
         let before = handlers.map { $0.polls.load(ordering: .relaxed) }
-        XCTAssertTrue(eventually(seconds: 10) { !zip(handlers, before).contains { $0.polls.load(ordering: .relaxed) < $1 + 2_000 } },
-                      "every handler is polled again after a change")
+        XCTAssertTrue(
+            eventually(seconds: 10) {
+                !zip(handlers, before).contains { $0.polls.load(ordering: .relaxed) < $1 + 2_000 }
+            },
+            "every handler is polled again after a change")
         let pollers = handlers.map { ($0.name, $0.pollerName) }
         return engine.cores.map { core in pollers.filter { $0.1 == core.name }.map(\.0) }
     }
 
     /// Asserts that no thread polls detached `handlers` any more: their counts stay put while a
     /// witness handler on every active core is polled many times.
-    func assertNobodyPolls(_ handlers: [CountingHandler], _ engine: SideCoreEngine, file: StaticString = #filePath, line: UInt = #line) {
+    func assertNobodyPolls(
+        _ handlers: [CountingHandler], _ engine: SideCoreEngine, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let polls = handlers.map { $0.polls.load(ordering: .relaxed) }
         let witnesses = (0..<engine.activeCount).map { CountingHandler(name: "witness\($0)") }
         XCTAssertNoThrow(try engine.attach(witnesses), file: file, line: line)
-        XCTAssertEqual(served(engine, witnesses).map(\.count).filter { $0 > 0 }.count, engine.activeCount,
-                       "a witness on every active core", file: file, line: line)
+        XCTAssertEqual(
+            served(engine, witnesses).map(\.count).filter { $0 > 0 }.count, engine.activeCount,
+            "a witness on every active core", file: file, line: line)
         engine.detach(witnesses)
-        XCTAssertEqual(handlers.map { $0.polls.load(ordering: .relaxed) }, polls, "detached handlers are not polled", file: file, line: line)
+        XCTAssertEqual(
+            handlers.map { $0.polls.load(ordering: .relaxed) }, polls, "detached handlers are not polled", file: file,
+            line: line)
     }
 
     func testHandlersSpreadWhenCoresAreAddedAndComeBackWhenRemoved() throws {
@@ -79,7 +87,8 @@ final class SideCoreEngineTests: XCTestCase {
     func threadExists(_ name: String) -> Bool {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.contains { task in
-            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == name
+            (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines) == name
         }
     }
 
@@ -97,7 +106,8 @@ final class SideCoreEngineTests: XCTestCase {
         XCTAssertTrue(eventually { !threadExists("zq0") && !threadExists("zq1") }, "the notify threads ended")
         XCTAssertEqual(try engine.resize(to: 0), 2)
         XCTAssertTrue(eventually { threadExists("zq0") && threadExists("zq1") })
-        XCTAssertTrue(eventually { handlers.map(\.pollerName) == ["zq0", "zq1"] }, "the notify threads poll them again")
+        XCTAssertTrue(
+            eventually { handlers.map(\.pollerName) == ["zq0", "zq1"] }, "the notify threads poll them again")
         let requests = engine.requestsHandled
         XCTAssertGreaterThan(requests, 0)
         engine.detach(handlers)

@@ -4,7 +4,8 @@ import XCTest
 /// The common configuration registers as a value, without a VM: what a driver's writes leave
 /// behind, including the writes a hostile driver makes.
 final class VirtioCommonConfigurationTests: XCTestCase {
-    var registers = VirtioCommonConfiguration(offeredFeatures: VirtioFeature.version1 | 1 << 9, queueMaxSizes: [256, 64], vectorCount: 3)
+    var registers = VirtioCommonConfiguration(
+        offeredFeatures: VirtioFeature.version1 | 1 << 9, queueMaxSizes: [256, 64], vectorCount: 3)
 
     func testFeatureWordsAreSelectedByTheSelectRegister() {
         registers.write(offset: 0x00, width: 4, value: 1)
@@ -70,7 +71,8 @@ final class VirtioCommonConfigurationTests: XCTestCase {
         XCTAssertEqual(registers.read(offset: 0x18), 0)
         XCTAssertEqual(registers.read(offset: 0x1A), UInt64(VirtioCommonConfiguration.noVector))
         XCTAssertEqual(registers.queues.map(\.size), [256, 64])
-        XCTAssertEqual(registers.queues.map(\.vector), [VirtioCommonConfiguration.noVector, VirtioCommonConfiguration.noVector])
+        XCTAssertEqual(
+            registers.queues.map(\.vector), [VirtioCommonConfiguration.noVector, VirtioCommonConfiguration.noVector])
     }
 
     func testVectorsPastTheTableReadBackAsNoVector() {

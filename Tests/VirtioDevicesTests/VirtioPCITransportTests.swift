@@ -48,8 +48,9 @@ final class VirtioPCITransportTests: XCTestCase {
         device = FakeVirtioDevice()
         engine = RecordingEngine()
         device.engine = engine
-        transport = try VirtioPCITransport(device: device, name: "test", root: PCIRoot(), vm: vm,
-                                           router: InterruptRouter(vm: vm), memory: memory, engine: engine)
+        transport = try VirtioPCITransport(
+            device: device, name: "test", root: PCIRoot(), vm: vm,
+            router: InterruptRouter(vm: vm), memory: memory, engine: engine)
         transport.configurationWrite(offset: 0x04, width: 2, value: 0x06)  // memory decoding, bus master
     }
 
@@ -133,14 +134,16 @@ final class VirtioPCITransportTests: XCTestCase {
     func testDriverOKActivatesEnabledQueuesAndResetDeactivates() {
         activateQueueOne()
         XCTAssertEqual(device.activations.withLock { $0.map(\.queues) }, [[1]])
-        XCTAssertEqual(device.activations.withLock { $0.first?.features }, VirtioFeature.version1 | VirtioFeature.eventIndex)
+        XCTAssertEqual(
+            device.activations.withLock { $0.first?.features }, VirtioFeature.version1 | VirtioFeature.eventIndex)
         setCommon(0x18, 4, width: 2)
         XCTAssertEqual(common(0x18, width: 2), 8, "queue registers are frozen after DRIVER_OK")
         setCommon(0x14, 0, width: 1)
         XCTAssertEqual(common(0x14, width: 1), 0)
         XCTAssertEqual(device.resets.withLock { $0 }, 1)
-        XCTAssertEqual(engine.events.withLock { $0 }, ["attach [\"q1\"]", "detach [\"q1\"]", "device reset"],
-                       "the engine lets go of the handlers before the device resets")
+        XCTAssertEqual(
+            engine.events.withLock { $0 }, ["attach [\"q1\"]", "detach [\"q1\"]", "device reset"],
+            "the engine lets go of the handlers before the device resets")
     }
 
     func testDriverCanResetAndActivateAgain() {
@@ -148,7 +151,8 @@ final class VirtioPCITransportTests: XCTestCase {
         setCommon(0x14, 0, width: 1)
         // The doorbell's ioeventfd was removed at reset: registering it again must not fail.
         activateQueueOne()
-        XCTAssertEqual(common(0x14, width: 1) & 64, 0, "no DEVICE_NEEDS_RESET: \(transport.lastError.withLock { $0 } ?? "")")
+        XCTAssertEqual(
+            common(0x14, width: 1) & 64, 0, "no DEVICE_NEEDS_RESET: \(transport.lastError.withLock { $0 } ?? "")")
         XCTAssertEqual(device.activations.withLock { $0.count }, 2)
     }
 
@@ -172,11 +176,14 @@ final class VirtioPCITransportTests: XCTestCase {
 
     func testMaskedMSIXVectorIsPendingUntilUnmasked() throws {
         // KVM's irqfds would consume the signals this test counts.
-        transport = try VirtioPCITransport(device: device, name: "test", root: PCIRoot(), vm: vm,
-                                           router: UnboundMSIRouter(), memory: memory, engine: engine)
+        transport = try VirtioPCITransport(
+            device: device, name: "test", root: PCIRoot(), vm: vm,
+            router: UnboundMSIRouter(), memory: memory, engine: engine)
         transport.configurationWrite(offset: 0x04, width: 2, value: 0x06)
         var pointer = Int(transport.configurationRead(offset: 0x34, width: 1))
-        while transport.configurationRead(offset: pointer, width: 1) != 0x11 { pointer = Int(transport.configurationRead(offset: pointer + 1, width: 1)) }
+        while transport.configurationRead(offset: pointer, width: 1) != 0x11 {
+            pointer = Int(transport.configurationRead(offset: pointer + 1, width: 1))
+        }
         transport.configurationWrite(offset: pointer + 2, width: 2, value: 0x8000)  // enable MSI-X
         let entry = VirtioPCILayout.msixTableOffset
         setCommon(entry, 0xFEE0_0000)

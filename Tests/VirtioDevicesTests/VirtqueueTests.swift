@@ -21,8 +21,12 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertTrue(queue.hasAvailable)
         guard case .chain(let chain) = try pop(queue) else { return XCTFail("chain expected") }
         XCTAssertEqual(chain.head, 3)
-        XCTAssertEqual(chain.buffers, [VirtqueueBuffer(address: 0x10000, length: 16, isDeviceWritable: false),
-                                       VirtqueueBuffer(address: 0x20000, length: 512, isDeviceWritable: true)])
+        XCTAssertEqual(
+            chain.buffers,
+            [
+                VirtqueueBuffer(address: 0x10000, length: 16, isDeviceWritable: false),
+                VirtqueueBuffer(address: 0x20000, length: 512, isDeviceWritable: true),
+            ])
         XCTAssertEqual(chain.writableLength, 512)
         XCTAssertNil(try queue.popAvailable())
         queue.addUsed(head: 3, length: 512)
@@ -46,7 +50,10 @@ final class VirtqueueTests: XCTestCase {
         XCTAssertEqual(chain.writable.count, 2)
     }
 
-    func assertFailure(_ expected: VirtqueueError, file: StaticString = #filePath, line: UInt = #line, setUp: (FakeDriver) throws -> Void) throws {
+    func assertFailure(
+        _ expected: VirtqueueError, file: StaticString = #filePath, line: UInt = #line,
+        setUp: (FakeDriver) throws -> Void
+    ) throws {
         let driver = try FakeDriver()
         let queue = try driver.queue()
         try setUp(driver)
@@ -132,9 +139,18 @@ final class VirtqueueTests: XCTestCase {
 
     func testRingValidation() throws {
         let driver = try FakeDriver()
-        XCTAssertThrowsError(try Virtqueue(memory: driver.memory, size: 6, descriptorTable: 0x1000, availableRing: 0x4000, usedRing: 0x5000, eventIndex: false))
-        XCTAssertThrowsError(try Virtqueue(memory: driver.memory, size: 8, descriptorTable: 0x1008, availableRing: 0x4000, usedRing: 0x5000, eventIndex: false))
-        XCTAssertThrowsError(try Virtqueue(memory: driver.memory, size: 8, descriptorTable: 0x1000, availableRing: 0x4000, usedRing: 0xFFFFC, eventIndex: false))
+        XCTAssertThrowsError(
+            try Virtqueue(
+                memory: driver.memory, size: 6, descriptorTable: 0x1000, availableRing: 0x4000, usedRing: 0x5000,
+                eventIndex: false))
+        XCTAssertThrowsError(
+            try Virtqueue(
+                memory: driver.memory, size: 8, descriptorTable: 0x1008, availableRing: 0x4000, usedRing: 0x5000,
+                eventIndex: false))
+        XCTAssertThrowsError(
+            try Virtqueue(
+                memory: driver.memory, size: 8, descriptorTable: 0x1000, availableRing: 0x4000, usedRing: 0xFFFFC,
+                eventIndex: false))
     }
 
     func testEventIndexSuppressesInterruptsUntilUsedEventIsPassed() throws {
@@ -197,12 +213,15 @@ final class VirtqueueTests: XCTestCase {
         let size = UInt16(driver.size)
         for old: UInt16 in [0, 1] {
             for batch: UInt16 in [1, 7, size] {
-                XCTAssertFalse(driverKicks(event: driver.availableEvent, old: old, new: old &+ batch), "old \(old), batch \(batch)")
+                XCTAssertFalse(
+                    driverKicks(event: driver.availableEvent, old: old, new: old &+ batch), "old \(old), batch \(batch)"
+                )
             }
         }
         try driver.makeAvailable(0)
         _ = try queue.popAvailable()
-        XCTAssertFalse(driverKicks(event: driver.availableEvent, old: 1, new: 2), "popping while polled keeps it out of reach")
+        XCTAssertFalse(
+            driverKicks(event: driver.availableEvent, old: 1, new: 2), "popping while polled keeps it out of reach")
         queue.setNotifications(enabled: true)
         XCTAssertEqual(driver.availableEvent, 2)
         XCTAssertTrue(driverKicks(event: driver.availableEvent, old: 2, new: 3))
@@ -218,7 +237,11 @@ final class VirtqueueBoundTests: XCTestCase {
         try driver.makeAvailable(0)
         XCTAssertEqual(try queue.popAvailable(), .failure(head: 0, error: .invalidIndirectTable(length: 16 * 9)))
         // A table of exactly the queue size is fine.
-        for index in 0..<8 { try driver.setDescriptor(UInt16(index), address: 0x10000, length: 1, flags: index < 7 ? 1 : 0, next: UInt16(index + 1), table: 0x8000) }
+        for index in 0..<8 {
+            try driver.setDescriptor(
+                UInt16(index), address: 0x10000, length: 1, flags: index < 7 ? 1 : 0, next: UInt16(index + 1),
+                table: 0x8000)
+        }
         try driver.setDescriptor(1, address: 0x8000, length: 16 * 8, flags: 4)
         try driver.makeAvailable(1)
         guard case .chain(let chain) = try queue.popAvailable() else { return XCTFail("chain expected") }

@@ -19,8 +19,12 @@ enum BlockHandlerTarget {
         let ram = FuzzRAM.shared
         ram.load(queueSize: size, from: &input)
         let (context, _) = ram.context(index: 0, size: size, eventIndex: flags & 1 != 0)
-        let features = VirtioFeature.transport | BlockDevice.featureDiscard | BlockDevice.featureWriteZeroes | BlockDevice.featureFlush
-        guard let handler = try! device.activate(memory: ram.memory, features: features, queues: [context]).first else { return }
+        let features =
+            VirtioFeature.transport | BlockDevice.featureDiscard | BlockDevice.featureWriteZeroes
+            | BlockDevice.featureFlush
+        guard let handler = try! device.activate(memory: ram.memory, features: features, queues: [context]).first else {
+            return
+        }
         for operation in operations {
             switch operation % 4 {
             case 0, 1:
@@ -29,7 +33,8 @@ enum BlockHandlerTarget {
                 _ = handler.poll(budget: budget)
                 let taken = context.queue.lastAvailableIndex &- before
                 invariant(taken <= budget, "took \(taken) chains with a budget of \(budget)")
-                invariant(ram.usedIndex() == context.queue.lastAvailableIndex, "a chain taken was not returned in its poll")
+                invariant(
+                    ram.usedIndex() == context.queue.lastAvailableIndex, "a chain taken was not returned in its poll")
             case 2:
                 ram.advanceAvailable(by: UInt16(operation / 4) % (size + 2))
             default:

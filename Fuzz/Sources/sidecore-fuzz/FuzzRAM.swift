@@ -34,8 +34,9 @@ final class FuzzRAM {
     }
 
     func queue(size: UInt16, base: UInt64 = 0, eventIndex: Bool) -> Virtqueue {
-        try! Virtqueue(memory: memory, size: size, descriptorTable: base + FuzzRAM.descriptors,
-                       availableRing: base + FuzzRAM.available, usedRing: base + FuzzRAM.used, eventIndex: eventIndex)
+        try! Virtqueue(
+            memory: memory, size: size, descriptorTable: base + FuzzRAM.descriptors,
+            availableRing: base + FuzzRAM.available, usedRing: base + FuzzRAM.used, eventIndex: eventIndex)
     }
 
     func usedIndex(base: UInt64 = 0) -> UInt16 { try! memory.load(UInt16.self, at: base + FuzzRAM.used + 2) }

@@ -32,7 +32,9 @@ final class FakeIOEventFDs: IOEventFDRegistry, @unchecked Sendable {
     private(set) var registered: Set<UInt64> = []
     func setIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32, remove: Bool) throws {
         if remove {
-            invariant(registered.remove(address) != nil, "removed a doorbell at 0x\(String(address, radix: 16)) that was never registered")
+            invariant(
+                registered.remove(address) != nil,
+                "removed a doorbell at 0x\(String(address, radix: 16)) that was never registered")
         } else {
             guard registered.insert(address).inserted else { throw Duplicate() }
         }
@@ -66,8 +68,9 @@ extension FuzzRAM {
     /// A queue context as the transport builds one at DRIVER_OK.
     func context(index: Int, size: UInt16, base: UInt64 = 0, eventIndex: Bool) -> (QueueContext, CountingInterrupt) {
         let interrupt = CountingInterrupt()
-        let context = QueueContext(index: index, queue: queue(size: size, base: base, eventIndex: eventIndex),
-                                   kick: try! EventFD(nonBlocking: true), interrupt: interrupt, coalescing: nil)
+        let context = QueueContext(
+            index: index, queue: queue(size: size, base: base, eventIndex: eventIndex),
+            kick: try! EventFD(nonBlocking: true), interrupt: interrupt, coalescing: nil)
         return (context, interrupt)
     }
 }

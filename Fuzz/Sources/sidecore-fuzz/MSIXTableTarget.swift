@@ -19,11 +19,17 @@ enum MSIXTableTarget {
             case 0:
                 let value = input.u64()
                 for index in 0..<width { scratch[index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
-                try? scratch.withUnsafeBytes { try table.writeTable(offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                try? scratch.withUnsafeBytes {
+                    try table.writeTable(offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width]))
+                }
             case 1:
                 scratch.withUnsafeMutableBytes {
                     let view = UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])
-                    if operation & 4 != 0 { table.readTable(offset: offset, into: view) } else { table.readPendingBits(offset: offset, into: view) }
+                    if operation & 4 != 0 {
+                        table.readTable(offset: offset, into: view)
+                    } else {
+                        table.readPendingBits(offset: offset, into: view)
+                    }
                 }
             case 2:
                 table.setControl(enabled: operation & 4 != 0, functionMasked: operation & 8 != 0)

@@ -12,8 +12,9 @@ enum NetControlTarget {
         let ram = FuzzRAM.shared
         ram.load(queueSize: size, from: &input)
         let (context, _) = ram.context(index: 0, size: size, eventIndex: false)
-        let handler = NetControlHandler(name: "ctl-fuzz", context: context, memory: ram.memory, queuePairs: pairs,
-                                        statistics: QueueStatistics(), onBrokenQueue: { _ in })
+        let handler = NetControlHandler(
+            name: "ctl-fuzz", context: context, memory: ram.memory, queuePairs: pairs,
+            statistics: QueueStatistics(), onBrokenQueue: { _ in })
         for operation in operations {
             if operation & 1 == 0 {
                 let budget = Int(operation / 2) % 32 + 1

@@ -31,9 +31,10 @@ enum NetQueuePairTarget {
         drain(sockets.host)
         let (rx, _) = ram.context(index: 0, size: size, eventIndex: flags & 1 != 0)
         let (tx, _) = ram.context(index: 1, size: size, base: FuzzRAM.secondQueue, eventIndex: flags & 1 != 0)
-        let handler = NetQueuePairHandler(name: "net-fuzz", tapFD: sockets.tap, rx: rx, tx: tx, memory: ram.memory,
-                                          mergeable: flags & 2 != 0, rxStatistics: QueueStatistics(),
-                                          txStatistics: QueueStatistics(), onBrokenQueue: { _ in })
+        let handler = NetQueuePairHandler(
+            name: "net-fuzz", tapFD: sockets.tap, rx: rx, tx: tx, memory: ram.memory,
+            mergeable: flags & 2 != 0, rxStatistics: QueueStatistics(),
+            txStatistics: QueueStatistics(), onBrokenQueue: { _ in })
         for operation in operations {
             switch operation % 4 {
             case 0:
@@ -46,14 +47,16 @@ enum NetQueuePairTarget {
                 invariant(txTaken <= budget, "consumed \(txTaken) transmit chains with a budget of \(budget)")
                 let held = rx.queue.lastAvailableIndex &- ram.usedIndex()
                 invariant(held <= size, "holding \(held) receive chains in a ring of \(size)")
-                invariant(tx.queue.lastAvailableIndex &- ram.usedIndex(base: FuzzRAM.secondQueue) <= 1,
-                          "transmit chains held beyond the one the TAP refused")
+                invariant(
+                    tx.queue.lastAvailableIndex &- ram.usedIndex(base: FuzzRAM.secondQueue) <= 1,
+                    "transmit chains held beyond the one the TAP refused")
             case 1:
                 // A frame from the host: length from the input, contents from guest payload bytes.
                 let length = Int(input.u16()) % 9000 + 1
                 _ = scratch.withUnsafeBytes { send(sockets.host, $0.baseAddress, length, 0) }
             case 2:
-                ram.advanceAvailable(by: UInt16(operation / 4) % (size + 2), base: operation & 0x80 != 0 ? FuzzRAM.secondQueue : 0)
+                ram.advanceAvailable(
+                    by: UInt16(operation / 4) % (size + 2), base: operation & 0x80 != 0 ? FuzzRAM.secondQueue : 0)
             default:
                 handler.setGuestNotifications(enabled: operation & 4 != 0)
                 _ = handler.prepareToSleep()

@@ -22,8 +22,9 @@ enum VirtioPCITarget {
         let device = try! BlockDevice(configuration: configuration, name: "blk-fuzz")
         let doorbells = FakeIOEventFDs()
         let engine = InlineEngine(coalescing: flags & 1 != 0)
-        let transport = try! VirtioPCITransport(device: device, name: "blk-fuzz", root: PCIRoot(), vm: doorbells,
-                                                router: FakeMSIRouter(), memory: ram.memory, engine: engine)
+        let transport = try! VirtioPCITransport(
+            device: device, name: "blk-fuzz", root: PCIRoot(), vm: doorbells,
+            router: FakeMSIRouter(), memory: ram.memory, engine: engine)
         var scratch = [UInt8](repeating: 0, count: 8)
         while !input.isExhausted {
             let operation = input.u8()
@@ -34,17 +35,23 @@ enum VirtioPCITarget {
                 let offset = operation & 8 != 0 ? UInt64(input.u16()) : UInt64(input.u8() % 0x40)
                 let value = input.u64()
                 for index in 0..<width { scratch[index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
-                scratch.withUnsafeBytes { transport.barWrite(index: 0, offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+                scratch.withUnsafeBytes {
+                    transport.barWrite(index: 0, offset: offset, data: UnsafeRawBufferPointer(rebasing: $0[0..<width]))
+                }
                 if offset == 0x14 && width == 1 && value & 0xFF == 0 {
                     invariant(engine.handlers.isEmpty, "handlers still attached after a reset")
                     invariant(doorbells.registered.isEmpty, "doorbells still registered after a reset")
                 }
             case 2:
                 let offset = operation & 8 != 0 ? UInt64(input.u16()) : UInt64(input.u8() % 0x40)
-                scratch.withUnsafeMutableBytes { transport.barRead(index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
+                scratch.withUnsafeMutableBytes {
+                    transport.barRead(
+                        index: 0, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<width]))
+                }
             case 3:
                 let offset = Int(input.u8())
-                transport.configurationWrite(offset: offset & ~(min(width, 4) - 1), width: min(width, 4), value: input.u32())
+                transport.configurationWrite(
+                    offset: offset & ~(min(width, 4) - 1), width: min(width, 4), value: input.u32())
             case 4:
                 _ = transport.configurationRead(offset: Int(input.u8()) & ~(min(width, 4) - 1), width: min(width, 4))
             case 5:
@@ -58,7 +65,9 @@ enum VirtioPCITarget {
                 transport.markNeedsReset("fuzz")
             }
             invariant(engine.handlers.count <= queueCount, "\(engine.handlers.count) handlers for \(queueCount) queues")
-            invariant(doorbells.registered.count <= queueCount, "\(doorbells.registered.count) doorbells for \(queueCount) queues")
+            invariant(
+                doorbells.registered.count <= queueCount,
+                "\(doorbells.registered.count) doorbells for \(queueCount) queues")
         }
         transport.deactivate()
         invariant(engine.handlers.isEmpty && doorbells.registered.isEmpty, "shutdown left handlers or doorbells")

@@ -25,11 +25,15 @@ enum VirtqueueTarget {
                 invariant(ram.memory.contains(buffer.address, length: UInt64(buffer.length)), "buffer outside RAM")
             }
             let features = VirtioFeature.transport | BlockDevice.featureDiscard | BlockDevice.featureWriteZeroes
-            switch BlockRequest.parse(chain, memory: ram.memory, capacityInSectors: 128, readOnly: flags & 2 != 0, features: features) {
+            switch BlockRequest.parse(
+                chain, memory: ram.memory, capacityInSectors: 128, readOnly: flags & 2 != 0, features: features)
+            {
             case .success(let request):
                 invariant(ram.memory.contains(request.statusAddress, length: 1), "status byte outside RAM")
             case .failure(let refusal):
-                if let address = refusal.statusAddress { invariant(ram.memory.contains(address, length: 1), "status byte outside RAM") }
+                if let address = refusal.statusAddress {
+                    invariant(ram.memory.contains(address, length: 1), "status byte outside RAM")
+                }
             }
             queue.addUsed(head: chain.head, length: 0)
         }

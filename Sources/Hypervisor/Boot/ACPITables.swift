@@ -29,7 +29,9 @@ public enum ACPITables {
     static func align(_ address: UInt64) -> UInt64 { (address + 15) & ~15 }
 
     static func makeRSDP(xsdtAddress: UInt64) -> [UInt8] {
-        var rsdp = Array("RSD PTR ".utf8) + [0] + oemID + [2] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt32(36)) + LittleEndian.bytes(xsdtAddress) + [0, 0, 0, 0]
+        var rsdp =
+            Array("RSD PTR ".utf8) + [0] + oemID + [2] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(UInt32(36))
+            + LittleEndian.bytes(xsdtAddress) + [0, 0, 0, 0]
         rsdp[8] = checksum(rsdp[0..<20])
         rsdp[32] = checksum(rsdp[0..<36])
         return rsdp
@@ -37,7 +39,8 @@ public enum ACPITables {
 
     /// The DSDT's AML: `\_S5_` (sleep type 5 is what `PowerControl` treats as power off) and COM1.
     static func makeDSDT() -> [UInt8] {
-        let s5: [UInt8] = [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
+        let s5: [UInt8] =
+            [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
         return table("DSDT", revision: 2, body: s5 + scope("_SB_", serialDevice() + pciRootBridge()))
     }
 
@@ -46,7 +49,8 @@ public enum ACPITables {
     /// that declares it; without this the 8250 driver cannot request its interrupt.
     static func serialDevice() -> [UInt8] {
         let base = UInt16(Serial16550.com1Base)
-        let resources: [UInt8] = [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
+        let resources: [UInt8] =
+            [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
             + [0x22] + LittleEndian.bytes(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
             + [0x79, 0x00]  // end tag
         let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x05, 0x01]  // EisaId ("PNP0501")
@@ -63,14 +67,18 @@ public enum ACPITables {
     static func pciRootBridge() -> [UInt8] {
         func wordAddress(type: UInt8, typeFlags: UInt8, minimum: UInt16, maximum: UInt16) -> [UInt8] {
             // Word Address Space Descriptor: producer, fixed min and max.
-            [0x88, 0x0D, 0x00, type, 0x0C, typeFlags] + LittleEndian.bytes(UInt16(0)) + LittleEndian.bytes(minimum) + LittleEndian.bytes(maximum) + LittleEndian.bytes(UInt16(0))
+            [0x88, 0x0D, 0x00, type, 0x0C, typeFlags] + LittleEndian.bytes(UInt16(0)) + LittleEndian.bytes(minimum)
+                + LittleEndian.bytes(maximum) + LittleEndian.bytes(UInt16(0))
                 + LittleEndian.bytes(UInt16(maximum - minimum &+ 1))
         }
         let windowStart = UInt32(X86Layout.mmioHoleStart)
         let windowEnd = UInt32(X86Layout.ioapicAddress - 1)
-        let memory: [UInt8] = [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowStart) + LittleEndian.bytes(windowEnd)
+        let memory: [UInt8] =
+            [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowStart)
+            + LittleEndian.bytes(windowEnd)
             + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowEnd - windowStart + 1)  // DWord memory, read/write, non-cacheable
-        let resources = wordAddress(type: 2, typeFlags: 0, minimum: 0, maximum: 0)  // bus 0
+        let resources =
+            wordAddress(type: 2, typeFlags: 0, minimum: 0, maximum: 0)  // bus 0
             + [0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08]  // IO 0xCF8-0xCFF (configuration mechanism #1)
             + wordAddress(type: 1, typeFlags: 3, minimum: 0x0000, maximum: 0x0CF7)
             + wordAddress(type: 1, typeFlags: 3, minimum: 0x0D00, maximum: 0xFFFF)
@@ -98,7 +106,9 @@ public enum ACPITables {
 
     static func makeFADT(dsdtAddress: UInt64) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: 276 - 36)
-        func put(_ bytes: [UInt8], at offset: Int) { body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes) }
+        func put(_ bytes: [UInt8], at offset: Int) {
+            body.replaceSubrange((offset - 36)..<(offset - 36 + bytes.count), with: bytes)
+        }
         put(LittleEndian.bytes(UInt32(dsdtAddress)), at: 40)
         // IAPC_BOOT_ARCH: VGA not present, ASPM not to be enabled, no CMOS RTC. The i8042 bit stays
         // clear so Linux does not probe a keyboard controller; MSI stays allowed.
@@ -131,7 +141,8 @@ public enum ACPITables {
 
     static func table(_ signature: String, revision: UInt8, body: [UInt8]) -> [UInt8] {
         let length = UInt32(36 + body.count)
-        var bytes = Array(signature.utf8) + LittleEndian.bytes(length) + [revision, 0] + oemID + Array("SIDECORE".utf8)
+        var bytes =
+            Array(signature.utf8) + LittleEndian.bytes(length) + [revision, 0] + oemID + Array("SIDECORE".utf8)
             + LittleEndian.bytes(UInt32(1)) + Array("SCVM".utf8) + LittleEndian.bytes(UInt32(1)) + body
         bytes[9] = checksum(bytes[...])
         return bytes

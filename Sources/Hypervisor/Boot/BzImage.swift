@@ -8,8 +8,10 @@ enum BzImage {
             && header[0x202..<0x206].elementsEqual("HdrS".utf8)
     }
 
-    static func load(_ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
-                     memory: GuestMemory, rsdpAddress: UInt64) throws -> LoadedKernel {
+    static func load(
+        _ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
+        memory: GuestMemory, rsdpAddress: UInt64
+    ) throws -> LoadedKernel {
         func u16(_ offset: Int) -> UInt16 { LittleEndian.load(UInt16.self, from: header, at: offset) }
         func u32(_ offset: Int) -> UInt32 { LittleEndian.load(UInt32.self, from: header, at: offset) }
 
@@ -58,7 +60,8 @@ enum BzImage {
             try memory.store(entry.sizeInBytes, at: base + 8)
             try memory.store(entry.kind.rawValue, at: base + 16)
         }
-        return LoadedKernel(format: .bzImage, entryAddress: loadAddress + entryOffset,
-                            bootParametersAddress: zeroPage, initrdAddress: initrdAddress)
+        return LoadedKernel(
+            format: .bzImage, entryAddress: loadAddress + entryOffset,
+            bootParametersAddress: zeroPage, initrdAddress: initrdAddress)
     }
 }

@@ -36,30 +36,37 @@ public enum LinuxLoader {
     /// x86 Linux's COMMAND_LINE_SIZE less the terminating NUL, for PVH where no header says.
     static let pvhCommandLineLimit = 2047
 
-    public static func load(_ configuration: LinuxBootConfiguration, into memory: GuestMemory, rsdpAddress: UInt64) throws -> LoadedKernel {
+    public static func load(_ configuration: LinuxBootConfiguration, into memory: GuestMemory, rsdpAddress: UInt64)
+        throws -> LoadedKernel
+    {
         let kernel = try BootFile(path: configuration.kernelPath)
         defer { kernel.close() }
         let initrd = try configuration.initrdPath.map { try BootFile(path: $0) }
         defer { initrd?.close() }
         let header = try kernel.read(at: 0, count: 0x280)
         if BzImage.matches(header) {
-            return try BzImage.load(kernel, header: header, initrd: initrd, commandLine: configuration.commandLine,
-                                    memory: memory, rsdpAddress: rsdpAddress)
+            return try BzImage.load(
+                kernel, header: header, initrd: initrd, commandLine: configuration.commandLine,
+                memory: memory, rsdpAddress: rsdpAddress)
         }
         if PVHImage.matches(header) {
-            return try PVHImage.load(kernel, header: header, initrd: initrd, commandLine: configuration.commandLine,
-                                     memory: memory, rsdpAddress: rsdpAddress)
+            return try PVHImage.load(
+                kernel, header: header, initrd: initrd, commandLine: configuration.commandLine,
+                memory: memory, rsdpAddress: rsdpAddress)
         }
         throw BootError.notAKernel(path: kernel.path)
     }
 
     /// Places the initrd as high as possible below `limit`, page aligned, above `kernelEnd`.
-    static func placeInitrd(_ initrd: BootFile, below limit: UInt64, kernelEnd: UInt64, memory: GuestMemory) throws -> UInt64 {
+    static func placeInitrd(_ initrd: BootFile, below limit: UInt64, kernelEnd: UInt64, memory: GuestMemory) throws
+        -> UInt64
+    {
         let lowEnd = min(memory.regions[0].endAddress, limit)
         let floor = (kernelEnd + 0xFFF) & ~0xFFF
         guard lowEnd > floor, initrd.sizeInBytes <= lowEnd - floor else {
-            throw BootError.initrdDoesNotFit(path: initrd.path, sizeInBytes: initrd.sizeInBytes,
-                                             availableInBytes: lowEnd > floor ? lowEnd - floor : 0)
+            throw BootError.initrdDoesNotFit(
+                path: initrd.path, sizeInBytes: initrd.sizeInBytes,
+                availableInBytes: lowEnd > floor ? lowEnd - floor : 0)
         }
         let address = (lowEnd - initrd.sizeInBytes) & ~0xFFF
         try initrd.copy(to: memory, at: address, offset: 0, length: initrd.sizeInBytes)

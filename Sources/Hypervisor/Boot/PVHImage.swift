@@ -11,8 +11,10 @@ enum PVHImage {
             && header[18] == 62 && header[19] == 0  // EM_X86_64
     }
 
-    static func load(_ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
-                     memory: GuestMemory, rsdpAddress: UInt64) throws -> LoadedKernel {
+    static func load(
+        _ kernel: BootFile, header: [UInt8], initrd: BootFile?, commandLine: String,
+        memory: GuestMemory, rsdpAddress: UInt64
+    ) throws -> LoadedKernel {
         let programHeaderOffset = LittleEndian.load(UInt64.self, from: header, at: 0x20)
         let programHeaderSize = Int(LittleEndian.load(UInt16.self, from: header, at: 0x36))
         let programHeaderCount = Int(LittleEndian.load(UInt16.self, from: header, at: 0x38))
@@ -20,7 +22,9 @@ enum PVHImage {
             throw BootError.notAKernel(path: kernel.path)
         }
         let table = try kernel.read(at: programHeaderOffset, count: programHeaderSize * programHeaderCount)
-        guard table.count == programHeaderSize * programHeaderCount else { throw BootError.notAKernel(path: kernel.path) }
+        guard table.count == programHeaderSize * programHeaderCount else {
+            throw BootError.notAKernel(path: kernel.path)
+        }
 
         var entry: UInt64?
         var kernelEnd: UInt64 = 0
@@ -57,7 +61,8 @@ enum PVHImage {
         try memory.zero(at: startInfo, length: 0x1000)
         var initrdAddress: UInt64?
         if let initrd {
-            let address = try LinuxLoader.placeInitrd(initrd, below: X86Layout.mmioHoleStart, kernelEnd: kernelEnd, memory: memory)
+            let address = try LinuxLoader.placeInitrd(
+                initrd, below: X86Layout.mmioHoleStart, kernelEnd: kernelEnd, memory: memory)
             let module = X86Layout.pvhModuleListAddress
             try memory.store(address, at: module)
             try memory.store(initrd.sizeInBytes, at: module + 8)
@@ -78,7 +83,8 @@ enum PVHImage {
         try memory.store(rsdpAddress, at: startInfo + 32)
         try memory.store(X86Layout.pvhMemoryMapAddress, at: startInfo + 40)
         try memory.store(UInt32(memoryMap.count), at: startInfo + 48)
-        return LoadedKernel(format: .pvh, entryAddress: entry, bootParametersAddress: startInfo, initrdAddress: initrdAddress)
+        return LoadedKernel(
+            format: .pvh, entryAddress: entry, bootParametersAddress: startInfo, initrdAddress: initrdAddress)
     }
 
     /// Walks ELF notes (4-byte aligned name and descriptor) for Xen's PHYS32_ENTRY; bounded by `notes.count`.
@@ -93,7 +99,9 @@ enum PVHImage {
             let next = descriptorStart + ((descriptorSize + 3) & ~3)
             guard nameSize <= notes.count, descriptorSize <= notes.count, next <= notes.count else { return nil }
             if type == physicalEntryNoteType, notes[nameStart..<(nameStart + nameSize)].elementsEqual("Xen\0".utf8) {
-                if descriptorSize == 4 { return UInt64(LittleEndian.load(UInt32.self, from: notes, at: descriptorStart)) }
+                if descriptorSize == 4 {
+                    return UInt64(LittleEndian.load(UInt32.self, from: notes, at: descriptorStart))
+                }
                 if descriptorSize == 8 { return LittleEndian.load(UInt64.self, from: notes, at: descriptorStart) }
             }
             offset = next
@@ -101,4 +109,3 @@ enum PVHImage {
         return nil
     }
 }
-

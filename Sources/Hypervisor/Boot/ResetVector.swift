@@ -8,11 +8,13 @@ public enum ResetVector {
 
     static func code() -> [UInt8] {
         let port = PowerControl.resetPort
-        return [0xB0, PowerControl.resetValue,  // mov al, reset value
-                0xBA, UInt8(port & 0xFF), UInt8(port >> 8),  // mov dx, reset port
-                0xEE,  // out dx, al
-                0xF4,  // hlt
-                0xEB, 0xFD]  // jmp back to hlt
+        return [
+            0xB0, PowerControl.resetValue,  // mov al, reset value
+            0xBA, UInt8(port & 0xFF), UInt8(port >> 8),  // mov dx, reset port
+            0xEE,  // out dx, al
+            0xF4,  // hlt
+            0xEB, 0xFD,
+        ]  // jmp back to hlt
     }
 
     public static func write(to memory: GuestMemory) throws {

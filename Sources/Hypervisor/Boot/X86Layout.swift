@@ -46,8 +46,12 @@ public struct E820Entry: Equatable {
     public static func map(for memory: GuestMemory) -> [E820Entry] {
         var entries = [
             E820Entry(address: 0, sizeInBytes: X86Layout.conventionalMemoryEnd, kind: .ram),
-            E820Entry(address: X86Layout.conventionalMemoryEnd, sizeInBytes: 0xA0000 - X86Layout.conventionalMemoryEnd, kind: .reserved),
-            E820Entry(address: X86Layout.acpiTablesAddress, sizeInBytes: X86Layout.biosAreaEnd - X86Layout.acpiTablesAddress, kind: .reserved),
+            E820Entry(
+                address: X86Layout.conventionalMemoryEnd, sizeInBytes: 0xA0000 - X86Layout.conventionalMemoryEnd,
+                kind: .reserved),
+            E820Entry(
+                address: X86Layout.acpiTablesAddress, sizeInBytes: X86Layout.biosAreaEnd - X86Layout.acpiTablesAddress,
+                kind: .reserved),
         ]
         for region in memory.regions {
             let start = max(region.guestAddress, X86Layout.biosAreaEnd)

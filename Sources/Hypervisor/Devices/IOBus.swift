@@ -19,7 +19,9 @@ public final class IOBus: @unchecked Sendable {
     public struct OverlapError: Error, CustomStringConvertible {
         public let base: UInt64
         public let length: UInt64
-        public var description: String { "device range 0x\(String(base, radix: 16)) (+\(length)) overlaps another device" }
+        public var description: String {
+            "device range 0x\(String(base, radix: 16)) (+\(length)) overlaps another device"
+        }
     }
 
     private var ranges: [Range] = []
@@ -44,7 +46,8 @@ public final class IOBus: @unchecked Sendable {
         guard low < ranges.count else { return nil }
         let range = ranges[low]
         // Offsets, not sums: an address near the top of the space must not overflow.
-        guard address >= range.base, UInt64(width) <= range.length, address - range.base <= range.length - UInt64(width) else { return nil }
+        guard address >= range.base, UInt64(width) <= range.length, address - range.base <= range.length - UInt64(width)
+        else { return nil }
         return range
     }
 

@@ -39,7 +39,9 @@ public final class Serial16550: BusDevice, Sendable {
     /// - Parameters:
     ///   - output: receives each transmitted byte, on the vCPU thread that wrote it.
     ///   - setIRQLevel: drives the UART's interrupt line.
-    public convenience init(output: @escaping @Sendable (UInt8) -> Void, setIRQLevel: @escaping @Sendable (Bool) -> Void) {
+    public convenience init(
+        output: @escaping @Sendable (UInt8) -> Void, setIRQLevel: @escaping @Sendable (Bool) -> Void
+    ) {
         self.init(output: output, setIRQLevel: setIRQLevel, capacity: Self.receiveCapacity)
     }
 
@@ -131,7 +133,9 @@ public final class Serial16550: BusDevice, Sendable {
             case 1 where divisorLatch: registers.divisorHigh = value
             case 1:
                 // Enabling the THR-empty interrupt raises it at once: the transmitter is always empty.
-                if value & 0x02 != 0 && registers.interruptEnable & 0x02 == 0 { registers.transmitInterruptPending = true }
+                if value & 0x02 != 0 && registers.interruptEnable & 0x02 == 0 {
+                    registers.transmitInterruptPending = true
+                }
                 registers.interruptEnable = value & 0x0F
             case 2:
                 registers.fifoControl = value

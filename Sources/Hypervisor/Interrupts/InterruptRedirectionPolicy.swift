@@ -9,7 +9,9 @@ public enum InterruptRedirectionPolicy {
     /// choice among the destination). `apics[i]` is vCPU i's local APIC (nil: not known yet),
     /// `running[i]` whether it runs; `current` is the vCPU the route targets now, kept while it
     /// qualifies so routes do not flap; `spread` (the GSI) spreads routes over running vCPUs.
-    public static func target(for message: MSIMessage, apics: [LocalAPICIdentity?], running: [Bool], current: Int?, spread: Int) -> Int? {
+    public static func target(
+        for message: MSIMessage, apics: [LocalAPICIdentity?], running: [Bool], current: Int?, spread: Int
+    ) -> Int? {
         guard message.allowsAnyDestinationCPU, apics.count == running.count else { return nil }
         let candidates = apics.indices.filter { apics[$0]?.isDestination(of: message) == true }
         guard candidates.count >= 2 else { return nil }

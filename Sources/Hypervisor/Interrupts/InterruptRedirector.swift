@@ -49,9 +49,11 @@ public final class InterruptRedirector: Sendable {
     /// `messageChanges` is what `router` records the guest's reprogramming in; `requestReadings`
     /// asks each vCPU thread to read its local APIC into `apics` (and kicks it); `sampleActivity`
     /// reports each vCPU's blocking state and run-queue wait.
-    public init(mode: InterruptRedirectionMode, router: InterruptRouter, messageChanges: GuestMessageChanges,
-                apics: LocalAPICDirectory, requestReadings: @escaping @Sendable () -> Void,
-                sampleActivity: @escaping @Sendable () -> [VCPUActivitySample]) {
+    public init(
+        mode: InterruptRedirectionMode, router: InterruptRouter, messageChanges: GuestMessageChanges,
+        apics: LocalAPICDirectory, requestReadings: @escaping @Sendable () -> Void,
+        sampleActivity: @escaping @Sendable () -> [VCPUActivitySample]
+    ) {
         self.mode = mode
         self.messageChanges = messageChanges
         self.router = router
@@ -90,7 +92,9 @@ public final class InterruptRedirector: Sendable {
             }
             let now = MonotonicClock.now()
             let generation = messageChanges.generation
-            if generation != readingsGeneration || readingsAskedAt.map({ now - $0 >= Self.readingRefreshNanoseconds }) ?? true {
+            if generation != readingsGeneration
+                || readingsAskedAt.map({ now - $0 >= Self.readingRefreshNanoseconds }) ?? true
+            {
                 requestReadings()
                 readingsAskedAt = now
                 readingsGeneration = generation
@@ -101,10 +105,13 @@ public final class InterruptRedirector: Sendable {
             var next: [UInt32: Choice] = [:]
             var redirections: [UInt32: InterruptRouter.Redirection] = [:]
             for (gsi, message) in movable {
-                guard let vcpu = InterruptRedirectionPolicy.target(for: message, apics: identities, running: running,
-                                                                   current: choices[gsi].flatMap { $0.guest == message ? $0.vcpu : nil },
-                                                                   spread: Int(gsi)),
-                      let apicID = identities[vcpu]?.apicID, apicID < 0xFF else { continue }
+                guard
+                    let vcpu = InterruptRedirectionPolicy.target(
+                        for: message, apics: identities, running: running,
+                        current: choices[gsi].flatMap { $0.guest == message ? $0.vcpu : nil },
+                        spread: Int(gsi)),
+                    let apicID = identities[vcpu]?.apicID, apicID < 0xFF
+                else { continue }
                 next[gsi] = Choice(guest: message, vcpu: vcpu)
                 redirections[gsi] = .init(guest: message, delivered: message.delivered(toPhysicalAPIC: UInt8(apicID)))
             }

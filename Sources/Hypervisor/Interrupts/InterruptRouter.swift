@@ -147,7 +147,8 @@ public final class InterruptRouter: MSIRouting, Sendable {
             msi.u.msi.data = message.data
             entries.append(msi)
         }
-        let routing = KVMFlexibleArray<kvm_irq_routing, kvm_irq_routing_entry>(capacity: entries.count, count: \.nr, elements: entries)
+        let routing = KVMFlexibleArray<kvm_irq_routing, kvm_irq_routing_entry>(
+            capacity: entries.count, count: \.nr, elements: entries)
         try check(.setGSIRouting) { ckvm_set_gsi_routing(vm.fd, routing.header) }
     }
 }

@@ -35,7 +35,8 @@ public struct VCPUActivityTracker: Sendable {
             return state
         }
         let verdicts = samples.indices.map { index in
-            let waited = samples[index].runQueueWaitNanoseconds >= previous[index].runQueueWaitNanoseconds
+            let waited =
+                samples[index].runQueueWaitNanoseconds >= previous[index].runQueueWaitNanoseconds
                 ? samples[index].runQueueWaitNanoseconds - previous[index].runQueueWaitNanoseconds : 0
             return !(countsHalts && samples[index].blocking) && waited * 2 < elapsedNanoseconds
         }

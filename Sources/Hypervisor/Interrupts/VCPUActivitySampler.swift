@@ -23,7 +23,8 @@ final class VCPUActivitySampler: Sendable {
         let waits = runQueueWaits.withLock { $0 }
         return readers.indices.map { index in
             let blocking = blockingLocations[index].flatMap { try? readers[index].value(at: $0) } ?? 0
-            return VCPUActivitySample(blocking: blocking != 0, runQueueWaitNanoseconds: waits[index]?.nanoseconds() ?? 0)
+            return VCPUActivitySample(
+                blocking: blocking != 0, runQueueWaitNanoseconds: waits[index]?.nanoseconds() ?? 0)
         }
     }
 }

@@ -14,7 +14,9 @@ public struct RecordedExit: Equatable, Sendable {
     /// CLOCK_MONOTONIC when the exit was handled, in nanoseconds.
     public var time: UInt64
 
-    public init(reason: UInt32, address: UInt64 = 0, size: UInt8 = 0, isWrite: Bool = false, value: UInt64 = 0, time: UInt64) {
+    public init(
+        reason: UInt32, address: UInt64 = 0, size: UInt8 = 0, isWrite: Bool = false, value: UInt64 = 0, time: UInt64
+    ) {
         self.reason = reason
         self.address = address
         self.size = size

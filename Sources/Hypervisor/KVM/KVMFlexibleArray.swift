@@ -10,7 +10,8 @@ final class KVMFlexibleArray<Header, Element> {
     init(capacity: Int, count: WritableKeyPath<Header, UInt32>, elements: [Element] = []) {
         precondition(elements.count <= capacity && MemoryLayout<Header>.size % MemoryLayout<Element>.alignment == 0)
         let bytes = MemoryLayout<Header>.size + capacity * MemoryLayout<Element>.stride
-        raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: max(MemoryLayout<Header>.alignment, MemoryLayout<Element>.alignment))
+        raw = UnsafeMutableRawPointer.allocate(
+            byteCount: bytes, alignment: max(MemoryLayout<Header>.alignment, MemoryLayout<Element>.alignment))
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         header = raw.bindMemory(to: Header.self, capacity: 1)
         // In bounds: the allocation holds the header and then `capacity` elements.

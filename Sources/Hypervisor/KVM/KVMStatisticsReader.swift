@@ -37,7 +37,8 @@ public final class KVMStatisticsReader: Sendable {
                 let nameBytes = bytes[(base + 16)..<(base + descriptorSize)].prefix { $0 != 0 }
                 // Histograms (size > 1) are left out: the single counters are what we report.
                 if size == 1 {
-                    descriptors.append(Descriptor(name: String(decoding: nameBytes, as: UTF8.self), dataOffset: Int(offset)))
+                    descriptors.append(
+                        Descriptor(name: String(decoding: nameBytes, as: UTF8.self), dataOffset: Int(offset)))
                 }
             }
         }
@@ -64,7 +65,9 @@ public final class KVMStatisticsReader: Sendable {
         var values: [String: UInt64] = [:]
         for descriptor in descriptors {
             var value: UInt64 = 0
-            guard pread(fd, &value, 8, off_t(dataOffset + descriptor.dataOffset)) == 8 else { throw KVMError(.readStats) }
+            guard pread(fd, &value, 8, off_t(dataOffset + descriptor.dataOffset)) == 8 else {
+                throw KVMError(.readStats)
+            }
             values[descriptor.name] = value
         }
         return values

@@ -84,7 +84,8 @@ public final class VCPU: @unchecked Sendable {
 
     /// Corresponds to `KVM_SET_CPUID2`.
     public func setCPUID(_ entries: [kvm_cpuid_entry2]) throws {
-        let list = KVMFlexibleArray<kvm_cpuid2, kvm_cpuid_entry2>(capacity: entries.count, count: \.nent, elements: entries)
+        let list = KVMFlexibleArray<kvm_cpuid2, kvm_cpuid_entry2>(
+            capacity: entries.count, count: \.nent, elements: entries)
         try check(.setCPUID(vcpu: id)) { ckvm_set_cpuid2(fd, list.header) }
     }
 
@@ -112,7 +113,9 @@ public final class VCPU: @unchecked Sendable {
         try check(.getLAPIC(vcpu: id)) { ckvm_get_lapic(fd, &lapic) }
         var apicBase: UInt64 = 0
         let apicBaseMSR: UInt32 = 0x1B
-        guard ckvm_get_msr(fd, apicBaseMSR, &apicBase) == 1 else { throw KVMError(.getMSR(vcpu: id, index: apicBaseMSR)) }
+        guard ckvm_get_msr(fd, apicBaseMSR, &apicBase) == 1 else {
+            throw KVMError(.getMSR(vcpu: id, index: apicBaseMSR))
+        }
         return withUnsafeBytes(of: &lapic.regs) { LocalAPICIdentity(registers: $0, apicBase: apicBase) }
     }
 

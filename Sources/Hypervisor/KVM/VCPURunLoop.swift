@@ -39,7 +39,9 @@ public struct VCPURunLoop: Sendable {
     }
 
     /// The same, recording every exit to userspace in `history` (for diagnosing a triple fault or hang).
-    public func run(until shouldStop: () -> Bool, beforeEntry: () -> Void = {}, history: inout ExitHistory) throws -> VCPUExit {
+    public func run(until shouldStop: () -> Bool, beforeEntry: () -> Void = {}, history: inout ExitHistory) throws
+        -> VCPUExit
+    {
         while true {
             if shouldStop() { return .stopRequested }
             beforeEntry()
@@ -55,7 +57,8 @@ public struct VCPURunLoop: Sendable {
                 handlePortIO(run)
             case KVM_EXIT_MMIO:
                 let address = ckvm_mmio_address(run)
-                let data = UnsafeMutableRawBufferPointer(start: ckvm_mmio_data(run), count: Int(min(ckvm_mmio_length(run), 8)))
+                let data = UnsafeMutableRawBufferPointer(
+                    start: ckvm_mmio_data(run), count: Int(min(ckvm_mmio_length(run), 8)))
                 if ckvm_mmio_is_write(run) != 0 {
                     mmioBus.write(address, data: UnsafeRawBufferPointer(data))
                 } else {
@@ -88,13 +91,16 @@ public struct VCPURunLoop: Sendable {
             exit.address = UInt64(ckvm_io_port(run))
             exit.size = ckvm_io_size(run)
             exit.isWrite = ckvm_io_direction(run) == UInt8(KVM_EXIT_IO_OUT)
-            if exit.isWrite { exit.value = LittleEndian.value(of: UnsafeRawBufferPointer(vcpu.ioData).prefix(Int(exit.size))) }
+            if exit.isWrite {
+                exit.value = LittleEndian.value(of: UnsafeRawBufferPointer(vcpu.ioData).prefix(Int(exit.size)))
+            }
         case KVM_EXIT_MMIO:
             exit.address = ckvm_mmio_address(run)
             exit.size = UInt8(truncatingIfNeeded: min(ckvm_mmio_length(run), 8))
             exit.isWrite = ckvm_mmio_is_write(run) != 0
             if exit.isWrite {
-                exit.value = LittleEndian.value(of: UnsafeRawBufferPointer(start: ckvm_mmio_data(run), count: Int(exit.size)))
+                exit.value = LittleEndian.value(
+                    of: UnsafeRawBufferPointer(start: ckvm_mmio_data(run), count: Int(exit.size)))
             }
         default:
             break

@@ -9,19 +9,23 @@ public struct VCPUStateReport: Sendable {
     public let lines: [String]
 
     /// Reads the vCPU's state; call on its thread once it has left KVM_RUN for good.
-    public static func capture(_ vcpu: VCPU, history: ExitHistory, now: UInt64 = MonotonicClock.now()) -> VCPUStateReport {
+    public static func capture(_ vcpu: VCPU, history: ExitHistory, now: UInt64 = MonotonicClock.now())
+        -> VCPUStateReport
+    {
         func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
         var lines: [String] = []
         var mpState = kvm_mp_state()
         let runState = ckvm_get_mp_state(vcpu.fd, &mpState) == 0 ? Self.describe(mpState: mpState.mp_state) : "?"
         lines.append("vcpu\(vcpu.id): \(runState), \(history.total) exits to userspace")
         if let r = try? vcpu.registers() {
-            lines.append("  RIP \(hex(r.rip)) RSP \(hex(r.rsp)) RFLAGS \(hex(r.rflags)) RAX \(hex(r.rax)) RBX \(hex(r.rbx)) "
-                + "RCX \(hex(r.rcx)) RDX \(hex(r.rdx)) RSI \(hex(r.rsi)) RDI \(hex(r.rdi)) RBP \(hex(r.rbp))")
+            lines.append(
+                "  RIP \(hex(r.rip)) RSP \(hex(r.rsp)) RFLAGS \(hex(r.rflags)) RAX \(hex(r.rax)) RBX \(hex(r.rbx)) "
+                    + "RCX \(hex(r.rcx)) RDX \(hex(r.rdx)) RSI \(hex(r.rsi)) RDI \(hex(r.rdi)) RBP \(hex(r.rbp))")
         }
         if let s = try? vcpu.specialRegisters() {
-            lines.append("  CS \(hex(UInt64(s.cs.selector))) CR0 \(hex(s.cr0)) CR2 \(hex(s.cr2)) CR3 \(hex(s.cr3)) CR4 \(hex(s.cr4)) "
-                + "EFER \(hex(s.efer)) APIC base \(hex(s.apic_base))")
+            lines.append(
+                "  CS \(hex(UInt64(s.cs.selector))) CR0 \(hex(s.cr0)) CR2 \(hex(s.cr2)) CR3 \(hex(s.cr3)) CR4 \(hex(s.cr4)) "
+                    + "EFER \(hex(s.efer)) APIC base \(hex(s.apic_base))")
         }
         var lapic = kvm_lapic_state()
         if ckvm_get_lapic(vcpu.fd, &lapic) == 0 {
@@ -56,7 +60,8 @@ public struct VCPUStateReport: Sendable {
             return "none"
         }
         func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
-        return "ID \(hex(register(0x20) >> 24)) TPR \(hex(register(0x80))) ISR \(highestVector(0x100)) IRR \(highestVector(0x200)) "
+        return
+            "ID \(hex(register(0x20) >> 24)) TPR \(hex(register(0x80))) ISR \(highestVector(0x100)) IRR \(highestVector(0x200)) "
             + "SVR \(hex(register(0xF0))) LVT timer \(hex(register(0x320))) initial count \(register(0x380)) current count \(register(0x390))"
     }
 }

@@ -14,7 +14,8 @@ public final class VirtualMachine: IOEventFDRegistry, Sendable {
     deinit { close(fd) }
 
     /// Corresponds to `KVM_SET_USER_MEMORY_REGION`.
-    public func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, sizeInBytes: UInt64, hostAddress: UInt64) throws {
+    public func setUserMemoryRegion(slot: UInt32, guestAddress: UInt64, sizeInBytes: UInt64, hostAddress: UInt64) throws
+    {
         var region = kvm_userspace_memory_region(
             slot: slot, flags: 0, guest_phys_addr: guestAddress, memory_size: sizeInBytes, userspace_addr: hostAddress)
         try check(.setUserMemoryRegion(slot: slot)) { ckvm_set_user_memory_region(fd, &region) }
@@ -58,7 +59,9 @@ public final class VirtualMachine: IOEventFDRegistry, Sendable {
 
     /// Corresponds to `KVM_IOEVENTFD`: a guest write of `length` bytes to MMIO `address` signals
     /// `eventfd` inside KVM, without an exit to userspace. `remove` unregisters it.
-    public func setIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32, remove: Bool = false) throws {
+    public func setIOEventFD(_ eventfd: EventFD, mmioAddress address: UInt64, length: UInt32, remove: Bool = false)
+        throws
+    {
         var request = kvm_ioeventfd()
         request.addr = address
         request.len = length

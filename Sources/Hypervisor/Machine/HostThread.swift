@@ -16,12 +16,14 @@ public final class HostThread: Sendable {
     public init(name: String, body: @escaping @Sendable () -> Void) throws {
         let box = Unmanaged.passRetained(Box(name: name, body: body)).toOpaque()
         var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { argument in
-            let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-            _ = box.name.withCString { ckvm_set_thread_name($0) }
-            box.body()
-            return nil
-        }, box)
+        let result = pthread_create(
+            &thread, nil,
+            { argument in
+                let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+                _ = box.name.withCString { ckvm_set_thread_name($0) }
+                box.body()
+                return nil
+            }, box)
         if result != 0 {
             Unmanaged<Box>.fromOpaque(box).release()
             throw KVMError(.createThread(name: name), errno: result)

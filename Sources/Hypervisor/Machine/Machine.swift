@@ -36,10 +36,14 @@ public final class Machine: @unchecked Sendable {
     let tripleFaultState = Lock<String?>(nil)
 
     /// Builds the machine. `consoleOutput` receives every byte the guest writes to COM1.
-    public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping @Sendable (UInt8) -> Void) throws {
+    public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping @Sendable (UInt8) -> Void)
+        throws
+    {
         let maxVCPUs = kvm.maxVCPUs
         guard (1...maxVCPUs).contains(configuration.vcpuCount) else {
-            throw ConfigurationError(.vcpuCount, value: "\(configuration.vcpuCount)", "out of range: KVM on this host allows 1 to \(maxVCPUs)")
+            throw ConfigurationError(
+                .vcpuCount, value: "\(configuration.vcpuCount)",
+                "out of range: KVM on this host allows 1 to \(maxVCPUs)")
         }
         guard configuration.memoryInBytes >= X86Layout.biosAreaEnd else {
             throw ConfigurationError(.memoryInBytes, value: "\(configuration.memoryInBytes)", "must be at least 1 MiB")
@@ -61,9 +65,11 @@ public final class Machine: @unchecked Sendable {
         localAPICs = LocalAPICDirectory(vcpuCount: configuration.vcpuCount)
 
         let vm = self.vm
-        serial = Serial16550(output: consoleOutput, setIRQLevel: { level in
-            try? vm.setIRQLine(Serial16550.com1IRQ, level: level)
-        })
+        serial = Serial16550(
+            output: consoleOutput,
+            setIRQLevel: { level in
+                try? vm.setIRQLine(Serial16550.com1IRQ, level: level)
+            })
         let power = PowerControl { [unowned self] event in
             self.requestExit(event == .powerOff ? .powerOff : .reboot)
         }
@@ -75,7 +81,8 @@ public final class Machine: @unchecked Sendable {
         let supportedCPUID = try kvm.supportedCPUID()
         for id in 0..<configuration.vcpuCount {
             let vcpu = try vm.createVCPU(id: id)
-            try vcpu.setCPUID(CPUIDConfiguration.entries(from: supportedCPUID, vcpuID: id, vcpuCount: configuration.vcpuCount))
+            try vcpu.setCPUID(
+                CPUIDConfiguration.entries(from: supportedCPUID, vcpuID: id, vcpuCount: configuration.vcpuCount))
             try vcpu.setFirmwareMSRs()
             try vcpu.configureLocalInterrupts()
             // APs stay in wait-for-SIPI inside the in-kernel LAPIC until Linux starts them.
@@ -86,10 +93,11 @@ public final class Machine: @unchecked Sendable {
         if configuration.vcpuCount > 1 && configuration.interruptRedirection != .off {
             let sampler = VCPUActivitySampler(readers: statisticsReaders)
             activitySampler = sampler
-            redirector = InterruptRedirector(mode: configuration.interruptRedirection, router: interruptRouter,
-                                             messageChanges: messageChanges, apics: localAPICs,
-                                             requestReadings: { [unowned self] in self.requestLocalAPICReadings() },
-                                             sampleActivity: { sampler.sample() })
+            redirector = InterruptRedirector(
+                mode: configuration.interruptRedirection, router: interruptRouter,
+                messageChanges: messageChanges, apics: localAPICs,
+                requestReadings: { [unowned self] in self.requestLocalAPICReadings() },
+                sampleActivity: { sampler.sample() })
         }
     }
 }

@@ -9,8 +9,10 @@ public struct MachineConfiguration: Sendable {
     /// Interrupt redirection (`InterruptRedirector`); it can act only with several vCPUs.
     public var interruptRedirection: InterruptRedirectionMode
 
-    public init(boot: LinuxBootConfiguration, vcpuCount: Int, memoryInBytes: UInt64, vcpuHostCPUs: [Int32]? = nil,
-                interruptRedirection: InterruptRedirectionMode = .off) {
+    public init(
+        boot: LinuxBootConfiguration, vcpuCount: Int, memoryInBytes: UInt64, vcpuHostCPUs: [Int32]? = nil,
+        interruptRedirection: InterruptRedirectionMode = .off
+    ) {
         self.boot = boot
         self.vcpuCount = vcpuCount
         self.memoryInBytes = memoryInBytes

@@ -31,30 +31,38 @@ extension Machine {
         for vcpu in vcpus where startFailure == nil {
             let loop = VCPURunLoop(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus)
             let hostCPUs = configuration.vcpuHostCPUs
-            let created = Result { try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
-                if let hostCPUs { _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
-                sampler?.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
-                // Nothing answered yet: the first entry reads the APIC, so a request made before
-                // this thread started is not missed.
-                var answered = UInt64.max
-                var history = ExitHistory()
-                do {
-                    let exit = try loop.run(until: { self.stopRequested }, beforeEntry: {
-                        guard sampler != nil else { return }
-                        let requested = apics.requestedGeneration
-                        guard requested != answered else { return }
-                        answered = requested
-                        apics.store(try? vcpu.localAPICIdentity(), vcpu: vcpu.id)
-                    }, history: &history)
-                    if case .shutdown = exit { self.recordTripleFault(vcpu) }
-                    if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) { self.requestExit(machineExit) }
-                } catch {
-                    self.requestExit(.failed("\(error)"))
+            let created = Result {
+                try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+                    if let hostCPUs {
+                        _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) }
+                    }
+                    sampler?.setThreadID(ckvm_thread_id(), vcpu: vcpu.id)
+                    // Nothing answered yet: the first entry reads the APIC, so a request made before
+                    // this thread started is not missed.
+                    var answered = UInt64.max
+                    var history = ExitHistory()
+                    do {
+                        let exit = try loop.run(
+                            until: { self.stopRequested },
+                            beforeEntry: {
+                                guard sampler != nil else { return }
+                                let requested = apics.requestedGeneration
+                                guard requested != answered else { return }
+                                answered = requested
+                                apics.store(try? vcpu.localAPICIdentity(), vcpu: vcpu.id)
+                            }, history: &history)
+                        if case .shutdown = exit { self.recordTripleFault(vcpu) }
+                        if let machineExit = Self.machineExit(for: exit, vcpu: vcpu.id) {
+                            self.requestExit(machineExit)
+                        }
+                    } catch {
+                        self.requestExit(.failed("\(error)"))
+                    }
+                    // Out of KVM_RUN for good: what the vCPU was doing, for a triple fault or a hang.
+                    let report = VCPUStateReport.capture(vcpu, history: history)
+                    self.stateReports.withLock { $0.append(report) }
                 }
-                // Out of KVM_RUN for good: what the vCPU was doing, for a triple fault or a hang.
-                let report = VCPUStateReport.capture(vcpu, history: history)
-                self.stateReports.withLock { $0.append(report) }
-            } }
+            }
             switch created {
             case .success(let thread): threads.withLock { $0.append(thread) }
             case .failure(let error):
@@ -98,7 +106,8 @@ extension Machine {
             // AMD: KVM INITs the vCPU on a shutdown intercept, so the faulting state is gone.
             description = "vcpu\(vcpu.id) triple-faulted (its registers were reset by KVM, as on AMD hosts)"
         } else {
-            description = "vcpu\(vcpu.id) triple-faulted at RIP \(hex(registers?.rip)) RSP \(hex(registers?.rsp)) "
+            description =
+                "vcpu\(vcpu.id) triple-faulted at RIP \(hex(registers?.rip)) RSP \(hex(registers?.rsp)) "
                 + "CR0 \(hex(special?.cr0)) CR3 \(hex(special?.cr3)) CR4 \(hex(special?.cr4)) EFER \(hex(special?.efer))"
         }
         tripleFaultState.withLock { if $0 == nil { $0 = description } }

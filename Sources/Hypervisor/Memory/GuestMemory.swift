@@ -46,7 +46,8 @@ public final class GuestMemory: Sendable {
                 for region in regions { munmap(region.host, Int(region.sizeInBytes)) }
                 throw KVMError(.mmap(bytes: size))
             }
-            regions.append(GuestMemoryRegion(guestAddress: range.guestAddress, sizeInBytes: range.sizeInBytes, host: pointer))
+            regions.append(
+                GuestMemoryRegion(guestAddress: range.guestAddress, sizeInBytes: range.sizeInBytes, host: pointer))
         }
         self.regions = regions
     }
@@ -60,8 +61,10 @@ public final class GuestMemory: Sendable {
     /// No huge pages on the host (THP off) leaves ordinary pages; only the mapping can fail.
     static func mapHugePageAligned(size: Int) -> UnsafeMutableRawPointer? {
         let (padded, overflow) = size.addingReportingOverflow(hugePageSize)
-        guard !overflow, let raw = mmap(nil, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              raw != MAP_FAILED else { return nil }
+        guard !overflow,
+            let raw = mmap(nil, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+            raw != MAP_FAILED
+        else { return nil }
         let start = UInt(bitPattern: raw)
         let aligned = (start + UInt(hugePageSize - 1)) & ~UInt(hugePageSize - 1)
         let head = Int(aligned - start)
@@ -130,8 +133,11 @@ public final class GuestMemory: Sendable {
     /// Host views of guest buffers as an iovec array, for readv/writev and io_uring: fills
     /// `vectors` in order while it has room, leaving out a buffer outside guest RAM. Returns the
     /// entries filled and their total length; a caller compares that with what it expected.
-    @inlinable public func fillIOVecs<Buffers: Sequence>(_ vectors: UnsafeMutableBufferPointer<iovec>, from buffers: Buffers)
-        -> (count: Int, bytes: Int) where Buffers.Element == (address: UInt64, length: UInt64) {
+    @inlinable public func fillIOVecs<Buffers: Sequence>(
+        _ vectors: UnsafeMutableBufferPointer<iovec>, from buffers: Buffers
+    )
+        -> (count: Int, bytes: Int) where Buffers.Element == (address: UInt64, length: UInt64)
+    {
         var count = 0
         var bytes = 0
         for buffer in buffers where count < vectors.count {

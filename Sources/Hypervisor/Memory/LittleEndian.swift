@@ -23,6 +23,8 @@ public enum LittleEndian {
     /// Fills `buffer` (a register read) with `value`'s bytes, least significant first; bytes past
     /// the eighth are zero.
     public static func store(_ value: UInt64, into buffer: UnsafeMutableRawBufferPointer) {
-        for index in 0..<buffer.count { buffer[index] = index < 8 ? UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) : 0 }
+        for index in 0..<buffer.count {
+            buffer[index] = index < 8 ? UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) : 0
+        }
     }
 }

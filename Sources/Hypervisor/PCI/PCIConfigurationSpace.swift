@@ -7,8 +7,10 @@ public struct PCIConfigurationSpace: Sendable {
     private var writable = [UInt8](repeating: 0, count: size)
     private var nextCapability = 0x40
 
-    public init(vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8 = 1,
-                subsystemVendorID: UInt16 = 0, subsystemID: UInt16 = 0) {
+    public init(
+        vendorID: UInt16, deviceID: UInt16, classCode: UInt32, revision: UInt8 = 1,
+        subsystemVendorID: UInt16 = 0, subsystemID: UInt16 = 0
+    ) {
         set16(0x00, vendorID)
         set16(0x02, deviceID)
         bytes[0x08] = revision
@@ -76,7 +78,8 @@ public struct PCIConfigurationSpace: Sendable {
     /// Reads a 1, 2 or 4-byte register (offset aligned to its width, checked by the caller).
     public func read(offset: Int, width: Int) -> UInt32 {
         let start = min(max(offset, 0), Self.size)
-        return UInt32(truncatingIfNeeded: LittleEndian.value(of: bytes[start..<min(max(offset + width, start), Self.size)]))
+        return UInt32(
+            truncatingIfNeeded: LittleEndian.value(of: bytes[start..<min(max(offset + width, start), Self.size)]))
     }
 
     /// Writes through the write masks: read-only bits keep their value whatever the guest writes.

@@ -35,7 +35,8 @@ public final class PCIRoot: @unchecked Sendable {
     /// Registers the configuration ports and the MMIO window on the machine's buses.
     public func attach(portBus: IOBus, mmioBus: IOBus) throws {
         try portBus.register(ConfigurationPorts(root: self), base: Self.configAddressPort, length: 8)
-        try mmioBus.register(MMIOWindow(root: self), base: Self.mmioWindowStart, length: Self.mmioWindowEnd - Self.mmioWindowStart)
+        try mmioBus.register(
+            MMIOWindow(root: self), base: Self.mmioWindowStart, length: Self.mmioWindowEnd - Self.mmioWindowStart)
     }
 
     private final class ConfigurationPorts: BusDevice, Sendable {
@@ -81,7 +82,8 @@ public final class PCIRoot: @unchecked Sendable {
         init(root: PCIRoot) { self.root = root }
 
         func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-            if let (device, bar, barOffset) = root.bar(containing: PCIRoot.mmioWindowStart + offset, width: data.count) {
+            if let (device, bar, barOffset) = root.bar(containing: PCIRoot.mmioWindowStart + offset, width: data.count)
+            {
                 device.barRead(index: bar, offset: barOffset, into: data)
             } else {
                 data.initializeMemory(as: UInt8.self, repeating: 0xFF)
@@ -89,7 +91,8 @@ public final class PCIRoot: @unchecked Sendable {
         }
 
         func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-            if let (device, bar, barOffset) = root.bar(containing: PCIRoot.mmioWindowStart + offset, width: data.count) {
+            if let (device, bar, barOffset) = root.bar(containing: PCIRoot.mmioWindowStart + offset, width: data.count)
+            {
                 device.barWrite(index: bar, offset: barOffset, data: data)
             }
         }
@@ -101,7 +104,9 @@ public final class PCIRoot: @unchecked Sendable {
             // Guest-programmed BARs may sit at the very top of the address space (BAR sizing
             // writes all ones): compare offsets, never sums that could overflow.
             for bar in device.memoryBARs()
-            where address >= bar.address && UInt64(width) <= bar.sizeInBytes && address - bar.address <= bar.sizeInBytes - UInt64(width) {
+            where address >= bar.address && UInt64(width) <= bar.sizeInBytes
+                && address - bar.address <= bar.sizeInBytes - UInt64(width)
+            {
                 return (device, bar.index, address - bar.address)
             }
         }

@@ -40,12 +40,13 @@ public struct SideCoreReport: Encodable, Sendable {
     public static func collect(_ engine: SideCoreEngine) -> [SideCoreReport] {
         let active = engine.activeCount
         return engine.cores.enumerated().map { index, core in
-            SideCoreReport(name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
-                           busyNanoseconds: core.statistics.busyNanoseconds.count, busyRounds: core.statistics.busyRounds.count,
-                           productiveHandlerPolls: core.statistics.productiveHandlerPolls.count,
-                           idleNanoseconds: core.statistics.idleNanoseconds.count,
-                           sleeps: core.statistics.sleeps.count,
-                           handlers: core.handlerCounters.map(Handler.init))
+            SideCoreReport(
+                name: core.name, active: index < active, cpu: core.cpu, cpuNanoseconds: core.cpuNanoseconds,
+                busyNanoseconds: core.statistics.busyNanoseconds.count, busyRounds: core.statistics.busyRounds.count,
+                productiveHandlerPolls: core.statistics.productiveHandlerPolls.count,
+                idleNanoseconds: core.statistics.idleNanoseconds.count,
+                sleeps: core.statistics.sleeps.count,
+                handlers: core.handlerCounters.map(Handler.init))
         }
     }
 }

@@ -16,7 +16,9 @@ public struct StatisticsReport: Encodable, Sendable {
         public let resizes: UInt64
     }
 
-    private enum CodingKeys: String, CodingKey { case vms, vcpus, devices, exit, irqRedirection, ioMode, sideCores, iocm }
+    private enum CodingKeys: String, CodingKey {
+        case vms, vcpus, devices, exit, irqRedirection, ioMode, sideCores, iocm
+    }
 
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)

@@ -32,7 +32,10 @@ public struct VMReport: Encodable, Sendable {
     public let irqRedirection: Redirection?
 
     /// `exit` nil: the VM is still running (a live report on the control socket).
-    init(name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], redirector: InterruptRedirector?, exit: MachineExit?) {
+    init(
+        name: String, vcpus: [[String: UInt64]], devices: [DeviceStatistics], redirector: InterruptRedirector?,
+        exit: MachineExit?
+    ) {
         self.name = name
         irqRedirection = redirector.map(Redirection.init)
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }

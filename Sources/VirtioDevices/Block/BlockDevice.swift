@@ -53,7 +53,8 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: configuration.queueCount) }
 
     public var deviceFeatures: UInt64 {
-        var features = Self.featureSizeMax | Self.featureSegMax | Self.featureBlockSize | Self.featureFlush
+        var features =
+            Self.featureSizeMax | Self.featureSegMax | Self.featureBlockSize | Self.featureFlush
             | Self.featureDiscard | Self.featureWriteZeroes
         if configuration.readOnly { features |= Self.featureReadOnly }
         if configuration.queueCount > 1 { features |= Self.featureMultiQueue }
@@ -62,14 +63,17 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public init(configuration: BlockDeviceConfiguration, name: String) throws {
         guard Self.queueCounts.contains(configuration.queueCount) else {
-            throw ConfigurationError(.diskQueueCount, value: "\(configuration.queueCount)",
-                                     "must be \(Self.queueCounts.lowerBound) to \(Self.queueCounts.upperBound)")
+            throw ConfigurationError(
+                .diskQueueCount, value: "\(configuration.queueCount)",
+                "must be \(Self.queueCounts.lowerBound) to \(Self.queueCounts.upperBound)")
         }
         self.configuration = configuration
         self.name = name
         switch configuration.backend {
         case .file:
-            guard let path = configuration.path else { throw ConfigurationError(.diskPath, "a file-backed disk needs one") }
+            guard let path = configuration.path else {
+                throw ConfigurationError(.diskPath, "a file-backed disk needs one")
+            }
             let fd = open(path, (configuration.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
             guard fd >= 0 else { throw ConfigurationError(.diskPath, value: path, String(cString: strerror(errno))) }
             var info = stat()
@@ -95,7 +99,9 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         var config = [UInt8](repeating: 0, count: 64)
-        func put(_ bytes: [UInt8], at position: Int) { config.replaceSubrange(position..<(position + bytes.count), with: bytes) }
+        func put(_ bytes: [UInt8], at position: Int) {
+            config.replaceSubrange(position..<(position + bytes.count), with: bytes)
+        }
         put(LittleEndian.bytes(capacityInSectors), at: 0)
         put(LittleEndian.bytes(Self.sizeMax), at: 8)
         put(LittleEndian.bytes(Self.segMax), at: 12)
@@ -114,7 +120,8 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public func activate(memory: GuestMemory, features: UInt64, queues: [QueueContext]) throws -> [QueueHandler] {
         let created = try queues.map {
-            try BlockQueueHandler(device: self, context: $0, memory: memory, features: features, statistics: queueStatistics[$0.index])
+            try BlockQueueHandler(
+                device: self, context: $0, memory: memory, features: features, statistics: queueStatistics[$0.index])
         }
         handlers.withLock { $0 = created }
         return created

@@ -42,7 +42,9 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private var submissionFailed = false
     private var broken: Bool { intake.isBroken || submissionFailed }
 
-    init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics) throws {
+    init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics)
+        throws
+    {
         name = "\(device.name)-q\(context.index)"
         self.device = device
         self.context = context
@@ -61,8 +63,9 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
             backend = NullBlockBackend()
         case .file:
             // Room for a queue's worth of single-operation requests, or fewer multi-range ones.
-            backend = try IOUringBlockBackend(fd: device.fd, memory: memory, slots: size, segmentsPerSlot: Int(BlockDevice.segMax),
-                                              capacity: max(2 * size, Self.maxOperationsPerRequest), name: name)
+            backend = try IOUringBlockBackend(
+                fd: device.fd, memory: memory, slots: size, segmentsPerSlot: Int(BlockDevice.segMax),
+                capacity: max(2 * size, Self.maxOperationsPerRequest), name: name)
         }
     }
 
@@ -148,15 +151,18 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     private func start(_ chain: DescriptorChain) {
         statistics.requests.add()
-        let parsed = BlockRequest.parse(chain, memory: memory, capacityInSectors: device.capacityInSectors,
-                                        readOnly: device.configuration.readOnly, features: features)
+        let parsed = BlockRequest.parse(
+            chain, memory: memory, capacityInSectors: device.capacityInSectors,
+            readOnly: device.configuration.readOnly, features: features)
         let request: BlockRequest
         switch parsed {
         case .failure(let refusal):
             statistics.errors.add()
             let statusAddress = refusal.statusAddress
             if let statusAddress {
-                try? memory.store(refusal.rejection == .unsupported ? BlockRequest.statusUnsupported : BlockRequest.statusIOError, at: statusAddress)
+                try? memory.store(
+                    refusal.rejection == .unsupported ? BlockRequest.statusUnsupported : BlockRequest.statusIOError,
+                    at: statusAddress)
             }
             context.queue.addUsed(head: chain.head, length: statusAddress == nil ? 0 : 1)
             completedSinceInterrupt += 1
@@ -182,25 +188,31 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         case .read(let sector, let buffers):
             slots[slot].usedLength += UInt32(request.dataLength)
             statistics.bytes.add(request.dataLength)
-            begin(.read(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength))
+            begin(
+                .read(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength))
         case .write(let sector, let buffers):
             statistics.bytes.add(request.dataLength)
-            begin(.write(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength))
+            begin(
+                .write(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength)
+            )
         case .flush:
             statistics.flushes.add()
             begin(.flush, expecting: 0)
         case .getID(let buffer):
             let id = Array(device.configuration.id.utf8.prefix(BlockRequest.idLength))
-            let padded = id + [UInt8](repeating: 0, count: max(0, min(Int(buffer.length), BlockRequest.idLength) - id.count))
+            let padded =
+                id + [UInt8](repeating: 0, count: max(0, min(Int(buffer.length), BlockRequest.idLength) - id.count))
             try? memory.write(Array(padded.prefix(Int(buffer.length))), at: buffer.address)
             slots[slot].usedLength += UInt32(min(Int(buffer.length), BlockRequest.idLength))
         case .discard(let ranges), .writeZeroes(let ranges, _):
             var zero = false
             if case .writeZeroes(_, let unmap) = request.kind { zero = !unmap }
             for range in ranges where range.count > 0 {
-                begin(.deallocate(offset: range.sector * BlockRequest.sectorSize,
-                                  length: UInt64(range.count) * BlockRequest.sectorSize, zeroKeepingAllocation: zero),
-                      expecting: 0)
+                begin(
+                    .deallocate(
+                        offset: range.sector * BlockRequest.sectorSize,
+                        length: UInt64(range.count) * BlockRequest.sectorSize, zeroKeepingAllocation: zero),
+                    expecting: 0)
             }
         }
         if slots[slot].pendingOperations == 0 { complete(slot: slot) }
@@ -221,7 +233,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         freeSlots.append(slot)
         guard !quiesced else { return }
         if request.failed { statistics.errors.add() }
-        try? memory.store(request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
+        try? memory.store(
+            request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
         completedSinceInterrupt += 1
     }

@@ -57,12 +57,18 @@ public struct BlockRequest: Equatable {
     public let dataLength: UInt64
 
     /// Parses `chain`. On a rejection the status byte's address comes with it (when there is one).
-    public static func parse(_ chain: DescriptorChain, memory: GuestMemory, capacityInSectors: UInt64, readOnly: Bool,
-                             features: UInt64) -> Result<BlockRequest, Refusal> {
+    public static func parse(
+        _ chain: DescriptorChain, memory: GuestMemory, capacityInSectors: UInt64, readOnly: Bool,
+        features: UInt64
+    ) -> Result<BlockRequest, Refusal> {
         // The status byte is the last byte of the last buffer, which must be device-writable.
-        guard let last = chain.buffers.last, last.isDeviceWritable, last.length >= 1 else { return .failure(Refusal(rejection: .noStatusByte, statusAddress: nil)) }
+        guard let last = chain.buffers.last, last.isDeviceWritable, last.length >= 1 else {
+            return .failure(Refusal(rejection: .noStatusByte, statusAddress: nil))
+        }
         let statusAddress = last.address + UInt64(last.length) - 1
-        func reject(_ reason: Rejection) -> Result<BlockRequest, Refusal> { .failure(Refusal(rejection: reason, statusAddress: statusAddress)) }
+        func reject(_ reason: Rejection) -> Result<BlockRequest, Refusal> {
+            .failure(Refusal(rejection: reason, statusAddress: statusAddress))
+        }
 
         // The 16-byte header may span readable buffers; gather it.
         var header: [UInt8] = []
@@ -82,12 +88,18 @@ public struct BlockRequest: Equatable {
             let skip = min(Int(buffer.length), 16 - skipped)
             skipped += skip
             if UInt32(skip) < buffer.length {
-                readablePayload.append(VirtqueueBuffer(address: buffer.address + UInt64(skip), length: buffer.length - UInt32(skip), isDeviceWritable: false))
+                readablePayload.append(
+                    VirtqueueBuffer(
+                        address: buffer.address + UInt64(skip), length: buffer.length - UInt32(skip),
+                        isDeviceWritable: false))
             }
         }
         var writablePayload = Array(chain.writable)
         writablePayload.removeLast()
-        if last.length > 1 { writablePayload.append(VirtqueueBuffer(address: last.address, length: last.length - 1, isDeviceWritable: true)) }
+        if last.length > 1 {
+            writablePayload.append(
+                VirtqueueBuffer(address: last.address, length: last.length - 1, isDeviceWritable: true))
+        }
 
         func checkRange(_ sector: UInt64, bytes: UInt64) -> Bool {
             guard bytes % sectorSize == 0 else { return false }
@@ -98,14 +110,22 @@ public struct BlockRequest: Equatable {
 
         switch type {
         case typeIn:
-            guard readablePayload.isEmpty, checkRange(sector, bytes: length(writablePayload)) else { return reject(.ioError) }
-            return .success(BlockRequest(kind: .read(sector: sector, buffers: writablePayload), statusAddress: statusAddress,
-                                         dataLength: length(writablePayload)))
+            guard readablePayload.isEmpty, checkRange(sector, bytes: length(writablePayload)) else {
+                return reject(.ioError)
+            }
+            return .success(
+                BlockRequest(
+                    kind: .read(sector: sector, buffers: writablePayload), statusAddress: statusAddress,
+                    dataLength: length(writablePayload)))
         case typeOut:
             guard !readOnly else { return reject(.ioError) }
-            guard writablePayload.isEmpty, checkRange(sector, bytes: length(readablePayload)) else { return reject(.ioError) }
-            return .success(BlockRequest(kind: .write(sector: sector, buffers: readablePayload), statusAddress: statusAddress,
-                                         dataLength: length(readablePayload)))
+            guard writablePayload.isEmpty, checkRange(sector, bytes: length(readablePayload)) else {
+                return reject(.ioError)
+            }
+            return .success(
+                BlockRequest(
+                    kind: .write(sector: sector, buffers: readablePayload), statusAddress: statusAddress,
+                    dataLength: length(readablePayload)))
         case typeFlush:
             return .success(BlockRequest(kind: .flush, statusAddress: statusAddress, dataLength: 0))
         case typeGetID:
@@ -119,7 +139,9 @@ public struct BlockRequest: Equatable {
             guard total > 0, total % 16 == 0, total / 16 <= UInt64(maxDiscardSegments) else { return reject(.ioError) }
             var bytes: [UInt8] = []
             for buffer in readablePayload {
-                guard let chunk = try? memory.read(at: buffer.address, count: Int(buffer.length)) else { return reject(.ioError) }
+                guard let chunk = try? memory.read(at: buffer.address, count: Int(buffer.length)) else {
+                    return reject(.ioError)
+                }
                 bytes += chunk
             }
             var ranges: [(sector: UInt64, count: UInt32)] = []

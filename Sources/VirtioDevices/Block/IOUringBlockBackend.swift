@@ -58,9 +58,13 @@ final class IOUringBlockBackend: BlockBackend {
         switch operation {
         case .read(let offset, let buffers), .write(let offset, let buffers):
             // A driver that ignores seg_max gets an error rather than an unbounded iovec array.
-            guard buffers.count <= segmentsPerSlot, (slot + 1) * segmentsPerSlot <= iovecs.count else { return .refused }
-            let vectors = UnsafeMutableBufferPointer(rebasing: iovecs[(slot * segmentsPerSlot)..<((slot + 1) * segmentsPerSlot)])
-            let filled = memory.fillIOVecs(vectors, from: buffers.lazy.map { (address: $0.address, length: UInt64($0.length)) })
+            guard buffers.count <= segmentsPerSlot, (slot + 1) * segmentsPerSlot <= iovecs.count else {
+                return .refused
+            }
+            let vectors = UnsafeMutableBufferPointer(
+                rebasing: iovecs[(slot * segmentsPerSlot)..<((slot + 1) * segmentsPerSlot)])
+            let filled = memory.fillIOVecs(
+                vectors, from: buffers.lazy.map { (address: $0.address, length: UInt64($0.length)) })
             guard filled.count == buffers.count else { return .refused }
             let isRead: Int32
             if case .read = operation { isRead = 0 } else { isRead = 1 }

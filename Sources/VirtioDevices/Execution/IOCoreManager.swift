@@ -27,7 +27,9 @@ public final class IOCoreManager: Sendable {
     /// Called on the iocm thread after each resize it makes (or fails to make).
     private let onResize: (@Sendable (Resize) -> Void)?
 
-    public init(engine: SideCoreEngine, policy: SideCoreCountPolicy, onResize: (@Sendable (Resize) -> Void)? = nil) throws {
+    public init(engine: SideCoreEngine, policy: SideCoreCountPolicy, onResize: (@Sendable (Resize) -> Void)? = nil)
+        throws
+    {
         self.engine = engine
         self.onResize = onResize
         stopSignal = try EventFD()
@@ -46,9 +48,12 @@ public final class IOCoreManager: Sendable {
     }
 
     private func run(policy: inout SideCoreCountPolicy) {
-        var last = (time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
-                    rounds: engine.cores.map { $0.statistics.busyRounds.count },
-                    productivePolls: engine.cores.map { $0.statistics.productiveHandlerPolls.count }, requests: engine.requestsHandled)
+        var last = (
+            time: MonotonicClock.now(), busy: engine.cores.map { $0.statistics.busyNanoseconds.count },
+            rounds: engine.cores.map { $0.statistics.busyRounds.count },
+            productivePolls: engine.cores.map { $0.statistics.productiveHandlerPolls.count },
+            requests: engine.requestsHandled
+        )
         while true {
             var stop = pollfd(fd: stopSignal.fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&stop, 1, Int32(Self.interval / 1_000_000))
@@ -66,7 +71,9 @@ public final class IOCoreManager: Sendable {
                 busyShares: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / elapsed },
                 requestRate: Double(requests &- last.requests) * 1e9 / elapsed,
                 pickupDelays: (0..<active).map { Double(busy[$0] &- last.busy[$0]) / busyRounds[$0] / 1e9 },
-                handlersPerBusyRound: (0..<active).map { Double(productivePolls[$0] &- last.productivePolls[$0]) / busyRounds[$0] })
+                handlersPerBusyRound: (0..<active).map {
+                    Double(productivePolls[$0] &- last.productivePolls[$0]) / busyRounds[$0]
+                })
             last = (now, busy, rounds, productivePolls, requests)
             guard automatic.load(ordering: .relaxed) else { continue }
             let wanted = policy.decide(active: active, sample: sample)

@@ -27,7 +27,9 @@ public final class NotifyEngine: QueueEngine, Sendable {
             while !stopping.load(ordering: .acquiring) {
                 if handler.poll(budget: NotifyEngine.budget) > 0 { continue }
                 if handler.prepareToSleep() { continue }
-                var fds = (handler.wakeDescriptors + [stopSignal.fd]).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                var fds = (handler.wakeDescriptors + [stopSignal.fd]).map {
+                    pollfd(fd: $0, events: Int16(POLLIN), revents: 0)
+                }
                 guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { return }
                 if fds[fds.count - 1].revents != 0 { return }
             }

@@ -43,7 +43,8 @@ public final class PollSchedule: @unchecked Sendable {
     /// Starts polling `handler`: its kicks are turned off, since this core looks at the ring anyway.
     public func add(_ handler: QueueHandler, now: UInt64) {
         handler.setGuestNotifications(enabled: false)
-        entries.append(Entry(handler: handler, window: AdaptivePollWindow(maximum: pollMaxNanoseconds), lastWorkAt: now))
+        entries.append(
+            Entry(handler: handler, window: AdaptivePollWindow(maximum: pollMaxNanoseconds), lastWorkAt: now))
     }
 
     /// Stops polling `handler` and gives it its kicks back (whoever takes it next decides again).

@@ -95,7 +95,9 @@ public final class SideCore: Sendable {
         thread.withRunningThread { thread -> UInt64? in
             var clock = clockid_t()
             var time = timespec()
-            guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else { return nil }
+            guard pthread_getcpuclockid(thread.handle, &clock) == 0, clock_gettime(clock, &time) == 0 else {
+                return nil
+            }
             return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
         } ?? nil
     }
@@ -141,7 +143,9 @@ public final class SideCore: Sendable {
     /// Applies queued adds and removes; false once the core is told to stop.
     private func applyChanges() -> Bool {
         // Cleared before the lock is taken: a change made after this is seen by the next round.
-        guard mailboxChanged.load(ordering: .relaxed), mailboxChanged.exchange(false, ordering: .acquiring) else { return true }
+        guard mailboxChanged.load(ordering: .relaxed), mailboxChanged.exchange(false, ordering: .acquiring) else {
+            return true
+        }
         let (changes, stopped) = mailbox.withLock { mailbox -> ([Change], Bool) in
             defer { mailbox.changes = [] }
             return (mailbox.changes, mailbox.stopped)
@@ -163,8 +167,10 @@ public final class SideCore: Sendable {
 
     private static func accumulate(_ counters: HandlerCounters, into totals: inout [String: HandlerCounters]) {
         let previous = totals[counters.name] ?? (counters.name, 0, 0, 0)
-        totals[counters.name] = (counters.name, previous.polls + counters.polls,
-                                 previous.productivePolls + counters.productivePolls, previous.sleeps + counters.sleeps)
+        totals[counters.name] = (
+            counters.name, previous.polls + counters.polls,
+            previous.productivePolls + counters.productivePolls, previous.sleeps + counters.sleeps
+        )
     }
 
     private static func counters(_ entry: PollSchedule.Entry) -> HandlerCounters {

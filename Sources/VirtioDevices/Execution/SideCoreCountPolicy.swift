@@ -28,7 +28,9 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
         public var pickupDelays: [Double]
         /// How many handlers found work in each of those rounds, on average, per active core.
         public var handlersPerBusyRound: [Double]
-        public init(busyShares: [Double], requestRate: Double, pickupDelays: [Double] = [], handlersPerBusyRound: [Double] = []) {
+        public init(
+            busyShares: [Double], requestRate: Double, pickupDelays: [Double] = [], handlersPerBusyRound: [Double] = []
+        ) {
             self.busyShares = busyShares
             self.requestRate = requestRate
             self.pickupDelays = pickupDelays
@@ -64,7 +66,8 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
         // A core whose rounds are long because several handlers have work in them: another core splits them.
         let crowded = sample.pickupDelays.indices.contains { core in
             sample.pickupDelays[core] > pickupDelayTarget
-                && (sample.handlersPerBusyRound.indices.contains(core) ? sample.handlersPerBusyRound[core] : 0) >= sharedRoundHandlers
+                && (sample.handlersPerBusyRound.indices.contains(core) ? sample.handlersPerBusyRound[core] : 0)
+                    >= sharedRoundHandlers
         }
         switch active {
         case 0:
@@ -77,8 +80,10 @@ public struct SideCoreCountPolicy: Equatable, Sendable {
             let total = sample.busyShares.reduce(0, +)
             let average = sample.busyShares.isEmpty ? 0 : total / Double(sample.busyShares.count)
             let mergedPickup = sample.pickupDelays.reduce(0, +) / Double(active - 1)
-            (grow, shrink) = (average > growAbove || crowded,
-                              total < shrinkBelow * Double(active - 1) && mergedPickup < pickupDelayTarget / 2)
+            (grow, shrink) = (
+                average > growAbove || crowded,
+                total < shrinkBelow * Double(active - 1) && mergedPickup < pickupDelayTarget / 2
+            )
         }
         samplesAbove = grow && active < maximum ? samplesAbove + 1 : 0
         samplesBelow = shrink && active > minimum ? samplesBelow + 1 : 0

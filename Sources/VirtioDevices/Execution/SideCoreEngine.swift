@@ -63,11 +63,15 @@ public final class SideCoreEngine: QueueEngine, Sendable {
 
     /// Side-core threads for `configuration`, side<i> on `cpus[i]` (nil or missing: unpinned).
     public init(configuration: SideCoreConfiguration, cpus: [Int32?]) throws {
-        guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else { throw SideCoreEngineError.noSideCores }
+        guard configuration.count >= 0, configuration.maxCount >= max(1, configuration.count) else {
+            throw SideCoreEngineError.noSideCores
+        }
         var cores: [SideCore] = []
         for index in 0..<configuration.maxCount {
-            cores.append(try SideCore(name: "side\(index)", cpu: index < cpus.count ? cpus[index] : nil, mode: configuration.mode,
-                                      budget: configuration.budget, pollMaxNanoseconds: configuration.pollMaxNanoseconds))
+            cores.append(
+                try SideCore(
+                    name: "side\(index)", cpu: index < cpus.count ? cpus[index] : nil, mode: configuration.mode,
+                    budget: configuration.budget, pollMaxNanoseconds: configuration.pollMaxNanoseconds))
         }
         self.cores = cores
         mode = configuration.mode
@@ -77,7 +81,8 @@ public final class SideCoreEngine: QueueEngine, Sendable {
 
     /// Side-core threads placed as `configuration.placement` says.
     public convenience init(configuration: SideCoreConfiguration) throws {
-        try self.init(configuration: configuration, cpus: CPUPlacement(sideCores: configuration, vcpuCount: 0).sideCoreCPUs)
+        try self.init(
+            configuration: configuration, cpus: CPUPlacement(sideCores: configuration, vcpuCount: 0).sideCoreCPUs)
     }
 
     /// Side cores serving queues now (0: every queue is on a notify thread).
@@ -141,7 +146,11 @@ public final class SideCoreEngine: QueueEngine, Sendable {
             var moves = 0
             func move(_ index: Int, to core: Int?) throws {
                 let entry = placement.handlers[index]
-                if let old = entry.core { cores[old].remove(entry.handler) } else { notifyThreads.detach([entry.handler]) }
+                if let old = entry.core {
+                    cores[old].remove(entry.handler)
+                } else {
+                    notifyThreads.detach([entry.handler])
+                }
                 if let core {
                     cores[core].add(entry.handler)
                 } else {
@@ -167,9 +176,10 @@ public final class SideCoreEngine: QueueEngine, Sendable {
             while count > 0 {
                 let active = 0..<count
                 guard let busiest = active.max(by: { placement.load($0) < placement.load($1) }),
-                      let idlest = placement.leastLoadedActive,
-                      placement.load(busiest) - placement.load(idlest) > 1,
-                      let index = placement.handlers.firstIndex(where: { $0.core == busiest }) else { break }
+                    let idlest = placement.leastLoadedActive,
+                    placement.load(busiest) - placement.load(idlest) > 1,
+                    let index = placement.handlers.firstIndex(where: { $0.core == busiest })
+                else { break }
                 try move(index, to: idlest)
             }
             return moves
@@ -188,7 +198,9 @@ public enum SideCoreEngineError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noSideCores: return "no side cores to place queues on"
-        case .badCount(let count, let maximum): return "\(count) side cores: must be 0 to \(maximum), the engine's maximum; 0 serves queues with notify threads"
+        case .badCount(let count, let maximum):
+            return
+                "\(count) side cores: must be 0 to \(maximum), the engine's maximum; 0 serves queues with notify threads"
         }
     }
 }

@@ -29,7 +29,9 @@ struct BPFInstruction: Equatable {
     static let modeMemory: UInt8 = 0x60
 
     enum ALU: UInt8 { case add = 0x00, and = 0x50, leftShift = 0x60, modulo = 0x90, xor = 0xa0, move = 0xb0 }
-    enum Jump: UInt8 { case always = 0x00, equal = 0x10, greater = 0x20, bitSet = 0x40, notEqual = 0x50, call = 0x80, exit = 0x90 }
+    enum Jump: UInt8 {
+        case always = 0x00, equal = 0x10, greater = 0x20, bitSet = 0x40, notEqual = 0x50, call = 0x80, exit = 0x90
+    }
 
     /// dst = dst OP imm, on 64 bits.
     static func alu64(_ op: ALU, _ destination: UInt8, _ immediate: Int32) -> Self {
@@ -41,11 +43,15 @@ struct BPFInstruction: Equatable {
     }
     /// dst = dst OP imm, on 32 bits (the upper half becomes zero): XOR with a full 32-bit key window.
     static func alu32(_ op: ALU, _ destination: UInt8, _ immediate: UInt32) -> Self {
-        Self(code: classALU32 | op.rawValue | sourceImmediate, destination: destination, immediate: Int32(bitPattern: immediate))
+        Self(
+            code: classALU32 | op.rawValue | sourceImmediate, destination: destination,
+            immediate: Int32(bitPattern: immediate))
     }
     /// Skips `offset` instructions when dst OP imm holds.
     static func jump(_ op: Jump, _ destination: UInt8, _ immediate: Int32, skip offset: Int16) -> Self {
-        Self(code: classJump | op.rawValue | sourceImmediate, destination: destination, offset: offset, immediate: immediate)
+        Self(
+            code: classJump | op.rawValue | sourceImmediate, destination: destination, offset: offset,
+            immediate: immediate)
     }
     static func jump(skip offset: Int16) -> Self { Self(code: classJump | Jump.always.rawValue, offset: offset) }
     static func call(helper: Int32) -> Self { Self(code: classJump | Jump.call.rawValue, immediate: helper) }

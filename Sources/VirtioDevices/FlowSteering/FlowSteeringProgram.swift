@@ -24,7 +24,9 @@ public final class FlowSteeringProgram: Sendable {
         let instructions = Self.instructions(queues: queues, hash: hash)
         let code = instructions.flatMap(\.encoded)
         var log = [CChar](repeating: 0, count: 64 * 1024)
-        let fd = code.withUnsafeBytes { ckvm_bpf_load_socket_filter($0.baseAddress, UInt32(instructions.count), &log, UInt32(log.count)) }
+        let fd = code.withUnsafeBytes {
+            ckvm_bpf_load_socket_filter($0.baseAddress, UInt32(instructions.count), &log, UInt32(log.count))
+        }
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
             let verifier = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -39,7 +41,8 @@ public final class FlowSteeringProgram: Sendable {
     /// Makes the TAP behind `tapFD` (any of its queues) steer with this program.
     public func attach(toTAP tapFD: Int32) throws {
         guard ckvm_tap_set_steering_program(tapFD, fd) == 0 else {
-            throw FlowSteeringError(description: "cannot attach the flow-steering program to the TAP: \(String(cString: strerror(errno)))")
+            throw FlowSteeringError(
+                description: "cannot attach the flow-steering program to the TAP: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -78,7 +81,11 @@ public final class FlowSteeringProgram: Sendable {
         /// r0 = bpf_skb_load_bytes_relative(frame, offset (imm or register), fp+slot, length, MAC).
         func loadBytes(offsetRegister: UInt8? = nil, offset: Int32 = 0, into slot: Int16, length: Int32) {
             emit(.alu64(.move, 1, register: frame))
-            if let offsetRegister { emit(.alu64(.move, 2, register: offsetRegister)) } else { emit(.alu64(.move, 2, offset)) }
+            if let offsetRegister {
+                emit(.alu64(.move, 2, register: offsetRegister))
+            } else {
+                emit(.alu64(.move, 2, offset))
+            }
             emit(.alu64(.move, 3, register: framePointer))
             emit(.alu64(.add, 3, Int32(slot)))
             emit(.alu64(.move, 4, length))

@@ -42,10 +42,15 @@ public struct ToeplitzHash: Sendable {
 
     /// The hash input of a flow: source and destination address, then (TCP or UDP) source and
     /// destination port, in network byte order.
-    public static func flowInput(source: [UInt8], destination: [UInt8], ports: (source: UInt16, destination: UInt16)?) -> [UInt8] {
+    public static func flowInput(source: [UInt8], destination: [UInt8], ports: (source: UInt16, destination: UInt16)?)
+        -> [UInt8]
+    {
         var input = source + destination
         if let ports {
-            input += [UInt8(ports.source >> 8), UInt8(ports.source & 0xff), UInt8(ports.destination >> 8), UInt8(ports.destination & 0xff)]
+            input += [
+                UInt8(ports.source >> 8), UInt8(ports.source & 0xff), UInt8(ports.destination >> 8),
+                UInt8(ports.destination & 0xff),
+            ]
         }
         return input
     }

@@ -22,8 +22,10 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     private var intake: QueueIntake
     private var broken: Bool { intake.isBroken }
 
-    init(name: String, context: QueueContext, memory: GuestMemory, queuePairs: Int, statistics: QueueStatistics,
-         onBrokenQueue: @escaping (String) -> Void) {
+    init(
+        name: String, context: QueueContext, memory: GuestMemory, queuePairs: Int, statistics: QueueStatistics,
+        onBrokenQueue: @escaping (String) -> Void
+    ) {
         self.name = name
         self.context = context
         self.memory = memory
@@ -77,10 +79,13 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     private func execute(_ chain: DescriptorChain) -> UInt8 {
         var command: [UInt8] = []
         for buffer in chain.readable where command.count < 4 {
-            guard let bytes = try? memory.read(at: buffer.address, count: min(Int(buffer.length), 4 - command.count)) else { return Self.error }
+            guard let bytes = try? memory.read(at: buffer.address, count: min(Int(buffer.length), 4 - command.count))
+            else { return Self.error }
             command += bytes
         }
-        guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else { return Self.error }
+        guard command.count == 4, command[0] == Self.classMultiQueue, command[1] == Self.commandSetPairs else {
+            return Self.error
+        }
         let pairs = Int(LittleEndian.load(UInt16.self, from: command, at: 2))
         // Every pair keeps being served; the command only has to name a valid count.
         return (1...max(1, queuePairs)).contains(pairs) ? Self.ok : Self.error

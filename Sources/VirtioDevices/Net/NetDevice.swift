@@ -57,7 +57,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: 2 * configuration.queuePairs) + [64] }
 
     public var deviceFeatures: UInt64 {
-        var features = Self.featureChecksum | Self.featureGuestChecksum | Self.featureMAC | Self.featureGuestTSO4
+        var features =
+            Self.featureChecksum | Self.featureGuestChecksum | Self.featureMAC | Self.featureGuestTSO4
             | Self.featureGuestTSO6 | Self.featureHostTSO4 | Self.featureHostTSO6 | Self.featureMergeableBuffers
             | Self.featureStatus | Self.featureControlQueue
         if configuration.queuePairs > 1 { features |= Self.featureMultiQueue }
@@ -71,12 +72,14 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public init(configuration: NetDeviceConfiguration, name: String) throws {
         guard Self.queuePairCounts.contains(configuration.queuePairs) else {
-            throw ConfigurationError(.netQueuePairs, value: "\(configuration.queuePairs)",
-                                     "must be \(Self.queuePairCounts.lowerBound) to \(Self.queuePairCounts.upperBound)")
+            throw ConfigurationError(
+                .netQueuePairs, value: "\(configuration.queuePairs)",
+                "must be \(Self.queuePairCounts.lowerBound) to \(Self.queuePairCounts.upperBound)")
         }
         guard Self.tapNameLengths.contains(configuration.tapName.utf8.count) else {
-            throw ConfigurationError(.netTAPName, value: configuration.tapName,
-                                     "must be \(Self.tapNameLengths.lowerBound) to \(Self.tapNameLengths.upperBound) bytes")
+            throw ConfigurationError(
+                .netTAPName, value: configuration.tapName,
+                "must be \(Self.tapNameLengths.lowerBound) to \(Self.tapNameLengths.upperBound) bytes")
         }
         var fds: [Int32] = []
         for _ in 0..<configuration.queuePairs {
@@ -84,7 +87,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             guard fd >= 0 else {
                 let reason = String(cString: strerror(errno))
                 for fd in fds { close(fd) }
-                throw ConfigurationError(.netTAPName, value: configuration.tapName, "cannot open the TAP device: \(reason)")
+                throw ConfigurationError(
+                    .netTAPName, value: configuration.tapName, "cannot open the TAP device: \(reason)")
             }
             fds.append(fd)
         }
@@ -97,8 +101,9 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
             }
         } catch {
             for fd in fds { close(fd) }
-            throw ConfigurationError(.netReceiveSideScaling, value: "on",
-                                     "TAP \(configuration.tapName): \(error) (without it the TAP driver steers flows)")
+            throw ConfigurationError(
+                .netReceiveSideScaling, value: "on",
+                "TAP \(configuration.tapName): \(error) (without it the TAP driver steers flows)")
         }
         self.configuration = configuration
         self.name = name
@@ -112,7 +117,8 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public func readConfiguration(offset: Int, into data: UnsafeMutableRawBufferPointer) {
         // mac[6], status (LINK_UP), max_virtqueue_pairs
-        let config = configuration.mac + LittleEndian.bytes(UInt16(1)) + LittleEndian.bytes(UInt16(configuration.queuePairs))
+        let config =
+            configuration.mac + LittleEndian.bytes(UInt16(1)) + LittleEndian.bytes(UInt16(configuration.queuePairs))
         for index in 0..<data.count { data[index] = offset + index < config.count ? config[offset + index] : 0 }
     }
 
@@ -123,26 +129,34 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
         // The TAP must hand over only the offloads the driver accepted; if it cannot be told,
         // frames the driver cannot parse would follow, so activation fails (DEVICE_NEEDS_RESET).
         for fd in tapFDs {
-            let result = ckvm_tap_set_offload(fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
-                                              features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
+            let result = ckvm_tap_set_offload(
+                fd, features & Self.featureGuestChecksum != 0 ? 1 : 0,
+                features & Self.featureGuestTSO4 != 0 ? 1 : 0, features & Self.featureGuestTSO6 != 0 ? 1 : 0)
             guard result == 0 else {
-                throw NetDeviceError(description: "\(name): TUNSETOFFLOAD on the TAP failed: \(String(cString: strerror(errno)))")
+                throw NetDeviceError(
+                    description: "\(name): TUNSETOFFLOAD on the TAP failed: \(String(cString: strerror(errno)))")
             }
         }
         var handlers: [QueueHandler] = []
         for pair in 0..<configuration.queuePairs {
             guard let rx = byIndex[2 * pair], let tx = byIndex[2 * pair + 1] else { continue }
-            handlers.append(NetQueuePairHandler(
-                name: "\(name)-q\(pair)", tapFD: tapFDs[pair], rx: rx, tx: tx, memory: memory,
-                mergeable: features & Self.featureMergeableBuffers != 0,
-                rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1],
-                onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
+            handlers.append(
+                NetQueuePairHandler(
+                    name: "\(name)-q\(pair)", tapFD: tapFDs[pair], rx: rx, tx: tx, memory: memory,
+                    mergeable: features & Self.featureMergeableBuffers != 0,
+                    rxStatistics: queueStatistics[2 * pair], txStatistics: queueStatistics[2 * pair + 1],
+                    onBrokenQueue: { [weak self] reason in
+                        self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)")
+                    }))
         }
         if let control = byIndex[2 * configuration.queuePairs] {
-            handlers.append(NetControlHandler(
-                name: "\(name)-ctl", context: control, memory: memory, queuePairs: configuration.queuePairs,
-                statistics: queueStatistics[2 * configuration.queuePairs],
-                onBrokenQueue: { [weak self] reason in self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)") }))
+            handlers.append(
+                NetControlHandler(
+                    name: "\(name)-ctl", context: control, memory: memory, queuePairs: configuration.queuePairs,
+                    statistics: queueStatistics[2 * configuration.queuePairs],
+                    onBrokenQueue: { [weak self] reason in
+                        self?.transportNeedsReset?("\(self?.name ?? "net"): \(reason)")
+                    }))
         }
         return handlers
     }

@@ -32,7 +32,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private var emptyTAPBackoff = 0
 
     /// A frame read from the TAP and not yet fully placed in guest buffers.
-    private let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: NetQueuePairHandler.frameCapacity, alignment: 16)
+    private let frame = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: NetQueuePairHandler.frameCapacity, alignment: 16)
     private var frameLength = 0
     private var frameOffset = 0
     /// Chains already filled with part of the pending frame: (head, bytes written).
@@ -43,11 +44,15 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private var rxInterrupts: CompletionInterrupts
     private var txInterrupts: CompletionInterrupts
 
-    init(name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
-         rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void) {
+    init(
+        name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
+        rxStatistics: QueueStatistics, txStatistics: QueueStatistics, onBrokenQueue: @escaping (String) -> Void
+    ) {
         self.name = name
-        rxIntake = QueueIntake(context: rx, statistics: rxStatistics, label: "queue \(rx.index)", onBroken: onBrokenQueue)
-        txIntake = QueueIntake(context: tx, statistics: txStatistics, label: "queue \(tx.index)", onBroken: onBrokenQueue)
+        rxIntake = QueueIntake(
+            context: rx, statistics: rxStatistics, label: "queue \(rx.index)", onBroken: onBrokenQueue)
+        txIntake = QueueIntake(
+            context: tx, statistics: txStatistics, label: "queue \(tx.index)", onBroken: onBrokenQueue)
         self.tapFD = tapFD
         self.rx = rx
         self.tx = tx
@@ -130,7 +135,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 chain = popped
             }
             let (count, total) = iovecs.withUnsafeMutableBufferPointer { vectors in
-                memory.fillIOVecs(vectors, from: chain.readable.lazy.map { (address: $0.address, length: UInt64($0.length)) })
+                memory.fillIOVecs(
+                    vectors, from: chain.readable.lazy.map { (address: $0.address, length: UInt64($0.length)) })
             }
             let written = total <= NetDevice.headerSize ? -1 : writeFrame(count: count)
             if written == -Int(EAGAIN) {

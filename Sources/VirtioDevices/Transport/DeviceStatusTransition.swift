@@ -44,7 +44,8 @@ enum DeviceStatusTransition: Equatable {
         func has(_ bit: UInt8) -> Bool { new & bit != 0 }
         if added & Self.driver != 0 && !has(Self.acknowledge)
             || added & Self.featuresOK != 0 && !has(Self.driver)
-            || added & Self.driverOK != 0 && old & Self.featuresOK == 0 {
+            || added & Self.driverOK != 0 && old & Self.featuresOK == 0
+        {
             self = .ignore
             return
         }

@@ -69,7 +69,9 @@ public final class MSIXTable: Sendable {
     }
 
     /// Pending vectors that may now be delivered; clears their pending bits.
-    private static func collectDeliverable(_ state: inout (entries: [Entry], enabled: Bool, functionMasked: Bool)) -> [Int] {
+    private static func collectDeliverable(_ state: inout (entries: [Entry], enabled: Bool, functionMasked: Bool))
+        -> [Int]
+    {
         guard state.enabled, !state.functionMasked else { return [] }
         var ready: [Int] = []
         for index in state.entries.indices where state.entries[index].pending && state.entries[index].control & 1 == 0 {
@@ -110,13 +112,16 @@ public final class MSIXTable: Sendable {
             entry.addressHigh = words[1]
             entry.data = words[2]
             entry.control = words[3] & 1
-            let messageChanged = entry.addressLow != state.entries[vector].addressLow
+            let messageChanged =
+                entry.addressLow != state.entries[vector].addressLow
                 || entry.addressHigh != state.entries[vector].addressHigh || entry.data != state.entries[vector].data
             state.entries[vector] = entry
             let route = messageChanged ? (UInt64(entry.addressHigh) << 32 | UInt64(entry.addressLow), entry.data) : nil
             return (route, Self.collectDeliverable(&state))
         }
-        if let (address, message) = update.route { try router.setMSI(gsi: routes[vector].gsi, address: address, data: message) }
+        if let (address, message) = update.route {
+            try router.setMSI(gsi: routes[vector].gsi, address: address, data: message)
+        }
         for vector in update.deliver { fire(vector) }
     }
 

@@ -55,9 +55,11 @@ struct VirtioCommonConfiguration {
         let queue = selectedQueue
         switch offset {
         case 0x00: return UInt64(deviceFeatureSelect)
-        case 0x04: return deviceFeatureSelect < 2 ? (offeredFeatures >> (32 * UInt64(deviceFeatureSelect))) & 0xFFFF_FFFF : 0
+        case 0x04:
+            return deviceFeatureSelect < 2 ? (offeredFeatures >> (32 * UInt64(deviceFeatureSelect))) & 0xFFFF_FFFF : 0
         case 0x08: return UInt64(driverFeatureSelect)
-        case 0x0C: return driverFeatureSelect < 2 ? (driverFeatures >> (32 * UInt64(driverFeatureSelect))) & 0xFFFF_FFFF : 0
+        case 0x0C:
+            return driverFeatureSelect < 2 ? (driverFeatures >> (32 * UInt64(driverFeatureSelect))) & 0xFFFF_FFFF : 0
         case 0x10: return UInt64(configVector)
         case 0x12: return UInt64(queues.count)
         case 0x14: return UInt64(status)
@@ -97,10 +99,13 @@ struct VirtioCommonConfiguration {
         case 0x16: queueSelect = UInt16(truncatingIfNeeded: value)
         case 0x18:
             // A driver may shrink a queue, never grow it past the device's maximum.
-            if queueWritable, value > 0, value <= UInt64(queueMaxSizes[selected]) { queues[selected].size = UInt16(value) }
+            if queueWritable, value > 0, value <= UInt64(queueMaxSizes[selected]) {
+                queues[selected].size = UInt16(value)
+            }
         case 0x1A: if hasQueue { queues[selected].vector = usableVector(value) }
         case 0x1C: if queueWritable, value == 1 { queues[selected].enabled = true }
-        case 0x20, 0x24: if queueWritable { setAddress(&queues[selected].descriptorTable, offset == 0x24, width, value) }
+        case 0x20, 0x24:
+            if queueWritable { setAddress(&queues[selected].descriptorTable, offset == 0x24, width, value) }
         case 0x28, 0x2C: if queueWritable { setAddress(&queues[selected].driverArea, offset == 0x2C, width, value) }
         case 0x30, 0x34: if queueWritable { setAddress(&queues[selected].deviceArea, offset == 0x34, width, value) }
         default: break

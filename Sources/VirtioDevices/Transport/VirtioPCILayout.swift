@@ -36,10 +36,12 @@ enum VirtioPCILayout {
         switch offset {
         case commonOffset..<(commonOffset + commonLength): return .common(offset - commonOffset)
         case isrOffset: return .isr
-        case deviceConfigOffset..<(deviceConfigOffset + deviceConfigLength): return .deviceConfiguration(Int(offset - deviceConfigOffset))
+        case deviceConfigOffset..<(deviceConfigOffset + deviceConfigLength):
+            return .deviceConfiguration(Int(offset - deviceConfigOffset))
         case notifyOffset..<notifyEnd: return .notify(queue: Int((offset - notifyOffset) / UInt64(notifyMultiplier)))
         case msixTableOffset..<tableEnd: return .msixTable(offset - msixTableOffset)
-        case msixPendingOffset..<(msixPendingOffset + msixPendingLength): return .msixPending(offset - msixPendingOffset)
+        case msixPendingOffset..<(msixPendingOffset + msixPendingLength):
+            return .msixPending(offset - msixPendingOffset)
         default: return .unused
         }
     }
@@ -55,17 +57,24 @@ enum VirtioPCILayout {
         space.addMemoryBAR64(index: 0, address: barAddress, sizeInBytes: barSize)
         func virtioCapability(type: UInt8, offset: UInt64, length: UInt32, extra: [UInt8] = []) -> [UInt8] {
             // cap_len, cfg_type, bar, id, padding[2], offset, length (+ notify multiplier)
-            [UInt8(16 + extra.count), type, 0, 0, 0, 0] + LittleEndian.bytes(UInt32(offset)) + LittleEndian.bytes(length) + extra
+            [UInt8(16 + extra.count), type, 0, 0, 0, 0] + LittleEndian.bytes(UInt32(offset))
+                + LittleEndian.bytes(length) + extra
         }
         let notifyLength = UInt32(queueCount) * notifyMultiplier
-        space.addCapability(id: 0x09, body: virtioCapability(type: 1, offset: commonOffset, length: UInt32(commonLength)))
-        space.addCapability(id: 0x09, body: virtioCapability(type: 2, offset: notifyOffset, length: notifyLength,
-                                                             extra: LittleEndian.bytes(notifyMultiplier)))
+        space.addCapability(
+            id: 0x09, body: virtioCapability(type: 1, offset: commonOffset, length: UInt32(commonLength)))
+        space.addCapability(
+            id: 0x09,
+            body: virtioCapability(
+                type: 2, offset: notifyOffset, length: notifyLength,
+                extra: LittleEndian.bytes(notifyMultiplier)))
         space.addCapability(id: 0x09, body: virtioCapability(type: 3, offset: isrOffset, length: 1))
-        space.addCapability(id: 0x09, body: virtioCapability(type: 4, offset: deviceConfigOffset, length: UInt32(deviceConfigLength)))
+        space.addCapability(
+            id: 0x09, body: virtioCapability(type: 4, offset: deviceConfigOffset, length: UInt32(deviceConfigLength)))
         // MSI-X: table size - 1 (one vector per queue plus the config vector), then table and PBA
         // offsets in BAR 0; enable and function mask are writable.
-        let msix = LittleEndian.bytes(UInt16(queueCount)) + LittleEndian.bytes(UInt32(msixTableOffset))
+        let msix =
+            LittleEndian.bytes(UInt16(queueCount)) + LittleEndian.bytes(UInt32(msixTableOffset))
             + LittleEndian.bytes(UInt32(msixPendingOffset))
         return space.addCapability(id: 0x11, body: msix, writableMask: [0x00, 0xC0])
     }

@@ -35,8 +35,11 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     private let lifecycle = Lock(Activation())
     private let msixCapabilityOffset: Int
 
-    public init(device: VirtioDevice, name: String, root: PCIRoot, vm: IOEventFDRegistry, router: MSIRouting, memory: GuestMemory,
-                engine: QueueEngine) throws {
+    public init(
+        device: VirtioDevice, name: String, root: PCIRoot, vm: IOEventFDRegistry, router: MSIRouting,
+        memory: GuestMemory,
+        engine: QueueEngine
+    ) throws {
         self.device = device
         self.engine = engine
         self.name = name
@@ -46,12 +49,16 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         let queueCount = device.queueMaxSizes.count
         msix = try MSIXTable(vectorCount: queueCount + 1, router: router)
         kicks = try device.queueMaxSizes.map { _ in try EventFD(nonBlocking: true) }
-        registers = Lock(VirtioCommonConfiguration(offeredFeatures: offeredFeatures, queueMaxSizes: device.queueMaxSizes,
-                                                   vectorCount: queueCount + 1))
-        var space = PCIConfigurationSpace(vendorID: 0x1AF4, deviceID: 0x1040 + device.deviceType, classCode: device.pciClassCode,
-                                          subsystemVendorID: 0x1AF4, subsystemID: 0x40)
-        msixCapabilityOffset = Layout.describe(in: &space, barAddress: root.allocateBARAddress(sizeInBytes: Layout.barSize),
-                                               queueCount: queueCount)
+        registers = Lock(
+            VirtioCommonConfiguration(
+                offeredFeatures: offeredFeatures, queueMaxSizes: device.queueMaxSizes,
+                vectorCount: queueCount + 1))
+        var space = PCIConfigurationSpace(
+            vendorID: 0x1AF4, deviceID: 0x1040 + device.deviceType, classCode: device.pciClassCode,
+            subsystemVendorID: 0x1AF4, subsystemID: 0x40)
+        msixCapabilityOffset = Layout.describe(
+            in: &space, barAddress: root.allocateBARAddress(sizeInBytes: Layout.barSize),
+            queueCount: queueCount)
         self.space = Lock(space)
         device.transportNeedsReset = { [unowned self] reason in self.markNeedsReset(reason) }
     }
@@ -83,7 +90,9 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
             LittleEndian.store(registers.withLock { $0.read(offset: offset) }, into: data)
         case .isr:
             // Reading ISR returns and clears it.
-            data[0] = registers.withLock { registers in defer { registers.isr = 0 }; return registers.isr }
+            data[0] = registers.withLock { registers in
+                defer { registers.isr = 0 }; return registers.isr
+            }
         case .deviceConfiguration(let offset):
             device.readConfiguration(offset: offset, into: data)
         case .msixTable(let offset):
@@ -127,8 +136,9 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     private func writeStatus(_ written: UInt8) {
         lifecycle.withLock { activation in
             let (transition, accepted) = registers.withLock { registers in
-                let transition = DeviceStatusTransition(current: registers.status, written: written,
-                                                        featuresAcceptable: registers.featuresAcceptable)
+                let transition = DeviceStatusTransition(
+                    current: registers.status, written: written,
+                    featuresAcceptable: registers.featuresAcceptable)
                 if case .set(let status, _) = transition {
                     // NEEDS_RESET may have been raised by a handler since: it is kept.
                     registers.status = status | (registers.status & Self.needsReset)
@@ -155,16 +165,20 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         var contexts: [QueueContext] = []
         do {
             for (index, queue) in registers.queues.enumerated() where queue.enabled {
-                let ring = try Virtqueue(memory: memory, size: queue.size, descriptorTable: queue.descriptorTable,
-                                         availableRing: queue.driverArea, usedRing: queue.deviceArea, eventIndex: eventIndex)
+                let ring = try Virtqueue(
+                    memory: memory, size: queue.size, descriptorTable: queue.descriptorTable,
+                    availableRing: queue.driverArea, usedRing: queue.deviceArea, eventIndex: eventIndex)
                 let doorbell = Layout.doorbellAddress(barAddress: barAddress, queue: index)
                 try vm.setIOEventFD(kicks[index], mmioAddress: doorbell, length: 0, remove: false)
                 activation.doorbells.append((index, doorbell))
-                contexts.append(QueueContext(index: index, queue: ring, kick: kicks[index],
-                                             interrupt: VectorInterrupt(transport: self, queue: index),
-                                             coalescing: engine.interruptCoalescing))
+                contexts.append(
+                    QueueContext(
+                        index: index, queue: ring, kick: kicks[index],
+                        interrupt: VectorInterrupt(transport: self, queue: index),
+                        coalescing: engine.interruptCoalescing))
             }
-            activation.handlers = try device.activate(memory: memory, features: registers.driverFeatures, queues: contexts)
+            activation.handlers = try device.activate(
+                memory: memory, features: registers.driverFeatures, queues: contexts)
             try engine.attach(activation.handlers)
         } catch {
             // The engine took none of the handlers (attach is all or nothing): they and the doorbells go now.
@@ -226,4 +240,3 @@ final class VectorInterrupt: QueueInterrupt, Sendable {
     }
     func raise() -> InterruptDelivery { transport.raiseQueueInterrupt(queue) }
 }
-
