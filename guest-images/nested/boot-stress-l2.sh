@@ -156,6 +156,10 @@ while [ $n -le "$boots" ]; do
               if kill -0 $pid 2>/dev/null; then
                   counters $pid > /tmp/sampled; touch /tmp/hung
                   threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
+                  # L2's own registers while the guest hangs (nested/run prints them at the end):
+                  # an L3 CR3 outside guest RAM (as hvctl's report at SIGTERM shows it) that
+                  # equals an L2 CR3 was carried over from L2 by the emulated SVM.
+                  [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 12
                   trace_dump "$hv boot $n at the timeout"
                   kill -TERM $pid
                   sleep 10
