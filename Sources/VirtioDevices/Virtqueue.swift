@@ -60,8 +60,8 @@ public struct DescriptorChain: Equatable {
 /// A virtio 1.2 split virtqueue, device side.
 ///
 /// Ring addresses are validated once at creation (alignment, inside guest RAM); the hot path then
-/// uses the cached host pointers. Descriptor contents come from the guest at any time and are
-/// checked on every walk.
+/// reads and writes the rings through `GuestMemoryView`s of them. Descriptor contents come from
+/// the guest at any time and are checked on every walk.
 public final class Virtqueue: @unchecked Sendable {
     // @unchecked: one thread at a time drives a queue (its handler's worker, QueueHandler says
     // so); the transport builds it at DRIVER_OK and drops it only after the engine detached it.
@@ -75,8 +75,8 @@ public final class Virtqueue: @unchecked Sendable {
     public let eventIndex: Bool
     let memory: GuestMemory
     let descriptorTable: UInt64
-    private let available: UnsafeMutableRawPointer  // flags, idx, ring[size], used_event
-    private let used: UnsafeMutableRawPointer  // flags, idx, ring[size] of (id, len), avail_event
+    private let available: GuestMemoryView  // flags, idx, ring[size], used_event
+    private let used: GuestMemoryView  // flags, idx, ring[size] of (id, len), avail_event
     /// The next available-ring slot to read: everything before it has been popped.
     public private(set) var lastAvailableIndex: UInt16 = 0
     /// The used index as last published to the driver.
@@ -90,14 +90,12 @@ public final class Virtqueue: @unchecked Sendable {
     ) throws {
         guard size > 0, size <= 32768, size & (size - 1) == 0 else { throw VirtqueueError.invalidSize(size) }
         let count = UInt64(size)
-        func ring(_ name: String, _ address: UInt64, alignment: UInt64, length: UInt64) throws
-            -> UnsafeMutableRawPointer
-        {
+        func ring(_ name: String, _ address: UInt64, alignment: UInt64, length: UInt64) throws -> GuestMemoryView {
             guard address % alignment == 0 else { throw VirtqueueError.misaligned(ring: name, address: address) }
-            guard let slice = try? memory.slice(at: address, length: length), let base = slice.baseAddress else {
+            guard let view = try? memory.view(at: address, length: length) else {
                 throw VirtqueueError.ringOutsideMemory(ring: name, address: address)
             }
-            return base
+            return view
         }
         _ = try ring("descriptor table", descriptorTable, alignment: 16, length: 16 * count)
         self.available = try ring("available ring", availableRing, alignment: 2, length: 6 + 2 * count)
@@ -109,7 +107,7 @@ public final class Virtqueue: @unchecked Sendable {
     }
 
     /// The driver's available index, loaded with acquire: ring entries it covers are visible.
-    private var availableIndex: UInt16 { UInt16(littleEndian: ckvm_load_acquire_u16(available + 2)) }
+    private var availableIndex: UInt16 { available.loadAcquire(UInt16.self, at: 2) }
 
     /// True when the driver has made chains available that have not been popped.
     public var hasAvailable: Bool { availableIndex != lastAvailableIndex }
@@ -123,7 +121,7 @@ public final class Virtqueue: @unchecked Sendable {
         // More pending entries than the ring holds means the driver's index is garbage.
         guard pending <= size else { throw VirtqueueError.availableIndexJump(from: lastAvailableIndex, to: index) }
         let slot = Int(lastAvailableIndex % size)
-        let head = UInt16(littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * slot, as: UInt16.self))
+        let head = available.load(UInt16.self, at: 4 + 2 * slot)
         lastAvailableIndex &+= 1
         if eventIndex { publishAvailableEvent() }
         do {
@@ -188,11 +186,11 @@ public final class Virtqueue: @unchecked Sendable {
     /// Returns a chain to the driver with `length` bytes written into its device-writable buffers.
     public func addUsed(head: UInt16, length: UInt32) {
         let slot = Int(usedIndex % size)
-        used.storeBytes(of: UInt32(head).littleEndian, toByteOffset: 4 + 8 * slot, as: UInt32.self)
-        used.storeBytes(of: length.littleEndian, toByteOffset: 8 + 8 * slot, as: UInt32.self)
+        used.store(UInt32(head), at: 4 + 8 * slot)
+        used.store(length, at: 8 + 8 * slot)
         usedIndex &+= 1
         // Release: the element above is visible to the driver before the index that covers it.
-        ckvm_store_release_u16(used + 2, usedIndex.littleEndian)
+        used.storeRelease(usedIndex, at: 2)
     }
 
     /// Whether the driver wants an interrupt for the chains used since the last one
@@ -202,12 +200,11 @@ public final class Virtqueue: @unchecked Sendable {
         ckvm_fence_seq_cst()
         defer { lastSignalledUsedIndex = usedIndex }
         if eventIndex {
-            let usedEvent = UInt16(
-                littleEndian: available.loadUnaligned(fromByteOffset: 4 + 2 * Int(size), as: UInt16.self))
+            let usedEvent = available.load(UInt16.self, at: 4 + 2 * Int(size))
             // vring_need_event: did used_idx move past used_event since the last signal?
             return (usedIndex &- usedEvent &- 1) < (usedIndex &- lastSignalledUsedIndex)
         }
-        let flags = UInt16(littleEndian: ckvm_load_acquire_u16(available))
+        let flags = available.loadAcquire(UInt16.self, at: 0)
         return flags & Self.availableNoInterrupt == 0
     }
 
@@ -222,7 +219,7 @@ public final class Virtqueue: @unchecked Sendable {
     /// index 32768 ahead is never inside the range.
     private func publishAvailableEvent() {
         let event = notificationsEnabled ? lastAvailableIndex : lastAvailableIndex &+ 0x8000
-        used.storeBytes(of: event.littleEndian, toByteOffset: 4 + 8 * Int(size), as: UInt16.self)
+        used.store(event, at: 4 + 8 * Int(size))
     }
 
     /// Asks the driver not to kick (polling) or to kick again. When re-enabling, the caller must
@@ -232,7 +229,7 @@ public final class Virtqueue: @unchecked Sendable {
         if eventIndex {
             publishAvailableEvent()
         } else {
-            ckvm_store_release_u16(used, (enabled ? 0 : Self.usedNoNotify).littleEndian)
+            used.storeRelease(enabled ? 0 : Self.usedNoNotify, at: 0)
         }
         // Full barrier: the suppression store is visible before the caller re-reads avail->idx.
         ckvm_fence_seq_cst()

@@ -28,7 +28,8 @@ public struct GuestMemoryRegion: @unchecked Sendable {
 ///
 /// Every access checks `address + length` (overflow included) against a single
 /// region and throws `GuestMemoryError` otherwise, so guest-controlled addresses
-/// can be passed in directly. All pointer arithmetic on guest RAM lives in this file.
+/// can be passed in directly. All pointer arithmetic on guest RAM lives in this file and in
+/// `GuestMemoryView` (fixed ranges read by offset, such as virtqueue rings).
 /// The accessors the virtqueue uses per descriptor are `@inlinable`, so they are specialized in
 /// the device code instead of resolving generic metadata at run time on every access.
 public final class GuestMemory: Sendable {
