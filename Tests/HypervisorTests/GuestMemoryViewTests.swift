@@ -27,7 +27,8 @@ final class GuestMemoryViewTests: XCTestCase {
         }
         XCTAssertEqual(view.loadAcquire(UInt16.self, at: 7), 0, "straddles the end")
         XCTAssertEqual(view.loadAcquire(UInt16.self, at: 1), 0, "misaligned: no atomic access")
-        XCTAssertEqual(try memory.read(at: 0x2000 - 16, count: 64), [UInt8](repeating: 0xFF, count: 64), "nothing written")
+        XCTAssertEqual(
+            try memory.read(at: 0x2000 - 16, count: 64), [UInt8](repeating: 0xFF, count: 64), "nothing written")
     }
 
     func testAViewMustLieInsideGuestRAM() throws {
