@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMM
 
 /// `hvctl iocm --socket PATH --side-cores N`: changes how many side cores serve the queues of a
 /// running `hvctl run` (at most its --side-cores-max), moving queues between cores live.
@@ -18,10 +19,10 @@ struct IOCMCommand: ParsableCommand {
     var sideCores: SideCoreCount
 
     func run() throws {
-        let request: APIRequest
+        let request: ControlRequest
         switch sideCores {
-        case .fixed(let count): request = APIRequest(command: "side-cores", count: count)
-        case .automatic: request = APIRequest(command: "side-cores", auto: true)
+        case .fixed(let count): request = ControlRequest(command: "side-cores", count: count)
+        case .automatic: request = ControlRequest(command: "side-cores", auto: true)
         }
         print(try Stats.request(request, socket: socket))
     }

@@ -143,10 +143,11 @@ struct Run: ParsableCommand {
             throw Self.exitError(for: error, label: several ? "vm \(error.vm): " : "")
         }
 
-        let api = try apiSocket.map { path in
-            try APIServer(path: path, sideCores: runtime.sideCores, coreManager: runtime.coreManager) {
-                try runtime.statistics()
-            }
+        let api: ControlSocket?
+        do {
+            api = try apiSocket.map { try ControlSocket(path: $0, runtime: runtime) }
+        } catch let error as ControlSocketError {
+            throw ValidationError("--api-socket \(error)")
         }
         let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
         // The console's input goes to a single VM only; several VMs run without input. It takes the

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Glibc
+import VMM
 
 /// `hvctl stats --socket PATH`: asks a running `hvctl run --api-socket PATH` for its live
 /// statistics and prints the JSON document.
@@ -12,13 +13,18 @@ struct Stats: ParsableCommand {
     var socket: String
 
     func run() throws {
-        let reply = try Self.request(APIRequest(command: "stats"), socket: socket)
+        let reply = try Self.request(ControlRequest(command: "stats"), socket: socket)
         print(reply)
     }
 
     /// Sends one request line and returns the reply line.
-    static func request(_ request: APIRequest, socket path: String) throws -> String {
-        var address = try APIServer.address(path, option: "--socket")
+    static func request(_ request: ControlRequest, socket path: String) throws -> String {
+        var address: sockaddr_un
+        do {
+            address = try ControlSocket.address(path)
+        } catch let error as ControlSocketError {
+            throw ValidationError("--socket \(error)")
+        }
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ValidationError("--socket \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -122,4 +122,56 @@ final class VMMRuntimeTests: XCTestCase {
             XCTAssertEqual((build?.underlying as? ConfigurationError)?.field, .memoryInBytes)
         }
     }
+
+    /// One request line on a control socket, and its reply line.
+    func ask(_ path: String, _ request: String) throws -> [String: Any] {
+        var address = try ControlSocket.address(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        XCTAssertEqual(connected, 0)
+        let line = Array((request + "\n").utf8)
+        XCTAssertEqual(send(fd, line, line.count, Int32(MSG_NOSIGNAL)), line.count)
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !reply.contains(UInt8(ascii: "\n")) {
+            let count = read(fd, &buffer, buffer.count)
+            guard count > 0 else { break }
+            reply += buffer[0..<count]
+        }
+        return try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any],
+            String(decoding: reply, as: UTF8.self))
+    }
+
+    /// The control socket answers from the runtime while the guest runs: live statistics, and a
+    /// side-core count change that moves the queue to a notify thread; the socket file goes at stop.
+    func testTheControlSocketReportsAndResizesARunningRuntime() throws {
+        let runtime = try runtime([vm(cmdline: "qd=1 requests=100000000")], io: sideCores(.poll), consoles: Lock([:]))
+        let path = scratch.appendingPathComponent("api.sock").path
+        let control = try ControlSocket(path: path, runtime: runtime)
+        let exits = Lock<[MachineExit]?>(nil)
+        let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
+        runner.start()
+        defer {
+            runtime.stop(.stopped(signal: SIGTERM))
+            _ = eventually(seconds: 10) { exits.withLock { $0 != nil } }
+            if let ended = exits.withLock({ $0 }) { _ = try? runtime.finish(exits: ended) }
+        }
+        XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false })
+        let stats = try ask(path, #"{"command":"stats"}"#)
+        XCTAssertEqual(stats["exit"] as? String, "running")
+        XCTAssertEqual((stats["sideCores"] as? [[String: Any]])?.count, 1)
+        let resized = try ask(path, #"{"command":"side-cores","count":0}"#)
+        XCTAssertEqual(resized["sideCores"] as? Int, 0)
+        XCTAssertEqual(resized["moved"] as? Int, 1, "the disk's one queue moved to a notify thread")
+        XCTAssertEqual(runtime.sideCores?.activeCount, 0)
+        XCTAssertNotNil(try ask(path, #"{"command":"nonsense"}"#)["error"])
+        control.stop()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the socket file is removed")
+    }
 }

@@ -1,42 +1,47 @@
-import ArgumentParser
 import FoundationEssentials
 import Glibc
 import Hypervisor
 import VirtioDevices
-import VMM
 
 /// A request on the control socket: one JSON object per line, e.g. `{"command":"stats"}`.
-struct APIRequest: Codable {
-    let command: String
+public struct ControlRequest: Codable, Sendable {
+    public let command: String
     /// For "side-cores": how many side cores should serve the queues, or `auto` true for the
     /// I/O core manager to decide (with --side-cores auto).
-    var count: Int?
-    var auto: Bool?
+    public var count: Int?
+    public var auto: Bool?
+
+    public init(command: String, count: Int? = nil, auto: Bool? = nil) {
+        self.command = command
+        self.count = count
+        self.auto = auto
+    }
 }
 
-/// The control socket of a running `hvctl run` (`--api-socket PATH`): a Unix stream socket that
-/// answers one JSON line per request line. `stats` returns the `--stats-json` document of the
-/// running VMs (their exit reads "running"); `side-cores` with a `count` changes how many side
-/// cores serve the queues. A thread named `api` serves one client at a time.
-final class APIServer: Sendable {
+/// A control socket path that cannot be used, and why.
+public struct ControlSocketError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// A run's control socket: a Unix stream socket that answers one JSON line per request line.
+/// `stats` returns the statistics document of the running VMs (their exit reads "running");
+/// `side-cores` with a `count` changes how many side cores serve the queues. A thread named
+/// `api` serves one client at a time.
+public final class ControlSocket: Sendable {
     private let path: String
     private let listener: Int32
     private let thread = WorkerThread()
-    private let statistics: @Sendable () throws -> StatisticsReport
-    private let sideCores: SideCoreEngine?
-    private let coreManager: IOCoreManager?
+    private let runtime: VMMRuntime
 
-    init(
-        path: String, sideCores: SideCoreEngine?, coreManager: IOCoreManager?,
-        statistics: @escaping @Sendable () throws -> StatisticsReport
-    ) throws {
+    /// Listens on `path`, which must not exist yet.
+    public init(path: String, runtime: VMMRuntime) throws {
         self.path = path
-        self.statistics = statistics
-        self.sideCores = sideCores
-        self.coreManager = coreManager
-        var address = try Self.address(path, option: "--api-socket")
+        self.runtime = runtime
+        var address = try Self.address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("--api-socket \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ControlSocketError(path: path, reason: String(cString: strerror(errno))) }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
@@ -45,14 +50,14 @@ final class APIServer: Sendable {
         guard bound == 0, listen(fd, 8) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw ValidationError("--api-socket \(path): \(reason)")
+            throw ControlSocketError(path: path, reason: reason)
         }
         listener = fd
         try thread.start(name: "api") { [self] in serve() }
     }
 
     /// Stops serving and removes the socket file.
-    func stop() {
+    public func stop() {
         // shutdown wakes the thread blocked in accept(2).
         shutdown(listener, Int32(SHUT_RDWR))
         thread.join()
@@ -60,12 +65,13 @@ final class APIServer: Sendable {
         unlink(path)
     }
 
-    static func address(_ path: String, option: String) throws -> sockaddr_un {
+    /// The socket address of `path` (1 to 107 bytes).
+    public static func address(_ path: String) throws -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard !bytes.isEmpty, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw ValidationError("\(option) \(path): a socket path must be 1 to 107 bytes")
+            throw ControlSocketError(path: path, reason: "a socket path must be 1 to 107 bytes")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
             for (index, byte) in bytes.enumerated() { buffer[index] = byte }
@@ -110,20 +116,22 @@ final class APIServer: Sendable {
         func failure(_ message: String) -> [UInt8] {
             Array((try? encoder.encode(["error": message])) ?? Data("{}".utf8))
         }
-        guard let request = try? JSONDecoder().decode(APIRequest.self, from: Data(line)) else {
+        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)) else {
             return failure("a request is one JSON object per line, e.g. {\"command\":\"stats\"}")
         }
         switch request.command {
         case "stats":
             do {
-                return Array(try encoder.encode(try statistics()))
+                return Array(try encoder.encode(try runtime.statistics()))
             } catch {
                 return failure("cannot read the statistics: \(error)")
             }
         case "side-cores":
-            guard let sideCores else { return failure("no side cores: hvctl runs with --io-mode notify") }
+            guard let sideCores = runtime.sideCores else {
+                return failure("no side cores: hvctl runs with --io-mode notify")
+            }
             if request.auto == true {
-                guard let coreManager else {
+                guard let coreManager = runtime.coreManager else {
                     return failure("no I/O core manager: hvctl runs without --side-cores auto")
                 }
                 coreManager.setAutomatic(true)
@@ -133,7 +141,7 @@ final class APIServer: Sendable {
             do {
                 let moves = try sideCores.resize(to: count)
                 // A count chosen by hand holds until `auto` is asked for again.
-                coreManager?.setAutomatic(false)
+                runtime.coreManager?.setAutomatic(false)
                 return Array((try? encoder.encode(["sideCores": count, "moved": moves])) ?? Data("{}".utf8))
             } catch {
                 return failure("\(error)")
