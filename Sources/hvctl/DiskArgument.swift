@@ -5,56 +5,33 @@ import VirtioDevices
 /// cloud-hypervisor style. `size` is for the null backend, which has no file (K, M, G suffixes).
 enum DiskArgument {
     static func parse(_ argument: String) throws -> BlockDeviceConfiguration {
-        var configuration = BlockDeviceConfiguration(path: nil, id: "")
-        var sawSize = false
-        for pair in argument.split(separator: ",") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[1].isEmpty else {
-                throw ValidationError("--disk \(argument): '\(pair)' is not key=value")
+        var options = try DeviceOptionList(option: "--disk", argument: argument)
+        var configuration = BlockDeviceConfiguration(path: options.take("path"), id: "")
+        if let readOnly = try options.takeSwitch("readonly") { configuration.readOnly = readOnly }
+        if let count = try options.take("queues", in: BlockDevice.queueCounts) { configuration.queueCount = count }
+        if let text = options.take("backend") {
+            guard let backend = BlockDeviceConfiguration.Backend(rawValue: text) else {
+                throw options.error("backend takes file or null")
             }
-            switch parts[0] {
-            case "path": configuration.path = parts[1]
-            case "readonly":
-                guard let value = ["on": true, "true": true, "off": false, "false": false][parts[1]] else {
-                    throw ValidationError("--disk \(argument): readonly takes on or off")
-                }
-                configuration.readOnly = value
-            case "queues":
-                let counts = BlockDevice.queueCounts
-                guard let count = Int(parts[1]), counts.contains(count) else {
-                    throw ValidationError(
-                        "--disk \(argument): queues takes \(counts.lowerBound) to \(counts.upperBound)")
-                }
-                configuration.queueCount = count
-            case "backend":
-                guard let backend = BlockDeviceConfiguration.Backend(rawValue: parts[1]) else {
-                    throw ValidationError("--disk \(argument): backend takes file or null")
-                }
-                configuration.backend = backend
-            case "size":
-                guard let size = parseSize(parts[1]), size >= 512 else {
-                    throw ValidationError("--disk \(argument): size '\(parts[1])' is not a size")
-                }
-                configuration.nullSizeInBytes = size
-                sawSize = true
-            case "id":
-                guard parts[1].utf8.count <= 20 else {
-                    throw ValidationError("--disk \(argument): id is at most 20 bytes")
-                }
-                configuration.id = parts[1]
-            default:
-                throw ValidationError("--disk \(argument): unknown key '\(parts[0])'")
-            }
+            configuration.backend = backend
         }
+        let size = options.take("size")
+        if let size {
+            guard let bytes = parseSize(size), bytes >= 512 else { throw options.error("size '\(size)' is not a size") }
+            configuration.nullSizeInBytes = bytes
+        }
+        if let id = options.take("id") {
+            guard id.utf8.count <= 20 else { throw options.error("id is at most 20 bytes") }
+            configuration.id = id
+        }
+        try options.finish()
         switch configuration.backend {
         case .file:
-            guard configuration.path != nil else { throw ValidationError("--disk \(argument): path=FILE is required") }
-            guard !sawSize else { throw ValidationError("--disk \(argument): size is only for backend=null") }
+            guard configuration.path != nil else { throw options.error("path=FILE is required") }
+            guard size == nil else { throw options.error("size is only for backend=null") }
         case .null:
-            guard configuration.path == nil else {
-                throw ValidationError("--disk \(argument): backend=null takes no path")
-            }
-            guard sawSize else { throw ValidationError("--disk \(argument): backend=null needs size=BYTES") }
+            guard configuration.path == nil else { throw options.error("backend=null takes no path") }
+            guard size != nil else { throw options.error("backend=null needs size=BYTES") }
         }
         return configuration
     }

@@ -6,42 +6,31 @@ import VirtioDevices
 /// their Toeplitz hash unless rss=off.
 enum NetArgument {
     static func parse(_ argument: String) throws -> NetDeviceConfiguration {
+        var options = try DeviceOptionList(option: "--net", argument: argument)
         var configuration = NetDeviceConfiguration(tapName: "", mac: NetDevice.randomMAC())
-        for pair in argument.split(separator: ",") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[1].isEmpty else {
-                throw ValidationError("--net \(argument): '\(pair)' is not key=value")
+        if let name = options.take("tap") {
+            guard NetDevice.tapNameLengths.contains(name.utf8.count) else {
+                throw options.error("a TAP name is at most \(NetDevice.tapNameLengths.upperBound) bytes")
             }
-            switch parts[0] {
-            case "tap":
-                guard NetDevice.tapNameLengths.contains(parts[1].utf8.count) else {
-                    throw ValidationError(
-                        "--net \(argument): a TAP name is at most \(NetDevice.tapNameLengths.upperBound) bytes")
-                }
-                configuration.tapName = parts[1]
-            case "mac":
-                let bytes = parts[1].split(separator: ":").compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
-                guard bytes.count == 6, bytes[0] & 1 == 0 else {
-                    throw ValidationError("--net \(argument): mac '\(parts[1])' is not a unicast MAC address")
-                }
-                configuration.mac = bytes
-            case "queues":
-                let counts = NetDevice.queuePairCounts
-                guard let count = Int(parts[1]), counts.contains(count) else {
-                    throw ValidationError(
-                        "--net \(argument): queues takes \(counts.lowerBound) to \(counts.upperBound)")
-                }
-                configuration.queuePairs = count
-            case "rss":
-                guard let value = OnOff(rawValue: parts[1]) else {
-                    throw ValidationError("--net \(argument): rss takes on or off")
-                }
-                configuration.receiveSideScaling = value == .on
-            default:
-                throw ValidationError("--net \(argument): unknown key '\(parts[0])'")
-            }
+            configuration.tapName = name
         }
-        guard !configuration.tapName.isEmpty else { throw ValidationError("--net \(argument): tap=NAME is required") }
+        if let text = options.take("mac") {
+            guard let mac = parseMAC(text) else { throw options.error("mac '\(text)' is not a unicast MAC address") }
+            configuration.mac = mac
+        }
+        if let pairs = try options.take("queues", in: NetDevice.queuePairCounts) { configuration.queuePairs = pairs }
+        if let rss = try options.takeSwitch("rss") { configuration.receiveSideScaling = rss }
+        try options.finish()
+        guard !configuration.tapName.isEmpty else { throw options.error("tap=NAME is required") }
         return configuration
+    }
+
+    /// Six groups of two hex digits, and a unicast address (the group bit clear).
+    static func parseMAC(_ text: String) -> [UInt8]? {
+        let groups = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard groups.count == 6 else { return nil }
+        let bytes = groups.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+        guard bytes.count == 6, bytes[0] & 1 == 0 else { return nil }
+        return bytes
     }
 }

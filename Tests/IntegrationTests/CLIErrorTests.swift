@@ -113,6 +113,9 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,colour=blue"], mentions: ["colour"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "backend=null"], mentions: ["size"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "readonly=maybe,path=x"], mentions: ["readonly"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=x,queues=2,path=y"], mentions: ["path is given twice"])
+        try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,"], mentions: ["is not key=value"])
     }
 
     func testBadNetOptions() throws {
@@ -124,6 +127,10 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=this-name-is-too-long"], mentions: ["15 bytes"])
         try assertRejected(
             ["run", "--kernel", bzImage, "--net", "tap=t0,queues=2,rss=maybe"], mentions: ["rss", "on or off"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:56:zz"],
+            mentions: ["52:54:00:12:34:56:zz", "unicast MAC"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,tap=t1"], mentions: ["tap is given twice"])
     }
 
     func testIOEngineOptionsNeedTheirMode() throws {
