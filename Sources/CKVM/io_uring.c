@@ -39,7 +39,8 @@ void ckvm_uring_destroy(ckvm_uring *ring) {
 /// flight by the ring's size, so a full queue means a bug of ours, reported, never waited on.
 static struct io_uring_sqe *next_sqe(ckvm_uring *ring) { return io_uring_get_sqe(&ring->ring); }
 
-int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data) {
+int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset,
+                       uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
     if (write) {
@@ -67,7 +68,8 @@ int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data) {
     return 0;
 }
 
-int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data) {
+int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length,
+                              uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
     io_uring_prep_fallocate(sqe, fd, mode, offset, length);

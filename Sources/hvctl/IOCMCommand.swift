@@ -14,7 +14,10 @@ struct IOCMCommand: ParsableCommand {
     @Option(
         name: .customLong("side-cores"),
         help: ArgumentHelp(
-            "How many side cores should serve the queues (0: notify threads), or auto (hvctl run --side-cores auto) to hand the choice back to its iocm thread.",
+            """
+            How many side cores should serve the queues (0: notify threads), or auto (hvctl run --side-cores auto) to \
+            hand the choice back to its iocm thread.
+            """,
             valueName: "n|auto"))
     var sideCores: SideCoreCount
 

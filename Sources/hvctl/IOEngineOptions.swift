@@ -13,28 +13,41 @@ struct IOEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("io-mode"),
         help: ArgumentHelp(
-            "notify: a thread per queue, woken by the guest's kicks. poll: side cores poll the queues with kicks off. hybrid: poll, and let idle queues sleep until a kick.",
+            """
+            notify: a thread per queue, woken by the guest's kicks. poll: side cores poll the queues with kicks off. \
+            hybrid: poll, and let idle queues sleep until a kick.
+            """,
             valueName: "mode"))
     var ioMode: IOMode = .hybrid
 
     @Option(
         name: .customLong("side-cores"),
         help: ArgumentHelp(
-            "Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \(IOEngineOptions.defaultSideCores)); auto: the iocm thread sizes them between --side-cores-min and --side-cores-max from their load.",
+            """
+            Side-core threads (side0, ...) for poll and hybrid modes, pinned to the last host CPUs (default \
+            \(IOEngineOptions.defaultSideCores)); auto: the iocm thread sizes them between --side-cores-min and \
+            --side-cores-max from their load.
+            """,
             valueName: "n|auto"))
     var sideCoreCount: SideCoreCount?
 
     @Option(
         name: .customLong("side-cores-min"),
         help: ArgumentHelp(
-            "With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads while requests are rare.",
+            """
+            With --side-cores auto: the fewest side cores (default 1); 0 lets iocm hand the queues to notify threads \
+            while requests are rare.
+            """,
             valueName: "n"))
     var sideCoresMin: Int?
 
     @Option(
         name: .customLong("side-cores-latency-us"),
         help: ArgumentHelp(
-            "With --side-cores auto: the longest pickup delay (mean length of a side core's rounds that found work) iocm tolerates before adding a core, in µs (default \(IOEngineOptions.defaultPickupDelayMicroseconds)).",
+            """
+            With --side-cores auto: the longest pickup delay (mean length of a side core's rounds that found work) \
+            iocm tolerates before adding a core, in µs (default \(IOEngineOptions.defaultPickupDelayMicroseconds)).
+            """,
             valueName: "µs"))
     var pickupDelayMicroseconds: Int?
 
@@ -50,7 +63,10 @@ struct IOEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("poll-max-us"),
         help: ArgumentHelp(
-            "Hybrid mode: the longest a queue is polled without work before it sleeps, in µs (default \(IOEngineOptions.defaultPollMaxMicroseconds)).",
+            """
+            Hybrid mode: the longest a queue is polled without work before it sleeps, in µs (default \
+            \(IOEngineOptions.defaultPollMaxMicroseconds)).
+            """,
             valueName: "µs"))
     var pollMaxMicroseconds: Int?
 
@@ -64,7 +80,10 @@ struct IOEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("side-core-cpus"),
         help: ArgumentHelp(
-            "Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the last CPUs).",
+            """
+            Host CPUs of side0, side1, ... as a comma-separated list, or none to leave them unpinned (default: the \
+            last CPUs).
+            """,
             valueName: "list|none"))
     var sideCoreCPUs: String?
 
@@ -78,7 +97,10 @@ struct IOEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("irq-redirect"),
         help: ArgumentHelp(
-            "Interrupt redirection: an interrupt whose MSI message lets any of several vCPUs take it (lowest priority) goes to one that is running. on: away from halted and descheduled vCPUs; auto (default): away from halted ones only where the host has posted interrupts, else from descheduled ones; off. Linux programs one CPU per vector, so its interrupts stay where it put them.",
+            """
+            Move an interrupt that may go to any of several vCPUs to a running one. on: off halted and \
+            descheduled vCPUs; auto (default): off halted ones only with posted interrupts; off.
+            """,
             valueName: "on|off|auto"))
     var interruptRedirection: RedirectSetting = .auto
 
@@ -141,9 +163,9 @@ struct IOEngineOptions: ParsableArguments {
             guard ioMode != .notify else { throw ValidationError("--side-cores-max: needs --io-mode poll or hybrid") }
             let count = sideCores ?? Self.defaultSideCores
             guard (max(1, count)...64).contains(sideCoresMax) else {
+                let minimumFlag = sideCoreCount == .automatic ? "--side-cores-min" : "--side-cores"
                 throw ValidationError(
-                    "--side-cores-max \(sideCoresMax): must be \(max(1, count)) (--side-cores\(sideCoreCount == .automatic ? "-min" : "")) to 64"
-                )
+                    "--side-cores-max \(sideCoresMax): must be \(max(1, count)) (\(minimumFlag)) to 64")
             }
         }
         if let pollMaxMicroseconds {

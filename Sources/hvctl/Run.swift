@@ -17,7 +17,10 @@ struct Run: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         abstract:
-            "Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout, or several with --config.",
+            """
+            Boot a Linux guest (bzImage or PVH vmlinux) with a serial console on stdin/stdout, or several with \
+            --config.
+            """,
         discussion: """
             Exit status: 0 when the guest powers off, 2 when it reboots (reboot, panic with panic=-1, \
             triple fault), 1 on a VMM or KVM failure, 64 on bad usage, 128+N when stopped by signal N. \
@@ -42,7 +45,10 @@ struct Run: ParsableCommand {
     @Option(
         name: .customLong("disk"),
         help: ArgumentHelp(
-            "A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. Repeatable.",
+            """
+            A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. \
+            Repeatable.
+            """,
             valueName: "options"))
     var disks: [String] = []
 
@@ -55,7 +61,11 @@ struct Run: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].",
+            """
+            Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \
+            \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. \
+            Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].
+            """,
             valueName: "file"))
     var config: String?
 
@@ -71,7 +81,10 @@ struct Run: ParsableCommand {
     @Option(
         name: .customLong("api-socket"),
         help: ArgumentHelp(
-            "A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist yet.",
+            """
+            A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist \
+            yet.
+            """,
             valueName: "path"))
     var apiSocket: String?
 

@@ -5,7 +5,8 @@ import Foundation
 enum TestKernel {
     /// x86-64 machine code snippets.
     static func out(port: UInt16, value: UInt8) -> [UInt8] {
-        [0x66, 0xBA, UInt8(port & 0xFF), UInt8(port >> 8), 0xB0, value, 0xEE]  // mov dx, port; mov al, value; out dx, al
+        // mov dx, port; mov al, value; out dx, al
+        [0x66, 0xBA, UInt8(port & 0xFF), UInt8(port >> 8), 0xB0, value, 0xEE]
     }
     static let spin: [UInt8] = [0xEB, 0xFE]  // jmp $
     static let halt: [UInt8] = [0xF4]

@@ -130,7 +130,10 @@ final class IOBenchGuestTests: XCTestCase {
         XCTAssertGreaterThan(on.queue("coalesced"), 0, "completions closer than 64 µs were held")
         let perBatch = Double(on.queue("interrupts")) / Double(max(1, on.queue("completionBatches")))
         print(
-            "iobench direct: at \(rate) reads/s, interrupts per request coalescing on \(Double(on.queue("interrupts")) / Double(requests)), off \(Double(off.queue("interrupts")) / Double(requests)); on: \(perBatch) interrupts per completion batch"
+            "iobench direct: at \(rate) reads/s, interrupts per request coalescing on "
+                + "\(Double(on.queue("interrupts")) / Double(requests)), "
+                + "off \(Double(off.queue("interrupts")) / Double(requests)); "
+                + "on: \(perBatch) interrupts per completion batch"
         )
         XCTAssertLessThan(
             on.queue("interrupts"), on.queue("completionBatches"), "held batches were covered by later interrupts")
@@ -168,7 +171,8 @@ final class IOBenchGuestTests: XCTestCase {
             assertAllReadsVerified(net, requests: requests)
             let kicks = net.results[""]?["kicks"] ?? .max
             print(
-                "iobench direct: net \(mode) round trips/s \(net.results[""]?["iops"] ?? 0), kicks per round trip \(Double(kicks) / Double(requests))"
+                "iobench direct: net \(mode) round trips/s \(net.results[""]?["iops"] ?? 0), kicks per round trip "
+                    + "\(Double(kicks) / Double(requests))"
             )
             if mode == "poll" {
                 XCTAssertEqual(kicks, 0, "polled queues need no kicks")
@@ -266,7 +270,10 @@ final class IOBenchGuestTests: XCTestCase {
             let calmLatency = calmLatencies.sorted()[1]
             let hostileLatency = hostileLatencies.sorted()[1]
             print(
-                "iobench direct: isolation \(engine.name): b's median read latency beside a calm VM \(calmLatencies.map { Int($0) }) ns, beside a hostile one \(hostileLatencies.map { Int($0) }) ns; over three runs \(String(format: "%.2f", hostileLatency / max(1, calmLatency)))x"
+                "iobench direct: isolation \(engine.name): b's median read latency beside a calm VM "
+                    + "\(calmLatencies.map { Int($0) }) ns, "
+                    + "beside a hostile one \(hostileLatencies.map { Int($0) }) ns; "
+                    + "over three runs \(String(format: "%.2f", hostileLatency / max(1, calmLatency)))x"
             )
             XCTAssertGreaterThan(calmLatency, 0)
             XCTAssertLessThanOrEqual(
@@ -335,7 +342,8 @@ final class IOBenchGuestTests: XCTestCase {
                 XCTAssertEqual(auto.queue("redirected"), 0)
             } else {
                 print(
-                    "redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, \(auto.queue("redirected")) interrupts moved"
+                    "redirect auto: vCPU 1's thread was descheduled, \(retargets) retargets, "
+                        + "\(auto.queue("redirected")) interrupts moved"
                 )
                 XCTAssertGreaterThanOrEqual(
                     autoRedirection["restores"] as? UInt64 ?? 0, 1, "auto: the moved route was given back")

@@ -24,12 +24,14 @@ final class NestedBlockTests: XCTestCase {
             echo "guest-size $(cat /sys/block/vda/size)"
             """
         let readOnly = """
-            if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo ro-write-accepted; else echo ro-write-refused; fi
+            if dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>/dev/null; then echo ro-write-accepted; else \
+            echo ro-write-refused; fi
             echo "ro-read $(dd if=/dev/vda bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
             """
         let multiQueue = """
             echo "mq-queues $(ls /sys/block/vda/mq | wc -l)"
-            for cpu in 0 1; do taskset -c $cpu dd if=/dev/vda of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; done
+            for cpu in 0 1; do taskset -c $cpu dd if=/dev/vda of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; \
+            done
             echo mq-done
             """
         let fileSystem = """
@@ -37,16 +39,21 @@ final class NestedBlockTests: XCTestCase {
             mount /dev/vda /mnt && echo "fs-read $(cat /mnt/file)"
             """
         let noSpace = """
-            if dd if=/dev/urandom of=/dev/vda bs=1M count=8 oflag=direct 2>/dev/null; then echo enospc-write-accepted; else echo enospc-write-failed; fi
+            if dd if=/dev/urandom of=/dev/vda bs=1M count=8 oflag=direct 2>/dev/null; then echo enospc-write-accepted; \
+            else echo enospc-write-failed; fi
             dd if=/dev/vda of=/dev/null bs=4096 count=16 iflag=direct 2>/dev/null && echo enospc-device-still-reads
             """
         let null =
-            "dd if=/dev/vda of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null && echo null-read-ok; echo \"null-size $(cat /sys/block/vda/size)\""
+            """
+            dd if=/dev/vda of=/dev/null bs=1M count=8 iflag=direct 2>/dev/null && echo null-read-ok; echo \"null-size \
+            $(cat /sys/block/vda/size)\"
+            """
         let script = """
             \(pattern) > /tmp/pattern
             dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
             echo "=== begin write"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img,id=test-disk --cmdline '\(guestRun(writeAndVerify))' --stats-json /tmp/write.json
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img,id=test-disk \
+            --cmdline '\(guestRun(writeAndVerify))' --stats-json /tmp/write.json
             echo "=== end write status=$?"
             echo "=== begin host-file"
             echo "host-file $(dd if=/tmp/disk.img bs=4096 skip=256 count=256 2>/dev/null | md5sum | cut -d' ' -f1)"
@@ -56,39 +63,47 @@ final class NestedBlockTests: XCTestCase {
             dd if=/dev/urandom of=/tmp/ro.img bs=1M count=4 2>/dev/null
             before=$(md5sum < /tmp/ro.img | cut -d' ' -f1)
             echo "=== begin readonly"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/ro.img,readonly=on --cmdline '\(guestRun(readOnly))'
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/ro.img,readonly=on \
+            --cmdline '\(guestRun(readOnly))'
             st=$?
             echo "ro-host-first-block $(dd if=/tmp/ro.img bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
             [ "$before" = "$(md5sum < /tmp/ro.img | cut -d' ' -f1)" ] && echo ro-file-unchanged
             echo "=== end readonly status=$st"
             echo "=== begin multiqueue"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus 2 --disk path=/tmp/disk.img,queues=2 --cmdline '\(guestRun(multiQueue))' --stats-json /tmp/mq.json
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus 2 --disk \
+            path=/tmp/disk.img,queues=2 --cmdline '\(guestRun(multiQueue))' --stats-json /tmp/mq.json
             st=$?
             cat /tmp/mq.json; echo
             echo "=== end multiqueue status=$st"
             dd if=/dev/zero of=/tmp/fs.img bs=1M count=8 2>/dev/null
             echo "=== begin filesystem"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/fs.img --cmdline '\(guestRun(fileSystem))'
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/fs.img --cmdline \
+            '\(guestRun(fileSystem))'
             echo "=== end filesystem status=$?"
             mkdir -p /tmp/small && mount -t tmpfs -o size=2m tmpfs /tmp/small && truncate -s 16M /tmp/small/disk.img
             echo "=== begin enospc"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/small/disk.img --cmdline '\(guestRun(noSpace))' --stats-json /tmp/enospc.json
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/small/disk.img --cmdline \
+            '\(guestRun(noSpace))' --stats-json /tmp/enospc.json
             st=$?
             cat /tmp/enospc.json; echo
             echo "=== end enospc status=$st"
             echo "=== begin null"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk backend=null,size=64M --cmdline '\(guestRun(null))'
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk backend=null,size=64M --cmdline \
+            '\(guestRun(null))'
             echo "=== end null status=$?"
             for setting in off on; do
                 echo "=== begin redirect-$setting"
-                hvctl run --kernel /guest/iobench.elf --memory 256 --cpus 2 --disk path=/guest/pattern.img --io-mode notify \
-                    --irq-redirect $setting --cmdline 'redirect=1 requests=500 vector=0x41 hold_ms=50' --stats-json /tmp/redirect.json
+                hvctl run --kernel /guest/iobench.elf --memory 256 --cpus 2 --disk path=/guest/pattern.img --io-mode \
+            notify \
+                    --irq-redirect $setting --cmdline 'redirect=1 requests=500 vector=0x41 hold_ms=50' --stats-json \
+            /tmp/redirect.json
                 st=$?
                 cat /tmp/redirect.json; echo
                 echo "=== end redirect-$setting status=$st"
             done
             echo "=== begin hostile"
-            hvctl run --kernel /guest/iobench.elf --memory 256 --disk path=/guest/pattern.img --cmdline 'hostile=1 hold_ms=20'
+            hvctl run --kernel /guest/iobench.elf --memory 256 --disk path=/guest/pattern.img --cmdline 'hostile=1 \
+            hold_ms=20'
             echo "=== end hostile status=$?"
             """
         let patternPath = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -23,7 +23,8 @@ final class NestedBootTests: XCTestCase {
         func boot(_ name: String, kernel: String, cpus: Int, cmdline: String, extra: String = "") -> String {
             """
             echo "=== begin \(name)"
-            hvctl run --kernel /guest/\(kernel) --initrd /guest/initramfs.cpio --cpus \(cpus) --cmdline '\(cmdline)' \(extra)
+            hvctl run --kernel /guest/\(kernel) --initrd /guest/initramfs.cpio --cpus \(cpus) --cmdline '\(cmdline)' \
+            \(extra)
             echo "=== end \(name) status=$?"
             """
         }
@@ -43,7 +44,8 @@ final class NestedBootTests: XCTestCase {
                 --stats-json /tmp/sigterm.json >/tmp/sigterm.log 2>&1 &
             pid=$!
             # The signal goes to a running guest: once its userspace said so (at most 120 s).
-            i=0; while ! grep -q "sidecore-guest: ready" /tmp/sigterm.log && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+            i=0; while ! grep -q "sidecore-guest: ready" /tmp/sigterm.log && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); \
+            done
             kill -TERM $pid; wait $pid; st=$?
             cat /tmp/sigterm.log
             # The guest may have been stopped mid-line: what follows goes on lines of their own.
@@ -52,7 +54,8 @@ final class NestedBootTests: XCTestCase {
             """,
             """
             echo "=== begin smp-stress"
-            BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 TF_REPEATS=\(stressTripleFaultRepeats) sh /boot-stress.sh
+            BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 TF_REPEATS=\(stressTripleFaultRepeats) sh \
+            /boot-stress.sh
             echo "=== end smp-stress status=$?"
             """,
         ].joined(separator: "\n")

@@ -43,12 +43,14 @@ final class NestedNetTests: XCTestCase {
         let transfers = """
             \(guestSetUp)
             ping -c 3 \(hostAddress) >/dev/null && echo guest-ping-ok
-            wget -q -O /tmp/down http://\(hostAddress):8080/down && echo "guest-down $(md5sum < /tmp/down | cut -d' ' -f1)"
+            wget -q -O /tmp/down http://\(hostAddress):8080/down && echo "guest-down $(md5sum < /tmp/down | cut -d' ' \
+            -f1)"
             mkdir -p /srv; dd if=/dev/urandom of=/srv/up bs=1M count=4 2>/dev/null
             echo "guest-up $(md5sum < /srv/up | cut -d' ' -f1)"
             httpd -p \(guestAddress):8081 -h /srv
             # Stay up until L2 has fetched /srv/up (it then publishes /fetched).
-            i=0; while [ ! -f /tmp/fetched ] && [ $i -lt 60 ]; do sleep 1; wget -q -O /tmp/fetched http://\(hostAddress):8080/fetched || rm -f /tmp/fetched; i=$((i+1)); done
+            i=0; while [ ! -f /tmp/fetched ] && [ $i -lt 60 ]; do sleep 1; wget -q -O /tmp/fetched \
+            http://\(hostAddress):8080/fetched || rm -f /tmp/fetched; i=$((i+1)); done
             """
         let multiQueue = """
             \(guestSetUp)
@@ -61,7 +63,8 @@ final class NestedNetTests: XCTestCase {
         let rssGuest = """
             echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6
             \(guestSetUp)
-            for a in \(hostAddress) \(NestedNetTests.rssSources.joined(separator: " ")); do ip neigh replace $a lladdr \(NestedNetTests.hostMAC) dev eth0; done
+            for a in \(hostAddress) \(NestedNetTests.rssSources.joined(separator: " ")); do ip neigh replace $a lladdr \
+            \(NestedNetTests.hostMAC) dev eth0; done
             mkdir -p /srv; echo hello > /srv/f
             httpd -p \(guestAddress):8081 -h /srv
             nc -l -p 9999 >/dev/null; echo rss-guest-done
@@ -75,7 +78,8 @@ final class NestedNetTests: XCTestCase {
         let rssAfterStart = """
             ip neigh replace \(guestAddress) lladdr \(NestedNetTests.guestMAC) dev tap0
             for a in \(NestedNetTests.rssSources.joined(separator: " ")); do ip addr add $a/32 dev tap0; done
-            i=0; until wget -q -O /dev/null http://\(guestAddress):8081/f 2>/dev/null || [ $i -ge 60 ]; do sleep 1; i=$((i+1)); done
+            i=0; until wget -q -O /dev/null http://\(guestAddress):8081/f 2>/dev/null || [ $i -ge 60 ]; do sleep 1; \
+            i=$((i+1)); done
             \(rssFlows)
             echo "rss-flow end $(hvctl stats --socket /tmp/rss.sock)"
             echo bye | nc -w 5 \(guestAddress) 9999
@@ -85,7 +89,8 @@ final class NestedNetTests: XCTestCase {
         {
             """
             echo "=== begin \(name)"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) \(options) --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) \(options) \
+            --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
             pid=$!
             i=0; while [ ! -d /sys/class/net/tap0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
             echo 1 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6
@@ -102,13 +107,14 @@ final class NestedNetTests: XCTestCase {
             echo "=== begin host"; echo "host-down $(md5sum < /srv/down | cut -d' ' -f1)"; echo "=== end host status=0"
             httpd -p 8080 -h /srv
             \(boot("transfers", cpus: 1, net: "tap=tap0,mac=52:54:00:12:34:56", script: transfers, afterStart: """
-                i=0; until wget -q -O /tmp/up http://\(guestAddress):8081/up 2>/dev/null || [ $i -ge 60 ]; do sleep 1; i=$((i+1)); done
+                i=0; until wget -q -O /tmp/up http://\(guestAddress):8081/up 2>/dev/null || [ $i -ge 60 ]; do sleep 1; \
+                i=$((i+1)); done
                 echo "host-up $(md5sum < /tmp/up | cut -d' ' -f1)"
                 echo done > /srv/fetched  # tells the guest it may power off
                 """))
             \(boot("multiqueue", cpus: 2, net: "tap=tap0,queues=2", script: multiQueue, afterStart: ""))
-            \(boot("rss", cpus: 2, net: "tap=tap0,queues=2,mac=\(NestedNetTests.guestMAC)", script: rssGuest, afterStart: rssAfterStart,
-                   options: "--api-socket /tmp/rss.sock"))
+            \(boot("rss", cpus: 2, net: "tap=tap0,queues=2,mac=\(NestedNetTests.guestMAC)", script: rssGuest,
+                   afterStart: rssAfterStart, options: "--api-socket /tmp/rss.sock"))
             """
         return try NestedRig.run(script: script)
     }

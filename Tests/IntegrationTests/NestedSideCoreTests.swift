@@ -36,9 +36,11 @@ final class NestedSideCoreTests: XCTestCase {
         }
         let twoVMs = """
             {"vms": [
-              {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": ["path=/tmp/a.img"],
+              {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": \
+            ["path=/tmp/a.img"],
                "cmdline": "\(guestRun(patternWork("a")))"},
-              {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": ["path=/tmp/b.img"],
+              {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": \
+            ["path=/tmp/b.img"],
                "cmdline": "\(guestRun(patternWork("b")))", "console": "/tmp/b.console"}
             ]}
             """
@@ -49,7 +51,8 @@ final class NestedSideCoreTests: XCTestCase {
         let resizeGuest = """
             dd if=/dev/vda of=/dev/null bs=4096 count=100 iflag=direct 2>/dev/null
             echo mark resize; sleep 2
-            dd if=/dev/vda of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && dd if=/dev/vdb of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && echo after-resize-ok
+            dd if=/dev/vda of=/dev/null bs=4096 count=200 iflag=direct 2>/dev/null && dd if=/dev/vdb of=/dev/null \
+            bs=4096 count=200 iflag=direct 2>/dev/null && echo after-resize-ok
             echo "resize-readback $(md5sum < /dev/vda | cut -d' ' -f1) $(md5sum < /dev/vdb | cut -d' ' -f1)"
             """
         // IOcm on its own: quiet, then a stream of direct reads (the whole disk, checked), then quiet.
@@ -68,7 +71,8 @@ final class NestedSideCoreTests: XCTestCase {
             }
             # side0's CPU time in clock ticks (utime + stime), or 0 without a side core.
             side_ticks() {
-                for t in /proc/$1/task/*; do [ "$(cat $t/comm 2>/dev/null)" = side0 ] && { awk '{print $14 + $15}' $t/stat; return; }; done
+                for t in /proc/$1/task/*; do [ "$(cat $t/comm 2>/dev/null)" = side0 ] && { awk '{print $14 + $15}' \
+            $t/stat; return; }; done
                 echo 0
             }
             # Every hvctl run is bounded (timeout's SIGTERM makes hvctl stop the VM and write its
@@ -82,14 +86,16 @@ final class NestedSideCoreTests: XCTestCase {
             marked() {
                 name=$1; shift
                 rm -f /tmp/fifo-$name; mkfifo /tmp/fifo-$name
-                timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
+                timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \
+            \\
                     --cmdline '\(guestRun(guest))' --stats-json /tmp/$name.json "$@" > /tmp/fifo-$name 2>&1 &
                 pid=$!
                 while IFS= read -r line; do
                     line=${line%"$cr"}
                     echo "$line" >> /tmp/console-$name
                     case "$line" in
-                        "mark "*) echo "at-${line#mark } $(counters) side-ticks=$(side_ticks $pid) uptime=$(cut -d' ' -f1 /proc/uptime)" ;;
+                        "mark "*) echo "at-${line#mark } $(counters) side-ticks=$(side_ticks $pid) uptime=$(cut -d' ' \
+            -f1 /proc/uptime)" ;;
                     esac
                     # With a control socket, the live statistics while the guest idles.
                     if [ "$line" = "mark idle-start" ] && [ -S /tmp/api-$name.sock ]; then
@@ -107,7 +113,8 @@ final class NestedSideCoreTests: XCTestCase {
             # A run that hangs ends with timeout's status 143 and fails its own tests, console shown.
             for mode in notify poll hybrid; do
                 echo "=== begin $mode"
-                if [ $mode = hybrid ]; then marked $mode --io-mode $mode --api-socket /tmp/api-$mode.sock; else marked $mode --io-mode $mode; fi
+                if [ $mode = hybrid ]; then marked $mode --io-mode $mode --api-socket /tmp/api-$mode.sock; else marked \
+            $mode --io-mode $mode; fi
                 st=$?
                 echo "=== end $mode status=$st"
             done
@@ -115,15 +122,18 @@ final class NestedSideCoreTests: XCTestCase {
             dd if=/dev/urandom of=/tmp/second.img bs=1M count=4 2>/dev/null
             echo "resize-files $(md5sum < /tmp/disk.img | cut -d' ' -f1) $(md5sum < /tmp/second.img | cut -d' ' -f1)"
             rm -f /tmp/fifo-resize; mkfifo /tmp/fifo-resize
-            timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img --disk path=/tmp/second.img \\
-                --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 --api-socket /tmp/api-resize.sock \\
+            timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \
+            --disk path=/tmp/second.img \\
+                --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 \
+            --api-socket /tmp/api-resize.sock \\
                 --cmdline '\(guestRun(resizeGuest))' --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
             pid=$!
             while IFS= read -r line; do
                 line=${line%"$cr"}
                 case "$line" in
                     "mark resize") echo "iocm $(hvctl iocm --socket /tmp/api-resize.sock --side-cores 2 2>&1)" ;;
-                    after-resize-ok) echo "$line"; echo "iocm-auto $(hvctl iocm --socket /tmp/api-resize.sock --side-cores auto 2>&1)" ;;
+                    after-resize-ok) echo "$line"; echo "iocm-auto $(hvctl iocm --socket /tmp/api-resize.sock \
+            --side-cores auto 2>&1)" ;;
                     resize-readback*|hvctl*) echo "$line" ;;
                 esac
             done < /tmp/fifo-resize
@@ -140,19 +150,22 @@ final class NestedSideCoreTests: XCTestCase {
             tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)'
             cat /tmp/iocm.json; echo
             echo "=== end iocm status=$st"
-            dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 2>/dev/null
+            dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 \
+            2>/dev/null
             cat > /tmp/vms.json <<'JSON'
             \(twoVMs)
             JSON
             echo "=== begin two-vms"
             # Small guests keep L2's load down.
-            timeout 240 hvctl run --config /tmp/vms.json --io-mode hybrid --side-cores 1 --stats-json /tmp/two.json > /tmp/two.out 2>&1
+            timeout 240 hvctl run --config /tmp/vms.json --io-mode hybrid --side-cores 1 --stats-json /tmp/two.json > \
+            /tmp/two.out 2>&1
             st=$?
             # A failed run shows why: hvctl's own messages (a triple fault's vCPU reports among them).
             [ $st = 0 ] || tr -d '\\r' < /tmp/two.out | grep '^hvctl' | sed 's/^/console: /'
             tr -d '\\r' < /tmp/two.out | grep -E '^(\\[a\\] a-|hvctl)'
             sed 's/^/[b] /' /tmp/b.console | tr -d '\\r' | grep -E '^\\[b\\] b-'
-            for vm in a b; do echo "$vm-file $(dd if=/tmp/$vm.img bs=4096 count=32 2>/dev/null | md5sum | cut -d' ' -f1)"; done
+            for vm in a b; do echo "$vm-file $(dd if=/tmp/$vm.img bs=4096 count=32 2>/dev/null | md5sum | cut -d' ' \
+            -f1)"; done
             cat /tmp/two.json; echo
             echo "=== end two-vms status=$st"
             """
@@ -246,7 +259,10 @@ final class NestedSideCoreTests: XCTestCase {
         print("side-core rig: per request, notify: \(describe(notifyPerRequest))")
         print("side-core rig: per request, poll: \(describe(pollPerRequest))")
         print(
-            "side-core rig: kicks per request, notify \(notifyCounts.kicks / notifyCounts.requests), poll \(pollCounts.kicks / pollCounts.requests)"
+            """
+            side-core rig: kicks per request, notify \(notifyCounts.kicks / notifyCounts.requests), poll \
+            \(pollCounts.kicks / pollCounts.requests)
+            """
         )
         // At queue depth 1 the guest halts while it waits and takes the completion interrupt
         // whoever serves the queue; under TCG how often it halts, and so how many interrupt-window

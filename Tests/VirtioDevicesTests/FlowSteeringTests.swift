@@ -37,7 +37,8 @@ final class FlowSteeringTests: XCTestCase {
             0x2cc1_8cd5)
         XCTAssertEqual(
             toeplitz.hash(
-                ToeplitzHash.flowInput(source: Self.ipv6Source, destination: Self.ipv6Destination, ports: (2794, 1766))),
+                ToeplitzHash.flowInput(
+                    source: Self.ipv6Source, destination: Self.ipv6Destination, ports: (2794, 1766))),
             0x4020_7d3d)
     }
 
@@ -150,7 +151,10 @@ final class TAPFlowSteeringTests: XCTestCase {
         configuration.queuePairs = 2
         let device = try NetDevice(configuration: configuration, name: "net0")
         try shell(
-            "ip link set sctest-rss address 02:00:00:00:00:01 && ip addr add 169.254.91.1/24 dev sctest-rss && ip link set sctest-rss up && ip neigh replace 169.254.91.2 lladdr 52:54:00:00:00:09 dev sctest-rss"
+            """
+            ip link set sctest-rss address 02:00:00:00:00:01 && ip addr add 169.254.91.1/24 dev sctest-rss && ip link \
+            set sctest-rss up && ip neigh replace 169.254.91.2 lladdr 52:54:00:00:00:09 dev sctest-rss
+            """
         )
         var buffer = [UInt8](repeating: 0, count: 2048)
         for (kind, protocolNumber) in [(SOCK_DGRAM, UInt8(17)), (SOCK_STREAM, UInt8(6))] {

@@ -16,7 +16,8 @@ void ckvm_uring_destroy(ckvm_uring *ring);
 /// Each prep call queues one operation tagged `user_data`; it returns -EBUSY when the submission
 /// queue is full (nothing is submitted behind the caller's back).
 /// readv (write == 0) or writev (write != 0) of `count` struct iovec at file `offset`.
-int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset, uint64_t user_data);
+int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset,
+                       uint64_t user_data);
 int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
 int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data);
 int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data);

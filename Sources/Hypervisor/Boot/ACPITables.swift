@@ -50,7 +50,8 @@ public enum ACPITables {
     static func serialDevice() -> [UInt8] {
         let base = UInt16(Serial16550.com1Base)
         let resources: [UInt8] =
-            [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]  // IO, 16-bit decode, 8 ports
+            // IO, 16-bit decode, 8 ports
+            [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]
             + [0x22] + LittleEndian.bytes(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
             + [0x79, 0x00]  // end tag
         let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x05, 0x01]  // EisaId ("PNP0501")
@@ -76,7 +77,8 @@ public enum ACPITables {
         let memory: [UInt8] =
             [0x87, 0x17, 0x00, 0x00, 0x0C, 0x01] + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowStart)
             + LittleEndian.bytes(windowEnd)
-            + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowEnd - windowStart + 1)  // DWord memory, read/write, non-cacheable
+            // (DWord memory, read/write, non-cacheable)
+            + LittleEndian.bytes(UInt32(0)) + LittleEndian.bytes(windowEnd - windowStart + 1)
         let resources =
             wordAddress(type: 2, typeFlags: 0, minimum: 0, maximum: 0)  // bus 0
             + [0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08]  // IO 0xCF8-0xCFF (configuration mechanism #1)
@@ -126,11 +128,13 @@ public enum ACPITables {
     }
 
     static func makeMADT(vcpuCount: Int) -> [UInt8] {
-        var body = LittleEndian.bytes(UInt32(X86Layout.lapicAddress)) + LittleEndian.bytes(UInt32(1))  // PCAT_COMPAT: 8259s present
+        // The local APICs' address, then PCAT_COMPAT: 8259s present.
+        var body = LittleEndian.bytes(UInt32(X86Layout.lapicAddress)) + LittleEndian.bytes(UInt32(1))
         for id in 0..<vcpuCount {
             body += [0, 8, UInt8(id), UInt8(id)] + LittleEndian.bytes(UInt32(1))  // Processor Local APIC, enabled
         }
-        body += [1, 12, 0, 0] + LittleEndian.bytes(UInt32(X86Layout.ioapicAddress)) + LittleEndian.bytes(UInt32(0))  // IOAPIC 0 at GSI 0
+        // IOAPIC 0 at GSI 0.
+        body += [1, 12, 0, 0] + LittleEndian.bytes(UInt32(X86Layout.ioapicAddress)) + LittleEndian.bytes(UInt32(0))
         return table("APIC", revision: 5, body: body)
     }
 

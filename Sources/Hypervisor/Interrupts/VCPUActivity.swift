@@ -13,9 +13,9 @@ public struct VCPUActivitySample: Equatable, Sendable {
 /// Whether each vCPU is running, from successive samples. A sample says "not running" when the
 /// vCPU is blocking (halted; unless `countsHalts` is false) or its thread waited for a host CPU
 /// for at least half the time since the previous sample (descheduled: the kernel reports a wait
-/// once it is over, so this marks a vCPU that keeps losing its CPU to others). The answer changes only when two samples in a row
-/// agree: a guest halts between requests for microseconds, and a route that followed every
-/// sample would flap.
+/// once it is over, so this marks a vCPU that keeps losing its CPU to others). The answer changes
+/// only when two samples in a row agree: a guest halts between requests for microseconds, and a
+/// route that followed every sample would flap.
 public struct VCPUActivityTracker: Sendable {
     private var previous: [VCPUActivitySample]?
     private var previousVerdicts: [Bool] = []

@@ -24,8 +24,8 @@ public struct VCPUStateReport: Sendable {
         }
         if let s = try? vcpu.specialRegisters() {
             lines.append(
-                "  CS \(hex(UInt64(s.cs.selector))) CR0 \(hex(s.cr0)) CR2 \(hex(s.cr2)) CR3 \(hex(s.cr3)) CR4 \(hex(s.cr4)) "
-                    + "EFER \(hex(s.efer)) APIC base \(hex(s.apic_base))")
+                "  CS \(hex(UInt64(s.cs.selector))) CR0 \(hex(s.cr0)) CR2 \(hex(s.cr2)) CR3 \(hex(s.cr3)) "
+                    + "CR4 \(hex(s.cr4)) EFER \(hex(s.efer)) APIC base \(hex(s.apic_base))")
         }
         var lapic = kvm_lapic_state()
         if ckvm_get_lapic(vcpu.fd, &lapic) == 0 {
@@ -61,7 +61,8 @@ public struct VCPUStateReport: Sendable {
         }
         func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
         return
-            "ID \(hex(register(0x20) >> 24)) TPR \(hex(register(0x80))) ISR \(highestVector(0x100)) IRR \(highestVector(0x200)) "
-            + "SVR \(hex(register(0xF0))) LVT timer \(hex(register(0x320))) initial count \(register(0x380)) current count \(register(0x390))"
+            "ID \(hex(register(0x20) >> 24)) TPR \(hex(register(0x80))) ISR \(highestVector(0x100)) "
+            + "IRR \(highestVector(0x200)) SVR \(hex(register(0xF0))) LVT timer \(hex(register(0x320))) "
+            + "initial count \(register(0x380)) current count \(register(0x390))"
     }
 }

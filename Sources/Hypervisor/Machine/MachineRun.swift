@@ -108,7 +108,8 @@ extension Machine {
         } else {
             description =
                 "vcpu\(vcpu.id) triple-faulted at RIP \(hex(registers?.rip)) RSP \(hex(registers?.rsp)) "
-                + "CR0 \(hex(special?.cr0)) CR3 \(hex(special?.cr3)) CR4 \(hex(special?.cr4)) EFER \(hex(special?.efer))"
+                + "CR0 \(hex(special?.cr0)) CR3 \(hex(special?.cr3)) CR4 \(hex(special?.cr4)) "
+                + "EFER \(hex(special?.efer))"
         }
         tripleFaultState.withLock { if $0 == nil { $0 = description } }
     }

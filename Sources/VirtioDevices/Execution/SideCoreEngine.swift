@@ -200,7 +200,10 @@ public enum SideCoreEngineError: Error, CustomStringConvertible {
         case .noSideCores: return "no side cores to place queues on"
         case .badCount(let count, let maximum):
             return
-                "\(count) side cores: must be 0 to \(maximum), the engine's maximum; 0 serves queues with notify threads"
+                """
+                \(count) side cores: must be 0 to \(maximum), the engine's maximum; 0 serves queues with notify \
+                threads
+                """
         }
     }
 }
