@@ -3,9 +3,13 @@ import Glibc
 
 @main
 struct HVCtl: ParsableCommand {
+    /// hvctl's version (`hvctl --version`).
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "hvctl",
         abstract: "Sidecore: a KVM micro-hypervisor for small Linux guests.",
+        version: HVCtl.version,
         subcommands: [Run.self, Check.self, Stats.self, IOCMCommand.self]
     )
 

@@ -109,13 +109,17 @@ struct IOEngineOptions: ParsableArguments {
         guard let sideCoreCPUs else { return nil }
         if sideCoreCPUs == "none" { return [] }
         let online = Int32(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        return try sideCoreCPUs.split(separator: ",", omittingEmptySubsequences: false).map { item in
+        let cpus = try sideCoreCPUs.split(separator: ",", omittingEmptySubsequences: false).map { item in
             guard let cpu = Int32(item), cpu >= 0, cpu < online else {
                 throw ValidationError(
                     "--side-core-cpus \(sideCoreCPUs): '\(item)' is not an online CPU (0 to \(online - 1))")
             }
             return cpu
         }
+        guard Set(cpus).count == cpus.count else {
+            throw ValidationError("--side-core-cpus \(sideCoreCPUs): a CPU is given twice")
+        }
+        return cpus
     }
 
     func validate() throws {

@@ -39,8 +39,11 @@ struct Run: ParsableCommand {
     @Option(help: "Number of vCPUs (default 1).")
     var cpus: Int?
 
-    @Option(help: "Guest RAM in MiB (default 512).")
-    var memory: Int?
+    @Option(help: "Guest RAM in MiB, or with a K, M or G suffix (default 512).")
+    var memory: MemorySize?
+
+    @Flag(name: .customLong("memory-overcommit"), help: "Allow the VMs more memory than the host has.")
+    var memoryOvercommit = false
 
     @Option(
         name: .customLong("disk"),
@@ -113,7 +116,7 @@ struct Run: ParsableCommand {
         vm.initrd = initrd
         vm.cmdline = cmdline ?? Self.defaultCommandLine
         vm.cpus = cpus ?? 1
-        vm.memory = memory ?? 512
+        vm.memory = memory?.mebibytes ?? 512
         vm.disks = disks
         vm.nets = nets
         return vm
@@ -122,6 +125,11 @@ struct Run: ParsableCommand {
     func run() throws {
         let definitions = try config.map(VMConfigFile.load) ?? [commandLineVM()]
         let several = config != nil
+        let totalMemory = definitions.reduce(0) { $0 + $1.memory }
+        if !memoryOvercommit, let host = MemorySize.hostMebibytes, totalMemory > host {
+            let what = several ? "--config \(config ?? ""): the VMs' \(totalMemory) MiB" : "--memory \(totalMemory)"
+            throw ValidationError("\(what): more than this host's \(host) MiB of RAM (--memory-overcommit allows it)")
+        }
         let statisticsFile = try statsJSON.map { try StatisticsFile(path: $0) }
         let vms = try definitions.map { try $0.configuration() }
         let io = try self.io.ioConfiguration()

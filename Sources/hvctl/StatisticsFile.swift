@@ -9,6 +9,10 @@ struct StatisticsFile {
     let path: String
 
     init(path: String) throws {
+        var status = stat()
+        if stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFDIR {
+            throw ValidationError("--stats-json \(path): is a directory")
+        }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         if access(directory.isEmpty ? "/" : directory, W_OK) != 0 {
             throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")

@@ -30,6 +30,8 @@ struct VMDefinition: Decodable, Sendable {
     }
 
     init(from decoder: Decoder) throws {
+        try UnknownKeyError.check(
+            decoder, known: ["name", "kernel", "initrd", "cmdline", "cpus", "memory", "disks", "nets", "console"])
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         kernel = try container.decode(String.self, forKey: .kernel)
@@ -44,12 +46,23 @@ struct VMDefinition: Decodable, Sendable {
 
     /// Checks the values; `field` turns a field name into how the user wrote it ("--cpus", or
     /// "--config FILE: vm NAME: cpus"), so the message names the bad input.
-    func validate(field: (String) -> String) throws {
+    /// `label` goes before errors in its device arguments ("--config FILE: vm NAME: ", or "").
+    func validate(label: String = "", field: (String) -> String) throws {
         if cpus < 1 { throw ValidationError("\(field("cpus")) \(cpus): a guest needs at least 1 vCPU") }
         if memory < 1 { throw ValidationError("\(field("memory")) \(memory): a guest needs at least 1 MiB") }
         if memory > 1 << 20 { throw ValidationError("\(field("memory")) \(memory): more than 1 TiB is not supported") }
-        for disk in disks { _ = try DiskArgument.parse(disk) }
-        for net in nets { _ = try NetArgument.parse(net) }
+        do {
+            var ids = Set<String>()
+            for disk in disks {
+                let id = try DiskArgument.parse(disk).id
+                guard id.isEmpty || ids.insert(id).inserted else {
+                    throw ValidationError("--disk \(disk): id \(id) is given to two disks")
+                }
+            }
+            for net in nets { _ = try NetArgument.parse(net) }
+        } catch let error as ValidationError where !label.isEmpty {
+            throw ValidationError(label + error.message)
+        }
     }
 
     /// The runtime's configuration of this VM, its device arguments parsed.
@@ -67,6 +80,13 @@ struct VMDefinition: Decodable, Sendable {
 enum VMConfigFile {
     private struct Document: Decodable {
         let vms: [VMDefinition]
+
+        init(from decoder: Decoder) throws {
+            try UnknownKeyError.check(decoder, known: ["vms"])
+            vms = try decoder.container(keyedBy: CodingKeys.self).decode([VMDefinition].self, forKey: .vms)
+        }
+
+        private enum CodingKeys: String, CodingKey { case vms }
     }
 
     static func load(_ path: String) throws -> [VMDefinition] {
@@ -88,6 +108,8 @@ enum VMConfigFile {
             document = try JSONDecoder().decode(Document.self, from: Data(bytes))
         } catch let error as DecodingError {
             throw ValidationError("--config \(path): \(describe(error))")
+        } catch let error as UnknownKeyError {
+            throw ValidationError("--config \(path): \(error.path): unknown key")
         }
         guard !document.vms.isEmpty else { throw ValidationError("--config \(path): \"vms\" is empty") }
         var names = Set<String>()
@@ -95,7 +117,7 @@ enum VMConfigFile {
             guard !vm.name.isEmpty, names.insert(vm.name).inserted else {
                 throw ValidationError("--config \(path): vm names must be unique and non-empty ('\(vm.name)')")
             }
-            try vm.validate { "--config \(path): vm \(vm.name): \($0)" }
+            try vm.validate(label: "--config \(path): vm \(vm.name): ") { "--config \(path): vm \(vm.name): \($0)" }
         }
         return document.vms
     }

@@ -162,7 +162,7 @@ final class CLIErrorTests: XCTestCase {
             ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-cores-max", "2"], mentions: ["--side-cores-max"]
         )
         try assertRejected(
-            ["run", "--kernel", bzImage, "--side-core-cpus", "0,0"], mentions: ["2 CPUs for 1 side cores"])
+            ["run", "--kernel", bzImage, "--side-core-cpus", "0,1"], mentions: ["2 CPUs for 1 side cores"])
         try assertRejected(
             ["run", "--kernel", bzImage, "--io-mode", "notify", "--side-core-cpus", "none"],
             mentions: ["--side-core-cpus"])
@@ -199,6 +199,39 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(["run", "--config", missingKernel], mentions: ["vm b", "/nonexistent/k"])
         try assertRejected(["run", "--config", badCPUs, "--kernel", bzImage], mentions: ["--kernel", "--config"])
         try assertRejected(["run"], mentions: ["--kernel"])
+        let misspelt = try write("memroy.json", Array(#"{"vms": [{"name": "a", "kernel": "k", "memroy": 64}]}"#.utf8))
+        try assertRejected(["run", "--config", misspelt], mentions: [misspelt, ".vms[0].memroy: unknown key"])
+        let topLevel = try write("top.json", Array(#"{"vms": [{"name": "a", "kernel": "k"}], "vsm": []}"#.utf8))
+        try assertRejected(["run", "--config", topLevel], mentions: [".vsm: unknown key"])
+        let sameID = try write(
+            "ids.json",
+            Array(#"{"vms": [{"name": "a", "kernel": "k", "disks": ["path=x,id=d", "path=y,id=d"]}]}"#.utf8))
+        try assertRejected(["run", "--config", sameID], mentions: ["vm a", "id d is given to two disks"])
+    }
+
+    func testMemoryTakesSuffixesAndIsNoMoreThanTheHostHas() throws {
+        try assertRejected(["run", "--kernel", bzImage, "--memory", "8M"], mentions: [bzImage, "--memory"])
+        try assertRejected(["run", "--kernel", bzImage, "--memory", "512X"], mentions: ["--memory", "512X"])
+        try assertRejected(["run", "--kernel", bzImage, "--memory", "1000000G"], mentions: ["--memory"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--memory", "900G"], mentions: ["--memory 921600", "--memory-overcommit"])
+    }
+
+    func testDuplicatesAndDirectoriesAreRefused() throws {
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--io-mode", "poll", "--side-cores", "2", "--side-core-cpus", "1,1"],
+            mentions: ["--side-core-cpus 1,1", "given twice"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--stats-json", scratch.path], mentions: [scratch.path, "directory"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=x,id=same", "--disk", "path=y,id=same"],
+            mentions: ["id same is given to two disks"])
+    }
+
+    func testVersion() throws {
+        let result = try Toolchain.run(Toolchain.hvctl, ["--version"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("0."), result.stdout)
     }
 
     func testControlSocketErrors() throws {
