@@ -109,6 +109,18 @@ outlived_sigkill() {  # outlived_sigkill PID HYPERVISOR BOOT
     [ -c /dev/ttyS1 ] && echo "nested-rig: L2 broken: $2's process (boot $3) outlived SIGKILL in L2's kernel" > /dev/ttyS1
 }
 
+# bounded SECONDS COMMANDS: runs a diagnosis in the background and prints what it wrote once it
+# is done or SECONDS have passed, whichever comes first, so a read that blocks on a stuck VM (its
+# debugfs counters, a thread's kernel stack) cannot keep the hung guest from being stopped.
+bounded() {
+    rm -f /tmp/bounded.out /tmp/bounded.done
+    ( eval "$2" > /tmp/bounded.out 2>&1; touch /tmp/bounded.done ) &
+    waited=0
+    while [ ! -f /tmp/bounded.done ] && [ $waited -lt "$1" ]; do sleep 1; waited=$((waited + 1)); done
+    cat /tmp/bounded.out 2>/dev/null
+    [ -f /tmp/bounded.done ] || echo "--- diagnosis: still not done after $1 s: $2"
+}
+
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
@@ -154,20 +166,20 @@ while [ $n -le "$boots" ]; do
             # Its thread states are printed at once (a process stuck in the kernel may never be reaped).
             ( sleep "$boot_timeout"
               if kill -0 $pid 2>/dev/null; then
-                  counters $pid > /tmp/sampled; touch /tmp/hung
-                  threads $pid "boot $n $hv: threads at the timeout, before SIGTERM"
-                  # L2's own registers while the guest hangs (nested/run prints them at the end):
-                  # an L3 CR3 outside guest RAM (as hvctl's report at SIGTERM shows it) that
-                  # equals an L2 CR3 was carried over from L2 by the emulated SVM.
-                  [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 12
-                  trace_dump "$hv boot $n at the timeout"
+                  touch /tmp/hung
+                  # L2's own registers while the guest hangs, asked for first (nested/run prints them
+                  # at the end): an L3 CR3 outside guest RAM (as hvctl's report at SIGTERM shows it)
+                  # that equals an L2 CR3 was carried over from L2 by the emulated SVM.
+                  [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 7
+                  bounded 20 "counters $pid > /tmp/sampled; threads $pid 'boot $n $hv: threads at the timeout, before SIGTERM'"
+                  bounded 20 "trace_dump '$hv boot $n at the timeout'"
                   kill -TERM $pid
                   sleep 10
                   if kill -0 $pid 2>/dev/null; then
-                      threads $pid "boot $n $hv: threads 10 s after SIGTERM, before SIGKILL"
+                      bounded 20 "threads $pid 'boot $n $hv: threads 10 s after SIGTERM, before SIGKILL'"
                       kill -KILL $pid 2>/dev/null; sleep 5
                       if kill -0 $pid 2>/dev/null; then
-                          threads $pid "boot $n $hv: threads 5 s after SIGKILL"
+                          bounded 20 "threads $pid 'boot $n $hv: threads 5 s after SIGKILL'"
                           outlived_sigkill $pid $hv $n
                       fi
                   fi
