@@ -50,20 +50,26 @@ public final class VMMRuntime: Sendable {
             engine = NotifyEngine()
         }
         var vms: [VMInstance] = []
-        for var configuration in configurations {
-            configuration.machine.vcpuHostCPUs = placement.vcpuCPUs
-            configuration.machine.interruptRedirection = io.interruptRedirection
-            vms.append(
-                try VMInstance(
-                    configuration: configuration, kvm: kvm, engine: engine,
-                    consoleOutput: try consoleOutput(configuration),
-                    namePrefix: self.namedVMs ? "\(configuration.name)." : ""))
-        }
-        self.vms = vms
-        if let policy = io.coreCountPolicy, let sideCores {
-            coreManager = try IOCoreManager(engine: sideCores, policy: policy, onResize: io.onResize)
-        } else {
-            coreManager = nil
+        do {
+            for var configuration in configurations {
+                configuration.machine.vcpuHostCPUs = placement.vcpuCPUs
+                configuration.machine.interruptRedirection = io.interruptRedirection
+                vms.append(
+                    try VMInstance(
+                        configuration: configuration, kvm: kvm, engine: engine,
+                        consoleOutput: try consoleOutput(configuration),
+                        namePrefix: self.namedVMs ? "\(configuration.name)." : ""))
+            }
+            self.vms = vms
+            if let policy = io.coreCountPolicy, let sideCores {
+                coreManager = try IOCoreManager(engine: sideCores, policy: policy, onResize: io.onResize)
+            } else {
+                coreManager = nil
+            }
+        } catch {
+            // Nothing ran yet (queues attach at the guest's DRIVER_OK): only the side cores' threads.
+            sideCores?.stop()
+            throw error
         }
     }
 
@@ -73,12 +79,19 @@ public final class VMMRuntime: Sendable {
         let results = Lock<[Int: MachineExit]>([:])
         var threads: [HostThread] = []
         for (index, vm) in vms.enumerated() {
-            threads.append(
-                try HostThread(name: "vm-\(vm.configuration.name)") {
-                    let exit: MachineExit
-                    do { exit = try vm.machine.run() } catch { exit = .failed("\(error)") }
-                    results.withLock { $0[index] = exit }
-                })
+            do {
+                threads.append(
+                    try HostThread(name: "vm-\(vm.configuration.name)") {
+                        let exit: MachineExit
+                        do { exit = try vm.machine.run() } catch { exit = .failed("\(error)") }
+                        results.withLock { $0[index] = exit }
+                    })
+            } catch {
+                // The VMs already started are stopped and joined: none runs on unowned.
+                stop(.failed("vm \(vm.configuration.name) could not start: \(error)"))
+                for thread in threads { thread.join() }
+                throw error
+            }
         }
         for thread in threads { thread.join() }
         return results.withLock { results in vms.indices.map { results[$0] ?? .failed("did not run") } }

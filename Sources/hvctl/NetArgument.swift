@@ -29,7 +29,10 @@ enum NetArgument {
     static func parseMAC(_ text: String) -> [UInt8]? {
         let groups = text.split(separator: ":", omittingEmptySubsequences: false)
         guard groups.count == 6 else { return nil }
-        let bytes = groups.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+        // Two hex digits each: UInt8(_:radix:) alone would take "+6" or "-0".
+        let bytes = groups.compactMap { group in
+            group.count == 2 && group.allSatisfy(\.isHexDigit) ? UInt8(group, radix: 16) : nil
+        }
         guard bytes.count == 6, bytes[0] & 1 == 0 else { return nil }
         return bytes
     }

@@ -130,6 +130,8 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(
             ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:56:zz"],
             mentions: ["52:54:00:12:34:56:zz", "unicast MAC"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:+6"], mentions: ["52:54:00:12:34:+6"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,tap=t1"], mentions: ["tap is given twice"])
     }
 

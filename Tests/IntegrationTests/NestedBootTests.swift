@@ -25,7 +25,8 @@ final class NestedBootTests: XCTestCase {
             echo "=== begin \(name)"
             hvctl run --kernel /guest/\(kernel) --initrd /guest/initramfs.cpio --cpus \(cpus) --cmdline '\(cmdline)' \
             \(extra)
-            echo "=== end \(name) status=$?"
+            st=$?; echo "nested-rig: expect === end \(name) status=" > /dev/ttyS1
+            echo "=== end \(name) status=$st"
             """
         }
         let script = [

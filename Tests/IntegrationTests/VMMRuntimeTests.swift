@@ -123,6 +123,22 @@ final class VMMRuntimeTests: XCTestCase {
         }
     }
 
+    /// Names of this process's threads.
+    func threadNames() -> [String] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// A run that cannot be built leaves no side-core thread polling behind it.
+    func testAFailedBuildStopsTheSideCoresItStarted() throws {
+        XCTAssertTrue(eventually { !self.threadNames().contains("side0") }, "no side core before: \(threadNames())")
+        var bad = vm("small", cmdline: "")
+        bad.machine.memoryInBytes = 4096
+        XCTAssertThrowsError(try runtime([vm("good", cmdline: ""), bad], io: sideCores(.poll), consoles: Lock([:])))
+        XCTAssertTrue(eventually { !self.threadNames().contains("side0") }, "side0 still runs: \(threadNames())")
+    }
+
     /// One request line on a control socket, and its reply line.
     func ask(_ path: String, _ request: String) throws -> [String: Any] {
         var address = try ControlSocket.address(path)

@@ -109,16 +109,23 @@ outlived_sigkill() {  # outlived_sigkill PID HYPERVISOR BOOT
     [ -c /dev/ttyS1 ] && echo "nested-rig: L2 broken: $2's process (boot $3) outlived SIGKILL in L2's kernel" > /dev/ttyS1
 }
 
+# expect TEXT: tells nested/run (on L2's ttyS1) that the console will print TEXT next, so a
+# console that stopped transmitting ends the rig run at once instead of at its timeout.
+expect() { [ -c /dev/ttyS1 ] && echo "nested-rig: expect $1" > /dev/ttyS1; return 0; }
+
 # bounded SECONDS COMMANDS: runs a diagnosis in the background and prints what it wrote once it
 # is done or SECONDS have passed, whichever comes first, so a read that blocks on a stuck VM (its
 # debugfs counters, a thread's kernel stack) cannot keep the hung guest from being stopped.
+# Each call has files of its own: one left running after its time may finish during a later call.
+bounded_calls=0
 bounded() {
-    rm -f /tmp/bounded.out /tmp/bounded.done
-    ( eval "$2" > /tmp/bounded.out 2>&1; touch /tmp/bounded.done ) &
+    bounded_calls=$((bounded_calls + 1))
+    out=/tmp/bounded.$$.$bounded_calls
+    ( eval "$2" > $out.out 2>&1; touch $out.done ) &
     waited=0
-    while [ ! -f /tmp/bounded.done ] && [ $waited -lt "$1" ]; do sleep 1; waited=$((waited + 1)); done
-    cat /tmp/bounded.out 2>/dev/null
-    [ -f /tmp/bounded.done ] || echo "--- diagnosis: still not done after $1 s: $2"
+    while [ ! -f $out.done ] && [ $waited -lt "$1" ]; do sleep 1; waited=$((waited + 1)); done
+    cat $out.out 2>/dev/null
+    [ -f $out.done ] || echo "--- diagnosis: still not done after $1 s: $2"
 }
 
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
@@ -156,6 +163,7 @@ while [ $n -le "$boots" ]; do
         # Once, or again after a repeated triple fault (TF_REPEATS).
         while :; do
             log=/tmp/boot-$hv.log
+            expect "boot $n $hv start"
             echo "boot $n $hv start"
             began=$(cut -d. -f1 /proc/uptime)
             trace_start
@@ -170,7 +178,8 @@ while [ $n -le "$boots" ]; do
                   # L2's own registers while the guest hangs, asked for first (nested/run prints them
                   # at the end): an L3 CR3 outside guest RAM (as hvctl's report at SIGTERM shows it)
                   # that equals an L2 CR3 was carried over from L2 by the emulated SVM.
-                  [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 7
+                  # nested/run looks every 5 s and reads twice, a second or more apart: 12 s covers both.
+                  [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 12
                   bounded 20 "counters $pid > /tmp/sampled; threads $pid 'boot $n $hv: threads at the timeout, before SIGTERM'"
                   bounded 20 "trace_dump '$hv boot $n at the timeout'"
                   kill -TERM $pid
@@ -198,6 +207,7 @@ while [ $n -le "$boots" ]; do
                 trace_dump "$hv boot $n (repeated)"
                 continue
             fi
+            expect "boot $n $hv $result seconds="
             echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
             case $result in triple-fault|reset) shutdown_signature ;; esac
             if [ "$result" = ok ]; then

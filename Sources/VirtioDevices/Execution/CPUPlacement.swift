@@ -17,7 +17,7 @@ public struct CPUPlacement: Equatable, Sendable {
             vcpuCPUs = nil
             return
         }
-        sideCoreCPUs = (0..<sideCores.maxCount).map { index in
+        sideCoreCPUs = (0..<max(0, sideCores.maxCount)).map { index in
             switch sideCores.placement {
             case .lastCPUs: return online - 1 - Int32(index % Int(online))
             case .cpus(let list): return index < list.count ? list[index] : nil
