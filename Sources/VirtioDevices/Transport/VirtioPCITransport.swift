@@ -8,7 +8,6 @@ import Synchronization
 public final class VirtioPCITransport: PCIDevice, Sendable {
     typealias Layout = VirtioPCILayout
     static let noVector = VirtioCommonConfiguration.noVector
-    static let driverOK = DeviceStatusTransition.driverOK
     static let needsReset = DeviceStatusTransition.needsReset
 
     /// What a DRIVER_OK started and the next reset tears down. Only touched under `lifecycle`.
