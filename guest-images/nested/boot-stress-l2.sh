@@ -6,15 +6,16 @@
 #   boot N HYPERVISOR OUTCOME seconds=S
 # OUTCOME: ok (both halves read back right, guest powered off), bad-data, triple-fault (hvctl),
 # reset (QEMU ended without the guest's exit line: a triple fault or a reboot), panic, hang (no
-# poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), failed (any other
-# exit status). A boot that is not ok is followed by `--- diagnosis` lines: the end of the
-# console, hvctl's own messages (each vCPU's registers, last exits and KVM statistics), KVM's
-# counters for a hung VM (debugfs, read before it is stopped) and the end of L2's kernel log. Ends with
+# poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), hang-l2-state (an
+# hvctl hang whose vCPU holds L2's registers, see l2_state), failed (any other exit status).
+# A boot that is not ok is followed by `--- diagnosis` lines: the end of the console, hvctl's own
+# messages (each vCPU's registers, last exits and KVM statistics), KVM's counters for a hung VM
+# (debugfs, read before it is stopped) and the end of L2's kernel log. Ends with
 #   summary HYPERVISOR boots=N ok=N failures=N [OUTCOME=N ...]
-# TF_REPEATS=N boots a guest again when it triple-faulted (hvctl) or reset (QEMU), at most N times
-# over the run, each announced with `boot N HYPERVISOR repeated: ...` and its diagnosis: a failure
-# whose signature QEMU's guests share in this rig (docs/smp-reliability.md). Default 0: every
-# boot counts, as boot-stress wants.
+# TF_REPEATS=N boots a guest again when it triple-faulted (hvctl), reset (QEMU) or hung with L2's
+# registers in it (hvctl), at most N times over the run, each announced with
+# `boot N HYPERVISOR repeated: ...` and its diagnosis: failures whose signature QEMU's guests share
+# in this rig (docs/smp-reliability.md). Default 0: every boot counts, as boot-stress wants.
 set -u
 boots=${BOOTS:-8}
 hypervisors=${HYPERVISORS:-hvctl qemu}
@@ -128,6 +129,34 @@ bounded() {
     [ -f $out.done ] || echo "--- diagnosis: still not done after $1 s: $2"
 }
 
+# l2_state LOG: for a hung hvctl boot, names L2 state found in an L3 vCPU, as hvctl's report at
+# SIGTERM shows it: a CR3 outside the 256 MiB guest (Linux's page tables live in its own RAM) or a
+# CR2 inside one of L2's kernel modules (kvm, kvm_amd; the guest loads none). Both were seen in
+# hung boots, and L2's own CR3 and CR2 held the same values while QEMU's guest hung the same way
+# (docs/smp-reliability.md): TCG's emulated SVM carrying L2 registers into the L3 guest. Prints
+# nothing when neither is there.
+l2_state() {
+    tr -d '\r' < "$1" | grep '^hvctl: .* CR2 0x' | while read -r line; do
+        cr2=$(echo "$line" | sed -n 's/.* CR2 0x\([0-9a-f]*\).*/\1/p')
+        cr3=$(echo "$line" | sed -n 's/.* CR3 0x\([0-9a-f]*\).*/\1/p')
+        # Bits 12-51 are the page-table address; the low 12 may hold a PCID.
+        if [ -n "$cr3" ] && [ $(( 0x$cr3 & 0xffffffffff000 )) -ge $(( 256 << 20 )) ]; then
+            echo "CR3 0x$cr3 outside the guest's 256 MiB"
+        fi
+        # /proc/modules: name size refs deps state address. Upper and lower 32 bits apart: shell
+        # arithmetic is signed 64-bit.
+        [ ${#cr2} = 16 ] || continue
+        while read -r name size _ _ _ address _; do
+            a=${address#0x}
+            [ ${#a} = 16 ] && [ "${a%????????}" = "${cr2%????????}" ] || continue
+            low=$(( 0x${a#????????} )); fault=$(( 0x${cr2#????????} ))
+            if [ $fault -ge $low ] && [ $fault -lt $(( low + size )) ]; then
+                echo "CR2 0x$cr2 inside L2's module $name"
+            fi
+        done < /proc/modules
+    done
+}
+
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
@@ -199,16 +228,23 @@ while [ $n -le "$boots" ]; do
             hung=0; [ -f /tmp/hung ] && hung=1
             sampled=$(cat /tmp/sampled 2>/dev/null)
             result=$(outcome $hv $log $status $hung)
-            if { [ "$result" = triple-fault ] || [ "$result" = reset ]; } && [ "$repeats_left" -gt 0 ]; then
+            # A hang is the rig's only with L2's registers in the guest's vCPU (see l2_state).
+            found=
+            if [ "$result" = hang ] && [ "$hv" = hvctl ]; then
+                found=$(l2_state $log | sort -u | paste -sd ';' -)
+                [ -n "$found" ] && result=hang-l2-state
+            fi
+            if { [ "$result" = triple-fault ] || [ "$result" = reset ] || [ "$result" = hang-l2-state ]; } &&
+                [ "$repeats_left" -gt 0 ]; then
                 repeats_left=$((repeats_left - 1))
-                echo "boot $n $hv repeated: $result, a failure QEMU's guests show in this rig too ($repeats_left repeats left)"
-            shutdown_signature
+                echo "boot $n $hv repeated: $result${found:+ ($found)}, a failure QEMU's guests show in this rig too ($repeats_left repeats left)"
+                shutdown_signature
                 tr -d '\r' < $log | tail -40 | sed 's/^/    /'
                 trace_dump "$hv boot $n (repeated)"
                 continue
             fi
             expect "boot $n $hv $result seconds="
-            echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status"
+            echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status${found:+ ($found)}"
             case $result in triple-fault|reset) shutdown_signature ;; esac
             if [ "$result" = ok ]; then
                 eval "ok_$hv=\$((ok_$hv + 1))"
