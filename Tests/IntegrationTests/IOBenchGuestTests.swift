@@ -5,18 +5,7 @@ import XCTest
 /// (guest-images/iobench: a polled virtio-blk driver at CPL3, native speed even on PVM). Every
 /// read is checked by the guest against the disk's pattern; kicks are the guest's doorbell writes,
 /// exits KVM's own per-vCPU statistic over the whole run (boot included).
-final class IOBenchGuestTests: XCTestCase {
-    var scratch: URL!
-    var disk: String!
-
-    override func setUpWithError() throws {
-        (scratch, disk) = try Toolchain.scratchWithIOBenchDisk("hvctl-iobench")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class IOBenchGuestTests: IOBenchDiskTestCase {
     struct Run {
         /// The guest's result line(s) as numbers, by VM name ("" for a single VM).
         let results: [String: [String: UInt64]]

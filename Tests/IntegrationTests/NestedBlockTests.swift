@@ -6,13 +6,9 @@ import XCTest
 /// spreads requests over both queues of a 2-vCPU guest (whose interrupts redirection leaves
 /// alone). Also interrupt redirection under real KVM, with the iobench guest.
 final class NestedBlockTests: XCTestCase {
-    static let commandLine = "console=ttyS0 panic=-1 quiet"
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String {
-            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
-        }
         // A deterministic 1 MiB pattern both sides can regenerate: L2 checks the backing file with it.
         let pattern = "i=0; while [ $i -lt 16384 ]; do printf 'sidecore-%054d\\n' $i; i=$((i+1)); done"
         let writeAndVerify = """
@@ -53,7 +49,7 @@ final class NestedBlockTests: XCTestCase {
             dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
             echo "=== begin write"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img,id=test-disk \
-            --cmdline '\(guestRun(writeAndVerify))' --stats-json /tmp/write.json
+            --cmdline '\(NestedRig.guestCommandLine(running: writeAndVerify))' --stats-json /tmp/write.json
             echo "=== end write status=$?"
             echo "=== begin host-file"
             echo "host-file $(dd if=/tmp/disk.img bs=4096 skip=256 count=256 2>/dev/null | md5sum | cut -d' ' -f1)"
@@ -64,32 +60,33 @@ final class NestedBlockTests: XCTestCase {
             before=$(md5sum < /tmp/ro.img | cut -d' ' -f1)
             echo "=== begin readonly"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/ro.img,readonly=on \
-            --cmdline '\(guestRun(readOnly))'
+            --cmdline '\(NestedRig.guestCommandLine(running: readOnly))'
             st=$?
             echo "ro-host-first-block $(dd if=/tmp/ro.img bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)"
             [ "$before" = "$(md5sum < /tmp/ro.img | cut -d' ' -f1)" ] && echo ro-file-unchanged
             echo "=== end readonly status=$st"
             echo "=== begin multiqueue"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus 2 --disk \
-            path=/tmp/disk.img,queues=2 --cmdline '\(guestRun(multiQueue))' --stats-json /tmp/mq.json
+            path=/tmp/disk.img,queues=2 --cmdline '\(NestedRig.guestCommandLine(running: multiQueue))' \
+            --stats-json /tmp/mq.json
             st=$?
             cat /tmp/mq.json; echo
             echo "=== end multiqueue status=$st"
             dd if=/dev/zero of=/tmp/fs.img bs=1M count=8 2>/dev/null
             echo "=== begin filesystem"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/fs.img --cmdline \
-            '\(guestRun(fileSystem))'
+            '\(NestedRig.guestCommandLine(running: fileSystem))'
             echo "=== end filesystem status=$?"
             mkdir -p /tmp/small && mount -t tmpfs -o size=2m tmpfs /tmp/small && truncate -s 16M /tmp/small/disk.img
             echo "=== begin enospc"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/small/disk.img --cmdline \
-            '\(guestRun(noSpace))' --stats-json /tmp/enospc.json
+            '\(NestedRig.guestCommandLine(running: noSpace))' --stats-json /tmp/enospc.json
             st=$?
             cat /tmp/enospc.json; echo
             echo "=== end enospc status=$st"
             echo "=== begin null"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk backend=null,size=64M --cmdline \
-            '\(guestRun(null))'
+            '\(NestedRig.guestCommandLine(running: null))'
             echo "=== end null status=$?"
             for setting in off on; do
                 echo "=== begin redirect-$setting"

@@ -7,7 +7,6 @@ import XCTest
 /// boots with parallel direct I/O (guest-images/nested/boot-stress-l2.sh, the script
 /// nested/boot-stress runs for hvctl and QEMU).
 final class NestedBootTests: XCTestCase {
-    static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let reportScript = "echo report:cpus=$(grep -c ^processor /proc/cpuinfo); exit 7"
     static let stressBoots = 5
     /// Failures the stress may boot again, signatures QEMU's guests share in this rig
@@ -18,13 +17,11 @@ final class NestedBootTests: XCTestCase {
     /// One rig run covering every scenario; each prints `=== begin NAME` ... `=== end NAME status=N`.
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String {
-            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
-        }
-        func boot(_ name: String, kernel: String, cpus: Int, cmdline: String, extra: String = "") -> String {
+        func boot(_ name: String, kernel: String, cpus: Int, script: String, extra: String = "") -> String {
             """
             echo "=== begin \(name)"
-            hvctl run --kernel /guest/\(kernel) --initrd /guest/initramfs.cpio --cpus \(cpus) --cmdline '\(cmdline)' \
+            hvctl run --kernel /guest/\(kernel) --initrd /guest/initramfs.cpio --cpus \(cpus) \
+            --cmdline '\(NestedRig.guestCommandLine(running: script))' \
             \(extra)
             st=$?; echo "nested-rig: expect === end \(name) status=" > /dev/ttyS1
             echo "=== end \(name) status=$st"
@@ -32,17 +29,17 @@ final class NestedBootTests: XCTestCase {
         }
         let script = [
             boot(
-                "bzimage-1", kernel: "bzImage", cpus: 1, cmdline: guestRun(reportScript),
+                "bzimage-1", kernel: "bzImage", cpus: 1, script: reportScript,
                 extra: "--stats-json /tmp/stats.json --stats"),
             "echo '=== begin stats-json'; cat /tmp/stats.json; echo '=== end stats-json status=0'",
-            boot("bzimage-2", kernel: "bzImage", cpus: 2, cmdline: guestRun(reportScript)),
-            boot("pvh-1", kernel: "vmlinux", cpus: 1, cmdline: guestRun(reportScript)),
-            boot("pvh-2", kernel: "vmlinux", cpus: 2, cmdline: guestRun(reportScript)),
-            boot("reboot", kernel: "bzImage", cpus: 1, cmdline: guestRun("echo rebooting; reboot -f")),
-            boot("panic", kernel: "vmlinux", cpus: 1, cmdline: guestRun("echo c > /proc/sysrq-trigger")),
+            boot("bzimage-2", kernel: "bzImage", cpus: 2, script: reportScript),
+            boot("pvh-1", kernel: "vmlinux", cpus: 1, script: reportScript),
+            boot("pvh-2", kernel: "vmlinux", cpus: 2, script: reportScript),
+            boot("reboot", kernel: "bzImage", cpus: 1, script: "echo rebooting; reboot -f"),
+            boot("panic", kernel: "vmlinux", cpus: 1, script: "echo c > /proc/sysrq-trigger"),
             """
             echo "=== begin sigterm"
-            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cmdline '\(commandLine)' \
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cmdline '\(NestedRig.guestCommandLine)' \
                 --stats-json /tmp/sigterm.json >/tmp/sigterm.log 2>&1 &
             pid=$!
             # The signal goes to a running guest: once its userspace said so (at most 120 s).

@@ -5,7 +5,6 @@ import XCTest
 /// virtio-net with Linux's own virtio_net driver against a TAP inside the rig's L2 (which has no
 /// network device: nothing leaves the emulated machine). Link-local addresses only.
 final class NestedNetTests: XCTestCase {
-    static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let hostAddress = "169.254.77.1"
     static let guestAddress = "169.254.77.2"
     static let hostMAC = "02:00:00:00:00:01"
@@ -36,9 +35,6 @@ final class NestedNetTests: XCTestCase {
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String {
-            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
-        }
         let guestSetUp = "ip link set lo up; ip addr add \(guestAddress)/24 dev eth0 && ip link set eth0 up; sleep 1"
         let transfers = """
             \(guestSetUp)
@@ -90,7 +86,7 @@ final class NestedNetTests: XCTestCase {
             """
             echo "=== begin \(name)"
             hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --cpus \(cpus) --net \(net) \(options) \
-            --cmdline '\(guestRun(script))' --stats-json /tmp/\(name).json &
+            --cmdline '\(NestedRig.guestCommandLine(running: script))' --stats-json /tmp/\(name).json &
             pid=$!
             i=0; while [ ! -d /sys/class/net/tap0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
             echo 1 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6

@@ -3,6 +3,14 @@ import Foundation
 /// Runs a shell script inside the nested rig's L2 and splits its output into sections printed as
 /// `=== begin NAME` ... `=== end NAME status=N`.
 enum NestedRig {
+    /// The L3 guest's kernel command line: serial console, reboot on panic, few boot messages.
+    static let guestCommandLine = "console=ttyS0 panic=-1 quiet"
+
+    /// `guestCommandLine` with `script` for the guest's init to run (base64, as `guest.run`).
+    static func guestCommandLine(running script: String) -> String {
+        "\(guestCommandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
+    }
+
     struct Section {
         let output: String
         let status: Int32

@@ -6,15 +6,11 @@ import XCTest
 /// an idle guest leaves its side core asleep and traffic brings polling back. L2 samples KVM's exit
 /// counter (debugfs) and the side core's CPU time (/proc) when the guest prints a mark.
 final class NestedSideCoreTests: XCTestCase {
-    static let commandLine = "console=ttyS0 panic=-1 quiet"
     static let reads = 1000
     static let idleSeconds = 6
 
     static let rigRun: Result<(sections: [String: NestedRig.Section], output: String), Error> = Result {
         try Toolchain.requireArtifacts()
-        func guestRun(_ script: String) -> String {
-            "\(commandLine) guest.run=\(Data(script.utf8).base64EncodedString())"
-        }
         // Marks are printed with idle seconds around them, so L2's 0.1 s sampling does not cut into the I/O.
         let guest = """
             echo mark io-start; sleep 1
@@ -38,10 +34,10 @@ final class NestedSideCoreTests: XCTestCase {
             {"vms": [
               {"name": "a", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": \
             ["path=/tmp/a.img"],
-               "cmdline": "\(guestRun(patternWork("a")))"},
+               "cmdline": "\(NestedRig.guestCommandLine(running: patternWork("a")))"},
               {"name": "b", "kernel": "/guest/bzImage", "initrd": "/guest/initramfs.cpio", "memory": 192, "disks": \
             ["path=/tmp/b.img"],
-               "cmdline": "\(guestRun(patternWork("b")))", "console": "/tmp/b.console"}
+               "cmdline": "\(NestedRig.guestCommandLine(running: patternWork("b")))", "console": "/tmp/b.console"}
             ]}
             """
         // Two disks (two handlers, both on side0 at first: --side-cores auto starts at the minimum,
@@ -88,7 +84,8 @@ final class NestedSideCoreTests: XCTestCase {
                 rm -f /tmp/fifo-$name; mkfifo /tmp/fifo-$name
                 timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \
             \\
-                    --cmdline '\(guestRun(guest))' --stats-json /tmp/$name.json "$@" > /tmp/fifo-$name 2>&1 &
+                    --cmdline '\(NestedRig.guestCommandLine(running: guest))' \\
+                --stats-json /tmp/$name.json "$@" > /tmp/fifo-$name 2>&1 &
                 pid=$!
                 while IFS= read -r line; do
                     line=${line%"$cr"}
@@ -126,7 +123,8 @@ final class NestedSideCoreTests: XCTestCase {
             --disk path=/tmp/second.img \\
                 --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 \
             --api-socket /tmp/api-resize.sock \\
-                --cmdline '\(guestRun(resizeGuest))' --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
+                --cmdline '\(NestedRig.guestCommandLine(running: resizeGuest))' \\
+                --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
             pid=$!
             while IFS= read -r line; do
                 line=${line%"$cr"}
@@ -145,7 +143,8 @@ final class NestedSideCoreTests: XCTestCase {
             # a 20 ms window means a core from 50 requests/s, notify threads under 12.5/s.
             timeout 240 hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio --disk path=/tmp/disk.img \\
                 --io-mode hybrid --side-cores auto --side-cores-min 0 --side-cores-max 1 --poll-max-us 20000 \\
-                --cmdline '\(guestRun(loadGuest))' --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
+                --cmdline '\(NestedRig.guestCommandLine(running: loadGuest))' \\
+                --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
             st=$?
             tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)'
             cat /tmp/iocm.json; echo

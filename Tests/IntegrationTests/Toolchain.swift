@@ -41,17 +41,6 @@ enum Toolchain {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
-    /// A new temporary directory (`prefix`-UUID) holding a 16 MiB iobench pattern disk, after
-    /// checking the artifacts are there; the caller removes the directory.
-    static func scratchWithIOBenchDisk(_ prefix: String) throws -> (directory: URL, disk: String) {
-        try requireArtifacts()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let disk = directory.appendingPathComponent("pattern.img").path
-        try writeIOBenchDisk(to: disk, megabytes: 16)
-        return (directory, disk)
-    }
-
     struct Result {
         let status: Int32
         let stdout: String

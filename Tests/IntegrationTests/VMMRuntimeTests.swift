@@ -8,18 +8,7 @@ import XCTest
 
 /// The VMM runtime without the command line: the iobench guest (guest-images/iobench, native
 /// speed on this host's /dev/kvm) built, run, stopped and taken down through `VMMRuntime`.
-final class VMMRuntimeTests: XCTestCase {
-    var scratch: URL!
-    var disk: String!
-
-    override func setUpWithError() throws {
-        (scratch, disk) = try Toolchain.scratchWithIOBenchDisk("vmm-runtime")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
-    }
-
+final class VMMRuntimeTests: IOBenchDiskTestCase {
     func vm(_ name: String = "vm0", cmdline: String, cpus: Int = 1) -> VMConfiguration {
         let machine = MachineConfiguration(
             boot: LinuxBootConfiguration(kernelPath: Toolchain.iobenchGuest, commandLine: cmdline + " hold_ms=20"),

@@ -99,7 +99,7 @@ final class LifecycleStressTests: XCTestCase {
                     bus.write(0x1A, step % 4, width: 2)  // the selected queue's vector, sometimes out of range
                 case 2:
                     _ = bus.read(0x14, width: 1)
-                    _ = bus.read(VirtioPCILayout.msixPendingOffset, width: 8)
+                    _ = bus.read(VirtioPCILayout.msixPending.lowerBound, width: 8)
                 case 3:
                     // DRIVER_OK cleared without a reset: ignored while active (in other states it
                     // may take a negotiation one step on, which vCPU 0 then completes).
@@ -107,7 +107,7 @@ final class LifecycleStressTests: XCTestCase {
                 case 4:
                     bus.write(0x14, UInt64(0x10 | (step & 0x20)), width: 1)  // reserved bits only: ignored
                 default:
-                    _ = bus.read(VirtioPCILayout.deviceConfigOffset, width: 8)
+                    _ = bus.read(VirtioPCILayout.deviceConfiguration.lowerBound, width: 8)
                     _ = transport.configurationRead(offset: 0x04, width: 4)
                 }
             }

@@ -192,10 +192,10 @@ final class VirtioPCITransportTests: XCTestCase {
         setCommon(0x1A, 0, width: 2)  // queue 0 -> vector 0
         XCTAssertEqual(common(entry + 12), 1, "vectors start masked")
         transport.raiseQueueInterrupt(0)
-        XCTAssertEqual(common(VirtioPCILayout.msixPendingOffset) & 1, 1, "pending bit set while masked")
+        XCTAssertEqual(common(VirtioPCILayout.msixPending.lowerBound) & 1, 1, "pending bit set while masked")
         XCTAssertEqual(signals(vector: 0), 0)
         setCommon(entry + 12, 0)  // unmask
-        XCTAssertEqual(common(VirtioPCILayout.msixPendingOffset) & 1, 0)
+        XCTAssertEqual(common(VirtioPCILayout.msixPending.lowerBound) & 1, 0)
         XCTAssertEqual(signals(vector: 0), 1, "delivered on unmask")
         XCTAssertEqual(transport.raiseQueueInterrupt(0), .programmedDestination)
         XCTAssertEqual(signals(vector: 0), 1)
@@ -215,7 +215,7 @@ final class VirtioPCITransportTests: XCTestCase {
     }
 
     func testDeviceConfigurationIsForwarded() {
-        XCTAssertEqual(common(VirtioPCILayout.deviceConfigOffset + 4, width: 4), 0x0706_0504)
+        XCTAssertEqual(common(VirtioPCILayout.deviceConfiguration.lowerBound + 4, width: 4), 0x0706_0504)
     }
 
     func testDriverOKIsNotReenteredWithoutAResetEvenWithTheBARMoved() {

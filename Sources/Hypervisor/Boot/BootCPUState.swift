@@ -75,12 +75,7 @@ public enum BootCPUState {
         sregs.cr0 |= 0x8000_0011  // PG | ET | PE
         sregs.efer |= 0x500  // LME | LMA
         try vcpu.setSpecialRegisters(sregs)
-        var regs = kvm_regs()
-        regs.rflags = 0x2
-        regs.rip = entry
-        regs.rsi = zeroPage
-        try vcpu.setRegisters(regs)
-        try vcpu.resetFPU()
+        try start(vcpu, at: entry) { $0.rsi = zeroPage }
     }
 
     /// 32-bit protected mode, paging off, flat segments, EBX = start info: the PVH entry state.
@@ -92,10 +87,16 @@ public enum BootCPUState {
         sregs.cr4 = 0
         sregs.efer = 0
         try vcpu.setSpecialRegisters(sregs)
+        try start(vcpu, at: entry) { $0.rbx = startInfo }
+    }
+
+    /// General registers zero but RFLAGS' fixed bit, RIP at `entry` and the protocol's pointer
+    /// (set by `argument`); the FPU as after reset.
+    private static func start(_ vcpu: VCPU, at entry: UInt64, argument: (inout kvm_regs) -> Void) throws {
         var regs = kvm_regs()
         regs.rflags = 0x2
         regs.rip = entry
-        regs.rbx = startInfo
+        argument(&regs)
         try vcpu.setRegisters(regs)
         try vcpu.resetFPU()
     }

@@ -21,43 +21,41 @@ public final class PowerControl: Sendable {
     }
 
     /// The ACPI registers: sleep control at +0, sleep status at +1, reset at +4.
-    public var acpiRegisters: BusDevice { ACPIRegisters(owner: self) }
+    public var acpiRegisters: BusDevice { Ports(owner: self, block: .acpi) }
     /// Ports 0x60-0x64 of the i8042: status reads as "idle", command 0xFE resets.
-    public var i8042: BusDevice { I8042(owner: self) }
+    public var i8042: BusDevice { Ports(owner: self, block: .i8042) }
 
-    private final class ACPIRegisters: BusDevice, Sendable {
+    /// Either block of ports. Every read gives 0: no sleep has happened, and the i8042's output
+    /// and input buffers are empty, so Linux's kb_wait() returns at once.
+    private final class Ports: BusDevice, Sendable {
+        enum Block { case acpi, i8042 }
         let owner: PowerControl
-        init(owner: PowerControl) { self.owner = owner }
+        let block: Block
+        init(owner: PowerControl, block: Block) {
+            self.owner = owner
+            self.block = block
+        }
 
         func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
             data.initializeMemory(as: UInt8.self, repeating: 0)
         }
 
         func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-            guard let value = data.first else { return }
-            switch offset {
-            case 0 where value & 0x20 != 0 && (value >> 2) & 0x7 == PowerControl.poweroffSleepType:
-                owner.onEvent(.powerOff)
-            case UInt64(PowerControl.resetPort - PowerControl.sleepControlPort) where value == PowerControl.resetValue:
-                owner.onEvent(.reset)
-            default:
-                break
-            }
-        }
-    }
-
-    private final class I8042: BusDevice, Sendable {
-        let owner: PowerControl
-        init(owner: PowerControl) { self.owner = owner }
-
-        func read(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-            // Output buffer empty and input buffer empty: Linux's kb_wait() returns at once.
-            data.initializeMemory(as: UInt8.self, repeating: 0)
+            guard let value = data.first, let event = event(offset: offset, value: value) else { return }
+            owner.onEvent(event)
         }
 
-        func write(offset: UInt64, data: UnsafeRawBufferPointer) {
-            if offset == UInt64(PowerControl.i8042CommandPort - PowerControl.i8042DataPort), data.first == 0xFE {
-                owner.onEvent(.reset)
+        private func event(offset: UInt64, value: UInt8) -> Event? {
+            switch block {
+            case .acpi where offset == 0:
+                let sleepEnable = value & 0x20 != 0
+                return sleepEnable && (value >> 2) & 0x7 == PowerControl.poweroffSleepType ? .powerOff : nil
+            case .acpi:
+                let reset = UInt64(PowerControl.resetPort - PowerControl.sleepControlPort)
+                return offset == reset && value == PowerControl.resetValue ? .reset : nil
+            case .i8042:
+                let command = UInt64(PowerControl.i8042CommandPort - PowerControl.i8042DataPort)
+                return offset == command && value == 0xFE ? .reset : nil
             }
         }
     }

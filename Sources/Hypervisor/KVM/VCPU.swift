@@ -49,29 +49,37 @@ public final class VCPU: @unchecked Sendable {
     }
 
     /// Corresponds to `KVM_GET_REGS`.
-    public func registers() throws -> kvm_regs {
-        var regs = kvm_regs()
-        try check(.getRegisters(vcpu: id)) { ckvm_get_regs(fd, &regs) }
-        return regs
-    }
+    public func registers() throws -> kvm_regs { try get(kvm_regs(), .getRegisters(vcpu: id), ckvm_get_regs) }
 
     /// Corresponds to `KVM_SET_REGS`.
-    public func setRegisters(_ regs: kvm_regs) throws {
-        var regs = regs
-        try check(.setRegisters(vcpu: id)) { ckvm_set_regs(fd, &regs) }
-    }
+    public func setRegisters(_ regs: kvm_regs) throws { try set(regs, .setRegisters(vcpu: id), ckvm_set_regs) }
 
     /// Corresponds to `KVM_GET_SREGS`.
     public func specialRegisters() throws -> kvm_sregs {
-        var sregs = kvm_sregs()
-        try check(.getSpecialRegisters(vcpu: id)) { ckvm_get_sregs(fd, &sregs) }
-        return sregs
+        try get(kvm_sregs(), .getSpecialRegisters(vcpu: id), ckvm_get_sregs)
     }
 
     /// Corresponds to `KVM_SET_SREGS`.
     public func setSpecialRegisters(_ sregs: kvm_sregs) throws {
-        var sregs = sregs
-        try check(.setSpecialRegisters(vcpu: id)) { ckvm_set_sregs(fd, &sregs) }
+        try set(sregs, .setSpecialRegisters(vcpu: id), ckvm_set_sregs)
+    }
+
+    /// One vCPU state ioctl that fills a struct (`empty` is where it starts).
+    private func get<State>(
+        _ empty: State, _ operation: @autoclosure () -> KVMError.Operation,
+        _ ioctl: (Int32, UnsafeMutablePointer<State>?) -> Int32
+    ) throws -> State {
+        var state = empty
+        try check(operation()) { ioctl(fd, &state) }
+        return state
+    }
+
+    /// One vCPU state ioctl that takes a struct.
+    private func set<State>(
+        _ state: State, _ operation: @autoclosure () -> KVMError.Operation,
+        _ ioctl: (Int32, UnsafePointer<State>?) -> Int32
+    ) throws {
+        try check(operation()) { withUnsafePointer(to: state) { ioctl(fd, $0) } }
     }
 
     /// Corresponds to `KVM_SET_FPU`: x87 control word and MXCSR at their reset values.
@@ -79,7 +87,7 @@ public final class VCPU: @unchecked Sendable {
         var fpu = kvm_fpu()
         fpu.fcw = 0x37f
         fpu.mxcsr = 0x1f80
-        try check(.setFPU(vcpu: id)) { ckvm_set_fpu(fd, &fpu) }
+        try set(fpu, .setFPU(vcpu: id), ckvm_set_fpu)
     }
 
     /// Corresponds to `KVM_SET_CPUID2`.
@@ -92,8 +100,7 @@ public final class VCPU: @unchecked Sendable {
     /// Programs LINT0 as ExtINT and LINT1 as NMI (corresponds to `KVM_GET_LAPIC` + `KVM_SET_LAPIC`),
     /// the wiring firmware leaves for an OS that starts in virtual-wire mode.
     public func configureLocalInterrupts() throws {
-        var lapic = kvm_lapic_state()
-        try check(.getLAPIC(vcpu: id)) { ckvm_get_lapic(fd, &lapic) }
+        var lapic = try get(kvm_lapic_state(), .getLAPIC(vcpu: id), ckvm_get_lapic)
         withUnsafeMutableBytes(of: &lapic.regs) { regs in
             func setDeliveryMode(offset: Int, mode: UInt32) {
                 var value = regs.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
@@ -103,14 +110,13 @@ public final class VCPU: @unchecked Sendable {
             setDeliveryMode(offset: 0x350, mode: 7)  // LVT LINT0: ExtINT
             setDeliveryMode(offset: 0x360, mode: 4)  // LVT LINT1: NMI
         }
-        try check(.setLAPIC(vcpu: id)) { ckvm_set_lapic(fd, &lapic) }
+        try set(lapic, .setLAPIC(vcpu: id), ckvm_set_lapic)
     }
 
     /// The local APIC's IDs, destination model and enable bits (`KVM_GET_LAPIC` and
     /// `KVM_GET_MSRS` of IA32_APIC_BASE); call on the vCPU's thread, between runs.
     public func localAPICIdentity() throws -> LocalAPICIdentity {
-        var lapic = kvm_lapic_state()
-        try check(.getLAPIC(vcpu: id)) { ckvm_get_lapic(fd, &lapic) }
+        var lapic = try get(kvm_lapic_state(), .getLAPIC(vcpu: id), ckvm_get_lapic)
         var apicBase: UInt64 = 0
         let apicBaseMSR: UInt32 = 0x1B
         guard ckvm_get_msr(fd, apicBaseMSR, &apicBase) == 1 else {

@@ -109,23 +109,15 @@ public struct BlockRequest: Equatable {
         func length(_ buffers: [VirtqueueBuffer]) -> UInt64 { buffers.reduce(0) { $0 + UInt64($1.length) } }
 
         switch type {
-        case typeIn:
-            guard readablePayload.isEmpty, checkRange(sector, bytes: length(writablePayload)) else {
+        case typeIn, typeOut:
+            // A read fills device-writable buffers, a write carries readable ones; never both.
+            let isWrite = type == typeOut
+            let (data, other) = isWrite ? (readablePayload, writablePayload) : (writablePayload, readablePayload)
+            guard !(isWrite && readOnly), other.isEmpty, checkRange(sector, bytes: length(data)) else {
                 return reject(.ioError)
             }
-            return .success(
-                BlockRequest(
-                    kind: .read(sector: sector, buffers: writablePayload), statusAddress: statusAddress,
-                    dataLength: length(writablePayload)))
-        case typeOut:
-            guard !readOnly else { return reject(.ioError) }
-            guard writablePayload.isEmpty, checkRange(sector, bytes: length(readablePayload)) else {
-                return reject(.ioError)
-            }
-            return .success(
-                BlockRequest(
-                    kind: .write(sector: sector, buffers: readablePayload), statusAddress: statusAddress,
-                    dataLength: length(readablePayload)))
+            let kind: Kind = isWrite ? .write(sector: sector, buffers: data) : .read(sector: sector, buffers: data)
+            return .success(BlockRequest(kind: kind, statusAddress: statusAddress, dataLength: length(data)))
         case typeFlush:
             return .success(BlockRequest(kind: .flush, statusAddress: statusAddress, dataLength: 0))
         case typeGetID:

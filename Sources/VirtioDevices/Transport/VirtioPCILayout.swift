@@ -4,16 +4,15 @@ import Hypervisor
 /// PCI capabilities that tell the driver so (virtio 1.2, 4.1.4), and which structure a BAR
 /// offset falls in.
 enum VirtioPCILayout {
-    static let commonOffset: UInt64 = 0x0000
-    static let commonLength: UInt64 = 0x40
+    // Fixed-size structures as ranges of BAR offsets; the doorbells and the MSI-X table grow
+    // with the queue count, so only their start is fixed.
+    static let common: Range<UInt64> = 0x0000..<0x0040
     static let isrOffset: UInt64 = 0x1000
-    static let deviceConfigOffset: UInt64 = 0x2000
-    static let deviceConfigLength: UInt64 = 0x100
+    static let deviceConfiguration: Range<UInt64> = 0x2000..<0x2100
     static let notifyOffset: UInt64 = 0x3000
     static let notifyMultiplier: UInt32 = 4
     static let msixTableOffset: UInt64 = 0x8000
-    static let msixPendingOffset: UInt64 = 0xC000
-    static let msixPendingLength: UInt64 = 0x100
+    static let msixPending: Range<UInt64> = 0xC000..<0xC100
     static let barSize: UInt64 = 0x10000
 
     /// A structure in BAR 0, with the offset inside it.
@@ -34,14 +33,12 @@ enum VirtioPCILayout {
         let notifyEnd = notifyOffset + UInt64(queueCount) * UInt64(notifyMultiplier)
         let tableEnd = msixTableOffset + UInt64(vectorCount * MSIXTable.entrySize)
         switch offset {
-        case commonOffset..<(commonOffset + commonLength): return .common(offset - commonOffset)
+        case common: return .common(offset - common.lowerBound)
         case isrOffset: return .isr
-        case deviceConfigOffset..<(deviceConfigOffset + deviceConfigLength):
-            return .deviceConfiguration(Int(offset - deviceConfigOffset))
+        case deviceConfiguration: return .deviceConfiguration(Int(offset - deviceConfiguration.lowerBound))
         case notifyOffset..<notifyEnd: return .notify(queue: Int((offset - notifyOffset) / UInt64(notifyMultiplier)))
         case msixTableOffset..<tableEnd: return .msixTable(offset - msixTableOffset)
-        case msixPendingOffset..<(msixPendingOffset + msixPendingLength):
-            return .msixPending(offset - msixPendingOffset)
+        case msixPending: return .msixPending(offset - msixPending.lowerBound)
         default: return .unused
         }
     }
@@ -62,7 +59,7 @@ enum VirtioPCILayout {
         }
         let notifyLength = UInt32(queueCount) * notifyMultiplier
         space.addCapability(
-            id: 0x09, body: virtioCapability(type: 1, offset: commonOffset, length: UInt32(commonLength)))
+            id: 0x09, body: virtioCapability(type: 1, offset: common.lowerBound, length: UInt32(common.count)))
         space.addCapability(
             id: 0x09,
             body: virtioCapability(
@@ -70,12 +67,14 @@ enum VirtioPCILayout {
                 extra: LittleEndian.bytes(notifyMultiplier)))
         space.addCapability(id: 0x09, body: virtioCapability(type: 3, offset: isrOffset, length: 1))
         space.addCapability(
-            id: 0x09, body: virtioCapability(type: 4, offset: deviceConfigOffset, length: UInt32(deviceConfigLength)))
+            id: 0x09,
+            body: virtioCapability(
+                type: 4, offset: deviceConfiguration.lowerBound, length: UInt32(deviceConfiguration.count)))
         // MSI-X: table size - 1 (one vector per queue plus the config vector), then table and PBA
         // offsets in BAR 0; enable and function mask are writable.
         let msix =
             LittleEndian.bytes(UInt16(queueCount)) + LittleEndian.bytes(UInt32(msixTableOffset))
-            + LittleEndian.bytes(UInt32(msixPendingOffset))
+            + LittleEndian.bytes(UInt32(msixPending.lowerBound))
         return space.addCapability(id: 0x11, body: msix, writableMask: [0x00, 0xC0])
     }
 }
