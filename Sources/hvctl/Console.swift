@@ -11,6 +11,9 @@ enum ConsoleOutput {
 
 /// Forwards stdin to the guest's UART. On a terminal it switches stdin to raw mode (restored
 /// by `stop()`) and watches for the escape Ctrl-A x; a second Ctrl-A sends a literal Ctrl-A.
+/// A terminal whose foreground is another process group (`hvctl run ... &`, `timeout`) is left
+/// alone: changing its modes would stop hvctl with SIGTTOU and reading it with SIGTTIN, freezing
+/// the guest, so the guest gets no input then.
 final class Console: Sendable {
     static let escapeByte: UInt8 = 0x01
 
@@ -27,6 +30,7 @@ final class Console: Sendable {
 
     func start(forwardingTo serial: Serial16550) throws {
         let isTerminal = isatty(STDIN_FILENO) == 1
+        if isTerminal && tcgetpgrp(STDIN_FILENO) != getpgrp() { return }
         if isTerminal {
             var attributes = termios()
             if tcgetattr(STDIN_FILENO, &attributes) == 0 {

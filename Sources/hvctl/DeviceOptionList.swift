@@ -31,9 +31,18 @@ struct DeviceOptionList {
     /// The value of `key`, if given; the key counts as known from now on.
     mutating func take(_ key: String) -> String? { values.removeValue(forKey: key) }
 
-    /// `key` as a whole number within `range`.
-    mutating func take(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard let text = take(key) else { return nil }
+    /// The value of `key` or of `alias`, another spelling of it (cloud-hypervisor's); both is an error.
+    mutating func take(_ key: String, alias: String) throws -> String? {
+        let value = take(key), aliased = take(alias)
+        guard value == nil || aliased == nil else {
+            throw error("\(key) and \(alias) are the same option, given twice")
+        }
+        return value ?? aliased
+    }
+
+    /// `key` (or its `alias`) as a whole number within `range`.
+    mutating func take(_ key: String, alias: String? = nil, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = try alias.map({ try take(key, alias: $0) }) ?? take(key) else { return nil }
         guard let value = Int(text), range.contains(value) else {
             throw error("\(key) takes \(range.lowerBound) to \(range.upperBound)")
         }
@@ -47,6 +56,11 @@ struct DeviceOptionList {
             throw error("\(key) takes on or off")
         }
         return value
+    }
+
+    /// `queue_size`: a whole number the device then checks (a power of two within its limit).
+    mutating func takeQueueSize() throws -> UInt16? {
+        try take("queue_size", in: 1...Int(UInt16.max)).map { UInt16($0) }
     }
 
     /// Refuses the first key no parser took.

@@ -1,14 +1,18 @@
 import ArgumentParser
 import VirtioDevices
 
-/// `--disk path=FILE[,readonly=on|off][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]`,
-/// cloud-hypervisor style. `size` is for the null backend, which has no file (K, M, G suffixes).
+/// `--disk path=FILE[,readonly=on|off][,queues=N][,queue_size=N][,backend=file|null][,size=BYTES][,id=NAME]`,
+/// cloud-hypervisor style (its `num_queues` is accepted for `queues`). `size` is for the null
+/// backend, which has no file (K, M, G suffixes).
 enum DiskArgument {
     static func parse(_ argument: String) throws -> BlockDeviceConfiguration {
         var options = try DeviceOptionList(option: "--disk", argument: argument)
         var configuration = BlockDeviceConfiguration(path: options.take("path"), id: "")
         if let readOnly = try options.takeSwitch("readonly") { configuration.readOnly = readOnly }
-        if let count = try options.take("queues", in: BlockDevice.queueCounts) { configuration.queueCount = count }
+        if let count = try options.take("queues", alias: "num_queues", in: BlockDevice.queueCounts) {
+            configuration.queueCount = count
+        }
+        if let size = try options.takeQueueSize() { configuration.queueSize = size }
         if let text = options.take("backend") {
             guard let backend = BlockDeviceConfiguration.Backend(rawValue: text) else {
                 throw options.error("backend takes file or null")

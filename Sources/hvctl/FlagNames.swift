@@ -9,8 +9,10 @@ enum FlagNames {
         case .vcpuCount: return ("--cpus", false)
         case .memoryInBytes: return ("--memory", false)
         case .diskQueueCount: return ("--disk queues", true)
+        case .diskQueueSize: return ("--disk queue_size", true)
         case .diskPath: return ("--disk path", true)
         case .netQueuePairs: return ("--net queues", true)
+        case .netQueueSize: return ("--net queue_size", true)
         case .netTAPName: return ("--net tap", true)
         case .netReceiveSideScaling: return ("--net rss", true)
         }

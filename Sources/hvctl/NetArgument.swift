@@ -1,9 +1,10 @@
 import ArgumentParser
 import VirtioDevices
 
-/// `--net tap=NAME[,mac=52:54:00:12:34:56][,queues=N][,rss=on|off]`: a virtio-net device on TAP
-/// NAME (opened, or created when absent) with N queue pairs, received flows steered over them by
-/// their Toeplitz hash unless rss=off.
+/// `--net tap=NAME[,mac=52:54:00:12:34:56][,queues=N][,queue_size=N][,rss=on|off]`: a virtio-net
+/// device on TAP NAME (opened, or created when absent) with N queue pairs, received flows steered
+/// over them by their Toeplitz hash unless rss=off. cloud-hypervisor's `num_queues` counts receive
+/// and transmit queues both, so it is accepted as twice `queues`.
 enum NetArgument {
     static func parse(_ argument: String) throws -> NetDeviceConfiguration {
         var options = try DeviceOptionList(option: "--net", argument: argument)
@@ -18,7 +19,20 @@ enum NetArgument {
             guard let mac = parseMAC(text) else { throw options.error("mac '\(text)' is not a unicast MAC address") }
             configuration.mac = mac
         }
-        if let pairs = try options.take("queues", in: NetDevice.queuePairCounts) { configuration.queuePairs = pairs }
+        let pairs = NetDevice.queuePairCounts
+        let count = try options.take("queues", in: pairs)
+        let queues = try options.take("num_queues", in: (2 * pairs.lowerBound)...(2 * pairs.upperBound))
+        guard count == nil || queues == nil else {
+            throw options.error("queues (pairs) and num_queues (queues) are the same option, given twice")
+        }
+        if let count { configuration.queuePairs = count }
+        if let queues {
+            guard queues % 2 == 0 else {
+                throw options.error("num_queues counts each pair's two queues, so it is even")
+            }
+            configuration.queuePairs = queues / 2
+        }
+        if let size = try options.takeQueueSize() { configuration.queueSize = size }
         if let rss = try options.takeSwitch("rss") { configuration.receiveSideScaling = rss }
         try options.finish()
         guard !configuration.tapName.isEmpty else { throw options.error("tap=NAME is required") }

@@ -49,8 +49,8 @@ struct Run: ParsableCommand {
         name: .customLong("disk"),
         help: ArgumentHelp(
             """
-            A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,backend=file|null][,size=BYTES][,id=NAME]. \
-            Repeatable.
+            A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,queue_size=N][,backend=file|null]\
+            [,size=BYTES][,id=NAME]. Repeatable.
             """,
             valueName: "options"))
     var disks: [String] = []
@@ -58,7 +58,10 @@ struct Run: ParsableCommand {
     @Option(
         name: .customLong("net"),
         help: ArgumentHelp(
-            "A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=N] (queue pairs). Repeatable.",
+            """
+            A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=PAIRS][,queue_size=N][,rss=on|off]. \
+            Repeatable.
+            """,
             valueName: "options"))
     var nets: [String] = []
 

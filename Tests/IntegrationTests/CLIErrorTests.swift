@@ -116,6 +116,14 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(
             ["run", "--kernel", bzImage, "--disk", "path=x,queues=2,path=y"], mentions: ["path is given twice"])
         try assertRejected(["run", "--kernel", bzImage, "--disk", "path=x,"], mentions: ["is not key=value"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=x,queues=2,num_queues=2"],
+            mentions: ["queues and num_queues are the same option"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=x,queue_size=100"],
+            mentions: ["--disk queue_size=100", "power of two from 2 to 1024"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=x,queue_size=2048"], mentions: ["queue_size=2048"])
     }
 
     func testBadNetOptions() throws {
@@ -133,6 +141,12 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(
             ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:+6"], mentions: ["52:54:00:12:34:+6"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,tap=t1"], mentions: ["tap is given twice"])
+        try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,num_queues=3"], mentions: ["even"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,queues=2,num_queues=4"], mentions: ["the same option"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,queue_size=3"],
+            mentions: ["--net queue_size=3", "power of two"])
     }
 
     func testIOEngineOptionsNeedTheirMode() throws {
@@ -228,6 +242,53 @@ final class CLIErrorTests: XCTestCase {
         try assertRejected(
             ["run", "--kernel", bzImage, "--disk", "path=x,id=same", "--disk", "path=y,id=same"],
             mentions: ["id same is given to two disks"])
+    }
+
+    /// Another process's lock (QEMU takes the same OFD locks) and a second disk on one image.
+    func testADiskImageInUseIsRefusedNamingItsHolder() throws {
+        let image = try write("locked.img", [UInt8](repeating: 0, count: 1 << 20))
+        let fd = open(image, O_RDWR | O_CLOEXEC)
+        defer { close(fd) }
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        XCTAssertEqual(fcntl(fd, 37 /* F_OFD_SETLK */, &lock), 0, String(cString: strerror(errno)))
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=\(image)"], mentions: [image, "process \(getpid())"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=\(image),readonly=on"], mentions: [image, "for reading"])
+        close(fd)
+        let other = try write("other.img", [UInt8](repeating: 0, count: 1 << 20))
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=\(other),id=a", "--disk", "path=\(other),id=b"],
+            mentions: [other, "by this process"])
+    }
+
+    /// On a terminal the console goes raw; every way out gives the modes back: a guest that powers
+    /// off, a stop by SIGTERM, a guest that fails, and a bad option refused before boot. Run in a
+    /// background process group (`timeout` without --foreground) hvctl leaves the terminal alone
+    /// instead of being stopped by SIGTTOU. `script` gives hvctl a pseudo-terminal.
+    func testTheTerminalIsRestoredOnEveryExit() throws {
+        let iobench =
+            "\(Toolchain.hvctl) run --kernel \(Toolchain.iobenchGuest) --memory 256 --disk backend=null,size=64M --cmdline"
+        let cases = [
+            "\(iobench) 'qd=1 requests=100'",
+            "timeout --foreground -s TERM 2 \(iobench) 'qd=1 requests=1000000000'",
+            "timeout -s TERM 2 \(iobench) 'qd=1 requests=1000000000'",
+            "\(iobench) 'qd=99'",
+            "\(Toolchain.hvctl) run --kernel \(bzImage) --disk path=/nonexistent",
+        ]
+        for (index, command) in cases.enumerated() {
+            let before = scratch.appendingPathComponent("before-\(index)").path
+            let after = scratch.appendingPathComponent("after-\(index)").path
+            let shell = "stty -g > \(before); \(command) > /dev/null 2>&1; stty -g > \(after)"
+            let result = try Toolchain.run(
+                "/usr/bin/timeout", ["-s", "KILL", "60", "/usr/bin/script", "-qec", shell, "/dev/null"])
+            XCTAssertEqual(result.status, 0, "\(command): \(result.stdout) \(result.stderr)")
+            let modes = try [before, after].map { try String(contentsOfFile: $0, encoding: .utf8) }
+            XCTAssertFalse(modes[0].isEmpty)
+            XCTAssertEqual(modes[0], modes[1], "terminal modes after \(command)")
+        }
     }
 
     func testVersion() throws {

@@ -87,6 +87,20 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
         XCTAssertLessThanOrEqual(pollExits, notifyExits / 2)
     }
 
+    /// `queue_size` is the ring the device offers: iobench takes the offer and needs three
+    /// descriptors per request in flight, so 16 entries carry qd=4 but not qd=8.
+    func testQueueSizeIsTheRingTheDeviceOffers() throws {
+        let small = try run("qd=4 requests=2000", ["--io-mode", "poll"], devices: ["--disk", "path=\(disk!),queue_size=16"])
+        assertAllReadsVerified(small, requests: 2000)
+        let result = try Toolchain.run(
+            Toolchain.hvctl,
+            [
+                "run", "--kernel", Toolchain.iobenchGuest, "--memory", "256", "--disk", "path=\(disk!),queue_size=16",
+                "--cmdline", "qd=8 requests=100",
+            ])
+        XCTAssertTrue(result.stdout.contains("iobench: error queue too small for qd"), result.stdout)
+    }
+
     func testHybridModeKeepsPollingWhileRequestsFlow() throws {
         let requests: UInt64 = 20000
         let hybrid = try run("qd=1 requests=\(requests)", ["--io-mode", "hybrid"])

@@ -13,7 +13,10 @@ final class VMMRuntimeTests: IOBenchDiskTestCase {
         let machine = MachineConfiguration(
             boot: LinuxBootConfiguration(kernelPath: Toolchain.iobenchGuest, commandLine: cmdline + " hold_ms=20"),
             vcpuCount: cpus, memoryInBytes: 256 << 20)
-        return VMConfiguration(name: name, machine: machine, disks: [BlockDeviceConfiguration(path: disk, id: "")])
+        // Read-only: iobench only reads, and VMs sharing one image may only share it for reading.
+        var disk = BlockDeviceConfiguration(path: disk, id: "")
+        disk.readOnly = true
+        return VMConfiguration(name: name, machine: machine, disks: [disk])
     }
 
     func sideCores(_ mode: PollSchedule.Mode) -> IOConfiguration {

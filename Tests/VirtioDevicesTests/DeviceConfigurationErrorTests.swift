@@ -1,3 +1,4 @@
+import Foundation
 import Hypervisor
 import VirtioDevices
 import XCTest
@@ -29,6 +30,48 @@ final class DeviceConfigurationErrorTests: XCTestCase {
         XCTAssertEqual(missing?.problem, "No such file or directory")
         XCTAssertEqual(configurationError(disk("/tmp"))?.field, .diskPath, "a directory")
         XCTAssertEqual(configurationError(disk(nil)), ConfigurationError(.diskPath, "a file-backed disk needs one"))
+    }
+
+    func scratchImage() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("disk-\(UUID().uuidString).img").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 4096)))
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    func testQueueSizeIsOfferedAndChecked() throws {
+        var configuration = BlockDeviceConfiguration(path: scratchImage(), id: "t")
+        configuration.queueCount = 2
+        configuration.queueSize = 64
+        XCTAssertEqual(try BlockDevice(configuration: configuration, name: "t").queueMaxSizes, [64, 64])
+        for bad: UInt16 in [0, 1, 48, 2048] {
+            configuration.queueSize = bad
+            XCTAssertEqual(
+                configurationError { try BlockDevice(configuration: configuration, name: "t") },
+                ConfigurationError(.diskQueueSize, value: "\(bad)", "must be a power of two from 2 to 1024"))
+        }
+        var net = NetDeviceConfiguration(tapName: "sctest-q", mac: [0x52, 0x54, 0, 0, 0, 1])
+        net.queueSize = 3
+        XCTAssertEqual(configurationError { try NetDevice(configuration: net, name: "t") }?.field, .netQueueSize)
+    }
+
+    /// Read-write disks lock their image exclusively, read-only ones share it; closing unlocks.
+    func testDiskImagesAreLocked() throws {
+        let path = scratchImage()
+        var readOnly = BlockDeviceConfiguration(path: path, id: "t")
+        readOnly.readOnly = true
+        var first: BlockDevice? = try BlockDevice(configuration: readOnly, name: "a")
+        XCTAssertNoThrow(try BlockDevice(configuration: readOnly, name: "b"), "read-only disks share an image")
+        let refused = configurationError(disk(path))
+        XCTAssertEqual(refused?.field, .diskPath)
+        XCTAssertEqual(refused?.problem, "in use by this process (another disk of it): cannot lock it for writing")
+        XCTAssertNotNil(first)
+        first = nil
+        var writer: BlockDevice? = try BlockDevice(configuration: BlockDeviceConfiguration(path: path, id: "t"), name: "c")
+        XCTAssertEqual(configurationError { try BlockDevice(configuration: readOnly, name: "d") }?.field, .diskPath)
+        XCTAssertNotNil(writer)
+        writer = nil
+        XCTAssertNoThrow(try BlockDevice(configuration: readOnly, name: "e"), "unlocked when the writer closed")
     }
 
     func testANetDeviceNamesTheFieldItCannotUse() {

@@ -4,8 +4,8 @@
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Field: String, Sendable {
         case vcpuCount, memoryInBytes
-        case diskQueueCount, diskPath
-        case netQueuePairs, netTAPName, netReceiveSideScaling
+        case diskQueueCount, diskQueueSize, diskPath
+        case netQueuePairs, netQueueSize, netTAPName, netReceiveSideScaling
     }
 
     public let field: Field

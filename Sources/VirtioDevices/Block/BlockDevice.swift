@@ -8,6 +8,8 @@ public struct BlockDeviceConfiguration: Equatable, Sendable {
     public var path: String?
     public var readOnly = false
     public var queueCount = 1
+    /// The ring size offered for each queue.
+    public var queueSize = QueueSizeLimit.defaultSize
     public var backend: Backend = .file
     /// Serial number returned by GET_ID (at most 20 bytes).
     public var id: String
@@ -32,7 +34,6 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
     static let featureMultiQueue: UInt64 = 1 << 12
     public static let featureDiscard: UInt64 = 1 << 13
     public static let featureWriteZeroes: UInt64 = 1 << 14
-    public static let queueSize: UInt16 = 256
     /// How many request queues a disk may have.
     public static let queueCounts = 1...64
     static let sizeMax: UInt32 = 1 << 20
@@ -50,7 +51,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
 
     public let deviceType: UInt16 = 2
     public let pciClassCode: UInt32 = 0x01_80_00
-    public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: configuration.queueCount) }
+    public var queueMaxSizes: [UInt16] { Array(repeating: configuration.queueSize, count: configuration.queueCount) }
 
     public var deviceFeatures: UInt64 {
         var features =
@@ -67,6 +68,7 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
                 .diskQueueCount, value: "\(configuration.queueCount)",
                 "must be \(Self.queueCounts.lowerBound) to \(Self.queueCounts.upperBound)")
         }
+        try QueueSizeLimit.check(configuration.queueSize, field: .diskQueueSize)
         self.configuration = configuration
         self.name = name
         switch configuration.backend {
@@ -80,6 +82,12 @@ public final class BlockDevice: VirtioDevice, @unchecked Sendable {
             guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
                 close(fd)
                 throw ConfigurationError(.diskPath, value: path, "not a regular file or block device")
+            }
+            do {
+                try DiskImageLock.acquire(fd: fd, path: path, readOnly: configuration.readOnly)
+            } catch {
+                close(fd)
+                throw error
             }
             var size = UInt64(info.st_size)
             if (info.st_mode & S_IFMT) == S_IFBLK { size = UInt64(lseek(fd, 0, SEEK_END)) }

@@ -7,6 +7,8 @@ public struct NetDeviceConfiguration: Equatable, Sendable {
     public var tapName: String
     public var mac: [UInt8]
     public var queuePairs = 1
+    /// The ring size offered for each receive and transmit queue.
+    public var queueSize = QueueSizeLimit.defaultSize
     /// With several queue pairs: steer received frames by the Toeplitz hash of their flow
     /// (`FlowSteeringProgram`); off leaves the choice to the TAP driver's own flow table.
     public var receiveSideScaling = true
@@ -40,7 +42,6 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
     static let featureControlQueue: UInt64 = 1 << 17
     static let featureMultiQueue: UInt64 = 1 << 22
     static let headerSize = 12
-    public static let queueSize: UInt16 = 256
 
     public let configuration: NetDeviceConfiguration
     public let name: String
@@ -54,7 +55,9 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
 
     public let deviceType: UInt16 = 1
     public let pciClassCode: UInt32 = 0x02_00_00
-    public var queueMaxSizes: [UInt16] { Array(repeating: Self.queueSize, count: 2 * configuration.queuePairs) + [64] }
+    public var queueMaxSizes: [UInt16] {
+        Array(repeating: configuration.queueSize, count: 2 * configuration.queuePairs) + [64]
+    }
 
     public var deviceFeatures: UInt64 {
         var features =
@@ -76,6 +79,7 @@ public final class NetDevice: VirtioDevice, @unchecked Sendable {
                 .netQueuePairs, value: "\(configuration.queuePairs)",
                 "must be \(Self.queuePairCounts.lowerBound) to \(Self.queuePairCounts.upperBound)")
         }
+        try QueueSizeLimit.check(configuration.queueSize, field: .netQueueSize)
         guard Self.tapNameLengths.contains(configuration.tapName.utf8.count) else {
             throw ConfigurationError(
                 .netTAPName, value: configuration.tapName,
