@@ -6,14 +6,14 @@
 #   boot N HYPERVISOR OUTCOME seconds=S
 # OUTCOME: ok (both halves read back right, guest powered off), bad-data, triple-fault (hvctl),
 # reset (QEMU ended without the guest's exit line: a triple fault or a reboot), panic, hang (no
-# poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), hang-l2-state (an
-# hvctl hang whose vCPU holds L2's registers, see l2_state), failed (any other exit status).
+# poweroff within BOOT_TIMEOUT seconds; stopped with SIGTERM, then SIGKILL), hang-l2-state (a
+# hang whose vCPU holds L2's registers, see l2_state), failed (any other exit status).
 # A boot that is not ok is followed by `--- diagnosis` lines: the end of the console, hvctl's own
 # messages (each vCPU's registers, last exits and KVM statistics), KVM's counters for a hung VM
 # (debugfs, read before it is stopped) and the end of L2's kernel log. Ends with
 #   summary HYPERVISOR boots=N ok=N failures=N [OUTCOME=N ...]
 # TF_REPEATS=N boots a guest again when it triple-faulted (hvctl), reset (QEMU) or hung with L2's
-# registers in it (hvctl), at most N times over the run, each announced with
+# registers in it, at most N times over the run, each announced with
 # `boot N HYPERVISOR repeated: ...` and its diagnosis: failures whose signature QEMU's guests share
 # in this rig (docs/smp-reliability.md). Default 0: every boot counts, as boot-stress wants.
 set -u
@@ -129,14 +129,14 @@ bounded() {
     [ -f $out.done ] || echo "--- diagnosis: still not done after $1 s: $2"
 }
 
-# l2_state LOG: for a hung hvctl boot, names L2 state found in an L3 vCPU, as hvctl's report at
-# SIGTERM shows it: a CR3 outside the 256 MiB guest (Linux's page tables live in its own RAM) or a
+# l2_state FILE: for a hung boot, names L2 state found in an L3 vCPU, as hvctl's report at SIGTERM
+# or QEMU's monitor (qemu_registers) shows it, from lines holding "CR2 0x... CR3 0x...": a CR3 outside the 256 MiB guest (Linux's page tables live in its own RAM) or a
 # CR2 inside one of L2's kernel modules (kvm, kvm_amd; the guest loads none). Both were seen in
 # hung boots, and L2's own CR3 and CR2 held the same values while QEMU's guest hung the same way
 # (docs/smp-reliability.md): TCG's emulated SVM carrying L2 registers into the L3 guest. Prints
 # nothing when neither is there.
 l2_state() {
-    tr -d '\r' < "$1" | grep '^hvctl: .* CR2 0x' | while read -r line; do
+    tr -d '\r' < "$1" | grep -E 'CR2 0x[0-9a-f]+ CR3 0x' | while read -r line; do
         cr2=$(echo "$line" | sed -n 's/.* CR2 0x\([0-9a-f]*\).*/\1/p')
         cr3=$(echo "$line" | sed -n 's/.* CR3 0x\([0-9a-f]*\).*/\1/p')
         # Bits 12-51 are the page-table address; the low 12 may hold a PCID.
@@ -157,6 +157,18 @@ l2_state() {
     done
 }
 
+# qemu_registers: each vCPU's CR2 and CR3 from QEMU's monitor (on the FIFOs /tmp/qmon.in and
+# .out), as "qemu: vcpuN CR2 0x... CR3 0x..." lines; the whole reading goes to /tmp/qmon.txt.
+qemu_registers() {
+    cat /tmp/qmon.out > /tmp/qmon.txt &
+    reader=$!
+    echo "info registers -a" > /tmp/qmon.in
+    sleep 3
+    kill $reader 2>/dev/null
+    tr -d '\r' < /tmp/qmon.txt | awk '/^CPU#/ { cpu = substr($1, 5) }
+        /^CR0=/ { split($2, a, "="); split($3, b, "="); print "qemu: vcpu" cpu " CR2 0x" a[2] " CR3 0x" b[2] }'
+}
+
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
@@ -164,7 +176,10 @@ start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
             --disk path=$image,queues=2 --stats ${HVCTL_ARGS:-} </dev/null >"$2" 2>&1 &
         ;;
     qemu)
+        # The monitor on FIFOs, so a hang's registers can be read (qemu_registers).
+        rm -f /tmp/qmon.in /tmp/qmon.out; mkfifo /tmp/qmon.in /tmp/qmon.out
         qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 256 -nographic -no-reboot -nic none \
+            -monitor pipe:/tmp/qmon \
             -kernel $kernel -initrd $initrd -append "$cmdline" \
             -drive file=$image,if=none,id=d0,format=raw,aio=io_uring \
             -device virtio-blk-pci,drive=d0,num-queues=2 </dev/null >"$2" 2>&1 &
@@ -199,7 +214,7 @@ while [ $n -le "$boots" ]; do
             start $hv $log
             # One sleeping watcher per boot rather than a poll loop: work in L2 while the guest boots
             # has been seen to make L3 triple faults more likely in this rig.
-            rm -f /tmp/hung /tmp/sampled
+            rm -f /tmp/hung /tmp/sampled /tmp/qemu-registers
             # Its thread states are printed at once (a process stuck in the kernel may never be reaped).
             ( sleep "$boot_timeout"
               if kill -0 $pid 2>/dev/null; then
@@ -210,6 +225,7 @@ while [ $n -le "$boots" ]; do
                   # nested/run looks every 5 s and reads twice, a second or more apart: 12 s covers both.
                   [ -c /dev/ttyS1 ] && echo "nested-rig: registers boot $n $hv hung" > /dev/ttyS1 && sleep 12
                   bounded 20 "counters $pid > /tmp/sampled; threads $pid 'boot $n $hv: threads at the timeout, before SIGTERM'"
+                  [ "$hv" = qemu ] && bounded 20 "qemu_registers > /tmp/qemu-registers"
                   bounded 20 "trace_dump '$hv boot $n at the timeout'"
                   kill -TERM $pid
                   sleep 10
@@ -230,8 +246,9 @@ while [ $n -le "$boots" ]; do
             result=$(outcome $hv $log $status $hung)
             # A hang is the rig's only with L2's registers in the guest's vCPU (see l2_state).
             found=
-            if [ "$result" = hang ] && [ "$hv" = hvctl ]; then
-                found=$(l2_state $log | sort -u | paste -sd ';' -)
+            if [ "$result" = hang ]; then
+                registers=$log; [ "$hv" = qemu ] && registers=/tmp/qemu-registers
+                found=$(l2_state $registers | sort -u | paste -sd ';' -)
                 [ -n "$found" ] && result=hang-l2-state
             fi
             if { [ "$result" = triple-fault ] || [ "$result" = reset ] || [ "$result" = hang-l2-state ]; } &&
@@ -255,6 +272,10 @@ while [ $n -le "$boots" ]; do
                 echo "--- diagnosis: $hv's own messages (hvctl: each vCPU's registers and last exits):"
                 tr -d '\r' < $log | grep '^hvctl: ' | sed 's/^/    /'
                 echo "--- diagnosis: KVM counters of the VM when it was stopped: ${sampled:-none (it was not hung)}"
+                if [ -s /tmp/qemu-registers ]; then
+                    echo "--- diagnosis: QEMU's vCPUs at the timeout (its monitor):"
+                    sed 's/^/    /' /tmp/qemu-registers
+                fi
                 echo "--- diagnosis: L2 kernel log (last 15 lines):"
                 dmesg | tail -15 | sed 's/^/    /'
                 trace_dump "$hv boot $n"
