@@ -23,6 +23,8 @@ hypervisors=${HYPERVISORS:-hvctl qemu}
 # to triple-fault, so boot-stress takes turns at being first from one rig run to the next.
 if [ "${REVERSE:-0}" = 1 ]; then r=; for hv in $hypervisors; do r="$hv $r"; done; hypervisors=$r; fi
 boot_timeout=${BOOT_TIMEOUT:-240}
+# Guest RAM under both hypervisors; l2_state also judges CR3 by it.
+memory_mib=256
 repeats_left=${TF_REPEATS:-0}
 # HVCTL_ARGS: more hvctl run options (e.g. --io-mode notify), to tell one part of hvctl from another.
 kernel=/guest/bzImage
@@ -130,8 +132,9 @@ bounded() {
 }
 
 # l2_state FILE: for a hung boot, names L2 state found in an L3 vCPU, as hvctl's report at SIGTERM
-# or QEMU's monitor (qemu_registers) shows it, from lines holding "CR2 0x... CR3 0x...": a CR3 outside the 256 MiB guest (Linux's page tables live in its own RAM) or a
-# CR2 inside one of L2's kernel modules (kvm, kvm_amd; the guest loads none). Both were seen in
+# or QEMU's monitor (qemu_registers) shows it, from lines holding "CR2 0x... CR3 0x...": a CR3
+# outside the guest's RAM (Linux's page tables live in it) or a CR2 inside one of L2's kernel
+# modules (kvm, kvm_amd; the guest loads none). Both were seen in
 # hung boots, and L2's own CR3 and CR2 held the same values while QEMU's guest hung the same way
 # (docs/smp-reliability.md): TCG's emulated SVM carrying L2 registers into the L3 guest. Prints
 # nothing when neither is there.
@@ -140,8 +143,8 @@ l2_state() {
         cr2=$(echo "$line" | sed -n 's/.* CR2 0x\([0-9a-f]*\).*/\1/p')
         cr3=$(echo "$line" | sed -n 's/.* CR3 0x\([0-9a-f]*\).*/\1/p')
         # Bits 12-51 are the page-table address; the low 12 may hold a PCID.
-        if [ -n "$cr3" ] && [ $(( 0x$cr3 & 0xffffffffff000 )) -ge $(( 256 << 20 )) ]; then
-            echo "CR3 0x$cr3 outside the guest's 256 MiB"
+        if [ -n "$cr3" ] && [ $(( 0x$cr3 & 0xffffffffff000 )) -ge $(( memory_mib << 20 )) ]; then
+            echo "CR3 0x$cr3 outside the guest's $memory_mib MiB"
         fi
         # /proc/modules: name size refs deps state address. Upper and lower 32 bits apart: shell
         # arithmetic is signed 64-bit.
@@ -172,13 +175,13 @@ qemu_registers() {
 start() {  # start HYPERVISOR LOG: the guest in the background; sets pid
     case $1 in
     hvctl)
-        hvctl run --kernel $kernel --initrd $initrd --cpus 2 --memory 256 --cmdline "$cmdline" \
+        hvctl run --kernel $kernel --initrd $initrd --cpus 2 --memory $memory_mib --cmdline "$cmdline" \
             --disk path=$image,queues=2 --stats ${HVCTL_ARGS:-} </dev/null >"$2" 2>&1 &
         ;;
     qemu)
         # The monitor on FIFOs, so a hang's registers can be read (qemu_registers).
         rm -f /tmp/qmon.in /tmp/qmon.out; mkfifo /tmp/qmon.in /tmp/qmon.out
-        qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 256 -nographic -no-reboot -nic none \
+        qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m $memory_mib -nographic -no-reboot -nic none \
             -monitor pipe:/tmp/qmon \
             -kernel $kernel -initrd $initrd -append "$cmdline" \
             -drive file=$image,if=none,id=d0,format=raw,aio=io_uring \
