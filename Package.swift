@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
         // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
         // taken down in order, and their statistics. hvctl is a command line over it.
-        .target(name: "VMM", dependencies: ["Hypervisor", "VirtioDevices"]),
+        .target(name: "VMM", dependencies: ["Hypervisor", "VirtioDevices", "CKVM"]),
         .executableTarget(
             name: "hvctl",
             dependencies: [

@@ -30,6 +30,22 @@ public final class VMInstance: Sendable {
         }
     }
 
+    /// Stops the vCPUs, then the device queues; nothing in flight is lost. False if the vCPUs did
+    /// not all stop (the VM runs on).
+    public func pause() -> Bool {
+        guard machine.pause() else { return false }
+        devices.suspend()
+        return true
+    }
+
+    /// Restarts the queues, then the vCPUs.
+    public func resume() {
+        devices.resume()
+        machine.resume()
+    }
+
+    public var isPaused: Bool { machine.isPaused }
+
     /// The statistics while the VM runs.
     func liveReport() throws -> VMReport {
         VMReport(

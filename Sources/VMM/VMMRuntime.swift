@@ -28,6 +28,8 @@ public final class VMMRuntime: Sendable {
     public let coreManager: IOCoreManager?
     private let io: IOConfiguration
     private let namedVMs: Bool
+    /// When the runtime was built (CLOCK_MONOTONIC), for statistics' uptime.
+    private let started = MonotonicClock.now()
 
     /// `consoleOutput` gives the function each VM's console bytes go to. `namedVMs` (several VMs,
     /// or VMs the user named): device names carry their VM's name, and statistics list the VMs
@@ -107,6 +109,9 @@ public final class VMMRuntime: Sendable {
         report(vms: try vms.map { try $0.liveReport() }, sideCores: sideCores.map(SideCoreReport.collect) ?? [])
     }
 
+    /// The I/O mode's name: notify, poll or hybrid.
+    public var ioModeName: String { io.modeName }
+
     /// After `run`: stops queue processing of every VM (requests in flight finish), then the I/O
     /// core manager and the side cores, and returns the final statistics.
     public func finish(exits: [MachineExit]) throws -> StatisticsReport {
@@ -121,6 +126,7 @@ public final class VMMRuntime: Sendable {
     private func report(vms: [VMReport], sideCores: [SideCoreReport]) -> StatisticsReport {
         StatisticsReport(
             vms: vms, ioMode: io.modeName, sideCores: sideCores, singleVMAtTopLevel: !namedVMs,
+            uptimeSeconds: Double(MonotonicClock.now() - started) / 1e9,
             iocm: coreManager.map { .init(automatic: $0.isAutomatic, resizes: $0.resizes.count) })
     }
 }

@@ -67,6 +67,16 @@ public final class VirtioDeviceSet: Sendable {
         return disks + nics
     }
 
+    /// Stops serving every queue for a pause (nothing is reset or lost), once the vCPUs have stopped.
+    func suspend() {
+        for transport in blocks.map(\.transport) + networks.map(\.transport) { transport.suspendQueues() }
+    }
+
+    /// Serves the queues again, before the vCPUs resume.
+    func resume() {
+        for transport in blocks.map(\.transport) + networks.map(\.transport) { transport.resumeQueues() }
+    }
+
     /// Stops queue processing (requests in flight finish first), once the vCPUs have stopped.
     public func stop() {
         for block in blocks { block.transport.deactivate() }

@@ -10,7 +10,10 @@ struct HVCtl: ParsableCommand {
         commandName: "hvctl",
         abstract: "Sidecore: a KVM micro-hypervisor for small Linux guests.",
         version: HVCtl.version,
-        subcommands: [Run.self, Check.self, Stats.self, IOCMCommand.self]
+        subcommands: [
+            Run.self, Check.self, Info.self, Pause.self, Resume.self, Shutdown.self, Stats.self, Metrics.self,
+            IOCMCommand.self,
+        ]
     )
 
     /// Parses and runs a subcommand. Errors become one line on stderr (`hvctl: ...`) and a

@@ -22,11 +22,11 @@ struct IOCMCommand: ParsableCommand {
     var sideCores: SideCoreCount
 
     func run() throws {
-        let request: ControlRequest
+        let body: String
         switch sideCores {
-        case .fixed(let count): request = ControlRequest(command: "side-cores", count: count)
-        case .automatic: request = ControlRequest(command: "side-cores", auto: true)
+        case .fixed(let count): body = "{\"count\":\(count)}"
+        case .automatic: body = "{\"auto\":true}"
         }
-        print(try Stats.request(request, socket: socket))
+        print(try apiRequest("PUT", "/api/v1/vmm.side-cores", body: Array(body.utf8), socket: socket))
     }
 }

@@ -88,8 +88,8 @@ struct Run: ParsableCommand {
         name: .customLong("api-socket"),
         help: ArgumentHelp(
             """
-            A Unix socket answering JSON requests while the VMs run (hvctl stats --socket PATH); it must not exist \
-            yet.
+            Serve the HTTP API (docs/api.yaml) on this Unix socket while the VMs run: hvctl info, pause, resume, \
+            shutdown, stats, metrics and iocm use it, as can curl --unix-socket. A stale socket is replaced.
             """,
             valueName: "path"))
     var apiSocket: String?
@@ -167,10 +167,11 @@ struct Run: ParsableCommand {
             throw Self.exitError(for: error, label: several ? "vm \(error.vm): " : "")
         }
 
-        let api: ControlSocket?
+        let api: APIServer?
         do {
-            api = try apiSocket.map { try ControlSocket(path: $0, runtime: runtime) }
-        } catch let error as ControlSocketError {
+            let endpoints = VMMAPI(runtime: runtime, version: HVCtl.version)
+            api = try apiSocket.map { try APIServer(path: $0, respond: endpoints.respond(to:)) }
+        } catch let error as APISocketError {
             throw ValidationError("--api-socket \(error)")
         }
         let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
@@ -240,7 +241,7 @@ struct Run: ParsableCommand {
         var status: Int32 = 0
         for (exit, name) in zip(exits, names) {
             switch exit {
-            case .powerOff:
+            case .powerOff, .shutDown:
                 break
             case .reboot:
                 if status == 0 { status = rebootExitCode }

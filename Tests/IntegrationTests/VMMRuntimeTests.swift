@@ -131,37 +131,19 @@ final class VMMRuntimeTests: IOBenchDiskTestCase {
         XCTAssertTrue(eventually { !self.threadNames().contains("side0") }, "side0 still runs: \(threadNames())")
     }
 
-    /// One request line on a control socket, and its reply line.
-    func ask(_ path: String, _ request: String) throws -> [String: Any] {
-        var address = try ControlSocket.address(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        XCTAssertEqual(connected, 0)
-        let line = Array((request + "\n").utf8)
-        XCTAssertEqual(send(fd, line, line.count, Int32(MSG_NOSIGNAL)), line.count)
-        var reply: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while !reply.contains(UInt8(ascii: "\n")) {
-            let count = read(fd, &buffer, buffer.count)
-            guard count > 0 else { break }
-            reply += buffer[0..<count]
-        }
-        return try XCTUnwrap(
-            try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any],
-            String(decoding: reply, as: UTF8.self))
+    /// One API request, and its JSON reply (an object).
+    func ask(_ path: String, _ method: String, _ target: String, body: String = "") throws -> [String: Any] {
+        let reply = try APIClient.request(method, target, body: Array(body.utf8), socket: path)
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any], reply.text)
     }
 
-    /// The control socket answers from the runtime while the guest runs: live statistics, and a
-    /// side-core count change that moves the queue to a notify thread; the socket file goes at stop.
-    func testTheControlSocketReportsAndResizesARunningRuntime() throws {
+    /// The API answers from the runtime while the guest runs: live statistics with a timestamp,
+    /// and a side-core count change that moves the queue to a notify thread; the socket file goes at stop.
+    func testTheAPIReportsAndResizesARunningRuntime() throws {
         let runtime = try runtime([vm(cmdline: "qd=1 requests=100000000")], io: sideCores(.poll), consoles: Lock([:]))
         let path = scratch.appendingPathComponent("api.sock").path
-        let control = try ControlSocket(path: path, runtime: runtime)
+        let api = VMMAPI(runtime: runtime, version: "test")
+        let server = try APIServer(path: path, respond: api.respond(to:))
         let exits = Lock<[MachineExit]?>(nil)
         let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
         runner.start()
@@ -171,15 +153,51 @@ final class VMMRuntimeTests: IOBenchDiskTestCase {
             if let ended = exits.withLock({ $0 }) { _ = try? runtime.finish(exits: ended) }
         }
         XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false })
-        let stats = try ask(path, #"{"command":"stats"}"#)
+        let stats = try ask(path, "GET", "/api/v1/vm.counters")
         XCTAssertEqual(stats["exit"] as? String, "running")
         XCTAssertEqual((stats["sideCores"] as? [[String: Any]])?.count, 1)
-        let resized = try ask(path, #"{"command":"side-cores","count":0}"#)
+        let timestamp = try XCTUnwrap(stats["timestamp"] as? Double)
+        XCTAssertEqual(timestamp, Date().timeIntervalSince1970, accuracy: 60)
+        XCTAssertGreaterThan(try XCTUnwrap(stats["uptimeSeconds"] as? Double), 0)
+        let resized = try ask(path, "PUT", "/api/v1/vmm.side-cores", body: #"{"count":0}"#)
         XCTAssertEqual(resized["sideCores"] as? Int, 0)
         XCTAssertEqual(resized["moved"] as? Int, 1, "the disk's one queue moved to a notify thread")
         XCTAssertEqual(runtime.sideCores?.activeCount, 0)
-        XCTAssertNotNil(try ask(path, #"{"command":"nonsense"}"#)["error"])
-        control.stop()
+        XCTAssertThrowsError(try APIClient.request("PUT", "/api/v1/vmm.side-cores", body: Array("{}".utf8), socket: path))
+        XCTAssertThrowsError(try APIClient.request("GET", "/api/v1/nonsense", socket: path))
+        server.stop()
         XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the socket file is removed")
+    }
+
+    /// Pause stops the vCPUs and the queue (no request completes, no vCPU exits); resume goes on
+    /// where it stopped, and the guest finishes its run with every block it read verified.
+    func testPauseStopsTheVMAndResumeGoesOnWithNothingLost() throws {
+        for mode in [PollSchedule.Mode.poll, .hybrid] {
+            let consoles = Lock<[String: [UInt8]]>([:])
+            let runtime = try runtime([vm(cmdline: "qd=4 requests=60000")], io: sideCores(mode), consoles: consoles)
+            let exits = Lock<[MachineExit]?>(nil)
+            let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
+            runner.start()
+            let vm = runtime.vms[0]
+            XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false })
+            XCTAssertTrue(vm.pause(), "\(mode): every vCPU stopped")
+            XCTAssertTrue(vm.isPaused)
+            let before = try runtime.statistics()
+            let exitsBefore = try vm.machine.vcpuStatistics().map { $0["exits"] ?? 0 }
+            // Nothing may move while paused: look again after a while.
+            usleep(300_000)
+            XCTAssertEqual(requests(try runtime.statistics()), requests(before), "\(mode): no request completed while paused")
+            XCTAssertEqual(try vm.machine.vcpuStatistics().map { $0["exits"] ?? 0 }, exitsBefore, "\(mode): no vCPU ran")
+            XCTAssertLessThan(requests(before), 60_000, "\(mode): paused before the guest finished")
+            vm.resume()
+            XCTAssertFalse(vm.isPaused)
+            XCTAssertTrue(eventually(seconds: 60) { exits.withLock { $0 != nil } }, "\(mode): the guest finished")
+            let ended = try XCTUnwrap(exits.withLock { $0 })
+            let report = try runtime.finish(exits: ended)
+            XCTAssertEqual(ended, [.powerOff])
+            let console = String(decoding: consoles.withLock { $0["vm0"] ?? [] }, as: UTF8.self)
+            XCTAssertTrue(console.contains("errors=0"), "\(mode): every block verified: \(console)")
+            XCTAssertGreaterThanOrEqual(requests(report), 60_000, "\(mode)")
+        }
     }
 }

@@ -6,6 +6,7 @@
 #include "ckvm_bpf.h"
 #include "ckvm_io_uring.h"
 #include "ckvm_kvm.h"
+#include "ckvm_sockets.h"
 #include "ckvm_tap.h"
 #include "ckvm_threads.h"
 

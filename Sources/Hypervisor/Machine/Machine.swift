@@ -34,6 +34,7 @@ public final class Machine: @unchecked Sendable {
     let exited = DispatchSemaphore(value: 0)
     let stateReports = Lock<[VCPUStateReport]>([])
     let tripleFaultState = Lock<String?>(nil)
+    let pauseGate = VCPUPauseGate()
 
     /// Builds the machine. `consoleOutput` receives every byte the guest writes to COM1.
     public init(configuration: MachineConfiguration, kvm: KVM, consoleOutput: @escaping @Sendable (UInt8) -> Void)

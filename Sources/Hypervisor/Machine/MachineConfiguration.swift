@@ -27,5 +27,7 @@ public enum MachineExit: Equatable, Sendable {
     case reboot
     /// Stopped from the host (a signal or the console escape); carries the signal number.
     case stopped(signal: Int32)
+    /// Stopped through the API (`vm.shutdown`): ended as asked, not a failure.
+    case shutDown
     case failed(String)
 }

@@ -11,6 +11,7 @@ extension Machine {
             return true
         }
         guard first else { return }
+        pauseGate.close()
         // immediate_exit first: a vCPU not yet in KVM_RUN returns at once when it gets there.
         for vcpu in vcpus { vcpu.requestImmediateExit(true) }
         threads.withLock { $0.forEach { $0.kick() } }
@@ -18,6 +19,20 @@ extension Machine {
     }
 
     private var stopRequested: Bool { exitReason.withLock { $0 != nil } }
+
+    /// Stops every vCPU before its next entry into the guest; returns once all have stopped.
+    /// False (and the machine runs on) if they did not within a second or the run is ending.
+    public func pause() -> Bool {
+        pauseGate.pause(timeout: 1_000_000_000) {
+            for vcpu in vcpus { vcpu.requestImmediateExit(true) }
+            threads.withLock { $0.forEach { $0.kick() } }
+        }
+    }
+
+    /// Lets the vCPUs enter the guest again after `pause`.
+    public func resume() { pauseGate.resume() }
+
+    public var isPaused: Bool { pauseGate.isPaused }
 
     /// Runs every vCPU on its own thread until power off, reset, a fatal exit or `requestExit`.
     public func run() throws -> MachineExit {
@@ -33,6 +48,8 @@ extension Machine {
             let hostCPUs = configuration.vcpuHostCPUs
             let created = Result {
                 try HostThread(name: "vcpu\(vcpu.id)") { [unowned self] in
+                    self.pauseGate.threadStarted()
+                    defer { self.pauseGate.threadEnded() }
                     if let hostCPUs {
                         _ = hostCPUs.withUnsafeBufferPointer { ckvm_set_thread_cpus($0.baseAddress, Int32($0.count)) }
                     }
@@ -43,7 +60,10 @@ extension Machine {
                     var history = ExitHistory()
                     do {
                         let exit = try loop.run(
-                            until: { self.stopRequested },
+                            until: {
+                                self.pauseGate.waitWhilePaused()
+                                return self.stopRequested
+                            },
                             beforeEntry: {
                                 guard sampler != nil else { return }
                                 let requested = apics.requestedGeneration

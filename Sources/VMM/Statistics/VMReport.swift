@@ -45,6 +45,7 @@ public struct VMReport: Encodable, Sendable {
         case .powerOff: self.exit = "poweroff"
         case .reboot: self.exit = "reboot"
         case .stopped(let signal): self.exit = "signal \(signal)"
+        case .shutDown: self.exit = "shutdown"
         case .failed(let reason): self.exit = "failed: \(reason)"
         }
     }

@@ -16,6 +16,8 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         var doorbells: [(queue: Int, address: UInt64)] = []
         /// What the device returned at DRIVER_OK, running on `engine` until reset.
         var handlers: [QueueHandler] = []
+        /// The engine let go of `handlers` for a pause (`suspendQueues`).
+        var suspended = false
     }
 
     public let device: VirtioDevice
@@ -189,12 +191,36 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     /// Stops queue processing: the engine lets go of the handlers (no thread polls them again),
     /// the device reaps what is in flight, then the doorbells go. Returns with nothing left running.
     private func tearDown(_ activation: inout Activation, attached: Bool = true) {
-        if attached && !activation.handlers.isEmpty { engine.detach(activation.handlers) }
+        if attached && !activation.suspended && !activation.handlers.isEmpty { engine.detach(activation.handlers) }
         if !activation.handlers.isEmpty { device.reset() }
         for doorbell in activation.doorbells {
             try? vm.setIOEventFD(kicks[doorbell.queue], mmioAddress: doorbell.address, length: 0, remove: true)
         }
         activation = Activation()
+    }
+
+    /// Stops serving the queues for a pause, without a reset: the engine lets go of the handlers
+    /// after their current call; requests in flight stay in flight and rings keep what they hold.
+    public func suspendQueues() {
+        lifecycle.withLock { activation in
+            guard !activation.suspended, !activation.handlers.isEmpty else { return }
+            engine.detach(activation.handlers)
+            activation.suspended = true
+        }
+    }
+
+    /// Serves the queues again after `suspendQueues`, with their rings and requests as they were.
+    public func resumeQueues() {
+        lifecycle.withLock { activation in
+            guard activation.suspended else { return }
+            activation.suspended = false
+            do {
+                try engine.attach(activation.handlers)
+            } catch {
+                tearDown(&activation, attached: false)
+                markNeedsReset("\(name): queues could not be resumed: \(error)")
+            }
+        }
     }
 
     /// Stops the device's queue processing at VMM shutdown, as a reset would.
