@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "Hypervisor", targets: ["Hypervisor"]),
         // For the fuzz package (Fuzz/), which builds the device code with coverage instrumentation.
         .library(name: "VirtioDevices", targets: ["VirtioDevices"]),
+        // For the fuzz package too: the API's HTTP parser.
+        .library(name: "VMM", targets: ["VMM"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -36,6 +38,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "CKVM", "TestSupport"]),
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM", "TestSupport"]),
+        // The API's HTTP parser, server and metrics rendering, without a VM.
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "Hypervisor", "TestSupport"]),
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with; VMM for the
         // runtime's own tests, which boot the iobench guest without the CLI.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices", "VMM", "Hypervisor", "TestSupport"]),

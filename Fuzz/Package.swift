@@ -13,6 +13,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Hypervisor", package: "Sidecore"),
                 .product(name: "VirtioDevices", package: "Sidecore"),
+                .product(name: "VMM", package: "Sidecore"),
             ]
         )
     ],

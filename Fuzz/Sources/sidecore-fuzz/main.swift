@@ -18,6 +18,7 @@ let targets: [String: (UnsafeRawBufferPointer) -> Void] = [
     "msix-table": MSIXTableTarget.run,
     "pci-ports": PCIPortsTarget.run,
     "uart": UARTTarget.run,
+    "http-request": HTTPRequestTarget.run,
 ]
 
 // The target comes first on the command line; it is also put in the environment, because

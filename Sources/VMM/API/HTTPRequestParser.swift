@@ -92,10 +92,11 @@ public struct HTTPRequestParser: Sendable {
         }
         var length = 0
         if let value = request.headers["content-length"] {
-            guard !value.isEmpty, value.utf8.count <= 6, value.utf8.allSatisfy({ (48...57).contains($0) }),
-                let parsed = Int(value)
-            else { return .invalid(.init(status: 400, message: "Content-Length must be a decimal number")) }
-            guard parsed <= maxBodyBytes else {
+            guard !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }) else {
+                return .invalid(.init(status: 400, message: "Content-Length must be a decimal number"))
+            }
+            // More than 9 digits is too large whatever they are, and Int cannot overflow below that.
+            guard value.utf8.count <= 9, let parsed = Int(value), parsed <= maxBodyBytes else {
                 return .invalid(.init(status: 413, message: "the body exceeds \(maxBodyBytes) bytes"))
             }
             length = parsed
