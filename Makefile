@@ -4,7 +4,10 @@ SWIFT ?= swift
 HVCTL := .build/release/hvctl
 GUEST := guest-images/out
 # Debian packages the build and tests use; each is installed only when missing.
-DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev liburing-dev python3
+DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev liburing-dev python3 python3-pip \
+	curl socat prometheus
+# PyPI packages the API tests use (the OpenAPI document's validator, schemathesis against the server).
+PY_PACKAGES := openapi-spec-validator schemathesis
 
 .PHONY: all deps hvctl guest test unit-test integration-test fuzz tsan run format clean
 
@@ -16,6 +19,8 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get install -y -qq $$missing >/dev/null || { apt-get update -qq && apt-get install -y -qq $$missing; }; \
 	fi
+	@python3 -c "import openapi_spec_validator, schemathesis" 2>/dev/null || \
+		python3 -m pip install -q --break-system-packages $(PY_PACKAGES)
 
 # Static Swift runtime, so the same binary runs inside the nested rig's L2 with only libc & co.
 hvctl: deps

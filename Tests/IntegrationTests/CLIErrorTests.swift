@@ -304,7 +304,7 @@ final class CLIErrorTests: XCTestCase {
             ["iocm", "--socket", "/nonexistent/api.sock", "--side-cores", "2"], mentions: ["/nonexistent/api.sock"])
         let taken = try write("taken.sock", [])
         try assertRejected(
-            ["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "in use"])
+            ["run", "--kernel", bzImage, "--api-socket", taken], mentions: ["--api-socket", taken, "not a socket"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: taken), "an existing file is left alone")
     }
 

@@ -87,7 +87,7 @@ final class APIServerTests: XCTestCase {
     }
 
     func testAPathThatIsNotASocketIsRefusedAndKept() throws {
-        FileManager.default.createFile(atPath: path, contents: Data("keep".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("keep".utf8)))
         XCTAssertThrowsError(try echoServer()) { error in
             XCTAssertEqual((error as? APISocketError)?.reason, "exists and is not a socket")
         }

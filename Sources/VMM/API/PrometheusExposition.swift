@@ -21,8 +21,11 @@ enum PrometheusExposition {
             for vcpu in vm.vcpus {
                 // KVM's own binary statistics, one family per statistic (names differ across kernels).
                 for (stat, value) in vcpu.kvm.sorted(by: { $0.key < $1.key }) where isMetricName(stat) {
-                    add("sidecore_kvm_vcpu_\(stat)", "untyped", "KVM's per-vCPU statistic \(stat).",
-                        vmLabel + [("vcpu", "\(vcpu.id)")], Double(value))
+                    // Prometheus names times in seconds: KVM's `_ns` statistics are converted.
+                    let (name, scaled) =
+                        stat.hasSuffix("_ns") ? (String(stat.dropLast(3)) + "_seconds", Double(value) / 1e9) : (stat, Double(value))
+                    add("sidecore_kvm_vcpu_\(name)", "untyped", "KVM's per-vCPU statistic \(stat).",
+                        vmLabel + [("vcpu", "\(vcpu.id)")], scaled)
                 }
             }
             for device in vm.devices {

@@ -17,30 +17,46 @@ public struct VMMAPI: Sendable {
         self.version = version
     }
 
+    private typealias Handler = @Sendable (VMMAPI, HTTPRequest) -> HTTPResponse
+
+    private static let routes: [(method: String, path: String, handler: Handler)] = [
+        ("GET", "/api/v1/vmm.ping", { $0.ping($1) }),
+        ("GET", "/api/v1/vm.info", { api, request in api.withVM(request, api.info) }),
+        ("GET", "/api/v1/vm.counters", { $0.counters($1) }),
+        ("PUT", "/api/v1/vm.pause", { api, request in api.withVM(request, api.pause) }),
+        ("PUT", "/api/v1/vm.resume", { api, request in api.withVM(request, api.resume) }),
+        ("PUT", "/api/v1/vm.shutdown", { api, request in api.withVM(request, api.shutdown) }),
+        ("PUT", "/api/v1/vmm.side-cores", { $0.sideCores($1) }),
+        ("GET", "/metrics", { $0.metrics($1) }),
+    ]
+
+    /// Every endpoint as "METHOD path" (docs/api.yaml must list the same).
+    public static var endpoints: [String] { routes.map { "\($0.method) \($0.path)" } }
+
     /// Answers one request.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        let routes: [(String, String, (HTTPRequest) -> HTTPResponse)] = [
-            ("GET", "/api/v1/vmm.ping", ping),
-            ("GET", "/api/v1/vm.info", { vm(in: $0).map(info) ?? $0.missingVM(runtime) }),
-            ("GET", "/api/v1/vm.counters", counters),
-            ("PUT", "/api/v1/vm.pause", { vm(in: $0).map(pause) ?? $0.missingVM(runtime) }),
-            ("PUT", "/api/v1/vm.resume", { vm(in: $0).map(resume) ?? $0.missingVM(runtime) }),
-            ("PUT", "/api/v1/vm.shutdown", { vm(in: $0).map(shutdown) ?? $0.missingVM(runtime) }),
-            ("PUT", "/api/v1/vmm.side-cores", sideCores),
-            ("GET", "/metrics", metrics),
-        ]
-        let matching = routes.filter { $0.1 == request.path }
+        let matching = Self.routes.filter { $0.path == request.path }
         guard !matching.isEmpty else {
             return .error(404, code: "not_found", "no endpoint \(request.path)")
         }
-        guard let route = matching.first(where: { $0.0 == request.method }) else {
+        guard let route = matching.first(where: { $0.method == request.method }) else {
             var response = HTTPResponse.error(
                 405, code: "method_not_allowed",
-                "\(request.path) takes \(matching.map(\.0).joined(separator: ", ")), not \(request.method)")
-            response.allow = matching.map(\.0)
+                "\(request.path) takes \(matching.map(\.method).joined(separator: ", ")), not \(request.method)")
+            response.allow = matching.map(\.method)
             return response
         }
-        return route.2(request)
+        return route.handler(self, request)
+    }
+
+    /// `body` with the VM the request names, or the error saying it names none.
+    private func withVM(_ request: HTTPRequest, _ body: (VMInstance) -> HTTPResponse) -> HTTPResponse {
+        if let vm = vm(in: request) { return body(vm) }
+        let names = runtime.vms.map(\.configuration.name).joined(separator: ", ")
+        if let name = request.queryValue("vm") {
+            return .error(404, code: "unknown_vm", "vm=\(name): no such VM (VMs: \(names))")
+        }
+        return .error(400, code: "vm_required", "vm: several VMs run, name one with ?vm= (VMs: \(names))")
     }
 
     /// The VM `?vm=` names, or the only one.
@@ -89,9 +105,32 @@ public struct VMMAPI: Sendable {
         return .noContent
     }
 
-    private struct SideCoreRequest: Decodable {
-        let count: Int?
-        let auto: Bool?
+    /// `{"count": N}` or `{"auto": true}`: exactly one key, no null, nothing else.
+    private enum SideCoreRequest: Decodable {
+        case count(Int)
+        case automatic
+
+        private struct Key: CodingKey {
+            let stringValue: String
+            init(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            let keys = container.allKeys.map(\.stringValue)
+            guard keys.count == 1 else { throw Self.invalid(decoder) }
+            switch keys[0] {
+            case "count": self = .count(try container.decode(Int.self, forKey: Key(stringValue: "count")))
+            case "auto" where try container.decode(Bool.self, forKey: Key(stringValue: "auto")): self = .automatic
+            default: throw Self.invalid(decoder)
+            }
+        }
+
+        private static func invalid(_ decoder: Decoder) -> Error {
+            DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not one known key"))
+        }
     }
 
     private func sideCores(_ request: HTTPRequest) -> HTTPResponse {
@@ -104,24 +143,23 @@ public struct VMMAPI: Sendable {
         } catch {
             return .error(400, code: "bad_body", "the body must be {\"count\": N} or {\"auto\": true}")
         }
-        switch (body.count, body.auto) {
-        case (nil, true?):
+        switch body {
+        case .automatic:
             guard let coreManager = runtime.coreManager else {
                 return .error(409, code: "no_iocm", "no I/O core manager: hvctl runs without --side-cores auto")
             }
             coreManager.setAutomatic(true)
             return .json(SideCoreReply(sideCores: nil, auto: true, moved: 0))
-        case (let count?, nil), (let count?, false?):
+        case .count(let count):
             do {
                 let moves = try engine.resize(to: count)
                 // A count chosen by hand holds until `auto` is asked for again.
                 runtime.coreManager?.setAutomatic(false)
                 return .json(SideCoreReply(sideCores: count, auto: false, moved: moves))
             } catch {
-                return .error(400, code: "bad_count", "count: \(error)")
+                // Valid JSON, but beyond what this run was started with (--side-cores-max): a conflict.
+                return .error(409, code: "bad_count", "count: \(error)")
             }
-        default:
-            return .error(400, code: "bad_body", "the body must be {\"count\": N} or {\"auto\": true}, not both")
         }
     }
 
@@ -140,16 +178,5 @@ public struct VMMAPI: Sendable {
         } catch {
             return .error(500, code: "statistics_unavailable", "cannot read the statistics: \(error)")
         }
-    }
-}
-
-extension HTTPRequest {
-    /// The reply when `?vm=` names no VM of the runtime, or is missing with several.
-    fileprivate func missingVM(_ runtime: VMMRuntime) -> HTTPResponse {
-        let names = runtime.vms.map(\.configuration.name).joined(separator: ", ")
-        if let name = queryValue("vm") {
-            return .error(404, code: "unknown_vm", "vm=\(name): no such VM (VMs: \(names))")
-        }
-        return .error(400, code: "vm_required", "vm: several VMs run, name one with ?vm= (VMs: \(names))")
     }
 }

@@ -1,0 +1,201 @@
+import Foundation
+import Glibc
+import TestSupport
+import XCTest
+
+/// The HTTP API of a running `hvctl run --api-socket`, driven as users and tools drive it: curl,
+/// hvctl's own client commands, promtool on /metrics, openapi-spec-validator on docs/api.yaml and
+/// schemathesis against the live server. The guest is iobench (native speed on this host).
+final class APITests: IOBenchDiskTestCase {
+    /// A `hvctl run` in the background, its output in files.
+    final class Running {
+        let process = Process()
+        let stdout: URL
+        let stderr: URL
+
+        init(_ arguments: [String], in directory: URL) throws {
+            stdout = directory.appendingPathComponent("hvctl-\(UUID().uuidString.prefix(6)).out")
+            stderr = stdout.deletingPathExtension().appendingPathExtension("err")
+            FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            FileManager.default.createFile(atPath: stderr.path, contents: nil)
+            process.executableURL = URL(fileURLWithPath: Toolchain.hvctl)
+            process.arguments = ["run"] + arguments
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = try FileHandle(forWritingTo: stdout)
+            process.standardError = try FileHandle(forWritingTo: stderr)
+            try process.run()
+        }
+
+        var output: String { (try? String(contentsOf: stdout, encoding: .utf8)) ?? "" }
+        var errors: String { (try? String(contentsOf: stderr, encoding: .utf8)) ?? "" }
+
+        /// Waits for the exit (deadline `seconds`); its status, or nil if it still runs.
+        func exitStatus(within seconds: Double) -> Int32? {
+            guard eventually(seconds: seconds, { !self.process.isRunning }) else { return nil }
+            return process.terminationStatus
+        }
+
+        deinit {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+    }
+
+    var socket: String { scratch.appendingPathComponent("api.sock").path }
+
+    /// hvctl with iobench reading `requests` blocks and the API on `socket`; returns once it answers.
+    func start(requests: Int, extra: [String] = []) throws -> Running {
+        let running = try Running(
+            [
+                "--kernel", Toolchain.iobenchGuest, "--memory", "256", "--disk", "path=\(disk!),readonly=on",
+                "--cmdline", "qd=4 requests=\(requests) hold_ms=20", "--api-socket", socket,
+            ] + extra, in: scratch)
+        XCTAssertTrue(
+            eventually(seconds: 20) { (try? self.curl(["/api/v1/vmm.ping"]))?.status == 200 },
+            "the API answers: \(running.errors)")
+        return running
+    }
+
+    /// curl over the socket: the HTTP status and the body.
+    func curl(_ arguments: [String], method: String = "GET", body: String? = nil) throws -> (status: Int, body: String) {
+        var options = ["-s", "--max-time", "10", "--unix-socket", socket, "-X", method, "-w", "\n%{http_code}"]
+        if let body { options += ["-H", "Content-Type: application/json", "--data", body] }
+        let path = arguments.last!
+        let result = try Toolchain.run("/usr/bin/curl", options + arguments.dropLast() + ["http://localhost\(path)"])
+        let lines = result.stdout.components(separatedBy: "\n")
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
+    }
+
+    func completed(_ statistics: [String: Any]) -> Int {
+        ((statistics["devices"] as? [[String: Any]]) ?? []).flatMap { ($0["queues"] as? [[String: Any]]) ?? [] }
+            .reduce(0) { $0 + ($1["requests"] as? Int ?? 0) }
+    }
+
+    func hvctl(_ arguments: [String]) throws -> Toolchain.Result { try Toolchain.run(Toolchain.hvctl, arguments) }
+
+    func testEveryEndpointOverCurlAndTheClientCommandsWithPauseAndResumeLosingNothing() throws {
+        let requests = 150_000
+        let running = try start(requests: requests, extra: ["--io-mode", "poll"])
+
+        let ping = try json(try curl(["/api/v1/vmm.ping"]).body)
+        XCTAssertEqual(ping["pid"] as? Int32, running.process.processIdentifier)
+        XCTAssertEqual(ping["apiVersion"] as? String, "1")
+        XCTAssertEqual(ping["vms"] as? [String], ["vm0"])
+
+        let info = try json(try hvctl(["info", "--socket", socket]).stdout)
+        XCTAssertEqual(info["state"] as? String, "running")
+        XCTAssertEqual(info["ioMode"] as? String, "poll")
+        XCTAssertEqual((info["disks"] as? [[String: Any]])?.first?["readonly"] as? Bool, true)
+
+        // Pause: nothing moves; resume: it goes on, and the guest's reads all verify at the end.
+        XCTAssertEqual(try hvctl(["pause", "--socket", socket]).status, 0)
+        XCTAssertEqual(try json(try curl(["/api/v1/vm.info"]).body)["state"] as? String, "paused")
+        let paused = try json(try hvctl(["stats", "--socket", socket]).stdout)
+        usleep(300_000)
+        let later = try json(try hvctl(["stats", "--socket", socket]).stdout)
+        XCTAssertEqual(completed(later), completed(paused), "no request completes while paused")
+        XCTAssertLessThan(completed(paused), requests, "paused before the guest finished")
+        XCTAssertGreaterThan(later["timestamp"] as? Double ?? 0, paused["timestamp"] as? Double ?? 0)
+        let again = try hvctl(["pause", "--socket", socket])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("is paused (HTTP 409)"), again.stderr)
+
+        // The metrics pass promtool's checks (format and naming conventions).
+        let metrics = try hvctl(["metrics", "--socket", socket])
+        XCTAssertEqual(metrics.status, 0, metrics.stderr)
+        XCTAssertTrue(metrics.stdout.contains("sidecore_queue_requests_total{vm=\"vm0\",device=\"blk0\""), metrics.stdout)
+        XCTAssertTrue(metrics.stdout.contains("sidecore_vm_paused{vm=\"vm0\"} 1"), metrics.stdout)
+        XCTAssertTrue(metrics.stdout.contains("sidecore_kvm_vcpu_exits{vm=\"vm0\",vcpu=\"0\"}"), metrics.stdout)
+        let metricsFile = scratch.appendingPathComponent("metrics.txt")
+        try Data(metrics.stdout.utf8).write(to: metricsFile)
+        let check = try Toolchain.run("/bin/sh", ["-c", "promtool check metrics < '\(metricsFile.path)'"])
+        XCTAssertEqual(check.status, 0, "promtool: \(check.stdout)\(check.stderr)")
+
+        // Errors: status, stable code, the bad input named.
+        let unknown = try curl(["/api/v1/nothing"])
+        XCTAssertEqual(unknown.status, 404)
+        XCTAssertEqual(try json(unknown.body)["code"] as? String, "not_found")
+        let wrongMethod = try curl(["/api/v1/vm.info"], method: "DELETE")
+        XCTAssertEqual(wrongMethod.status, 405)
+        XCTAssertEqual(try json(wrongMethod.body)["code"] as? String, "method_not_allowed")
+        let noVM = try curl(["/api/v1/vm.info?vm=other"])
+        XCTAssertEqual(noVM.status, 404)
+        XCTAssertTrue((try json(noVM.body)["message"] as? String ?? "").contains("vm=other"), noVM.body)
+        let badBody = try curl(["/api/v1/vmm.side-cores"], method: "PUT", body: "{\"count\": \"two\"}")
+        XCTAssertEqual(badBody.status, 400)
+        XCTAssertEqual(try json(badBody.body)["code"] as? String, "bad_body")
+
+        XCTAssertEqual(try hvctl(["resume", "--socket", socket]).status, 0)
+        XCTAssertEqual(try json(try curl(["/api/v1/vm.info"]).body)["state"] as? String, "running")
+        XCTAssertEqual(running.exitStatus(within: 60), 0, running.errors)
+        XCTAssertTrue(running.output.contains("requests=\(requests)"), running.output)
+        XCTAssertTrue(running.output.contains("errors=0"), running.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
+    }
+
+    func testShutdownEndsTheRunCleanly() throws {
+        let statistics = scratch.appendingPathComponent("stats.json").path
+        let running = try start(requests: 100_000_000, extra: ["--stats-json", statistics])
+        XCTAssertEqual(try hvctl(["pause", "--socket", socket]).status, 0)
+        let shutdown = try hvctl(["shutdown", "--socket", socket])
+        XCTAssertEqual(shutdown.status, 0, shutdown.stderr)
+        XCTAssertEqual(running.exitStatus(within: 20), 0, "a requested shutdown is a clean exit: \(running.errors)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
+        let document = try json(try String(contentsOfFile: statistics, encoding: .utf8))
+        XCTAssertEqual(document["exit"] as? String, "shutdown")
+        let gone = try hvctl(["info", "--socket", socket])
+        XCTAssertNotEqual(gone.status, 0)
+        XCTAssertTrue(gone.stderr.hasPrefix("hvctl: --socket \(socket): "), gone.stderr)
+    }
+
+    func testAStaleSocketIsReplacedAndALiveOneRefusedNamingItsHolder() throws {
+        let first = try start(requests: 100_000_000)
+        let refused = try hvctl(["run", "--kernel", Toolchain.iobenchGuest, "--api-socket", socket])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertEqual(
+            refused.stderr, "hvctl: --api-socket \(socket): in use by process \(first.process.processIdentifier), "
+                + "which is listening on it\n")
+        kill(first.process.processIdentifier, SIGKILL)
+        XCTAssertNotNil(first.exitStatus(within: 10))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: socket), "a killed hvctl leaves its socket")
+        let second = try start(requests: 100_000_000)
+        XCTAssertEqual(try json(try curl(["/api/v1/vmm.ping"]).body)["pid"] as? Int32, second.process.processIdentifier)
+        XCTAssertEqual(try hvctl(["shutdown", "--socket", socket]).status, 0)
+        XCTAssertEqual(second.exitStatus(within: 20), 0, second.errors)
+    }
+
+    /// The document is valid OpenAPI, and schemathesis, generating requests from it (through a
+    /// loopback TCP bridge: it speaks TCP only), finds no server error and no reply outside it.
+    func testTheOpenAPIDocumentIsValidAndTheServerKeepsToIt() throws {
+        let document = Toolchain.repository.appendingPathComponent("docs/api.yaml").path
+        let validation = try Toolchain.run("/bin/sh", ["-c", "python3 -m openapi_spec_validator '\(document)'"])
+        XCTAssertEqual(validation.status, 0, validation.stdout + validation.stderr)
+
+        let running = try start(requests: 100_000_000, extra: ["--side-cores-max", "2"])
+        let port = 20000 + Int(getpid() % 20000)
+        let bridge = Process()
+        bridge.executableURL = URL(fileURLWithPath: "/usr/bin/socat")
+        bridge.arguments = ["TCP-LISTEN:\(port),bind=127.0.0.1,fork,reuseaddr", "UNIX-CONNECT:\(socket)"]
+        try bridge.run()
+        defer {
+            bridge.terminate()
+            bridge.waitUntilExit()
+        }
+        // Shutdown would end the run under the other operations; testShutdownEndsTheRunCleanly has it.
+        let result = try Toolchain.run(
+            "/bin/sh",
+            [
+                "-c",
+                "schemathesis run '\(document)' --url http://127.0.0.1:\(port) --exclude-path /api/v1/vm.shutdown "
+                    + "--checks all --max-examples 40 --workers 1 --wait-for-schema 10 --no-color 2>&1",
+            ])
+        XCTAssertEqual(result.status, 0, result.stdout)
+        XCTAssertTrue(running.process.isRunning, "hvctl is alive after the run: \(running.errors)")
+        XCTAssertEqual(try curl(["/api/v1/vmm.ping"]).status, 200)
+        XCTAssertEqual(try hvctl(["shutdown", "--socket", socket]).status, 0)
+        XCTAssertEqual(running.exitStatus(within: 20), 0, running.errors)
+    }
+}
