@@ -36,7 +36,7 @@ fuzz:
 
 # The tests of concurrent paths (lifecycle races, engines, side cores, transport) under
 # ThreadSanitizer; any report fails the run. STRESS_ITERATIONS sets the stress test's rounds.
-TSAN_TESTS ?= LifecycleStressTests|EngineIsolationTests|SideCoreEngineTests|VirtioPCITransportTests|BlockQueueHandlerTests|VMMRuntimeTests
+TSAN_TESTS ?= LifecycleStressTests|EngineIsolationTests|SideCoreEngineTests|VirtioPCITransportTests|BlockQueueHandlerTests|VMMRuntimeTests|APIServerTests
 tsan:
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --scratch-path .build-tsan --filter '$(TSAN_TESTS)'

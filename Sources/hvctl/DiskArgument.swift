@@ -22,6 +22,8 @@ enum DiskArgument {
         let size = options.take("size")
         if let size {
             guard let bytes = parseSize(size), bytes >= 512 else { throw options.error("size '\(size)' is not a size") }
+            // The device counts whole 512-byte sectors: a remainder would silently vanish.
+            guard bytes % 512 == 0 else { throw options.error("size '\(size)' is not a multiple of 512 bytes") }
             configuration.nullSizeInBytes = bytes
         }
         if let id = options.take("id") {

@@ -103,6 +103,11 @@ enum VMConfigFile {
             bytes += buffer[0..<count]
             guard bytes.count <= 1 << 20 else { throw ValidationError("--config \(path): larger than 1 MiB") }
         }
+        do {
+            try StrictJSONSyntax.check(bytes)
+        } catch {
+            throw ValidationError("--config \(path): \(error.description)")
+        }
         let document: Document
         do {
             document = try JSONDecoder().decode(Document.self, from: Data(bytes))

@@ -124,6 +124,9 @@ final class CLIErrorTests: XCTestCase {
             mentions: ["--disk queue_size=100", "power of two from 2 to 1024"])
         try assertRejected(
             ["run", "--kernel", bzImage, "--disk", "path=x,queue_size=2048"], mentions: ["queue_size=2048"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "backend=null,size=1000"],
+            mentions: ["--disk backend=null,size=1000", "not a multiple of 512"])
     }
 
     func testBadNetOptions() throws {
@@ -223,6 +226,26 @@ final class CLIErrorTests: XCTestCase {
             "ids.json",
             Array(#"{"vms": [{"name": "a", "kernel": "k", "disks": ["path=x,id=d", "path=y,id=d"]}]}"#.utf8))
         try assertRejected(["run", "--config", sameID], mentions: ["vm a", "id d is given to two disks"])
+    }
+
+    /// Foundation's decoder alone would take these (the last duplicate winning); hvctl refuses
+    /// them with the line and column, and a duplicate with its JSON path.
+    func testConfigJSONIsStrict() throws {
+        let cases: [(String, [String])] = [
+            ("{\"vms\": [{\"name\": \"a\", \"kernel\": \"k\",}]}", ["line 1, column 38", "trailing comma"]),
+            ("{\"vms\": [{\"name\": \"a\", \"kernel\": \"k\"},]}", ["line 1, column 39", "trailing comma"]),
+            (
+                "{\"vms\": [\n  {\"name\": \"a\", \"kernel\": \"k\",\n   \"cpus\": 1, \"cpus\": 2}]}",
+                ["line 3, column 15", ".vms[0].cpus: the key is given twice"]
+            ),
+            ("{\"vms\": [{\"name\": \"a\"\n  \"kernel\": \"k\"}]}", ["line 2, column 3", "expected ',' or '}'"]),
+            ("{\"vms\": []} {}", ["line 1, column 13", "after the document"]),
+            ("{\"vms\": [{\"name\": \"a\", \"kernel\": \"k\", \"cpus\": 01}]}", ["cannot start with 0"]),
+        ]
+        for (index, (text, expected)) in cases.enumerated() {
+            let file = try write("strict\(index).json", Array(text.utf8))
+            try assertRejected(["run", "--config", file], mentions: [file, "not valid JSON at "] + expected)
+        }
     }
 
     func testMemoryTakesSuffixesAndIsNoMoreThanTheHostHas() throws {
