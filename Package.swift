@@ -13,7 +13,8 @@ let package = Package(
         .library(name: "VMM", targets: ["VMM"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Only what Swift cannot import: ioctl request macros, kvm_run union accessors, raw syscalls.
@@ -24,7 +25,9 @@ let package = Package(
         .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
         // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
         // taken down in order, and their statistics. hvctl is a command line over it.
-        .target(name: "VMM", dependencies: ["Hypervisor", "VirtioDevices", "CKVM"]),
+        .target(
+            name: "VMM",
+            dependencies: ["Hypervisor", "VirtioDevices", "CKVM", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "hvctl",
             dependencies: [
@@ -32,6 +35,7 @@ let package = Package(
                 "VirtioDevices",
                 "VMM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Deadline-bounded waits the unit tests synchronise on.

@@ -37,8 +37,11 @@ struct HVCtl: ParsableCommand {
     }
 }
 
-/// Writes one line to stderr.
+/// Writes one line to stderr (and, with --log-file, logs it there as an error).
 func printError(_ line: String) {
     var text = line + "\n"
     text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    if HVCtlLog.mirrorsToFile {
+        logger.error("\(line.hasPrefix("hvctl: ") ? String(line.dropFirst(7)) : line)")
+    }
 }

@@ -4,7 +4,7 @@ import VMM
 
 extension IOEngineOptions {
     /// The runtime's I/O configuration these options describe; with --side-cores auto, each
-    /// resize the I/O core manager makes is one line on stderr.
+    /// resize the I/O core manager makes is a notice in the log.
     func ioConfiguration() throws -> IOConfiguration {
         let redirection = interruptRedirection.mode(postedInterrupts: HostReport.postedInterrupts != nil)
         let mode: PollSchedule.Mode
@@ -37,7 +37,7 @@ extension IOEngineOptions {
                 pollWindowSeconds: Double(windowMicroseconds) / 1e6)
             policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
             io.coreCountPolicy = policy
-            io.onResize = { printError(Self.describe($0)) }
+            io.onResize = { logger.notice("\(Self.describe($0))") }
         }
         return io
     }
@@ -47,7 +47,7 @@ extension IOEngineOptions {
         let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
         let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded())) us" }.joined(separator: " ")
         let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
-        return "hvctl: iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, "
+        return "iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, "
             + "busy [\(busy)], pickup [\(pickup)]): \(outcome)"
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Glibc
 import Hypervisor
 import Synchronization
@@ -97,6 +98,22 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("device"), help: "The KVM device to open.")
     var devicePath = "/dev/kvm"
 
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp(
+            "Log events at this level and above: trace, debug, info, notice, warning, error or critical (default notice).",
+            valueName: "level"))
+    var logLevel: Logger.Level?
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log at info level (what runs, API requests' effects).")
+    var verbose = false
+
+    @Option(
+        name: .customLong("log-file"),
+        help: ArgumentHelp(
+            "Append log lines to this file instead of stderr (hvctl's result lines go to both).", valueName: "path"))
+    var logFile: String?
+
     func validate() throws {
         if config != nil {
             let given = [
@@ -126,6 +143,16 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        let destination: LogLines.Destination
+        if let logFile {
+            guard let file = LogLines.Destination.file(logFile) else {
+                throw ValidationError("--log-file \(logFile): \(String(cString: strerror(errno)))")
+            }
+            destination = file
+        } else {
+            destination = .standardError
+        }
+        HVCtlLog.bootstrap(level: logLevel ?? (verbose ? .info : .notice), destination: destination)
         let definitions = try config.map(VMConfigFile.load) ?? [commandLineVM()]
         let several = config != nil
         let totalMemory = definitions.reduce(0) { $0 + $1.memory }
@@ -174,6 +201,17 @@ struct Run: ParsableCommand {
         } catch let error as APISocketError {
             throw ValidationError("--api-socket \(error)")
         }
+        if let apiSocket { logger.info("api listening", metadata: ["socket": "\(apiSocket)"]) }
+        for vm in runtime.vms {
+            let configuration = vm.configuration
+            logger.info(
+                "vm starting",
+                metadata: [
+                    "vm": "\(configuration.name)", "cpus": "\(configuration.machine.vcpuCount)",
+                    "memory_mib": "\(configuration.machine.memoryInBytes >> 20)", "disks": "\(configuration.disks.count)",
+                    "nets": "\(configuration.nets.count)", "io_mode": "\(runtime.ioModeName)",
+                ])
+        }
         let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
         // The console's input goes to a single VM only; several VMs run without input. It takes the
         // terminal last, so that every way out after this gives it back.
@@ -196,6 +234,7 @@ struct Run: ParsableCommand {
         for sink in sinks { sink.flush() }
 
         for (vm, exit) in zip(runtime.vms, exits) {
+            logger.info("vm ended", metadata: ["vm": "\(vm.configuration.name)", "exit": "\(exit)"])
             let label = several ? "vm \(vm.configuration.name): " : ""
             let fault = vm.machine.tripleFault
             if let fault { printError("hvctl: \(label)\(fault)") }
@@ -255,3 +294,5 @@ struct Run: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -136,9 +136,13 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed at exit")
     }
 
+    /// Also the log: with --log-file and -v, what ran and what the API changed are lines there,
+    /// each with its time, level and VM, and nothing goes to stderr.
     func testShutdownEndsTheRunCleanly() throws {
         let statistics = scratch.appendingPathComponent("stats.json").path
-        let running = try start(requests: 100_000_000, extra: ["--stats-json", statistics])
+        let logFile = scratch.appendingPathComponent("hvctl.log").path
+        let running = try start(
+            requests: 100_000_000, extra: ["--stats-json", statistics, "--log-file", logFile, "-v"])
         XCTAssertEqual(try hvctl(["pause", "--socket", socket]).status, 0)
         let shutdown = try hvctl(["shutdown", "--socket", socket])
         XCTAssertEqual(shutdown.status, 0, shutdown.stderr)
@@ -146,6 +150,19 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
         let document = try json(try String(contentsOfFile: statistics, encoding: .utf8))
         XCTAssertEqual(document["exit"] as? String, "shutdown")
+        XCTAssertEqual(running.errors, "", "log lines go to the file")
+        let lines = try String(contentsOfFile: logFile, encoding: .utf8).split(separator: "\n").map(String.init)
+        for expected in [
+            " info hvctl: api listening socket=\(socket)", " info hvctl: vm starting ", " notice hvctl: vm paused vm=vm0",
+            " notice hvctl: vm shutdown requested vm=vm0", " info hvctl: vm ended exit=shutDown vm=vm0",
+        ] {
+            XCTAssertNotNil(lines.first { $0.contains(expected) }, "no '\(expected)' in:\n\(lines.joined(separator: "\n"))")
+        }
+        for line in lines {
+            // 2026-12-05T06:40:01.123456Z: UTC with microseconds.
+            XCTAssertEqual(line.split(separator: " ").first?.count, 27, line)
+            XCTAssertTrue(line.split(separator: " ").first?.hasSuffix("Z") ?? false, line)
+        }
         let gone = try hvctl(["info", "--socket", socket])
         XCTAssertNotEqual(gone.status, 0)
         XCTAssertTrue(gone.stderr.hasPrefix("hvctl: --socket \(socket): "), gone.stderr)

@@ -314,6 +314,13 @@ final class CLIErrorTests: XCTestCase {
         }
     }
 
+    func testBadLogOptions() throws {
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--log-file", "/nonexistent/dir/hvctl.log"],
+            mentions: ["--log-file /nonexistent/dir/hvctl.log", "No such file"])
+        try assertRejected(["run", "--kernel", bzImage, "--log-level", "loud"], mentions: ["--log-level", "loud"])
+    }
+
     func testVersion() throws {
         let result = try Toolchain.run(Toolchain.hvctl, ["--version"])
         XCTAssertEqual(result.status, 0, result.stderr)

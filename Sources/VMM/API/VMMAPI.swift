@@ -1,12 +1,15 @@
 import FoundationEssentials
 import Glibc
 import Hypervisor
+import Logging
 import VirtioDevices
 
 /// The API's endpoints over a runtime (the contract is docs/api.yaml). VM endpoints take
 /// `?vm=NAME`, which may be left out when the runtime runs one VM.
 public struct VMMAPI: Sendable {
     public static let apiVersion = "1"
+    /// What the API changed (pause, resume, shutdown, side cores) at notice, each request at debug.
+    private static let logger = Logger(label: "sidecore.api")
 
     private let runtime: VMMRuntime
     private let version: String
@@ -46,7 +49,11 @@ public struct VMMAPI: Sendable {
             response.allow = matching.map(\.method)
             return response
         }
-        return route.handler(self, request)
+        let response = route.handler(self, request)
+        Self.logger.debug(
+            "api request",
+            metadata: ["method": "\(request.method)", "path": "\(request.path)", "status": "\(response.status)"])
+        return response
     }
 
     /// `body` with the VM the request names, or the error saying it names none.
@@ -90,18 +97,21 @@ public struct VMMAPI: Sendable {
         guard vm.pause() else {
             return .error(409, code: "not_running", "vm \(vm.configuration.name) is not running: its vCPUs did not stop")
         }
+        Self.logger.notice("vm paused", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
     }
 
     private func resume(_ vm: VMInstance) -> HTTPResponse {
         guard vm.isPaused else { return .error(409, code: "not_paused", "vm \(vm.configuration.name) is not paused") }
         vm.resume()
+        Self.logger.notice("vm resumed", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
     }
 
     /// A hard stop: the VM's run ends now (a paused VM too); its disks are closed in order as hvctl exits.
     private func shutdown(_ vm: VMInstance) -> HTTPResponse {
         vm.machine.requestExit(.shutDown)
+        Self.logger.notice("vm shutdown requested", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
     }
 
@@ -149,12 +159,14 @@ public struct VMMAPI: Sendable {
                 return .error(409, code: "no_iocm", "no I/O core manager: hvctl runs without --side-cores auto")
             }
             coreManager.setAutomatic(true)
+            Self.logger.notice("side cores: the I/O core manager decides")
             return .json(SideCoreReply(sideCores: nil, auto: true, moved: 0))
         case .count(let count):
             do {
                 let moves = try engine.resize(to: count)
                 // A count chosen by hand holds until `auto` is asked for again.
                 runtime.coreManager?.setAutomatic(false)
+                Self.logger.notice("side cores set", metadata: ["count": "\(count)", "moved": "\(moves)"])
                 return .json(SideCoreReply(sideCores: count, auto: false, moved: moves))
             } catch {
                 // Valid JSON, but beyond what this run was started with (--side-cores-max): a conflict.
