@@ -154,7 +154,7 @@ final class APITests: IOBenchDiskTestCase {
         let lines = try String(contentsOfFile: logFile, encoding: .utf8).split(separator: "\n").map(String.init)
         for expected in [
             " info hvctl: api listening socket=\(socket)", " info hvctl: vm starting ", " notice hvctl: vm paused vm=vm0",
-            " notice hvctl: vm shutdown requested vm=vm0", " info hvctl: vm ended exit=shutDown vm=vm0",
+            " notice hvctl: vm shutdown requested vm=vm0", " info hvctl: vm ended exit=shutdown vm=vm0",
         ] {
             XCTAssertNotNil(lines.first { $0.contains(expected) }, "no '\(expected)' in:\n\(lines.joined(separator: "\n"))")
         }

@@ -31,3 +31,16 @@ public enum MachineExit: Equatable, Sendable {
     case shutDown
     case failed(String)
 }
+
+extension MachineExit: CustomStringConvertible {
+    /// As statistics and logs name it: poweroff, reboot, signal N, shutdown, failed: REASON.
+    public var description: String {
+        switch self {
+        case .powerOff: "poweroff"
+        case .reboot: "reboot"
+        case .stopped(let signal): "signal \(signal)"
+        case .shutDown: "shutdown"
+        case .failed(let reason): "failed: \(reason)"
+        }
+    }
+}

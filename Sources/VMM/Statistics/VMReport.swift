@@ -40,13 +40,6 @@ public struct VMReport: Encodable, Sendable {
         irqRedirection = redirector.map(Redirection.init)
         self.vcpus = vcpus.enumerated().map { VCPU(id: $0.offset, kvm: $0.element) }
         self.devices = devices
-        switch exit {
-        case nil: self.exit = "running"
-        case .powerOff: self.exit = "poweroff"
-        case .reboot: self.exit = "reboot"
-        case .stopped(let signal): self.exit = "signal \(signal)"
-        case .shutDown: self.exit = "shutdown"
-        case .failed(let reason): self.exit = "failed: \(reason)"
-        }
+        self.exit = exit?.description ?? "running"
     }
 }
