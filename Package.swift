@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Only what Swift cannot import: ioctl request macros, kvm_run union accessors, raw syscalls.
@@ -27,7 +28,10 @@ let package = Package(
         // taken down in order, and their statistics. hvctl is a command line over it.
         .target(
             name: "VMM",
-            dependencies: ["Hypervisor", "VirtioDevices", "CKVM", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "Hypervisor", "VirtioDevices", "CKVM", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
         .executableTarget(
             name: "hvctl",
             dependencies: [

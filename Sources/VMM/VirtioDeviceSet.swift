@@ -42,11 +42,13 @@ public final class VirtioDeviceSet: Sendable {
     public func statistics() -> [DeviceStatistics] {
         func queues(_ statistics: [QueueStatistics], names: (Int) -> String) -> [DeviceStatistics.Queue] {
             statistics.enumerated().map { index, queue in
-                DeviceStatistics.Queue(
+                let latency = queue.latency.snapshot
+                return DeviceStatistics.Queue(
                     index: index, name: names(index), requests: queue.requests.count, bytes: queue.bytes.count,
                     notifications: queue.notifications.count, interrupts: queue.interrupts.count,
                     redirected: queue.redirected.count, errors: queue.errors.count, flushes: queue.flushes.count,
-                    coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count)
+                    coalesced: queue.coalesced.count, completionBatches: queue.completionBatches.count,
+                    latency: LatencySummary(latency), latencyBuckets: latency)
             }
         }
         let disks = blocks.map { block in

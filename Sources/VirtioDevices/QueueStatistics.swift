@@ -16,5 +16,8 @@ public final class QueueStatistics: Sendable {
     public let errors = Counter()
     /// FLUSH requests passed to fdatasync (block devices only).
     public let flushes = Counter()
+    /// Each request's time from being taken off the available ring to its used-ring entry, as the
+    /// queue's poll rounds see it (block queues).
+    public let latency = LatencyBuckets()
     public init() {}
 }

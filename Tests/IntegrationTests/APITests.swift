@@ -99,6 +99,14 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertEqual(completed(later), completed(paused), "no request completes while paused")
         XCTAssertLessThan(completed(paused), requests, "paused before the guest finished")
         XCTAssertGreaterThan(later["timestamp"] as? Double ?? 0, paused["timestamp"] as? Double ?? 0)
+        // Every completed request is in the queue's latency distribution.
+        let queue = try XCTUnwrap(((later["devices"] as? [[String: Any]])?.first?["queues"] as? [[String: Any]])?.first)
+        let latency = try XCTUnwrap(queue["latency"] as? [String: Any], "\(queue)")
+        XCTAssertEqual(latency["count"] as? Int, queue["requests"] as? Int)
+        let p50 = try XCTUnwrap(latency["p50Nanoseconds"] as? Int)
+        let p99 = try XCTUnwrap(latency["p99Nanoseconds"] as? Int)
+        XCTAssertLessThanOrEqual(p50, p99)
+        XCTAssertLessThanOrEqual(p99, try XCTUnwrap(latency["maxNanoseconds"] as? Int))
         let again = try hvctl(["pause", "--socket", socket])
         XCTAssertNotEqual(again.status, 0)
         XCTAssertTrue(again.stderr.contains("is paused (HTTP 409)"), again.stderr)
@@ -108,6 +116,10 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
         XCTAssertTrue(metrics.stdout.contains("sidecore_queue_requests_total{vm=\"vm0\",device=\"blk0\""), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("sidecore_vm_paused{vm=\"vm0\"} 1"), metrics.stdout)
+        XCTAssertTrue(
+            metrics.stdout.contains(
+                "sidecore_queue_request_duration_seconds_count{vm=\"vm0\",device=\"blk0\",type=\"virtio-blk\","
+                    + "queue=\"request0\"} \(completed(later))"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("sidecore_kvm_vcpu_exits{vm=\"vm0\",vcpu=\"0\"}"), metrics.stdout)
         let metricsFile = scratch.appendingPathComponent("metrics.txt")
         try Data(metrics.stdout.utf8).write(to: metricsFile)

@@ -1,3 +1,5 @@
+import VirtioDevices
+
 /// The statistics in Prometheus' text exposition format (version 0.0.4) for `GET /metrics`.
 /// Every metric is `sidecore_`-prefixed, counters end in `_total`, times are in seconds, and
 /// VMs, devices, queues and side cores are labels.
@@ -48,6 +50,16 @@ enum PrometheusExposition {
                     for (name, help, value) in counters {
                         add("sidecore_queue_\(name)_total", "counter", help, labels, Double(value))
                     }
+                    if device.type == "virtio-blk" {
+                        let histogram = "sidecore_queue_request_duration_seconds"
+                        let help = "Each request's time from the available ring to the used ring."
+                        let index = family(histogram, "histogram", help)
+                        for (bound, count) in latencyHistogram(queue.latencyBuckets) {
+                            families[index].suffixed.append(("_bucket", labels + [("le", bound)], Double(count)))
+                        }
+                        families[index].suffixed.append(("_sum", labels, Double(queue.latencyBuckets.sum) / 1e9))
+                        families[index].suffixed.append(("_count", labels, Double(queue.latencyBuckets.requests)))
+                    }
                 }
             }
         }
@@ -80,11 +92,28 @@ enum PrometheusExposition {
         return families.map(\.text).joined()
     }
 
+    /// Cumulative bucket counts at powers of two from 2^10 ns (about 1 µs) to 2^30 ns (about 1 s),
+    /// then +Inf: each bound falls between `LatencyBuckets`' buckets, so every count is exact.
+    static func latencyHistogram(_ snapshot: LatencyBuckets.Snapshot) -> [(String, UInt64)] {
+        var result: [(String, UInt64)] = []
+        for power in 10...30 {
+            let bound = UInt64(1) << UInt64(power)
+            let below = snapshot.counts.enumerated().reduce(UInt64(0)) {
+                LatencyBuckets.lowerBound(of: $1.offset) < bound ? $0 + $1.element : $0
+            }
+            result.append(("\(Double(bound) / 1e9)", below))
+        }
+        result.append(("+Inf", snapshot.requests))
+        return result
+    }
+
     private struct Family {
         let name: String
         let type: String
         let help: String
         var samples: [([(String, String)], Double)] = []
+        /// A histogram's `_sum` and `_count` samples.
+        var suffixed: [(String, [(String, String)], Double)] = []
 
         var text: String {
             var text = "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -92,6 +121,10 @@ enum PrometheusExposition {
                 let rendered = labels.isEmpty
                     ? "" : "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
                 text += "\(name)\(rendered) \(format(value))\n"
+            }
+            for (suffix, labels, value) in suffixed {
+                let rendered = "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+                text += "\(name)\(suffix)\(rendered) \(format(value))\n"
             }
             return text
         }

@@ -1,3 +1,5 @@
+import VirtioDevices
+
 /// Per-queue counters of one device, as `--stats-json` writes them.
 public struct DeviceStatistics: Encodable, Sendable {
     public struct Queue: Encodable, Sendable {
@@ -12,6 +14,15 @@ public struct DeviceStatistics: Encodable, Sendable {
         public let flushes: UInt64
         public let coalesced: UInt64
         public let completionBatches: UInt64
+        /// Block queues: each request's time in the device (net queues record none).
+        public let latency: LatencySummary
+        /// The buckets `latency` comes from, for /metrics' histograms (not in the JSON).
+        let latencyBuckets: LatencyBuckets.Snapshot
+
+        private enum CodingKeys: String, CodingKey {
+            case index, name, requests, bytes, notifications, interrupts, redirected, errors, flushes, coalesced
+            case completionBatches, latency
+        }
     }
 
     public let name: String

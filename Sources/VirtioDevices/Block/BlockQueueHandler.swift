@@ -18,6 +18,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         var expectedResult: Int64 = 0
         var pendingOperations = 0
         var failed = false
+        /// The poll round's time when the request was taken.
+        var started: UInt64 = 0
     }
 
     let name: String
@@ -41,6 +43,14 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// The backend refused a submission: the queue stops as for a broken ring.
     private var submissionFailed = false
     private var broken: Bool { intake.isBroken || submissionFailed }
+    /// The current poll round's time, read once, when a request first needs it (an idle poll reads no clock).
+    private var roundTime: UInt64?
+    private func roundNow() -> UInt64 {
+        if let roundTime { return roundTime }
+        let time = MonotonicClock.now()
+        roundTime = time
+        return time
+    }
 
     init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics)
         throws
@@ -72,6 +82,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     // MARK: QueueHandler
 
     func poll(budget: Int) -> Int {
+        roundTime = nil
         var done = reapCompletions()
         done += takeAvailable(budget: budget)
         submit()
@@ -171,7 +182,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
             request = value
         }
         let slot = freeSlots.removeLast()
-        slots[slot] = InFlight(head: chain.head, statusAddress: request.statusAddress, usedLength: 1)
+        slots[slot] = InFlight(
+            head: chain.head, statusAddress: request.statusAddress, usedLength: 1, started: roundNow())
         // Each operation of the request, with the result that means it did all it was asked.
         func begin(_ operation: BlockOperation, expecting expected: Int64) {
             switch backend.start(operation, slot: slot) {
@@ -236,6 +248,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         try? memory.store(
             request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
+        statistics.latency.record(nanoseconds: roundNow() &- request.started)
         completedSinceInterrupt += 1
     }
 }

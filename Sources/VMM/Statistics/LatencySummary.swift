@@ -1,0 +1,31 @@
+import Histogram
+import VirtioDevices
+
+/// A queue's request latency distribution as statistics report it: count, mean and percentiles
+/// in nanoseconds, from its `LatencyBuckets` merged into an HDR histogram (each bucket recorded
+/// at its midpoint, so a percentile is within the bucket's 12.5% width of the truth).
+public struct LatencySummary: Encodable, Sendable, Equatable {
+    public let count: UInt64
+    public let meanNanoseconds: UInt64
+    public let p50Nanoseconds: UInt64
+    public let p90Nanoseconds: UInt64
+    public let p99Nanoseconds: UInt64
+    public let p999Nanoseconds: UInt64
+    public let maxNanoseconds: UInt64
+
+    init(_ snapshot: LatencyBuckets.Snapshot) {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 1 << 42, numberOfSignificantValueDigits: .three)
+        for (index, requests) in snapshot.counts.enumerated() where requests > 0 {
+            let low = LatencyBuckets.lowerBound(of: index)
+            let high = index + 1 < LatencyBuckets.count ? LatencyBuckets.lowerBound(of: index + 1) : low
+            _ = histogram.record(low + (high - low) / 2, count: requests)
+        }
+        count = snapshot.requests
+        meanNanoseconds = count == 0 ? 0 : snapshot.sum / count
+        p50Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(50)
+        p90Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(90)
+        p99Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(99)
+        p999Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(99.9)
+        maxNanoseconds = count == 0 ? 0 : histogram.max
+    }
+}
