@@ -251,7 +251,7 @@ struct Run: ParsableCommand {
         if stats {
             for vm in report.vms {
                 if several { printError("\(vm.name):") }
-                StatisticsTable.print(vm.vcpus.map(\.kvm))
+                StatisticsTable.print(vm)
             }
         }
         try statisticsFile?.write(report)

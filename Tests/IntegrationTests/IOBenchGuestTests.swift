@@ -89,6 +89,25 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
 
     /// `queue_size` is the ring the device offers: iobench takes the offer and needs three
     /// descriptors per request in flight, so 16 entries carry qd=4 but not qd=8.
+    /// `--stats` prints the vCPU table and a line per device queue with its counters and latency.
+    func testStatsTableShowsEachQueue() throws {
+        let result = try Toolchain.run(
+            Toolchain.hvctl,
+            [
+                "run", "--kernel", Toolchain.iobenchGuest, "--memory", "256", "--disk", "path=\(disk!),readonly=on",
+                "--cmdline", "qd=4 requests=3000 hold_ms=20", "--io-mode", "poll", "--stats",
+            ])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stderr.components(separatedBy: "\n")
+        XCTAssertTrue(lines.contains("KVM statistics per vCPU:"), result.stderr)
+        XCTAssertTrue(lines.contains("Device queues:"), result.stderr)
+        let queue = try XCTUnwrap(lines.first { $0.hasPrefix("  blk0.request0") }, result.stderr)
+        let fields = queue.split(separator: " ")
+        XCTAssertGreaterThanOrEqual(Int(fields[1]) ?? 0, 3000, "requests: \(queue)")
+        XCTAssertEqual(fields[2], "\((Int(fields[1]) ?? 0) * 4096)", "bytes: \(queue)")
+        XCTAssertNotEqual(fields[8], "-", "a latency: \(queue)")
+    }
+
     func testQueueSizeIsTheRingTheDeviceOffers() throws {
         let small = try run("qd=4 requests=2000", ["--io-mode", "poll"], devices: ["--disk", "path=\(disk!),queue_size=16"])
         assertAllReadsVerified(small, requests: 2000)
