@@ -22,7 +22,7 @@ let package = Package(
         // Also the io_uring helpers over Debian's liburing (liburing-dev): liburing's API is mostly
         // static inline and its headers clash with Glibc's module when imported directly.
         .target(name: "CKVM", linkerSettings: [.linkedLibrary("uring")]),
-        .target(name: "Hypervisor", dependencies: ["CKVM"]),
+        .target(name: "Hypervisor", dependencies: ["CKVM", .product(name: "Logging", package: "swift-log")]),
         .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
         // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
         // taken down in order, and their statistics. hvctl is a command line over it.

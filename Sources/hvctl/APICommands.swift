@@ -13,7 +13,8 @@ struct APITarget: ParsableArguments {
     func request(_ method: String, _ path: String, body: [UInt8] = [], addressesVM: Bool = true) throws -> String {
         var target = path
         if addressesVM, let vm {
-            guard !vm.isEmpty, vm.utf8.allSatisfy({ (33..<127).contains($0) && $0 != UInt8(ascii: "&") && $0 != UInt8(ascii: "#") })
+            guard !vm.isEmpty,
+                vm.utf8.allSatisfy({ (33..<127).contains($0) && $0 != UInt8(ascii: "&") && $0 != UInt8(ascii: "#") })
             else { throw ValidationError("--vm \(vm): a VM name is printable ASCII without spaces, & or #") }
             target += "?vm=\(vm)"
         }
@@ -53,7 +54,8 @@ struct Resume: ParsableCommand {
 
 /// `hvctl shutdown`: ends a VM's run now (a hard stop); hvctl exits when its last VM has ended.
 struct Shutdown: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a running VM now (its run ends with exit 'shutdown').")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop a running VM now (its run ends with exit 'shutdown').")
     @OptionGroup var target: APITarget
     func run() throws { _ = try target.request("PUT", "/api/v1/vm.shutdown") }
 }
@@ -68,7 +70,8 @@ struct Stats: ParsableCommand {
 
 /// `hvctl metrics`: the statistics in Prometheus' text format, as `GET /metrics` serves them.
 struct Metrics: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the metrics of a running hvctl (Prometheus text format).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the metrics of a running hvctl (Prometheus text format).")
     @OptionGroup var target: APITarget
     func run() throws { print(try target.request("GET", "/metrics", addressesVM: false), terminator: "") }
 }

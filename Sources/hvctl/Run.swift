@@ -101,11 +101,16 @@ struct Run: ParsableCommand {
     @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp(
-            "Log events at this level and above: trace, debug, info, notice, warning, error or critical (default notice).",
+            """
+            Log events at this level and above: trace, debug, info, notice, warning, error or critical \
+            (default notice).
+            """,
             valueName: "level"))
     var logLevel: Logger.Level?
 
-    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Log at info level (what runs, API requests' effects).")
+    @Flag(
+        name: [.customShort("v"), .customLong("verbose")], help: "Log at info level (what runs, API requests' effects)."
+    )
     var verbose = false
 
     @Option(
@@ -208,7 +213,8 @@ struct Run: ParsableCommand {
                 "vm starting",
                 metadata: [
                     "vm": "\(configuration.name)", "cpus": "\(configuration.machine.vcpuCount)",
-                    "memory_mib": "\(configuration.machine.memoryInBytes >> 20)", "disks": "\(configuration.disks.count)",
+                    "memory_mib": "\(configuration.machine.memoryInBytes >> 20)",
+                    "disks": "\(configuration.disks.count)",
                     "nets": "\(configuration.nets.count)", "io_mode": "\(runtime.ioModeName)",
                 ])
         }

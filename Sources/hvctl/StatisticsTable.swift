@@ -14,7 +14,9 @@ enum StatisticsTable {
         print(vm.vcpus.map(\.kvm))
         guard !vm.devices.isEmpty else { return }
         printError("Device queues:")
-        let columns = ["requests", "bytes", "kicks", "interrupts", "coalesced", "redirected", "errors", "p50 us", "p99 us"]
+        let columns = [
+            "requests", "bytes", "kicks", "interrupts", "coalesced", "redirected", "errors", "p50 us", "p99 us",
+        ]
         printError("  " + "queue".padding(20) + columns.map { $0.padding(12) }.joined())
         for device in vm.devices {
             for queue in device.queues {
@@ -22,11 +24,13 @@ enum StatisticsTable {
                     queue.requests, queue.bytes, queue.notifications, queue.interrupts, queue.coalesced,
                     queue.redirected, queue.errors,
                 ].map { "\($0)" }
-                let latency = queue.latency.count == 0
+                let latency =
+                    queue.latency.count == 0
                     ? ["-", "-"]
                     : [queue.latency.p50Nanoseconds, queue.latency.p99Nanoseconds].map { micros($0) }
                 printError(
-                    "  " + "\(device.name).\(queue.name)".padding(20) + (values + latency).map { $0.padding(12) }.joined())
+                    "  " + "\(device.name).\(queue.name)".padding(20)
+                        + (values + latency).map { $0.padding(12) }.joined())
             }
         }
     }

@@ -56,7 +56,8 @@ final class APITests: IOBenchDiskTestCase {
     }
 
     /// curl over the socket: the HTTP status and the body.
-    func curl(_ arguments: [String], method: String = "GET", body: String? = nil) throws -> (status: Int, body: String) {
+    func curl(_ arguments: [String], method: String = "GET", body: String? = nil) throws -> (status: Int, body: String)
+    {
         var options = ["-s", "--max-time", "10", "--unix-socket", socket, "-X", method, "-w", "\n%{http_code}"]
         if let body { options += ["-H", "Content-Type: application/json", "--data", body] }
         let path = arguments.last!
@@ -114,7 +115,8 @@ final class APITests: IOBenchDiskTestCase {
         // The metrics pass promtool's checks (format and naming conventions).
         let metrics = try hvctl(["metrics", "--socket", socket])
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
-        XCTAssertTrue(metrics.stdout.contains("sidecore_queue_requests_total{vm=\"vm0\",device=\"blk0\""), metrics.stdout)
+        XCTAssertTrue(
+            metrics.stdout.contains("sidecore_queue_requests_total{vm=\"vm0\",device=\"blk0\""), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("sidecore_vm_paused{vm=\"vm0\"} 1"), metrics.stdout)
         XCTAssertTrue(
             metrics.stdout.contains(
@@ -165,10 +167,12 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertEqual(running.errors, "", "log lines go to the file")
         let lines = try String(contentsOfFile: logFile, encoding: .utf8).split(separator: "\n").map(String.init)
         for expected in [
-            " info hvctl: api listening socket=\(socket)", " info hvctl: vm starting ", " notice hvctl: vm paused vm=vm0",
+            " info hvctl: api listening socket=\(socket)", " info hvctl: vm starting ",
+            " notice hvctl: vm paused vm=vm0",
             " notice hvctl: vm shutdown requested vm=vm0", " info hvctl: vm ended exit=shutdown vm=vm0",
         ] {
-            XCTAssertNotNil(lines.first { $0.contains(expected) }, "no '\(expected)' in:\n\(lines.joined(separator: "\n"))")
+            XCTAssertNotNil(
+                lines.first { $0.contains(expected) }, "no '\(expected)' in:\n\(lines.joined(separator: "\n"))")
         }
         for line in lines {
             // 2026-12-05T06:40:01.123456Z: UTC with microseconds.
@@ -185,7 +189,8 @@ final class APITests: IOBenchDiskTestCase {
         let refused = try hvctl(["run", "--kernel", Toolchain.iobenchGuest, "--api-socket", socket])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertEqual(
-            refused.stderr, "hvctl: --api-socket \(socket): in use by process \(first.process.processIdentifier), "
+            refused.stderr,
+            "hvctl: --api-socket \(socket): in use by process \(first.process.processIdentifier), "
                 + "which is listening on it\n")
         kill(first.process.processIdentifier, SIGKILL)
         XCTAssertNotNil(first.exitStatus(within: 10))

@@ -109,7 +109,8 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
     }
 
     func testQueueSizeIsTheRingTheDeviceOffers() throws {
-        let small = try run("qd=4 requests=2000", ["--io-mode", "poll"], devices: ["--disk", "path=\(disk!),queue_size=16"])
+        let small = try run(
+            "qd=4 requests=2000", ["--io-mode", "poll"], devices: ["--disk", "path=\(disk!),queue_size=16"])
         assertAllReadsVerified(small, requests: 2000)
         let result = try Toolchain.run(
             Toolchain.hvctl,

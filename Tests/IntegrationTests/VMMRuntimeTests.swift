@@ -163,7 +163,8 @@ final class VMMRuntimeTests: IOBenchDiskTestCase {
         XCTAssertEqual(resized["sideCores"] as? Int, 0)
         XCTAssertEqual(resized["moved"] as? Int, 1, "the disk's one queue moved to a notify thread")
         XCTAssertEqual(runtime.sideCores?.activeCount, 0)
-        XCTAssertThrowsError(try APIClient.request("PUT", "/api/v1/vmm.side-cores", body: Array("{}".utf8), socket: path))
+        XCTAssertThrowsError(
+            try APIClient.request("PUT", "/api/v1/vmm.side-cores", body: Array("{}".utf8), socket: path))
         XCTAssertThrowsError(try APIClient.request("GET", "/api/v1/nonsense", socket: path))
         server.stop()
         XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the socket file is removed")
@@ -179,15 +180,18 @@ final class VMMRuntimeTests: IOBenchDiskTestCase {
             let runner = Thread { exits.withLock { $0 = try? runtime.run() } }
             runner.start()
             let vm = runtime.vms[0]
-            XCTAssertTrue(eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false })
+            XCTAssertTrue(
+                eventually(seconds: 30) { (try? runtime.statistics()).map { self.requests($0) > 100 } ?? false })
             XCTAssertTrue(vm.pause(), "\(mode): every vCPU stopped")
             XCTAssertTrue(vm.isPaused)
             let before = try runtime.statistics()
             let exitsBefore = try vm.machine.vcpuStatistics().map { $0["exits"] ?? 0 }
             // Nothing may move while paused: look again after a while.
             usleep(300_000)
-            XCTAssertEqual(requests(try runtime.statistics()), requests(before), "\(mode): no request completed while paused")
-            XCTAssertEqual(try vm.machine.vcpuStatistics().map { $0["exits"] ?? 0 }, exitsBefore, "\(mode): no vCPU ran")
+            XCTAssertEqual(
+                requests(try runtime.statistics()), requests(before), "\(mode): no request completed while paused")
+            XCTAssertEqual(
+                try vm.machine.vcpuStatistics().map { $0["exits"] ?? 0 }, exitsBefore, "\(mode): no vCPU ran")
             XCTAssertLessThan(requests(before), 60_000, "\(mode): paused before the guest finished")
             vm.resume()
             XCTAssertFalse(vm.isPaused)

@@ -74,14 +74,17 @@ final class APIServerTests: XCTestCase {
         let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = try APISocket.address(path)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         XCTAssertEqual(bound, 0)
         close(stale)
         let server = try echoServer()
         defer { server.stop() }
         XCTAssertThrowsError(try echoServer()) { error in
-            XCTAssertEqual((error as? APISocketError)?.reason, "in use by process \(getpid()), which is listening on it")
+            XCTAssertEqual(
+                (error as? APISocketError)?.reason, "in use by process \(getpid()), which is listening on it")
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: path), "the live socket is left alone")
     }
@@ -103,7 +106,9 @@ final class APIServerTests: XCTestCase {
         let replies = receive(fd, responses: 2)
         XCTAssertTrue(replies.contains("GET /a"), replies)
         XCTAssertTrue(replies.contains("PUT /b"), replies)
-        XCTAssertLessThan(try XCTUnwrap(replies.range(of: "GET /a")).lowerBound, try XCTUnwrap(replies.range(of: "PUT /b")).lowerBound)
+        XCTAssertLessThan(
+            try XCTUnwrap(replies.range(of: "GET /a")).lowerBound, try XCTUnwrap(replies.range(of: "PUT /b")).lowerBound
+        )
         send(fd, "GET /c HTTP/1.1\r\nConnection: close\r\n\r\n")
         let last = receive(fd)
         XCTAssertTrue(last.contains("Connection: close"), last)
@@ -143,7 +148,9 @@ final class APIServerTests: XCTestCase {
             let fd = try connect()
             send(fd, request)
             let reply = receive(fd)
-            XCTAssertTrue(reply.hasPrefix("HTTP/1.1 \(status) "), "\(request.prefix(40).debugDescription): \(reply.debugDescription)")
+            XCTAssertTrue(
+                reply.hasPrefix("HTTP/1.1 \(status) "),
+                "\(request.prefix(40).debugDescription): \(reply.debugDescription)")
             XCTAssertTrue(reply.contains("\"code\":\"\(code)\""), reply)
             XCTAssertTrue(reply.contains("Connection: close"), reply)
             var byte: UInt8 = 0

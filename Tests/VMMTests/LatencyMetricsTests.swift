@@ -13,7 +13,8 @@ final class LatencyMetricsTests: XCTestCase {
 
     /// 900 requests at 2 µs, 90 at 20 µs, 10 at 1 ms: the percentiles fall in those buckets.
     func testPercentilesComeFromTheBuckets() {
-        let values = Array(repeating: UInt64(2_000), count: 900) + Array(repeating: 20_000, count: 90)
+        let values =
+            Array(repeating: UInt64(2_000), count: 900) + Array(repeating: 20_000, count: 90)
             + Array(repeating: 1_000_000, count: 10)
         let summary = LatencySummary(snapshot(values))
         XCTAssertEqual(summary.count, 1000)

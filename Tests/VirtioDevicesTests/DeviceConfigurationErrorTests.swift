@@ -67,7 +67,8 @@ final class DeviceConfigurationErrorTests: XCTestCase {
         XCTAssertEqual(refused?.problem, "in use by this process (another disk of it): cannot lock it for writing")
         XCTAssertNotNil(first)
         first = nil
-        var writer: BlockDevice? = try BlockDevice(configuration: BlockDeviceConfiguration(path: path, id: "t"), name: "c")
+        var writer: BlockDevice? = try BlockDevice(
+            configuration: BlockDeviceConfiguration(path: path, id: "t"), name: "c")
         XCTAssertEqual(configurationError { try BlockDevice(configuration: readOnly, name: "d") }?.field, .diskPath)
         XCTAssertNotNil(writer)
         writer = nil

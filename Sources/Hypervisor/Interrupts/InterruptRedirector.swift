@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import Synchronization
 
 /// Which vCPUs interrupt redirection moves interrupts away from.
@@ -45,6 +46,7 @@ public final class InterruptRedirector: Sendable {
     /// Failed route updates (`KVM_SET_GSI_ROUTING`); the last error is kept.
     public let failures = Counter()
     public let lastFailure = Lock<String?>(nil)
+    private static let logger = Logger(label: "sidecore.irqredir")
 
     /// `messageChanges` is what `router` records the guest's reprogramming in; `requestReadings`
     /// asks each vCPU thread to read its local APIC into `apics` (and kicks it); `sampleActivity`
@@ -131,10 +133,17 @@ public final class InterruptRedirector: Sendable {
             let changes = try router.setRedirections(redirections)
             retargets.add(UInt64(changes.retargeted))
             restores.add(UInt64(changes.restored))
+            if changes.retargeted + changes.restored > 0 {
+                // Up to a thousand a second under load: debug, not notice.
+                Self.logger.debug(
+                    "irq redirection changed",
+                    metadata: ["retargeted": "\(changes.retargeted)", "restored": "\(changes.restored)"])
+            }
             return true
         } catch {
             failures.add()
             lastFailure.withLock { $0 = "\(error)" }
+            Self.logger.warning("irq redirection: KVM refused the routes", metadata: ["error": "\(error)"])
             return false
         }
     }

@@ -33,7 +33,9 @@ public enum APIClient {
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { throw APIClientError(description: "\(socket): \(String(cString: strerror(errno)))") }
+            guard written > 0 else {
+                throw APIClientError(description: "\(socket): \(String(cString: strerror(errno)))")
+            }
             offset += written
         }
         var reply: [UInt8] = []
@@ -53,7 +55,8 @@ public enum APIClient {
         }
         let result = Reply(status: status, body: Array(reply[(end + 4)...]))
         guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(APIErrorBody.self, from: Data(result.body)))?.message ?? result.text
+            let message =
+                (try? JSONDecoder().decode(APIErrorBody.self, from: Data(result.body)))?.message ?? result.text
             throw APIClientError(description: "\(socket): \(message) (HTTP \(status))")
         }
         return result

@@ -60,7 +60,10 @@ public final class APIServer: Sendable {
         defer { for client in clients { close(client.fd) } }
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
-            var fds = [pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+            ]
             for client in clients {
                 fds.append(pollfd(fd: client.fd, events: Int16(client.output.isEmpty ? POLLIN : POLLOUT), revents: 0))
             }
@@ -106,7 +109,9 @@ public final class APIServer: Sendable {
         if events & Int16(POLLERR | POLLNVAL) != 0 { return false }
         if !client.output.isEmpty {
             guard events & Int16(POLLOUT) != 0 else { return now < client.deadline }
-            let written = client.output.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let written = client.output.withUnsafeBytes {
+                send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             if written < 0 { return errno == EAGAIN || errno == EINTR }
             client.output.removeFirst(written)
             guard client.output.isEmpty else { return true }

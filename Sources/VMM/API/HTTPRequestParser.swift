@@ -47,16 +47,22 @@ public struct HTTPRequestParser: Sendable {
     /// Parses the request at the start of `bytes`.
     public static func parse(_ bytes: ArraySlice<UInt8>) -> Result {
         guard let headerEnd = endOfHeaders(bytes) else {
-            if bytes.count > maxHeaderBytes { return .invalid(.init(status: 431, message: "the request head exceeds 8192 bytes")) }
+            if bytes.count > maxHeaderBytes {
+                return .invalid(.init(status: 431, message: "the request head exceeds 8192 bytes"))
+            }
             // A bare LF ends no line here, and waiting for CRLF CRLF would never end: refuse it at once.
-            if hasBareLineEnd(bytes, complete: false) { return .invalid(.init(status: 400, message: "lines must end with CRLF")) }
+            if hasBareLineEnd(bytes, complete: false) {
+                return .invalid(.init(status: 400, message: "lines must end with CRLF"))
+            }
             return .incomplete
         }
         guard headerEnd - bytes.startIndex <= maxHeaderBytes else {
             return .invalid(.init(status: 431, message: "the request head exceeds 8192 bytes"))
         }
         let head = bytes[bytes.startIndex..<headerEnd]
-        if hasBareLineEnd(head, complete: true) { return .invalid(.init(status: 400, message: "lines must end with CRLF")) }
+        if hasBareLineEnd(head, complete: true) {
+            return .invalid(.init(status: 400, message: "lines must end with CRLF"))
+        }
         var lines = split(head)
         guard !lines.isEmpty else { return .invalid(.init(status: 400, message: "empty request line")) }
         let requestLine = lines.removeFirst()

@@ -18,21 +18,26 @@ enum PrometheusExposition {
         add("sidecore_uptime_seconds", "gauge", "Seconds since the VMs were built.", [], report.uptimeSeconds)
         for vm in report.vms {
             let vmLabel = [("vm", vm.name)]
-            add("sidecore_vm_paused", "gauge", "1 while the VM is paused through the API.", vmLabel,
+            add(
+                "sidecore_vm_paused", "gauge", "1 while the VM is paused through the API.", vmLabel,
                 paused[vm.name] == true ? 1 : 0)
             for vcpu in vm.vcpus {
                 // KVM's own binary statistics, one family per statistic (names differ across kernels).
                 for (stat, value) in vcpu.kvm.sorted(by: { $0.key < $1.key }) where isMetricName(stat) {
                     // Prometheus names times in seconds: KVM's `_ns` statistics are converted.
                     let (name, scaled) =
-                        stat.hasSuffix("_ns") ? (String(stat.dropLast(3)) + "_seconds", Double(value) / 1e9) : (stat, Double(value))
-                    add("sidecore_kvm_vcpu_\(name)", "untyped", "KVM's per-vCPU statistic \(stat).",
+                        stat.hasSuffix("_ns")
+                        ? (String(stat.dropLast(3)) + "_seconds", Double(value) / 1e9) : (stat, Double(value))
+                    add(
+                        "sidecore_kvm_vcpu_\(name)", "untyped", "KVM's per-vCPU statistic \(stat).",
                         vmLabel + [("vcpu", "\(vcpu.id)")], scaled)
                 }
             }
             for device in vm.devices {
                 let deviceLabels = vmLabel + [("device", device.name), ("type", device.type)]
-                add("sidecore_device_errors_total", "counter", "Device errors (a ring the driver broke, a failed activation).",
+                add(
+                    "sidecore_device_errors_total", "counter",
+                    "Device errors (a ring the driver broke, a failed activation).",
                     deviceLabels, Double(device.deviceErrors))
                 for queue in device.queues {
                     let labels = deviceLabels + [("queue", queue.name)]
@@ -42,7 +47,10 @@ enum PrometheusExposition {
                         ("kicks", "Guest notifications (kicks) received.", queue.notifications),
                         ("interrupts", "Interrupts sent to the guest.", queue.interrupts),
                         ("interrupts_coalesced", "Completions whose interrupt was held and merged.", queue.coalesced),
-                        ("interrupts_redirected", "Interrupts sent to a vCPU other than the driver's.", queue.redirected),
+                        (
+                            "interrupts_redirected", "Interrupts sent to a vCPU other than the driver's.",
+                            queue.redirected
+                        ),
                         ("errors", "Requests that failed or were malformed.", queue.errors),
                         ("flushes", "Flush requests.", queue.flushes),
                         ("completion_batches", "Used-ring publications.", queue.completionBatches),
@@ -65,28 +73,39 @@ enum PrometheusExposition {
         }
         for core in report.sideCores {
             let labels = [("core", core.name)]
-            add("sidecore_side_core_active", "gauge", "1 while the side core serves queues.", labels, core.active ? 1 : 0)
-            add("sidecore_side_core_busy_seconds_total", "counter", "Time in rounds that found work.", labels,
+            add(
+                "sidecore_side_core_active", "gauge", "1 while the side core serves queues.", labels,
+                core.active ? 1 : 0)
+            add(
+                "sidecore_side_core_busy_seconds_total", "counter", "Time in rounds that found work.", labels,
                 Double(core.busyNanoseconds) / 1e9)
-            add("sidecore_side_core_idle_seconds_total", "counter", "Time in rounds that found none.", labels,
+            add(
+                "sidecore_side_core_idle_seconds_total", "counter", "Time in rounds that found none.", labels,
                 Double(core.idleNanoseconds) / 1e9)
             if let cpu = core.cpuNanoseconds {
-                add("sidecore_side_core_cpu_seconds_total", "counter", "The side core thread's CPU time.", labels,
+                add(
+                    "sidecore_side_core_cpu_seconds_total", "counter", "The side core thread's CPU time.", labels,
                     Double(cpu) / 1e9)
             }
-            add("sidecore_side_core_sleeps_total", "counter", "Times the side core slept waiting for a kick.", labels,
+            add(
+                "sidecore_side_core_sleeps_total", "counter", "Times the side core slept waiting for a kick.", labels,
                 Double(core.sleeps))
             for handler in core.handlers {
                 let handlerLabels = labels + [("queue", handler.name)]
-                add("sidecore_side_core_polls_total", "counter", "Polls of a queue.", handlerLabels, Double(handler.polls))
-                add("sidecore_side_core_productive_polls_total", "counter", "Polls of a queue that found work.",
+                add(
+                    "sidecore_side_core_polls_total", "counter", "Polls of a queue.", handlerLabels,
+                    Double(handler.polls))
+                add(
+                    "sidecore_side_core_productive_polls_total", "counter", "Polls of a queue that found work.",
                     handlerLabels, Double(handler.productivePolls))
             }
         }
         if let iocm = report.iocm {
-            add("sidecore_iocm_automatic", "gauge", "1 while the I/O core manager chooses the side-core count.", [],
+            add(
+                "sidecore_iocm_automatic", "gauge", "1 while the I/O core manager chooses the side-core count.", [],
                 iocm.automatic ? 1 : 0)
-            add("sidecore_iocm_resizes_total", "counter", "Side-core count changes made by the I/O core manager.", [],
+            add(
+                "sidecore_iocm_resizes_total", "counter", "Side-core count changes made by the I/O core manager.", [],
                 Double(iocm.resizes))
         }
         return families.map(\.text).joined()
@@ -118,7 +137,8 @@ enum PrometheusExposition {
         var text: String {
             var text = "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for (labels, value) in samples {
-                let rendered = labels.isEmpty
+                let rendered =
+                    labels.isEmpty
                     ? "" : "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
                 text += "\(name)\(rendered) \(format(value))\n"
             }
@@ -151,6 +171,9 @@ enum PrometheusExposition {
     }
 
     private static func isMetricName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || (48...57).contains($0) || (97...122).contains($0) || (65...90).contains($0) }
+        !name.isEmpty
+            && name.utf8.allSatisfy {
+                $0 == UInt8(ascii: "_") || (48...57).contains($0) || (97...122).contains($0) || (65...90).contains($0)
+            }
     }
 }

@@ -95,7 +95,8 @@ public struct VMMAPI: Sendable {
     private func pause(_ vm: VMInstance) -> HTTPResponse {
         guard !vm.isPaused else { return .error(409, code: "already_paused", "vm \(vm.configuration.name) is paused") }
         guard vm.pause() else {
-            return .error(409, code: "not_running", "vm \(vm.configuration.name) is not running: its vCPUs did not stop")
+            return .error(
+                409, code: "not_running", "vm \(vm.configuration.name) is not running: its vCPUs did not stop")
         }
         Self.logger.notice("vm paused", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
@@ -185,8 +186,10 @@ public struct VMMAPI: Sendable {
         do {
             let report = try runtime.statistics()
             let text = PrometheusExposition.render(
-                report, paused: Dictionary(uniqueKeysWithValues: runtime.vms.map { ($0.configuration.name, $0.isPaused) }))
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
+                report,
+                paused: Dictionary(uniqueKeysWithValues: runtime.vms.map { ($0.configuration.name, $0.isPaused) }))
+            return HTTPResponse(
+                status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
         } catch {
             return .error(500, code: "statistics_unavailable", "cannot read the statistics: \(error)")
         }
