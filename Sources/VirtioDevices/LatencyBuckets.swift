@@ -40,6 +40,11 @@ public final class LatencyBuckets: Sendable {
         /// The sum of every latency recorded, in nanoseconds.
         public var sum: UInt64
         public var requests: UInt64 { counts.reduce(0, +) }
+
+        public init(counts: [UInt64], sum: UInt64) {
+            self.counts = counts
+            self.sum = sum
+        }
     }
 
     public var snapshot: Snapshot {

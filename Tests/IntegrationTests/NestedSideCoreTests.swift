@@ -146,7 +146,7 @@ final class NestedSideCoreTests: XCTestCase {
                 --cmdline '\(NestedRig.guestCommandLine(running: loadGuest))' \\
                 --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
             st=$?
-            tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)'
+            tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)| hvctl: iocm'
             cat /tmp/iocm.json; echo
             echo "=== end iocm status=$st"
             dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 \
@@ -365,7 +365,8 @@ final class NestedSideCoreTests: XCTestCase {
         let reply = try XCTUnwrap(result.value("iocm"), result.output)
         XCTAssertTrue(reply.contains("\"sideCores\":2"), reply)
         XCTAssertTrue(reply.contains("\"moved\":1"), "one of the two handlers moved to side1: \(reply)")
-        XCTAssertEqual(result.value("iocm-auto"), "{\"sideCores\":\"auto\"}", "the choice goes back to the iocm thread")
+        XCTAssertEqual(
+            result.value("iocm-auto"), "{\"auto\":true,\"moved\":0}", "the choice goes back to the iocm thread")
         let document = try XCTUnwrap(try result.jsonDocument(), result.output)
         let cores = try XCTUnwrap(document["sideCores"] as? [[String: Any]])
         XCTAssertEqual(cores.count, 2, "--side-cores-max 2 threads")

@@ -8,7 +8,8 @@
  * (MSI-X vector 0, NO_INTERRUPT clear): the VMM signals them as for any driver, and KVM drops them
  * at this CPU's local APIC, which is never software-enabled (the CPU runs with interrupts off and
  * keeps polling), so the VMM's interrupt work (and coalescing) is measured without a guest
- * handler's cost. hold_ms=N is how long the guest waits at each mark (default 300). Output on
+ * handler's cost. hold_ms=N is how long the guest waits at each mark (default 300). verify=0 skips
+ * checking what a block read returned (for a null backend; the status is still checked). Output on
  * COM1: "iobench: start" and "iobench: end" around the measured loop (the host samples KVM's
  * counters there), then one "iobench: result" line; then ACPI power-off. The loader must zero
  * .bss (page tables and statics live there), as ELF loaders do. */

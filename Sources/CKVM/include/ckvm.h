@@ -4,6 +4,7 @@
 
 #include "ckvm_atomics.h"
 #include "ckvm_bpf.h"
+#include "ckvm_host_bench.h"
 #include "ckvm_io_uring.h"
 #include "ckvm_kvm.h"
 #include "ckvm_sockets.h"

@@ -17,7 +17,7 @@ public struct DeviceStatistics: Encodable, Sendable {
         /// Block queues: each request's time in the device (net queues record none).
         public let latency: LatencySummary
         /// The buckets `latency` comes from, for /metrics' histograms (not in the JSON).
-        let latencyBuckets: LatencyBuckets.Snapshot
+        public let latencyBuckets: LatencyBuckets.Snapshot
 
         private enum CodingKeys: String, CodingKey {
             case index, name, requests, bytes, notifications, interrupts, redirected, errors, flushes, coalesced

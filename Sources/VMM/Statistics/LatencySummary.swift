@@ -13,7 +13,7 @@ public struct LatencySummary: Encodable, Sendable, Equatable {
     public let p999Nanoseconds: UInt64
     public let maxNanoseconds: UInt64
 
-    init(_ snapshot: LatencyBuckets.Snapshot) {
+    public init(_ snapshot: LatencyBuckets.Snapshot) {
         var histogram = Histogram<UInt64>(highestTrackableValue: 1 << 42, numberOfSignificantValueDigits: .three)
         for (index, requests) in snapshot.counts.enumerated() where requests > 0 {
             let low = LatencyBuckets.lowerBound(of: index)

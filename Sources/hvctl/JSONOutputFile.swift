@@ -3,37 +3,40 @@ import FoundationEssentials
 import Glibc
 import VMM
 
-/// The `--stats-json` output file: its directory is checked before the VM starts so a bad path
-/// fails early and nothing is created; the document is written whole at exit.
-struct StatisticsFile {
+/// A JSON output file (`--stats-json`, `hvctl bench --json`): its directory is checked before the
+/// work starts so a bad path fails early and nothing is created; the document is written whole at
+/// the end. Errors name `flag`.
+struct JSONOutputFile {
+    let flag: String
     let path: String
 
-    init(path: String) throws {
+    init(flag: String, path: String) throws {
+        self.flag = flag
         var status = stat()
         if stat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFDIR {
-            throw ValidationError("--stats-json \(path): is a directory")
+            throw ValidationError("\(flag) \(path): is a directory")
         }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         if access(directory.isEmpty ? "/" : directory, W_OK) != 0 {
-            throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")
+            throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))")
         }
         self.path = path
     }
 
-    func write(_ report: StatisticsReport) throws {
+    func write(_ document: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var data = try encoder.encode(report)
+        var data = try encoder.encode(document)
         data.append(UInt8(ascii: "\n"))
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))") }
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         close(fd)
         // Written whole then renamed, so the file never holds half a document.
         guard written == data.count, rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw ValidationError("--stats-json \(path): \(String(cString: strerror(errno)))")
+            throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -1,0 +1,219 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import Hypervisor
+import VMM
+
+/// The disk a benchmark reads.
+enum BenchDisk: Sendable {
+    /// A pattern file (`blocks` 4 KiB blocks).
+    case file(String, blocks: UInt64)
+    /// The null backend: requests complete without storage (no pattern to verify).
+    case null(bytes: UInt64)
+}
+
+/// hvctl's I/O modes as bench targets.
+enum BenchMode: String, CaseIterable, Sendable {
+    case poll, hybrid, notify
+}
+
+/// `hvctl bench`: the I/O-path benchmark. Each target (hvctl in each mode, QEMU, the host's own
+/// io_uring loop) runs the same 4 KiB random-read workload at each queue depth, `--repeat` times,
+/// in one process run on one machine; a table with the spread and the ratios, and a JSON record.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark the block I/O path: hvctl's modes against QEMU and the host's own io_uring limit.")
+
+    @Option(help: ArgumentHelp("Queue depths, e.g. 1,16,64 (1 to 64).", valueName: "list"))
+    var qd = "1,16"
+
+    @Option(help: ArgumentHelp("hvctl's I/O modes to measure: poll, hybrid, notify.", valueName: "list"))
+    var mode = "poll,hybrid"
+
+    @Option(help: ArgumentHelp("Peers measured in the same run: host, qemu, or none.", valueName: "list"))
+    var peer = "host,qemu"
+
+    @Option(help: "Reads per run (each run also verifies every block it reads).")
+    var requests: UInt64 = 200_000
+
+    @Option(help: "Runs per cell; the table shows their median and spread.")
+    var `repeat` = 3
+
+    @Option(
+        help: ArgumentHelp(
+            "The file to read (its 4 KiB blocks must start with their sector number); default: a 64 MiB pattern file "
+                + "created and removed.", valueName: "file"))
+    var disk: String?
+
+    @Flag(help: "Read the null backend instead of a file (the I/O path alone; nothing to verify, no host peer).")
+    var null = false
+
+    @Option(help: ArgumentHelp("The iobench guest (default: next to hvctl, or guest-images/out).", valueName: "path"))
+    var guest: String?
+
+    @Option(help: ArgumentHelp("Write every figure and the environment as JSON to this file.", valueName: "file"))
+    var json: String?
+
+    func validate() throws {
+        _ = try queueDepths()
+        _ = try modes()
+        _ = try peers()
+        guard (1...100).contains(self.repeat) else { throw ValidationError("--repeat \(self.repeat): 1 to 100") }
+        guard (1...100_000_000).contains(requests) else {
+            throw ValidationError("--requests \(requests): 1 to 100000000")
+        }
+        if null && disk != nil { throw ValidationError("--null: not with --disk") }
+    }
+
+    func queueDepths() throws -> [Int] {
+        try qd.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let depth = Int($0), (1...64).contains(depth) else {
+                throw ValidationError("--qd \(qd): '\($0)' is not a queue depth from 1 to 64")
+            }
+            return depth
+        }
+    }
+
+    func modes() throws -> [BenchMode] {
+        try mode.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let mode = BenchMode(rawValue: String($0)) else {
+                throw ValidationError("--mode \(mode): '\($0)' is not poll, hybrid or notify")
+            }
+            return mode
+        }
+    }
+
+    func peers() throws -> [String] {
+        let names = peer.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        if names == ["none"] { return [] }
+        for name in names where name != "host" && name != "qemu" {
+            throw ValidationError("--peer \(peer): '\(name)' is not host, qemu or none")
+        }
+        if names.contains("qemu") && !BenchQEMURun.isInstalled {
+            throw ValidationError(
+                "--peer qemu: \(BenchQEMURun.executable) is not installed (apt-get install qemu-system-x86)")
+        }
+        return names
+    }
+
+    func run() throws {
+        let guestPath = try guestImage()
+        let depths = try queueDepths()
+        var targets = try modes().map { BenchTarget.hvctl($0) }
+        let peers = try peers()
+        if peers.contains("qemu") { targets.append(.qemu) }
+        if peers.contains("host") && !null { targets.append(.host) }
+
+        // A bad --json path fails before minutes of measuring, not after.
+        let jsonFile = try json.map { try JSONOutputFile(flag: "--json", path: $0) }
+        SignalWatcher.blockInThisThread()
+        let scratch = try BenchScratch(disk: disk, null: null)
+        defer { scratch.remove() }
+        let runningVMM = Lock<VMMRuntime?>(nil)
+        let runningChild = Lock<Int32?>(nil)
+        let interrupted = Lock<Int32?>(nil)
+        let signals = try SignalWatcher { signal in
+            interrupted.withLock { $0 = signal }
+            runningVMM.withLock { $0 }?.stop(.stopped(signal: signal))
+            if let pid = runningChild.withLock({ $0 }) { kill(pid, SIGKILL) }
+        }
+        defer { signals.stop() }
+
+        var report = BenchReport(environment: .current(qemu: peers.contains("qemu")), options: options(), cells: [])
+        let progress = BenchProgress()
+        cells: for depth in depths {
+            for target in targets {
+                var cell = BenchReport.Cell(target: target.name, qd: depth, runs: [])
+                for index in 0..<self.repeat {
+                    if interrupted.withLock({ $0 }) != nil { break }
+                    progress.show("\(target.name) qd=\(depth) run \(index + 1)/\(self.repeat)")
+                    let measurement: BenchMeasurement
+                    do {
+                        switch target {
+                        case .hvctl(let mode):
+                            measurement = try BenchHvctlRun.measure(
+                                guest: guestPath, disk: scratch.disk, mode: mode, qd: depth, requests: requests,
+                                running: runningVMM, interrupted: interrupted)
+                        case .qemu:
+                            measurement = try BenchQEMURun.measure(
+                                guest: guestPath, disk: scratch.disk, qd: depth, requests: requests,
+                                pollMaxNanoseconds: nil, running: runningChild, interrupted: interrupted)
+                        case .host:
+                            guard case .file(let path, let blocks) = scratch.disk else { continue }
+                            measurement = try BenchHostRun.measure(
+                                disk: path, blocks: blocks, qd: depth, requests: requests)
+                        }
+                    } catch {
+                        if interrupted.withLock({ $0 }) != nil { break }
+                        throw error
+                    }
+                    cell.runs.append(measurement)
+                    progress.show(
+                        "\(target.name) qd=\(depth) run \(index + 1)/\(self.repeat): \(Int(measurement.iops)) IOPS",
+                        done: true)
+                }
+                if !cell.runs.isEmpty { report.cells.append(cell) }
+                if interrupted.withLock({ $0 }) != nil { break cells }
+            }
+        }
+        progress.clear()
+        for line in BenchTable.lines(report) { print(line) }
+        try jsonFile?.write(report)
+        if let signal = interrupted.withLock({ $0 }) {
+            printError("hvctl: bench stopped by signal \(signal); the table holds what was measured")
+            throw ExitCode(128 + signal)
+        }
+        let errors = report.cells.flatMap(\.runs).reduce(0) { $0 + $1.errors }
+        if errors > 0 {
+            printError("hvctl: bench: \(errors) reads returned the wrong data or failed")
+            throw ExitCode.failure
+        }
+    }
+
+    private func options() -> BenchReport.Options {
+        BenchReport.Options(
+            qd: (try? queueDepths()) ?? [], modes: (try? modes().map(\.rawValue)) ?? [],
+            peers: (try? peers()) ?? [], requests: requests, repeat: self.repeat,
+            disk: disk ?? (null ? "null" : "pattern"))
+    }
+
+    /// `--guest`, or iobench.elf next to hvctl or in guest-images/out.
+    private func guestImage() throws -> String {
+        if let guest {
+            guard access(guest, R_OK) == 0 else {
+                throw ValidationError("--guest \(guest): \(String(cString: strerror(errno)))")
+            }
+            return guest
+        }
+        let executable = (try? String(decoding: Array(readLink("/proc/self/exe")), as: UTF8.self)) ?? ""
+        let directory = executable.split(separator: "/").dropLast().joined(separator: "/")
+        for candidate in ["/\(directory)/iobench.elf", "guest-images/out/iobench.elf"]
+        where access(candidate, R_OK) == 0 {
+            return candidate
+        }
+        throw ValidationError(
+            "--guest: no iobench.elf next to hvctl or in guest-images/out (run make, or give --guest)")
+    }
+
+    private func readLink(_ path: String) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = readlink(path, &buffer, buffer.count)
+        guard count > 0 else { throw BenchError("\(path): \(String(cString: strerror(errno)))") }
+        return Array(buffer[0..<count])
+    }
+}
+
+/// What a cell measures.
+enum BenchTarget: Sendable {
+    case hvctl(BenchMode)
+    case qemu
+    case host
+
+    var name: String {
+        switch self {
+        case .hvctl(let mode): "hvctl-\(mode.rawValue)"
+        case .qemu: "qemu"
+        case .host: "host"
+        }
+    }
+}

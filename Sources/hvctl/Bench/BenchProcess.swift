@@ -1,0 +1,57 @@
+import FoundationEssentials
+import Glibc
+import Hypervisor
+
+/// A child process run to its end with its output (stdout and stderr together) collected;
+/// its pid is in `running` meanwhile, so Ctrl-C can end it.
+enum BenchProcess {
+    /// `interrupted` is asked once the pid is in `running`: a signal that came before is not missed.
+    static func run(
+        _ executable: String, _ arguments: [String], running: Lock<Int32?>? = nil, interrupted: Lock<Int32?>? = nil
+    ) throws -> String {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw BenchError("\(executable): \(String(cString: strerror(errno)))") }
+        // Not inherited by other children this process starts meanwhile; the dup2s below are.
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        // hvctl blocks SIGINT and SIGTERM in every thread (SignalWatcher): the child gets them back.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        close(pipeFDs[1])
+        guard status == 0 else {
+            close(pipeFDs[0])
+            throw BenchError("\(executable): \(String(cString: strerror(status)))")
+        }
+        running?.withLock { $0 = pid }
+        if interrupted?.withLock({ $0 }) != nil { kill(pid, SIGKILL) }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(pipeFDs[0], &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            // Keep the end: the result line comes last.
+            output += buffer[0..<count]
+            if output.count > 1 << 20 { output.removeFirst(output.count - (1 << 20)) }
+        }
+        close(pipeFDs[0])
+        var exitStatus: Int32 = 0
+        while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
+        running?.withLock { $0 = nil }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

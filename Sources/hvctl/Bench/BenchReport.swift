@@ -1,0 +1,99 @@
+import Glibc
+
+/// Everything `hvctl bench --json` writes: the environment, the options, and each cell's runs
+/// with their median and spread.
+struct BenchReport: Encodable {
+    struct Environment: Encodable {
+        let hvctlVersion: String
+        let hostKernel: String
+        let cpuModel: String
+        let cpus: Int
+        /// Whether this host's KVM runs guest ring 0 natively (`hvctl check`).
+        let kvmExecution: String
+        let qemuVersion: String?
+
+        static func current(qemu: Bool) -> Environment {
+            var name = utsname()
+            uname(&name)
+            let release = withUnsafeBytes(of: &name.release) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
+            let model = cpuModel() ?? "unknown"
+            let execution =
+                HostReport.exists("/sys/module/kvm_pvm")
+                ? "emulated (PVM)"
+                : HostReport.exists("/sys/module/kvm_amd") ? "native (AMD SVM)" : "native (Intel VT-x)"
+            return Environment(
+                hvctlVersion: HVCtl.version, hostKernel: release, cpuModel: model,
+                cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), kvmExecution: execution,
+                qemuVersion: qemu ? BenchQEMURun.version() : nil)
+        }
+
+        private static func cpuModel() -> String? {
+            guard let file = fopen("/proc/cpuinfo", "r") else { return nil }
+            defer { fclose(file) }
+            var buffer = [CChar](repeating: 0, count: 512)
+            while fgets(&buffer, Int32(buffer.count), file) != nil {
+                let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if line.hasPrefix("model name"), let colon = line.firstIndex(of: ":") {
+                    return String(line[line.index(after: colon)...]).trimmed(of: " \n\t")
+                }
+            }
+            return nil
+        }
+    }
+
+    struct Options: Encodable {
+        let qd: [Int]
+        let modes: [String]
+        let peers: [String]
+        let requests: UInt64
+        let `repeat`: Int
+        let disk: String
+    }
+
+    struct Spread: Encodable {
+        let min: Double
+        let median: Double
+        let max: Double
+
+        init(_ values: [Double]) {
+            let sorted = values.sorted()
+            min = sorted.first ?? 0
+            max = sorted.last ?? 0
+            median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+        }
+    }
+
+    struct Cell: Encodable {
+        let target: String
+        let qd: Int
+        var runs: [BenchMeasurement]
+        var iops: Spread { Spread(runs.map(\.iops)) }
+        var latencyMeanNanoseconds: Spread { Spread(runs.map { Double($0.latencyMeanNanoseconds) }) }
+
+        private enum CodingKeys: String, CodingKey { case target, qd, runs, iops, latencyMeanNanoseconds }
+
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(target, forKey: .target)
+            try container.encode(qd, forKey: .qd)
+            try container.encode(runs, forKey: .runs)
+            try container.encode(iops, forKey: .iops)
+            try container.encode(latencyMeanNanoseconds, forKey: .latencyMeanNanoseconds)
+        }
+    }
+
+    let environment: Environment
+    let options: Options
+    var cells: [Cell]
+}
+
+extension String {
+    fileprivate func trimmed(of characters: String) -> String {
+        let set = Set(characters)
+        guard let first = firstIndex(where: { !set.contains($0) }) else { return "" }
+        let last = lastIndex(where: { !set.contains($0) })!
+        return String(self[first...last])
+    }
+}

@@ -1,0 +1,52 @@
+/// The table `hvctl bench` prints: a row per target and queue depth with the median IOPS, its
+/// spread over the repeats, latency, exits and kicks per request, and the ratios against QEMU and
+/// the host at the same depth.
+enum BenchTable {
+    static func lines(_ report: BenchReport) -> [String] {
+        let header = [
+            "target", "qd", "IOPS median", "min-max", "lat mean us", "lat p99 us", "exits/req", "kicks/req",
+            "x qemu", "x host",
+        ]
+        var rows: [[String]] = [header]
+        for cell in report.cells {
+            let median = cell.iops.median
+            func ratio(_ peer: String) -> String {
+                guard cell.target != peer,
+                    let other = report.cells.first(where: { $0.target == peer && $0.qd == cell.qd }),
+                    other.iops.median > 0
+                else { return "-" }
+                return format(median / other.iops.median, digits: 2)
+            }
+            let p99 = cell.runs.compactMap(\.latencyP99Nanoseconds).map { Double($0) }
+            let exits = cell.runs.compactMap(\.exitsPerRequest)
+            let kicks = cell.runs.compactMap(\.kicksPerRequest)
+            rows.append([
+                cell.target, "\(cell.qd)", "\(Int(median))",
+                "\(Int(cell.iops.min))-\(Int(cell.iops.max))",
+                format(cell.latencyMeanNanoseconds.median / 1000, digits: 1),
+                p99.isEmpty ? "-" : format(BenchReport.Spread(p99).median / 1000, digits: 1),
+                exits.isEmpty ? "-" : format(BenchReport.Spread(exits).median, digits: 3),
+                kicks.isEmpty ? "-" : format(BenchReport.Spread(kicks).median, digits: 3),
+                ratio("qemu"), ratio("host"),
+            ])
+        }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $0.element.padding(widths[$0.offset] + 2) }.joined()
+        }
+    }
+
+    /// `value` with `digits` decimals.
+    static func format(_ value: Double, digits: Int) -> String {
+        let scale = Double([1, 10, 100, 1000][min(max(digits, 0), 3)])
+        let rounded = (value * scale).rounded() / scale
+        var text = "\(rounded)"
+        if let dot = text.firstIndex(of: ".") {
+            let decimals = text.distance(from: dot, to: text.endIndex) - 1
+            if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+        } else if digits > 0 {
+            text += "." + String(repeating: "0", count: digits)
+        }
+        return text
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Glibc
+import TestSupport
+import XCTest
+
+/// `hvctl bench` end to end, short: hvctl, QEMU and the host loop in one run, the JSON's figures
+/// present and consistent, nothing left behind, and Ctrl-C keeping what was measured.
+final class BenchCommandTests: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        try Toolchain.requireArtifacts()
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    /// The pattern directories bench makes and must remove.
+    func benchDirectories() -> Set<String> {
+        Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter {
+                $0.hasPrefix("hvctl-bench-")
+            })
+    }
+
+    func bench(_ arguments: [String]) throws -> (Toolchain.Result, [String: Any]) {
+        let json = scratch.appendingPathComponent("bench-\(UUID().uuidString.prefix(6)).json").path
+        let result = try Toolchain.run(
+            Toolchain.hvctl, ["bench", "--guest", Toolchain.iobenchGuest, "--json", json] + arguments)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let data = try Data(contentsOf: URL(fileURLWithPath: json))
+        return (result, try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any]))
+    }
+
+    func cells(_ document: [String: Any]) -> [String: [String: Any]] {
+        var cells: [String: [String: Any]] = [:]
+        for cell in (document["cells"] as? [[String: Any]]) ?? [] {
+            cells["\(cell["target"] as? String ?? "?") qd=\(cell["qd"] as? Int ?? 0)"] = cell
+        }
+        return cells
+    }
+
+    func testHvctlQEMUAndTheHostSideBySide() throws {
+        let before = benchDirectories()
+        let (result, document) = try bench([
+            "--qd", "1,4", "--mode", "poll", "--peer", "host,qemu", "--requests", "20000", "--repeat", "1",
+        ])
+        XCTAssertEqual(benchDirectories(), before, "the pattern file and its directory are removed")
+        let environment = try XCTUnwrap(document["environment"] as? [String: Any])
+        XCTAssertNotNil(environment["qemuVersion"] as? String)
+        XCTAssertGreaterThan(environment["cpus"] as? Int ?? 0, 0)
+        let cells = cells(document)
+        XCTAssertEqual(
+            Set(cells.keys), ["hvctl-poll qd=1", "hvctl-poll qd=4", "qemu qd=1", "qemu qd=4", "host qd=1", "host qd=4"])
+        for (name, cell) in cells {
+            let runs = try XCTUnwrap(cell["runs"] as? [[String: Any]], name)
+            XCTAssertEqual(runs.count, 1, name)
+            let run = runs[0]
+            XCTAssertEqual(run["requests"] as? Int, 20000, name)
+            XCTAssertEqual(run["errors"] as? Int, 0, "\(name): every block read verified")
+            XCTAssertGreaterThan(run["iops"] as? Double ?? 0, 0, name)
+            XCTAssertGreaterThan(run["latencyMeanNanoseconds"] as? Int ?? 0, 0, name)
+            if name.hasPrefix("hvctl") {
+                XCTAssertNotNil(run["exitsPerRequest"] as? Double, name)
+                XCTAssertEqual(run["kicksPerRequest"] as? Double, 0, "\(name): poll mode takes no kicks")
+                let device = try XCTUnwrap(run["deviceLatency"] as? [String: Any], name)
+                XCTAssertEqual(device["count"] as? Int, 20000, "\(name): the device saw each measured read")
+                XCTAssertNotNil(run["sideCoreNanosecondsPerRequest"] as? Double, name)
+            }
+        }
+        let table = result.stdout.components(separatedBy: "\n")
+        XCTAssertTrue(table.first?.hasPrefix("target") ?? false, result.stdout)
+        XCTAssertEqual(
+            table.filter { $0.hasPrefix("hvctl-poll ") || $0.hasPrefix("qemu ") || $0.hasPrefix("host ") }.count, 6)
+    }
+
+    func testTheNullBackendNeedsNoVerificationAndHasNoHostPeer() throws {
+        let (_, document) = try bench([
+            "--null", "--qd", "8", "--mode", "hybrid", "--peer", "host", "--requests", "20000", "--repeat", "2",
+        ])
+        let cells = cells(document)
+        XCTAssertEqual(Set(cells.keys), ["hvctl-hybrid qd=8"], "no host loop without a file")
+        let runs = try XCTUnwrap(cells["hvctl-hybrid qd=8"]?["runs"] as? [[String: Any]])
+        XCTAssertEqual(runs.count, 2)
+        XCTAssertEqual(runs.map { $0["errors"] as? Int }, [0, 0])
+        let iops = try XCTUnwrap(cells["hvctl-hybrid qd=8"]?["iops"] as? [String: Double])
+        XCTAssertLessThanOrEqual(iops["min"] ?? 0, iops["median"] ?? 0)
+        XCTAssertLessThanOrEqual(iops["median"] ?? 0, iops["max"] ?? 0)
+    }
+
+    func testBadInputIsOneLine() throws {
+        for (arguments, expected) in [
+            (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
+            (["--null", "--disk", "/tmp/x"], "--null"),
+            (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),
+            (["--guest", "/nonexistent/iobench.elf"], "--guest /nonexistent/iobench.elf"),
+        ] {
+            let result = try Toolchain.run(Toolchain.hvctl, ["bench", "--peer", "none"] + arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.hasPrefix("hvctl: \(expected)"), result.stderr)
+        }
+    }
+
+    /// SIGINT during a run: the run ends, the table shows the runs that finished, the exit status
+    /// says which signal, and the pattern file is gone.
+    func testCtrlCKeepsWhatWasMeasuredAndLeavesNothingBehind() throws {
+        let before = benchDirectories()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Toolchain.hvctl)
+        process.arguments = [
+            "bench", "--guest", Toolchain.iobenchGuest, "--qd", "1", "--mode", "poll", "--peer", "none",
+            "--requests", "1000000", "--repeat", "5",
+        ]
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // The first finished run prints its progress line; interrupt the second.
+        var progress = Data()
+        while !String(decoding: progress, as: UTF8.self).contains("run 1/5:") {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            progress += chunk
+        }
+        kill(process.processIdentifier, SIGINT)
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: progress + err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 128 + SIGINT, errors)
+        XCTAssertTrue(errors.contains("stopped by signal 2"), errors)
+        XCTAssertFalse(errors.contains("run 2/5:"), "the run under way was stopped, not finished: \(errors)")
+        let rows = output.components(separatedBy: "\n").filter { $0.hasPrefix("hvctl-poll ") }
+        XCTAssertEqual(rows.count, 1, "the finished run is in the table: \(output)")
+        XCTAssertEqual(benchDirectories(), before, "the pattern file and its directory are removed")
+    }
+}
