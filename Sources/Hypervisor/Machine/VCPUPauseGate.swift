@@ -85,10 +85,12 @@ final class VCPUPauseGate: @unchecked Sendable {
         }
     }
 
-    /// The run is ending: waiting threads go on (to see the stop) and nobody waits again.
+    /// The run is ending: waiting threads go on (to see the stop), nobody waits again, and the
+    /// machine no longer reads as paused.
     func close() {
         locked {
             closed = true
+            paused = false
             pthread_cond_broadcast(changed)
         }
     }
