@@ -88,9 +88,10 @@ public final class APIServer: Sendable {
         }
     }
 
-    /// Takes every waiting connection; beyond `maxClients`, a connection gets 503 and is closed.
+    /// Takes waiting connections (at most 64 a round, so a flood of them cannot keep the thread
+    /// from its clients); beyond `maxClients`, a connection gets 503 and is closed.
     private func accept(into clients: inout [Client], now: UInt64) {
-        while true {
+        for _ in 0..<64 {
             let fd = ckvm_accept_nonblocking(listener)
             guard fd >= 0 else { return }
             guard clients.count < Self.maxClients else {
