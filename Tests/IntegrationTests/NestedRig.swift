@@ -36,7 +36,9 @@ enum NestedRig {
     /// evidence). Anything else (a hang, a missing result, wrong data) fails the test.
     enum ForeignFailure: String {
         /// L2 froze (its heartbeat stopped) or its kernel reported a soft lockup of a minute or
-        /// more, and nested/run's watchdog ended it (status 124), printing L2's kernel log.
+        /// more (or one CPU's RCU stall twice, about 80 s: seen 2026-12-05 in clean-clone CI with
+        /// L2's CPU 1 stuck for 300 s+ while it ran hvctl's iobench guest), and nested/run's
+        /// watchdog ended it (status 124), printing L2's kernel log.
         /// nested/boot-stress has seen frozen L2s with QEMU as the L3 hypervisor as well as with
         /// hvctl; the soft lockups so far came with hvctl's guests only, in L2's KVM, and are an
         /// open question (docs/smp-reliability.md), repeated here because L2 itself broke. Also a
