@@ -1,4 +1,6 @@
+import Dispatch
 import Hypervisor
+import Logging
 import VirtioDevices
 
 /// One VM of a run: its machine and virtio devices, built from its configuration, with its
@@ -7,6 +9,9 @@ public final class VMInstance: Sendable {
     public let configuration: VMConfiguration
     public let machine: Machine
     public let devices: VirtioDeviceSet
+    /// Whether a graceful shutdown's deadline is set (one at a time per VM).
+    private let shutdownDeadlineSet = Lock(false)
+    private static let logger = Logger(label: "sidecore.vm")
 
     /// `consoleOutput` receives every byte the guest writes to its serial console. `namePrefix`
     /// tells devices of different VMs apart on shared side cores (e.g. "a.").
@@ -45,6 +50,26 @@ public final class VMInstance: Sendable {
     }
 
     public var isPaused: Bool { machine.isPaused }
+
+    /// Presses the power button; if the guest has not powered off `timeoutSeconds` later, stops
+    /// the VM hard (its exit then reads "shutdown" instead of "poweroff"). A second request while
+    /// one is under way presses again and keeps the first deadline.
+    public func shutdownGracefully(timeoutSeconds: Int) throws {
+        try machine.pressPowerButton()
+        let first = shutdownDeadlineSet.withLock { isSet in
+            defer { isSet = true }
+            return !isSet
+        }
+        guard first else { return }
+        let name = configuration.name
+        // Weak: a VM that powered off in time is not kept (nor its RAM mapped) until the deadline.
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeoutSeconds)) { [weak machine] in
+            guard let machine, !machine.isEnding else { return }
+            Self.logger.notice(
+                "vm did not power off in time: stopped", metadata: ["vm": "\(name)", "timeout": "\(timeoutSeconds)s"])
+            machine.requestExit(.shutDown)
+        }
+    }
 
     /// The statistics while the VM runs.
     func liveReport() throws -> VMReport {

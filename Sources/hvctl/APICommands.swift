@@ -52,12 +52,42 @@ struct Resume: ParsableCommand {
     func run() throws { _ = try target.request("PUT", "/api/v1/vm.resume") }
 }
 
-/// `hvctl shutdown`: ends a VM's run now (a hard stop); hvctl exits when its last VM has ended.
+/// `hvctl shutdown`: ends a VM's run now (a hard stop), or with `--graceful` presses its power
+/// button and stops it hard only if it has not powered off by the deadline. Returns at once;
+/// hvctl exits when its last VM has ended.
 struct Shutdown: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stop a running VM now (its run ends with exit 'shutdown').")
+        abstract: "Stop a running VM: now (exit 'shutdown'), or with --graceful through its ACPI power button.")
     @OptionGroup var target: APITarget
-    func run() throws { _ = try target.request("PUT", "/api/v1/vm.shutdown") }
+
+    @Flag(help: "Press the guest's power button; stop it hard only if it has not powered off within --timeout.")
+    var graceful = false
+
+    @Option(help: "Seconds a --graceful shutdown waits for the guest's poweroff (1 to 3600, default 30).")
+    var timeout: Int?
+
+    func validate() throws {
+        guard let timeout else { return }
+        guard graceful else { throw ValidationError("--timeout \(timeout): only with --graceful") }
+        guard (1...3600).contains(timeout) else { throw ValidationError("--timeout \(timeout): must be 1 to 3600") }
+    }
+
+    func run() throws {
+        guard graceful else {
+            _ = try target.request("PUT", "/api/v1/vm.shutdown")
+            return
+        }
+        let body = "{\"graceful\":true" + (timeout.map { ",\"timeoutSeconds\":\($0)" } ?? "") + "}"
+        _ = try target.request("PUT", "/api/v1/vm.shutdown", body: Array(body.utf8))
+    }
+}
+
+/// `hvctl power-button`: presses a VM's ACPI power button and returns.
+struct PowerButton: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "power-button", abstract: "Press a running VM's ACPI power button.")
+    @OptionGroup var target: APITarget
+    func run() throws { _ = try target.request("PUT", "/api/v1/vm.power-button") }
 }
 
 /// `hvctl stats`: the live statistics document.

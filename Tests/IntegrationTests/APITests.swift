@@ -184,6 +184,49 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertTrue(gone.stderr.hasPrefix("hvctl: --socket \(socket): "), gone.stderr)
     }
 
+    /// iobench has no ACPI, so it ignores the power button: a graceful shutdown ends with the hard
+    /// stop at its deadline, not before, and says so. (A Linux guest that powers off on the button
+    /// is NestedBootTests' power-button section.)
+    func testAGracefulShutdownTheGuestIgnoresEndsHardAtItsDeadline() throws {
+        let statistics = scratch.appendingPathComponent("stats.json").path
+        let logFile = scratch.appendingPathComponent("hvctl.log").path
+        let running = try start(requests: 100_000_000, extra: ["--stats-json", statistics, "--log-file", logFile])
+        let button = try hvctl(["power-button", "--socket", socket])
+        XCTAssertEqual(button.status, 0, button.stderr)
+
+        // Refused: a paused guest cannot answer the button; bad bodies name their field.
+        XCTAssertEqual(try hvctl(["pause", "--socket", socket]).status, 0)
+        let whilePaused = try hvctl(["shutdown", "--socket", socket, "--graceful"])
+        XCTAssertEqual(whilePaused.stderr, "hvctl: --socket \(socket): vm vm0 is paused: resume it first (HTTP 409)\n")
+        XCTAssertEqual(try curl(["/api/v1/vm.power-button"], method: "PUT").status, 409)
+        XCTAssertEqual(try hvctl(["resume", "--socket", socket]).status, 0)
+        let noGraceful = try hvctl(["shutdown", "--socket", socket, "--timeout", "5"])
+        XCTAssertNotEqual(noGraceful.status, 0)
+        XCTAssertTrue(noGraceful.stderr.contains("--timeout 5: only with --graceful"), noGraceful.stderr)
+        let zero = try curl(["/api/v1/vm.shutdown"], method: "PUT", body: "{\"graceful\": true, \"timeoutSeconds\": 0}")
+        XCTAssertEqual(zero.status, 400)
+        XCTAssertTrue((try json(zero.body)["message"] as? String ?? "").hasPrefix("timeoutSeconds: 0 "), zero.body)
+        XCTAssertTrue(running.process.isRunning, "refused requests change nothing")
+
+        let requested = Date()
+        let graceful = try curl(
+            ["/api/v1/vm.shutdown"], method: "PUT", body: "{\"graceful\": true, \"timeoutSeconds\": 2}")
+        XCTAssertEqual(graceful.status, 202, graceful.body)
+        XCTAssertEqual(try json(graceful.body)["timeoutSeconds"] as? Int, 2)
+        XCTAssertEqual(running.exitStatus(within: 30), 0, running.errors)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(requested), 2, "the guest had its 2 s")
+        let document = try json(try String(contentsOfFile: statistics, encoding: .utf8))
+        XCTAssertEqual(document["exit"] as? String, "shutdown", "ended by the deadline's hard stop")
+        let log = try String(contentsOfFile: logFile, encoding: .utf8)
+        for expected in [
+            " notice hvctl: vm power button pressed vm=vm0",
+            " notice hvctl: vm graceful shutdown requested timeout=2s vm=vm0",
+            " notice hvctl: vm did not power off in time: stopped timeout=2s vm=vm0",
+        ] {
+            XCTAssertTrue(log.contains(expected), "no '\(expected)' in:\n\(log)")
+        }
+    }
+
     func testAStaleSocketIsReplacedAndALiveOneRefusedNamingItsHolder() throws {
         let first = try start(requests: 100_000_000)
         let refused = try hvctl(["run", "--kernel", Toolchain.iobenchGuest, "--api-socket", socket])
@@ -218,7 +261,9 @@ final class APITests: IOBenchDiskTestCase {
             bridge.terminate()
             bridge.waitUntilExit()
         }
-        // Shutdown would end the run under the other operations; testShutdownEndsTheRunCleanly has it.
+        // Shutdown would end the run under the other operations; testShutdownEndsTheRunCleanly and
+        // testAGracefulShutdownTheGuestIgnoresEndsHardAtItsDeadline have it. The power button is
+        // fuzzed: iobench ignores it.
         let result = try Toolchain.run(
             "/bin/sh",
             [

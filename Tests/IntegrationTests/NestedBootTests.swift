@@ -3,12 +3,17 @@ import XCTest
 
 /// Boots the default guest under hvctl inside the nested rig (real KVM on emulated SVM), once for
 /// the whole class: bzImage and PVH, 1 and 2 vCPUs, a guest script's output and status, poweroff,
-/// reboot, panic and SIGTERM exit statuses, the --stats-json document, and consecutive 2-vCPU
+/// reboot, panic and SIGTERM exit statuses, a graceful shutdown through the ACPI power button,
+/// the --stats-json document, and consecutive 2-vCPU
 /// boots with parallel direct I/O (guest-images/nested/boot-stress-l2.sh, the script
 /// nested/boot-stress runs for hvctl and QEMU).
 final class NestedBootTests: XCTestCase {
     static let reportScript = "echo report:cpus=$(grep -c ^processor /proc/cpuinfo); exit 7"
     static let stressBoots = 5
+    /// What a graceful shutdown gives the guest before the hard stop; a guest that handles the
+    /// button is down in seconds, even under TCG.
+    static let powerButtonTimeout = 120
+    static let buttonScript = "echo waiting-for-button; sleep 600; echo not-stopped"
     /// Failures the stress may boot again, signatures QEMU's guests share in this rig
     /// (docs/smp-reliability.md): a triple fault, and a hang whose vCPU holds L2's CR3 or CR2
     /// (TCG's emulated SVM leaking L2 state into the guest). Every other failure fails the test.
@@ -52,6 +57,20 @@ final class NestedBootTests: XCTestCase {
             echo "=== end sigterm status=$st"
             """,
             """
+            echo "=== begin power-button"
+            hvctl run --kernel /guest/bzImage --initrd /guest/initramfs.cpio \
+                --cmdline '\(NestedRig.guestCommandLine(running: buttonScript))' \
+                --api-socket /tmp/api.sock --stats-json /tmp/button.json >/tmp/button.log 2>&1 &
+            pid=$!
+            i=0; while ! grep -q "waiting-for-button" /tmp/button.log && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+            hvctl shutdown --socket /tmp/api.sock --graceful --timeout \(powerButtonTimeout); echo "client status=$?"
+            wait $pid; st=$?
+            cat /tmp/button.log
+            echo; echo "stats-json $(cat /tmp/button.json 2>/dev/null)"
+            echo "nested-rig: expect === end power-button status=" > /dev/ttyS1
+            echo "=== end power-button status=$st"
+            """,
+            """
             echo "=== begin smp-stress"
             BOOTS=\(stressBoots) HYPERVISORS=hvctl BOOT_TIMEOUT=200 TF_REPEATS=\(stressRigFailureRepeats) sh \
             /boot-stress.sh
@@ -61,7 +80,7 @@ final class NestedBootTests: XCTestCase {
         let stress = Toolchain.repository.appendingPathComponent("guest-images/nested/boot-stress-l2.sh").path
         let stressSeconds = 200 * (stressBoots + stressRigFailureRepeats)
         return try NestedRig.run(
-            script: script, files: [stress: "/boot-stress.sh"], timeoutInSeconds: 500 + stressSeconds)
+            script: script, files: [stress: "/boot-stress.sh"], timeoutInSeconds: 650 + stressSeconds)
     }
 
     func section(_ name: String) throws -> NestedRig.Section {
@@ -124,6 +143,20 @@ final class NestedBootTests: XCTestCase {
         XCTAssertTrue(
             result.output.contains("summary hvctl boots=\(Self.stressBoots) ok=\(Self.stressBoots) failures=0"),
             result.output)
+    }
+
+    /// `hvctl shutdown --graceful`: the ACPI power button reaches Linux through the Generic Event
+    /// Device, acpid in the guest powers it off, and the run ends as a guest poweroff before the
+    /// deadline's hard stop.
+    func testGracefulShutdownPowersTheGuestOffThroughItsPowerButton() throws {
+        let result = try section("power-button")
+        XCTAssertTrue(result.output.contains("client status=0"), result.output)
+        XCTAssertTrue(result.output.contains("sidecore-guest: power button"), "acpid ran the handler\n\(result.output)")
+        XCTAssertFalse(result.output.contains("not-stopped"), result.output)
+        XCTAssertEqual(result.status, 0, result.output)
+        let json = try XCTUnwrap(result.value("stats-json"), result.output)
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
+        XCTAssertEqual(document["exit"] as? String, "poweroff", "the guest powered off, not the deadline")
     }
 
     func testStatsJSONUsesKVMNames() throws {

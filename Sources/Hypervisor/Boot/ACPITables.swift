@@ -2,7 +2,8 @@
 ///
 /// The MADT lists one local APIC per vCPU and the IOAPIC, so Linux brings up its APs itself.
 /// The FADT's sleep control register and reset register are I/O ports handled by `PowerControl`,
-/// which is how guest `poweroff` and `reboot` reach hvctl; the DSDT only declares \_S5.
+/// which is how guest `poweroff` and `reboot` reach hvctl; the DSDT declares \_S5, the devices
+/// and the power button that `Machine.pressPowerButton` raises through a Generic Event Device.
 public enum ACPITables {
     public static let oemID = Array("SIDCOR".utf8)
 
@@ -37,11 +38,14 @@ public enum ACPITables {
         return rsdp
     }
 
-    /// The DSDT's AML: `\_S5_` (sleep type 5 is what `PowerControl` treats as power off) and COM1.
+    /// The DSDT's AML: `\_S5_` (sleep type 5 is what `PowerControl` treats as power off), COM1,
+    /// the PCI host bridge and the power button.
     static func makeDSDT() -> [UInt8] {
         let s5: [UInt8] =
             [0x08] + Array("_S5_".utf8) + [0x12, 0x07, 0x04, 0x0A, PowerControl.poweroffSleepType, 0x00, 0x00, 0x00]
-        return table("DSDT", revision: 2, body: s5 + scope("_SB_", serialDevice() + pciRootBridge()))
+        return table(
+            "DSDT", revision: 2,
+            body: s5 + scope("_SB_", serialDevice() + pciRootBridge() + powerButton() + genericEventDevice()))
     }
 
     /// `Device (COM1) { _HID PNP0501, _UID 1, _CRS { IO 0x3F8-0x3FF, IRQ 4 } }`.
@@ -53,13 +57,7 @@ public enum ACPITables {
             // IO, 16-bit decode, 8 ports
             [0x47, 0x01] + LittleEndian.bytes(base) + LittleEndian.bytes(base) + [0x00, 0x08]
             + [0x22] + LittleEndian.bytes(UInt16(1) << Serial16550.com1IRQ)  // IRQNoFlags: edge, active high
-            + [0x79, 0x00]  // end tag
-        let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x05, 0x01]  // EisaId ("PNP0501")
-        let uid: [UInt8] = [0x08] + Array("_UID".utf8) + [0x01]  // One
-        let buffer: [UInt8] = [0x0A, UInt8(resources.count)] + resources
-        let crs: [UInt8] = [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
-        let body = Array("COM1".utf8) + hid + uid + crs
-        return [0x5B, 0x82] + packageLength(body.count) + body
+        return device("COM1", hid: eisaID(0x0501), uid: 1, resources: resources)
     }
 
     /// `Device (PCI0)`: the host bridge of bus 0 (PNP0A03) with its windows: the I/O ports around
@@ -84,13 +82,49 @@ public enum ACPITables {
             + [0x47, 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08]  // IO 0xCF8-0xCFF (configuration mechanism #1)
             + wordAddress(type: 1, typeFlags: 3, minimum: 0x0000, maximum: 0x0CF7)
             + wordAddress(type: 1, typeFlags: 3, minimum: 0x0D00, maximum: 0xFFFF)
-            + memory + [0x79, 0x00]
-        let hid: [UInt8] = [0x08] + Array("_HID".utf8) + [0x0C, 0x41, 0xD0, 0x0A, 0x03]  // EisaId ("PNP0A03")
-        let uid: [UInt8] = [0x08] + Array("_UID".utf8) + [0x00]  // Zero
-        let buffer: [UInt8] = [0x0A, UInt8(resources.count)] + resources
-        let crs: [UInt8] = [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
-        let body = Array("PCI0".utf8) + hid + uid + crs
+            + memory
+        return device("PCI0", hid: eisaID(0x0A03), uid: 0, resources: resources)
+    }
+
+    /// `Device (PWRB) { _HID PNP0C0C }`: a control-method power button, which Linux's button
+    /// driver turns into a KEY_POWER input event when notified (0x80, "pressed").
+    static func powerButton() -> [UInt8] {
+        device("PWRB", hid: eisaID(0x0C0C), uid: 0)
+    }
+
+    /// `Device (GED0)`: the Generic Event Device (ACPI0013), how a hardware-reduced platform
+    /// raises events: an edge on `PowerControl.powerButtonGSI` makes Linux run its `_EVT`, which
+    /// notifies `\_SB.PWRB` that the power button was pressed (the only event it carries).
+    static func genericEventDevice() -> [UInt8] {
+        // Extended Interrupt Descriptor: consumer, edge, active high, exclusive, one interrupt.
+        let interrupt: [UInt8] = [0x89, 0x06, 0x00, 0x03, 0x01] + LittleEndian.bytes(PowerControl.powerButtonGSI)
+        // Method (_EVT, 1) { Notify (\_SB.PWRB, 0x80) }
+        let notify: [UInt8] = [0x86, 0x5C, 0x2E] + Array("_SB_PWRB".utf8) + [0x0A, 0x80]
+        let method = Array("_EVT".utf8) + [0x01] + notify
+        let evt: [UInt8] = [0x14] + packageLength(method.count) + method
+        let hid: [UInt8] = [0x0D] + Array("ACPI0013".utf8) + [0x00]
+        return device("GED0", hid: hid, uid: 0, resources: interrupt, extra: evt)
+    }
+
+    /// `Device (NAME) { _HID, _UID, [_CRS], extra }`; `resources` without the end tag.
+    static func device(_ name: String, hid: [UInt8], uid: UInt8, resources: [UInt8]? = nil, extra: [UInt8] = [])
+        -> [UInt8]
+    {
+        // _UID 0 and 1 have one-byte encodings (ZeroOp, OneOp); others a ByteConst.
+        let uidValue: [UInt8] = uid <= 1 ? [uid] : [0x0A, uid]
+        var body = Array(name.utf8) + [0x08] + Array("_HID".utf8) + hid + [0x08] + Array("_UID".utf8) + uidValue
+        if let resources {
+            let template = resources + [0x79, 0x00]  // end tag
+            let buffer: [UInt8] = [0x0A, UInt8(template.count)] + template
+            body += [0x08] + Array("_CRS".utf8) + [0x11] + packageLength(buffer.count) + buffer
+        }
+        body += extra
         return [0x5B, 0x82] + packageLength(body.count) + body
+    }
+
+    /// `EisaId ("PNPxxxx")` for a PNP product number: the compressed "PNP" then the product.
+    static func eisaID(_ product: UInt16) -> [UInt8] {
+        [0x0C, 0x41, 0xD0, UInt8(product >> 8), UInt8(product & 0xFF)]
     }
 
     static func scope(_ name: String, _ body: [UInt8]) -> [UInt8] {

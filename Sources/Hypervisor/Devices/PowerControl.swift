@@ -13,6 +13,9 @@ public final class PowerControl: Sendable {
     public static let poweroffSleepType: UInt8 = 5
     public static let i8042DataPort: UInt16 = 0x60
     public static let i8042CommandPort: UInt16 = 0x64
+    /// The IOAPIC input of the power button's Generic Event Device (ACPITables); unused by COM1 (4)
+    /// and by virtio, whose interrupts are MSI-X.
+    public static let powerButtonGSI: UInt32 = 5
 
     private let onEvent: @Sendable (Event) -> Void
 

@@ -18,6 +18,17 @@ extension Machine {
         exited.signal()
     }
 
+    /// Presses the ACPI power button: an edge on the Generic Event Device's interrupt. A guest
+    /// with ACPI and a handler for the button (Linux: the button driver and e.g. acpid) powers
+    /// off; any other guest ignores it.
+    public func pressPowerButton() throws {
+        try vm.setIRQLine(PowerControl.powerButtonGSI, level: true)
+        try vm.setIRQLine(PowerControl.powerButtonGSI, level: false)
+    }
+
+    /// Whether the run has ended or is ending (power off, reset, a failure or a stop request).
+    public var isEnding: Bool { stopRequested }
+
     private var stopRequested: Bool { exitReason.withLock { $0 != nil } }
 
     /// Stops every vCPU before its next entry into the guest; returns once all have stopped.

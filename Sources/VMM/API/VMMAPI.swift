@@ -28,7 +28,8 @@ public struct VMMAPI: Sendable {
         ("GET", "/api/v1/vm.counters", { $0.counters($1) }),
         ("PUT", "/api/v1/vm.pause", { api, request in api.withVM(request, api.pause) }),
         ("PUT", "/api/v1/vm.resume", { api, request in api.withVM(request, api.resume) }),
-        ("PUT", "/api/v1/vm.shutdown", { api, request in api.withVM(request, api.shutdown) }),
+        ("PUT", "/api/v1/vm.shutdown", { api, request in api.withVM(request) { api.shutdown($0, request) } }),
+        ("PUT", "/api/v1/vm.power-button", { api, request in api.withVM(request, api.powerButton) }),
         ("PUT", "/api/v1/vmm.side-cores", { $0.sideCores($1) }),
         ("GET", "/metrics", { $0.metrics($1) }),
     ]
@@ -73,7 +74,7 @@ public struct VMMAPI: Sendable {
     }
 
     private func ping(_ request: HTTPRequest) -> HTTPResponse {
-        var features = ["virtio-blk", "virtio-net", "msix", "pause", "metrics"]
+        var features = ["virtio-blk", "virtio-net", "msix", "pause", "power-button", "metrics"]
         if runtime.sideCores != nil { features.append("side-cores") }
         if runtime.coreManager != nil { features.append("iocm") }
         return .json(
@@ -109,39 +110,59 @@ public struct VMMAPI: Sendable {
         return .noContent
     }
 
-    /// A hard stop: the VM's run ends now (a paused VM too); its disks are closed in order as hvctl exits.
-    private func shutdown(_ vm: VMInstance) -> HTTPResponse {
-        vm.machine.requestExit(.shutDown)
-        Self.logger.notice("vm shutdown requested", metadata: ["vm": "\(vm.configuration.name)"])
+    /// No body: a hard stop, the VM's run ends now (a paused VM too); its disks are closed in
+    /// order as hvctl exits. `{"graceful": true}`: the power button, then a hard stop if the guest
+    /// has not powered off by the deadline.
+    private func shutdown(_ vm: VMInstance, _ request: HTTPRequest) -> HTTPResponse {
+        let body: ShutdownRequest
+        do {
+            body = try APIRequestBody.decode(ShutdownRequest.self, from: request.body)
+        } catch {
+            return .error(400, code: "bad_body", "\(error)")
+        }
+        let name = vm.configuration.name
+        guard let timeout = body.gracefulTimeoutSeconds else {
+            vm.machine.requestExit(.shutDown)
+            Self.logger.notice("vm shutdown requested", metadata: ["vm": "\(name)"])
+            return .noContent
+        }
+        if let refusal = refusePowerButton(vm) { return refusal }
+        do {
+            try vm.shutdownGracefully(timeoutSeconds: timeout)
+        } catch {
+            return .error(500, code: "power_button_failed", "cannot press the power button of vm \(name): \(error)")
+        }
+        Self.logger.notice("vm graceful shutdown requested", metadata: ["vm": "\(name)", "timeout": "\(timeout)s"])
+        return .json(ShutdownReply(graceful: true, timeoutSeconds: timeout), status: 202)
+    }
+
+    private struct ShutdownReply: Encodable {
+        let graceful: Bool
+        let timeoutSeconds: Int
+    }
+
+    /// Presses the ACPI power button; what the guest does with it is its own affair.
+    private func powerButton(_ vm: VMInstance) -> HTTPResponse {
+        if let refusal = refusePowerButton(vm) { return refusal }
+        do {
+            try vm.machine.pressPowerButton()
+        } catch {
+            return .error(
+                500, code: "power_button_failed",
+                "cannot press the power button of vm \(vm.configuration.name): \(error)")
+        }
+        Self.logger.notice("vm power button pressed", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
     }
 
-    /// `{"count": N}` or `{"auto": true}`: exactly one key, no null, nothing else.
-    private enum SideCoreRequest: Decodable {
-        case count(Int)
-        case automatic
-
-        private struct Key: CodingKey {
-            let stringValue: String
-            init(stringValue: String) { self.stringValue = stringValue }
-            var intValue: Int? { nil }
-            init?(intValue: Int) { nil }
+    /// A paused guest cannot answer the button, an ended one has no button.
+    private func refusePowerButton(_ vm: VMInstance) -> HTTPResponse? {
+        let name = vm.configuration.name
+        if vm.machine.isEnding {
+            return .error(409, code: "not_running", "vm \(name) is not running: its run has ended")
         }
-
-        init(from decoder: Decoder) throws {
-            let container = try decoder.container(keyedBy: Key.self)
-            let keys = container.allKeys.map(\.stringValue)
-            guard keys.count == 1 else { throw Self.invalid(decoder) }
-            switch keys[0] {
-            case "count": self = .count(try container.decode(Int.self, forKey: Key(stringValue: "count")))
-            case "auto" where try container.decode(Bool.self, forKey: Key(stringValue: "auto")): self = .automatic
-            default: throw Self.invalid(decoder)
-            }
-        }
-
-        private static func invalid(_ decoder: Decoder) -> Error {
-            DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not one known key"))
-        }
+        if vm.isPaused { return .error(409, code: "paused", "vm \(name) is paused: resume it first") }
+        return nil
     }
 
     private func sideCores(_ request: HTTPRequest) -> HTTPResponse {
@@ -150,9 +171,9 @@ public struct VMMAPI: Sendable {
         }
         let body: SideCoreRequest
         do {
-            body = try JSONDecoder().decode(SideCoreRequest.self, from: Data(request.body))
+            body = try APIRequestBody.decode(SideCoreRequest.self, from: request.body)
         } catch {
-            return .error(400, code: "bad_body", "the body must be {\"count\": N} or {\"auto\": true}")
+            return .error(400, code: "bad_body", "\(error)")
         }
         switch body {
         case .automatic:
