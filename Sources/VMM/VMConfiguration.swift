@@ -14,6 +14,7 @@ public struct VMConfiguration: Sendable {
     ) {
         self.name = name
         self.machine = machine
+        self.machine.name = name
         self.disks = disks
         self.nets = nets
     }

@@ -322,7 +322,13 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
         XCTAssertEqual(off.queue("redirected"), 0)
         XCTAssertNil(off.stats["irqRedirection"], "off: no redirector")
 
-        let on = try run(cmdline, ["--cpus", "2", "--io-mode", "notify", "--irq-redirect", "on"])
+        let log = scratch.appendingPathComponent("redirect.log")
+        let on = try run(
+            cmdline,
+            [
+                "--cpus", "2", "--io-mode", "notify", "--irq-redirect", "on", "--log-level", "debug", "--log-file",
+                log.path,
+            ])
         let onResult = try XCTUnwrap(on.results[""], "on: no result line")
         XCTAssertEqual(onResult["requests"], 2 * requests)
         XCTAssertEqual(onResult["errors"], 0)
@@ -336,6 +342,12 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
         XCTAssertGreaterThanOrEqual(redirection["restores"] as? UInt64 ?? 0, 1)
         XCTAssertEqual(redirection["failures"] as? UInt64, 0)
         XCTAssertEqual(redirection["mode"] as? String, "halted-or-descheduled")
+        // Each change of the routes is a debug event naming its VM.
+        let changes = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").filter {
+            $0.contains(" debug hvctl: irq redirection changed ")
+        }
+        XCTAssertFalse(changes.isEmpty, "no redirection events in the log")
+        XCTAssertTrue(changes.allSatisfy { $0.hasSuffix(" vm=vm0") }, "\(changes.prefix(3))")
 
         // The default, auto, leaves halted vCPUs alone unless posted interrupts make a running
         // vCPU's interrupt exit-free (benchmarks/redirect.sh: without them waking vCPU 1 is faster).

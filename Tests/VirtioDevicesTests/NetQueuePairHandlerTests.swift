@@ -123,16 +123,38 @@ final class NetQueuePairHandlerTests: XCTestCase {
             try tx.makeAvailable(descriptor)
         }
         XCTAssertEqual(handler.poll(budget: 32), 0, "a full TAP stops the poll at once, no waiting")
+        let refusedBy = MonotonicClock.now()
         XCTAssertEqual(tx.usedIndex, 0)
         XCTAssertTrue(handler.prepareToSleep(), "a refused frame is work still waiting")
         // Drain the host side: the frame that was refused goes first, then the rest, 32 per poll.
         var buffer = [UInt8](repeating: 0, count: 65536)
         while recv(host, &buffer, buffer.count, 0) > 0 {}
+        let drained = MonotonicClock.now()
         XCTAssertEqual(handler.poll(budget: 32), 32)
         XCTAssertEqual(tx.usedIndex, 32)
         _ = handler.poll(budget: 32)
         XCTAssertEqual(tx.usedIndex, 40)
         XCTAssertEqual(txStatistics.errors.count, 0)
         XCTAssertEqual(txStatistics.requests.count, 40, "the refused frame counts once")
+        // Each sent frame's latency: the refused one waited from its poll until the TAP took it.
+        let latency = txStatistics.latency.snapshot
+        XCTAssertEqual(latency.requests, 40)
+        XCTAssertGreaterThanOrEqual(latency.sum, drained - refusedBy, "the refused frame's wait is in the sum")
+        XCTAssertEqual(rxStatistics.latency.snapshot.requests, 0, "nothing received")
+    }
+
+    /// A frame that waits for the guest's receive buffers shows the wait in the receive latency.
+    func testReceiveLatencyRunsFromTheTAPReadToTheUsedRing() throws {
+        try makeHandler()
+        sendFrame()
+        _ = handler.poll(budget: 32)  // read off the TAP, no buffer to put it in
+        let readBy = MonotonicClock.now()
+        try postReceiveChains(1, length: 2048)
+        let posted = MonotonicClock.now()
+        _ = handler.poll(budget: 32)
+        XCTAssertEqual(rxStatistics.requests.count, 1)
+        let latency = rxStatistics.latency.snapshot
+        XCTAssertEqual(latency.requests, 1)
+        XCTAssertGreaterThanOrEqual(latency.sum, posted - readBy, "it waited from its read until the buffer came")
     }
 }

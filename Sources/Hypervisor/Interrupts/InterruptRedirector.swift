@@ -47,6 +47,8 @@ public final class InterruptRedirector: Sendable {
     public let failures = Counter()
     public let lastFailure = Lock<String?>(nil)
     private static let logger = Logger(label: "sidecore.irqredir")
+    /// The VM's name, for log lines.
+    private let vmName: String
 
     /// `messageChanges` is what `router` records the guest's reprogramming in; `requestReadings`
     /// asks each vCPU thread to read its local APIC into `apics` (and kicks it); `sampleActivity`
@@ -54,9 +56,10 @@ public final class InterruptRedirector: Sendable {
     public init(
         mode: InterruptRedirectionMode, router: InterruptRouter, messageChanges: GuestMessageChanges,
         apics: LocalAPICDirectory, requestReadings: @escaping @Sendable () -> Void,
-        sampleActivity: @escaping @Sendable () -> [VCPUActivitySample]
+        sampleActivity: @escaping @Sendable () -> [VCPUActivitySample], vmName: String
     ) {
         self.mode = mode
+        self.vmName = vmName
         self.messageChanges = messageChanges
         self.router = router
         self.apics = apics
@@ -137,13 +140,16 @@ public final class InterruptRedirector: Sendable {
                 // Up to a thousand a second under load: debug, not notice.
                 Self.logger.debug(
                     "irq redirection changed",
-                    metadata: ["retargeted": "\(changes.retargeted)", "restored": "\(changes.restored)"])
+                    metadata: [
+                        "vm": "\(vmName)", "retargeted": "\(changes.retargeted)", "restored": "\(changes.restored)",
+                    ])
             }
             return true
         } catch {
             failures.add()
             lastFailure.withLock { $0 = "\(error)" }
-            Self.logger.warning("irq redirection: KVM refused the routes", metadata: ["error": "\(error)"])
+            Self.logger.warning(
+                "irq redirection: KVM refused the routes", metadata: ["vm": "\(vmName)", "error": "\(error)"])
             return false
         }
     }

@@ -98,7 +98,7 @@ public final class Machine: @unchecked Sendable {
                 mode: configuration.interruptRedirection, router: interruptRouter,
                 messageChanges: messageChanges, apics: localAPICs,
                 requestReadings: { [unowned self] in self.requestLocalAPICReadings() },
-                sampleActivity: { sampler.sample() })
+                sampleActivity: { sampler.sample() }, vmName: configuration.name)
         }
     }
 }

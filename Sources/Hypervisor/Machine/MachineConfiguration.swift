@@ -8,6 +8,8 @@ public struct MachineConfiguration: Sendable {
     public var vcpuHostCPUs: [Int32]?
     /// Interrupt redirection (`InterruptRedirector`); it can act only with several vCPUs.
     public var interruptRedirection: InterruptRedirectionMode
+    /// What the machine's log lines call it: its VM's name (`VMConfiguration` sets it).
+    public var name = "vm0"
 
     public init(
         boot: LinuxBootConfiguration, vcpuCount: Int, memoryInBytes: UInt64, vcpuHostCPUs: [Int32]? = nil,

@@ -43,14 +43,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// The backend refused a submission: the queue stops as for a broken ring.
     private var submissionFailed = false
     private var broken: Bool { intake.isBroken || submissionFailed }
-    /// The current poll round's time, read once, when a request first needs it (an idle poll reads no clock).
-    private var roundTime: UInt64?
-    private func roundNow() -> UInt64 {
-        if let roundTime { return roundTime }
-        let time = MonotonicClock.now()
-        roundTime = time
-        return time
-    }
+    /// The current poll round's time, for request latencies.
+    private var clock = RoundClock()
 
     init(device: BlockDevice, context: QueueContext, memory: GuestMemory, features: UInt64, statistics: QueueStatistics)
         throws
@@ -82,7 +76,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     // MARK: QueueHandler
 
     func poll(budget: Int) -> Int {
-        roundTime = nil
+        clock.nextRound()
         var done = reapCompletions()
         done += takeAvailable(budget: budget)
         submit()
@@ -183,7 +177,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         }
         let slot = freeSlots.removeLast()
         slots[slot] = InFlight(
-            head: chain.head, statusAddress: request.statusAddress, usedLength: 1, started: roundNow())
+            head: chain.head, statusAddress: request.statusAddress, usedLength: 1, started: clock.now())
         // Each operation of the request, with the result that means it did all it was asked.
         func begin(_ operation: BlockOperation, expecting expected: Int64) {
             switch backend.start(operation, slot: slot) {
@@ -248,7 +242,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         try? memory.store(
             request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
-        statistics.latency.record(nanoseconds: roundNow() &- request.started)
+        statistics.latency.record(nanoseconds: clock.now() &- request.started)
         completedSinceInterrupt += 1
     }
 }

@@ -36,13 +36,18 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         byteCount: NetQueuePairHandler.frameCapacity, alignment: 16)
     private var frameLength = 0
     private var frameOffset = 0
+    /// When the pending frame was read from the TAP, for the receive queue's latency.
+    private var frameReadAt: UInt64 = 0
     /// Chains already filled with part of the pending frame: (head, bytes written).
-    /// A transmit chain the TAP refused with EAGAIN, sent first by the next poll.
-    private var pendingTransmit: DescriptorChain?
+    /// A transmit chain the TAP refused with EAGAIN, sent first by the next poll, and when it was taken.
+    private var pendingTransmit: (chain: DescriptorChain, taken: UInt64)?
     private var heldChains: [(head: UInt16, length: UInt32, firstBuffer: VirtqueueBuffer?)] = []
     private var iovecs = [iovec](repeating: iovec(), count: 256)
     private var rxInterrupts: CompletionInterrupts
     private var txInterrupts: CompletionInterrupts
+    /// The current poll round's time, for latencies: transmit from taking a chain to its used entry,
+    /// receive from reading a frame off the TAP to its used entries.
+    private var clock = RoundClock()
 
     init(
         name: String, tapFD: Int32, rx: QueueContext, tx: QueueContext, memory: GuestMemory, mergeable: Bool,
@@ -69,6 +74,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     // MARK: QueueHandler
 
     func poll(budget: Int) -> Int {
+        clock.nextRound()
         var done = transmit(budget: budget)
         if waitingForRxBuffers && !broken && rx.queue.hasAvailable { waitingForRxBuffers = false }
         if !waitingForRxBuffers && tapReadsToSkip == 0 {
@@ -121,8 +127,9 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         var sent = 0
         while sent < budget {
             let chain: DescriptorChain
+            let taken: UInt64
             if let pending = pendingTransmit {
-                chain = pending
+                (chain, taken) = pending
             } else {
                 guard !broken else { break }
                 let next = txIntake.next()
@@ -133,6 +140,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                     continue
                 }
                 chain = popped
+                taken = clock.now()
             }
             let (count, total) = iovecs.withUnsafeMutableBufferPointer { vectors in
                 memory.fillIOVecs(
@@ -140,7 +148,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
             }
             let written = total <= NetDevice.headerSize ? -1 : writeFrame(count: count)
             if written == -Int(EAGAIN) {
-                pendingTransmit = chain
+                pendingTransmit = (chain, taken)
                 break
             }
             pendingTransmit = nil
@@ -150,6 +158,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 txStatistics.bytes.add(UInt64(total - NetDevice.headerSize))
             }
             tx.queue.addUsed(head: chain.head, length: 0)
+            txStatistics.latency.record(nanoseconds: clock.now() &- taken)
             sent += 1
         }
         txInterrupts.published(sent, moreExpected: sent == budget || pendingTransmit != nil)
@@ -186,6 +195,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 guard count > NetDevice.headerSize else { return consumed }  // EAGAIN: the TAP is empty
                 frameLength = count
                 frameOffset = 0
+                frameReadAt = clock.now()
             }
             switch placeFrame(chainBudget: budget - consumed) {
             case .placed(let chains):
@@ -259,6 +269,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         }
         for chain in heldChains { rx.queue.addUsed(head: chain.head, length: chain.length) }
         rxStatistics.bytes.add(UInt64(frameLength - NetDevice.headerSize))
+        rxStatistics.latency.record(nanoseconds: clock.now() &- frameReadAt)
         heldChains.removeAll(keepingCapacity: true)
         frameLength = 0
         return .placed(consumed)
