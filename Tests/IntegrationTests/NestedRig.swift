@@ -46,8 +46,12 @@ enum NestedRig {
         /// threads' CPU time): nothing in userspace can keep a killed thread alive. Also an L2 whose
         /// console (ttyS0) stopped transmitting: a line COMMAND announced on ttyS1 did not reach
         /// the console within a minute while L2 ran on (seen once with L2 idle for half an hour).
+        /// Also one L2 CPU whose own heartbeat stopped while the other's went on: its timer
+        /// interrupts no longer fire, so every sleep and L3 timer queued on it waits forever (seen
+        /// 2026-12-05: a boot-stress `sleep 200` watcher and hvctl's L3 guest waited 20 minutes
+        /// while L2's other CPU beat on, both L2 CPUs idle in HLT with interrupts on).
         case l2Stalled =
-            "L2 stalled (no heartbeat, a soft lockup, a process SIGKILL could not end, or its console stopped)"
+            "L2 stalled (no heartbeat, one CPU's timers stopped, a soft lockup, a process SIGKILL could not end, or its console stopped)"
         /// L2 reset or powered off before COMMAND ended (status 125); boot-stress has seen it while
         /// QEMU's guest was booting. nested/run prints L2's kernel log with it.
         case l2Died = "L2 died before COMMAND ended"
