@@ -165,7 +165,7 @@ struct Run: ParsableCommand {
             let what = several ? "--config \(config ?? ""): the VMs' \(totalMemory) MiB" : "--memory \(totalMemory)"
             throw ValidationError("\(what): more than this host's \(host) MiB of RAM (--memory-overcommit allows it)")
         }
-        let statisticsFile = try statsJSON.map { try JSONOutputFile(flag: "--stats-json", path: $0) }
+        let statisticsFile = try statsJSON.map { try OutputFile(flag: "--stats-json", path: $0) }
         let vms = try definitions.map { try $0.configuration() }
         let io = try self.io.ioConfiguration()
 

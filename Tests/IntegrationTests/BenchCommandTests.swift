@@ -26,6 +26,25 @@ final class BenchCommandTests: XCTestCase {
             })
     }
 
+    /// The plot's shapes as python's XML parser reads them (a file that is not well-formed XML fails).
+    func plotShapes(_ path: String) throws -> (polylines: [String], texts: [String]) {
+        let script = """
+            import sys, xml.etree.ElementTree as E
+            root = E.parse(sys.argv[1]).getroot()
+            ns = '{http://www.w3.org/2000/svg}'
+            assert root.tag == ns + 'svg', root.tag
+            for e in root.iter(ns + 'polyline'): print('polyline ' + e.get('points'))
+            for e in root.iter(ns + 'text'): print('text ' + (e.text or ''))
+            """
+        let result = try Toolchain.run("/usr/bin/python3", ["-c", script, path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        return (
+            lines.filter { $0.hasPrefix("polyline ") }.map { String($0.dropFirst(9)) },
+            lines.filter { $0.hasPrefix("text ") }.map { String($0.dropFirst(5)) }
+        )
+    }
+
     func bench(_ arguments: [String]) throws -> (Toolchain.Result, [String: Any]) {
         let json = scratch.appendingPathComponent("bench-\(UUID().uuidString.prefix(6)).json").path
         let result = try Toolchain.run(
@@ -45,8 +64,10 @@ final class BenchCommandTests: XCTestCase {
 
     func testHvctlQEMUAndTheHostSideBySide() throws {
         let before = benchDirectories()
+        let plot = scratch.appendingPathComponent("bench.svg").path
         let (result, document) = try bench([
             "--qd", "1,4", "--mode", "poll", "--peer", "host,qemu", "--requests", "20000", "--repeat", "1",
+            "--plot", plot,
         ])
         XCTAssertEqual(benchDirectories(), before, "the pattern file and its directory are removed")
         let environment = try XCTUnwrap(document["environment"] as? [String: Any])
@@ -75,6 +96,15 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(table.first?.hasPrefix("target") ?? false, result.stdout)
         XCTAssertEqual(
             table.filter { $0.hasPrefix("hvctl-poll ") || $0.hasPrefix("qemu ") || $0.hasPrefix("host ") }.count, 6)
+
+        // The plot: one IOPS line per target through both depths, a latency row per cell, a legend.
+        let shapes = try plotShapes(plot)
+        XCTAssertEqual(shapes.polylines.count, 3, "\(shapes.polylines)")
+        for line in shapes.polylines { XCTAssertEqual(line.split(separator: " ").count, 2, line) }
+        for label in cells.keys { XCTAssertTrue(shapes.texts.contains(label), "no latency row \(label)") }
+        for target in ["hvctl-poll", "qemu", "host", "1", "4", "queue depth"] {
+            XCTAssertTrue(shapes.texts.contains(target), "no text \(target): \(shapes.texts)")
+        }
     }
 
     func testTheNullBackendNeedsNoVerificationAndHasNoHostPeer() throws {
@@ -96,6 +126,7 @@ final class BenchCommandTests: XCTestCase {
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
             (["--null", "--disk", "/tmp/x"], "--null"),
             (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),
+            (["--plot", "/nonexistent/dir/b.svg"], "--plot /nonexistent/dir/b.svg"),
             (["--guest", "/nonexistent/iobench.elf"], "--guest /nonexistent/iobench.elf"),
         ] {
             let result = try Toolchain.run(Toolchain.hvctl, ["bench", "--peer", "none"] + arguments)

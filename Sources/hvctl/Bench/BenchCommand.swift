@@ -54,6 +54,12 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Write every figure and the environment as JSON to this file.", valueName: "file"))
     var json: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Draw IOPS by queue depth and every configuration's latency distribution as SVG to this file.",
+            valueName: "file.svg"))
+    var plot: String?
+
     func validate() throws {
         _ = try queueDepths()
         _ = try modes()
@@ -104,8 +110,9 @@ struct Bench: ParsableCommand {
         if peers.contains("qemu") { targets.append(.qemu) }
         if peers.contains("host") && !null { targets.append(.host) }
 
-        // A bad --json path fails before minutes of measuring, not after.
-        let jsonFile = try json.map { try JSONOutputFile(flag: "--json", path: $0) }
+        // A bad --json or --plot path fails before minutes of measuring, not after.
+        let jsonFile = try json.map { try OutputFile(flag: "--json", path: $0) }
+        let plotFile = try plot.map { try OutputFile(flag: "--plot", path: $0) }
         SignalWatcher.blockInThisThread()
         let scratch = try BenchScratch(disk: disk, null: null)
         defer { scratch.remove() }
@@ -159,6 +166,7 @@ struct Bench: ParsableCommand {
         progress.clear()
         for line in BenchTable.lines(report) { print(line) }
         try jsonFile?.write(report)
+        try plotFile?.write(bytes: Array(BenchPlot.svg(report).utf8))
         if let signal = interrupted.withLock({ $0 }) {
             printError("hvctl: bench stopped by signal \(signal); the table holds what was measured")
             throw ExitCode(128 + signal)

@@ -3,10 +3,10 @@ import FoundationEssentials
 import Glibc
 import VMM
 
-/// A JSON output file (`--stats-json`, `hvctl bench --json`): its directory is checked before the
-/// work starts so a bad path fails early and nothing is created; the document is written whole at
-/// the end. Errors name `flag`.
-struct JSONOutputFile {
+/// An output file (`--stats-json`, `hvctl bench --json` and `--plot`): its directory is checked
+/// before the work starts so a bad path fails early and nothing is created; the document is
+/// written whole at the end. Errors name `flag`.
+struct OutputFile {
     let flag: String
     let path: String
 
@@ -23,11 +23,14 @@ struct JSONOutputFile {
         self.path = path
     }
 
+    /// `document` as JSON (keys sorted) and a newline.
     func write(_ document: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var data = try encoder.encode(document)
-        data.append(UInt8(ascii: "\n"))
+        try write(bytes: Array(try encoder.encode(document)) + [UInt8(ascii: "\n")])
+    }
+
+    func write(bytes data: [UInt8]) throws {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))") }
