@@ -87,7 +87,8 @@ enum BenchPlot {
         let xOf = { (nanoseconds: Double) in area.x + log10(nanoseconds / low) / decades * area.width }
         let rowHeight = 18.0
         let bottom = area.y + 12 + Double(rows.count) * rowHeight
-        svg.text("latency per request, guest-timed (● p50  ▲ p99  ✕ max  | mean)", x: area.x - 130, y: area.y - 12,
+        svg.text(
+            "latency per request, guest-timed (● p50  ▲ p99  ✕ max  | mean)", x: area.x - 130, y: area.y - 12,
             size: 13)
         var tick = low
         while tick <= high * 1.0001 {
