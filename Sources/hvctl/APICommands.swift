@@ -63,13 +63,21 @@ struct Shutdown: ParsableCommand {
     @Flag(help: "Press the guest's power button; stop it hard only if it has not powered off within --timeout.")
     var graceful = false
 
-    @Option(help: "Seconds a --graceful shutdown waits for the guest's poweroff (1 to 3600, default 30).")
+    @Option(
+        help: """
+            Seconds a --graceful shutdown waits for the guest's poweroff \
+            (\(ShutdownRequest.timeoutRange.lowerBound) to \(ShutdownRequest.timeoutRange.upperBound), \
+            default \(ShutdownRequest.defaultTimeoutSeconds)).
+            """)
     var timeout: Int?
 
     func validate() throws {
         guard let timeout else { return }
         guard graceful else { throw ValidationError("--timeout \(timeout): only with --graceful") }
-        guard (1...3600).contains(timeout) else { throw ValidationError("--timeout \(timeout): must be 1 to 3600") }
+        let range = ShutdownRequest.timeoutRange
+        guard range.contains(timeout) else {
+            throw ValidationError("--timeout \(timeout): must be \(range.lowerBound) to \(range.upperBound)")
+        }
     }
 
     func run() throws {

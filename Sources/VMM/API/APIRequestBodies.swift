@@ -70,14 +70,15 @@ enum SideCoreRequest: Decodable {
 
 /// `PUT vm.shutdown`: no body, `{}` or `{"graceful": false}` for a hard stop;
 /// `{"graceful": true}` with an optional `"timeoutSeconds": N` for the power button and a deadline.
-struct ShutdownRequest: Decodable {
-    static let defaultTimeoutSeconds = 30
-    static let timeoutRange = 1...3600
+public struct ShutdownRequest: Decodable {
+    /// Also `hvctl shutdown --timeout`'s default and range.
+    public static let defaultTimeoutSeconds = 30
+    public static let timeoutRange = 1...3600
 
     /// nil: a hard stop; else the seconds the guest has to power off.
     let gracefulTimeoutSeconds: Int?
 
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: APIRequestBody.Key.self)
         let keys = try APIRequestBody.keys(of: container, known: ["graceful", "timeoutSeconds"])
         let graceful = try keys.contains("graceful") && container.decode(Bool.self, forKey: .init("graceful"))

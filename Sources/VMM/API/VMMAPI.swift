@@ -126,11 +126,8 @@ public struct VMMAPI: Sendable {
             Self.logger.notice("vm shutdown requested", metadata: ["vm": "\(name)"])
             return .noContent
         }
-        if let refusal = refusePowerButton(vm) { return refusal }
-        do {
-            try vm.shutdownGracefully(timeoutSeconds: timeout)
-        } catch {
-            return .error(500, code: "power_button_failed", "cannot press the power button of vm \(name): \(error)")
+        if let failure = pressPowerButton(vm, { try vm.shutdownGracefully(timeoutSeconds: timeout) }) {
+            return failure
         }
         Self.logger.notice("vm graceful shutdown requested", metadata: ["vm": "\(name)", "timeout": "\(timeout)s"])
         return .json(ShutdownReply(graceful: true, timeoutSeconds: timeout), status: 202)
@@ -143,25 +140,24 @@ public struct VMMAPI: Sendable {
 
     /// Presses the ACPI power button; what the guest does with it is its own affair.
     private func powerButton(_ vm: VMInstance) -> HTTPResponse {
-        if let refusal = refusePowerButton(vm) { return refusal }
-        do {
-            try vm.machine.pressPowerButton()
-        } catch {
-            return .error(
-                500, code: "power_button_failed",
-                "cannot press the power button of vm \(vm.configuration.name): \(error)")
-        }
+        if let failure = pressPowerButton(vm, vm.machine.pressPowerButton) { return failure }
         Self.logger.notice("vm power button pressed", metadata: ["vm": "\(vm.configuration.name)"])
         return .noContent
     }
 
-    /// A paused guest cannot answer the button, an ended one has no button.
-    private func refusePowerButton(_ vm: VMInstance) -> HTTPResponse? {
+    /// Runs `press` (which presses the button) unless the VM cannot take it: a paused guest
+    /// cannot answer the button, an ended one has none. The error reply, or nil once pressed.
+    private func pressPowerButton(_ vm: VMInstance, _ press: () throws -> Void) -> HTTPResponse? {
         let name = vm.configuration.name
         if vm.machine.isEnding {
             return .error(409, code: "not_running", "vm \(name) is not running: its run has ended")
         }
         if vm.isPaused { return .error(409, code: "paused", "vm \(name) is paused: resume it first") }
+        do {
+            try press()
+        } catch {
+            return .error(500, code: "power_button_failed", "cannot press the power button of vm \(name): \(error)")
+        }
         return nil
     }
 

@@ -129,13 +129,9 @@ enum BenchPlot {
 
     /// 12000 → "12k", 1500000 → "1.5M".
     static func compact(_ value: Double) -> String {
-        func trim(_ number: Double) -> String {
-            let rounded = (number * 10).rounded() / 10
-            return rounded == rounded.rounded() && abs(rounded) < 1e15 ? "\(Int(rounded))" : "\(rounded)"
-        }
-        if value >= 1_000_000 { return trim(value / 1_000_000) + "M" }
-        if value >= 1000 { return trim(value / 1000) + "k" }
-        return trim(value)
+        if value >= 1_000_000 { return SVG.number(value / 1_000_000) + "M" }
+        if value >= 1000 { return SVG.number(value / 1000) + "k" }
+        return SVG.number(value)
     }
 
     /// 100 → "100 ns", 1e4 → "10 µs", 1e7 → "10 ms".

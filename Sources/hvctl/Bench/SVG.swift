@@ -54,6 +54,7 @@ struct SVG {
     /// One decimal is plenty for pixels; non-finite values (no data) draw at 0 rather than break the file.
     private func n(_ value: Double) -> String { Self.number(value) }
 
+    /// To one decimal, without ".0" (also BenchPlot's axis labels).
     static func number(_ value: Double) -> String {
         guard value.isFinite else { return "0" }
         let rounded = (value * 10).rounded() / 10
