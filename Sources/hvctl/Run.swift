@@ -229,6 +229,8 @@ struct Run: ParsableCommand {
             console?.stop()
         }
         let exits: [MachineExit]
+        // What parsed the options and built the VMs is not needed again.
+        CodeResidency.trim()
         do {
             try console?.start(forwardingTo: first.serial)
             exits = try runtime.run()

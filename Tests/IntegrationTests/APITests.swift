@@ -184,6 +184,39 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertTrue(gone.stderr.hasPrefix("hvctl: --socket \(socket): "), gone.stderr)
     }
 
+    /// hvctl's own resident memory (all of it but the guest's RAM) with the API serving and metrics
+    /// scraped stays within a budget: 12 MiB, where it was 13 before hvctl dropped the code pages
+    /// that built the VM (CodeResidency) and measures 10.2-10.4 MiB now (benchmarks/memory.sh).
+    /// The executable's own text is most of it; the test says how much if the budget is missed.
+    func testHvctlsOwnMemoryWithTheAPIAndMetricsStaysWithinItsBudget() throws {
+        let running = try start(requests: 100_000_000)
+        XCTAssertEqual(try curl(["/metrics"]).status, 200)
+        XCTAssertEqual(try curl(["/api/v1/vm.counters"]).status, 200)
+        // cat, not String(contentsOfFile:): Foundation reads a /proc file only as far as its size, 0.
+        let smaps = try Toolchain.run("/bin/cat", ["/proc/\(running.process.processIdentifier)/smaps"]).stdout
+        // Mappings in order: a header line (`start-end perms ... [path]`), then `Size:`, `Rss:`, ...
+        var ownKiB = 0
+        var textKiB = 0
+        var sizeKiB = 0
+        var header = ""
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.first?.contains("-") == true, fields.count >= 5 {
+                header = String(line)
+            } else if fields.first == "Size:", fields.count >= 2 {
+                sizeKiB = Int(fields[1]) ?? 0
+            } else if fields.first == "Rss:", fields.count >= 2, sizeKiB != 256 * 1024 {  // not guest RAM
+                let rss = Int(fields[1]) ?? 0
+                ownKiB += rss
+                if header.contains(" r-xp "), header.hasSuffix("/hvctl") { textKiB += rss }
+            }
+        }
+        XCTAssertGreaterThan(textKiB, 0, "hvctl's text mapping was found")
+        XCTAssertLessThanOrEqual(ownKiB, 12 * 1024, "hvctl's own RSS in KiB (its text: \(textKiB) KiB)")
+        kill(running.process.processIdentifier, SIGTERM)
+        XCTAssertNotNil(running.exitStatus(within: 20))
+    }
+
     /// iobench has no ACPI, so it ignores the power button: a graceful shutdown ends with the hard
     /// stop at its deadline, not before, and says so. (A Linux guest that powers off on the button
     /// is NestedBootTests' power-button section.)
