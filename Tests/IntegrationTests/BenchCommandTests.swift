@@ -91,6 +91,13 @@ final class BenchCommandTests: XCTestCase {
                 XCTAssertEqual(device["count"] as? Int, 20000, "\(name): the device saw each measured read")
                 XCTAssertNotNil(run["sideCoreNanosecondsPerRequest"] as? Double, name)
             }
+            if name.hasPrefix("qemu") {
+                // KVM's own count (QMP query-stats): each kick QEMU's guest makes is an exit at least.
+                let exits = try XCTUnwrap(run["exitsPerRequest"] as? Double, "\(name): QEMU's KVM exits")
+                let kicks = try XCTUnwrap(run["kicksPerRequest"] as? Double, name)
+                XCTAssertGreaterThan(kicks, 0, "\(name): QEMU's guest kicks its queue")
+                XCTAssertGreaterThanOrEqual(exits, kicks, name)
+            }
         }
         let table = result.stdout.components(separatedBy: "\n")
         XCTAssertTrue(table.first?.hasPrefix("target") ?? false, result.stdout)

@@ -10,7 +10,7 @@ public struct APISocketError: Error, CustomStringConvertible {
 
 /// The Unix socket the API listens on: owner-only, replacing a stale socket left by a killed
 /// hvctl, refusing one somebody still listens on.
-enum APISocket {
+public enum APISocket {
     /// A listening, non-blocking socket at `path`.
     static func listen(at path: String) throws -> Int32 {
         var address = try address(path)
@@ -38,7 +38,7 @@ enum APISocket {
     }
 
     /// A connected client socket, or the reason there is none.
-    static func connect(to path: String) throws -> Int32 {
+    public static func connect(to path: String) throws -> Int32 {
         var address = try address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw APISocketError(path: path, reason: String(cString: strerror(errno))) }

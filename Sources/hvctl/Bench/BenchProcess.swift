@@ -6,8 +6,10 @@ import Hypervisor
 /// its pid is in `running` meanwhile, so Ctrl-C can end it.
 enum BenchProcess {
     /// `interrupted` is asked once the pid is in `running`: a signal that came before is not missed.
+    /// `onLine` sees each line of output as it comes (without its CR LF), on this thread.
     static func run(
-        _ executable: String, _ arguments: [String], running: Lock<Int32?>? = nil, interrupted: Lock<Int32?>? = nil
+        _ executable: String, _ arguments: [String], running: Lock<Int32?>? = nil, interrupted: Lock<Int32?>? = nil,
+        onLine: ((String) -> Void)? = nil
     ) throws -> String {
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw BenchError("\(executable): \(String(cString: strerror(errno)))") }
@@ -39,11 +41,22 @@ enum BenchProcess {
         running?.withLock { $0 = pid }
         if interrupted?.withLock({ $0 }) != nil { kill(pid, SIGKILL) }
         var output: [UInt8] = []
+        var line: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = read(pipeFDs[0], &buffer, buffer.count)
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }
+            if let onLine {
+                for byte in buffer[0..<count] {
+                    if byte == UInt8(ascii: "\n") {
+                        onLine(String(decoding: line, as: UTF8.self))
+                        line.removeAll(keepingCapacity: true)
+                    } else if byte != UInt8(ascii: "\r") && line.count < 4096 {
+                        line.append(byte)
+                    }
+                }
+            }
             // Keep the end: the result line comes last.
             output += buffer[0..<count]
             if output.count > 1 << 20 { output.removeFirst(output.count - (1 << 20)) }

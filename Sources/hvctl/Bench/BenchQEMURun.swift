@@ -4,10 +4,14 @@ import Hypervisor
 
 /// `--peer qemu`: QEMU 7.2 (Debian's) running the same iobench guest on the same file, the disk
 /// on an iothread with `aio=io_uring` and its adaptive polling (`poll-max-ns`, QEMU's default
-/// unless given). `-arch-capabilities`: QEMU 7.2 cannot set that MSR on this host's KVM (PVM) and
+/// unless given). KVM's exits per request come from QEMU's monitor (BenchQMP), read while the
+/// guest holds at its start and end marks. `-arch-capabilities`: QEMU 7.2 cannot set that MSR on this host's KVM (PVM) and
 /// stops; nothing on the I/O path reads it.
 enum BenchQEMURun {
     static let executable = "/usr/bin/qemu-system-x86_64"
+
+    /// How long the guest waits at each mark: time for the monitor's round trip.
+    static let holdMilliseconds = 100
 
     static var isInstalled: Bool { access(executable, X_OK) == 0 }
 
@@ -29,13 +33,39 @@ enum BenchQEMURun {
         let verify: String
         if case .null = disk { verify = " verify=0" } else { verify = "" }
         let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
+        var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw BenchError("a directory for QEMU's QMP socket: \(String(cString: strerror(errno)))")
+        }
+        let directory = String(cString: made)
+        let socket = directory + "/qmp.sock"
+        defer {
+            unlink(socket)
+            rmdir(directory)
+        }
         let arguments = [
             "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
-            "-nodefaults", "-serial",
-            "stdio", "-kernel", guest, "-append", "qd=\(qd) requests=\(requests) hold_ms=20\(verify)",
+            "-nodefaults", "-serial", "stdio", "-qmp", "unix:\(socket),server=on,wait=off",
+            "-kernel", guest, "-append", "qd=\(qd) requests=\(requests) hold_ms=\(holdMilliseconds)\(verify)",
             "-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0",
         ]
-        let output = try BenchProcess.run(executable, arguments, running: running, interrupted: interrupted)
+        // The marks' samples; the monitor is connected at the first (QEMU listens long before).
+        var monitor: BenchQMP?
+        var exitSamples: [UInt64] = []
+        var monitorError: Error?
+        let output = try BenchProcess.run(executable, arguments, running: running, interrupted: interrupted) { line in
+            guard monitorError == nil, line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") else {
+                return
+            }
+            do {
+                let connected = try monitor ?? BenchQMP(socket: socket)
+                monitor = connected
+                exitSamples.append(try connected.exits())
+            } catch {
+                monitorError = error
+            }
+        }
+        monitor = nil
         if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
             throw BenchError("the iobench guest failed under QEMU: \(error)")
         }
@@ -45,6 +75,10 @@ enum BenchQEMURun {
         else {
             throw BenchError("QEMU ended without the guest's result: \(output.suffix(300))")
         }
-        return result.measurement
+        if let monitorError { throw monitorError }
+        guard exitSamples.count == 2 else { throw BenchError("QEMU's guest did not pass both marks") }
+        var measurement = result.measurement
+        measurement.exitsPerRequest = Double(exitSamples[1] &- exitSamples[0]) / Double(max(measurement.requests, 1))
+        return measurement
     }
 }

@@ -1,0 +1,90 @@
+import FoundationEssentials
+import Glibc
+import VMM
+
+/// QEMU's machine protocol (QMP) on its Unix socket, for KVM's own statistics of QEMU's vCPUs
+/// (`query-stats`, QEMU 7.1 and later): the peer's exits per request come from the counters
+/// hvctl's do. Every read waits at most `replySeconds`, so a stuck QEMU cannot stall the bench.
+final class BenchQMP {
+    static let replySeconds = 2
+
+    private let fd: Int32
+    private let socket: String
+    /// Bytes read past the last whole line.
+    private var pending: [UInt8] = []
+
+    /// Connects and leaves the greeting's capabilities negotiation (`qmp_capabilities`) done.
+    init(socket: String) throws {
+        do {
+            fd = try APISocket.connect(to: socket)
+        } catch {
+            throw BenchError("QEMU's QMP socket: \(error)")
+        }
+        self.socket = socket
+        var timeout = timeval(tv_sec: Self.replySeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = try readLine()  // {"QMP": {...}}
+        _ = try execute(#"{"execute":"qmp_capabilities"}"#)
+    }
+
+    deinit { close(fd) }
+
+    /// KVM's `exits` summed over QEMU's vCPUs.
+    func exits() throws -> UInt64 {
+        struct Reply: Decodable {
+            struct Provider: Decodable {
+                struct Stat: Decodable {
+                    var name: String
+                    var value: UInt64
+                }
+                var stats: [Stat]
+            }
+            var `return`: [Provider]
+        }
+        let command =
+            #"{"execute":"query-stats","arguments":{"target":"vcpu","providers":[{"provider":"kvm","names":["exits"]}]}}"#
+        let reply = try execute(command)
+        guard let decoded = try? JSONDecoder().decode(Reply.self, from: Data(reply.utf8)) else {
+            throw BenchError("QEMU's query-stats reply is not KVM's statistics: \(reply.prefix(200))")
+        }
+        let counts = decoded.return.flatMap(\.stats).filter { $0.name == "exits" }.map(\.value)
+        guard !counts.isEmpty else { throw BenchError("QEMU's query-stats reply has no exits: \(reply.prefix(200))") }
+        return counts.reduce(0, &+)
+    }
+
+    /// Sends one command and returns its reply line (`{"return": ...}`); events in between are
+    /// skipped, an `{"error": ...}` reply throws.
+    private func execute(_ command: String) throws -> String {
+        let bytes = Array((command + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { throw BenchError("QEMU's QMP socket: \(String(cString: strerror(errno)))") }
+            offset += written
+        }
+        while true {
+            let line = try readLine()
+            if line.hasPrefix(#"{"return""#) { return line }
+            if line.hasPrefix(#"{"error""#) { throw BenchError("QEMU refused \(command): \(line.prefix(200))") }
+        }
+    }
+
+    private func readLine() throws -> String {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                defer { pending.removeSubrange(...end) }
+                return String(decoding: pending[..<end].filter { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+            }
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                let reason = count == 0 ? "QEMU closed it" : String(cString: strerror(errno))
+                throw BenchError("QEMU's QMP socket \(socket): \(reason)")
+            }
+            guard pending.count < 1 << 20 else { throw BenchError("QEMU's QMP socket \(socket): a line over 1 MiB") }
+            pending += buffer[0..<count]
+        }
+    }
+}
