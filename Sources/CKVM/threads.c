@@ -21,13 +21,23 @@ int ckvm_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), truncated);
 }
 
+static void cpu_set_of(const int *cpus, int count, cpu_set_t *set) {
+    CPU_ZERO(set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], set);
+    }
+}
+
 int ckvm_set_thread_cpus(const int *cpus, int count) {
     cpu_set_t set;
-    CPU_ZERO(&set);
-    for (int i = 0; i < count; i++) {
-        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
-    }
+    cpu_set_of(cpus, count, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int ckvm_set_task_cpus(int tid, const int *cpus, int count) {
+    cpu_set_t set;
+    cpu_set_of(cpus, count, &set);
+    return sched_setaffinity(tid, sizeof set, &set);
 }
 
 int ckvm_pin_thread(int cpu) {

@@ -73,6 +73,9 @@ final class BenchCommandTests: XCTestCase {
         let environment = try XCTUnwrap(document["environment"] as? [String: Any])
         XCTAssertNotNil(environment["qemuVersion"] as? String)
         XCTAssertGreaterThan(environment["cpus"] as? Int ?? 0, 0)
+        let options = try XCTUnwrap(document["options"] as? [String: Any])
+        let pinning = try XCTUnwrap(options["pinning"] as? String)
+        XCTAssertTrue(pinning.contains("QEMU: iothread on CPU "), "both peers' placement is recorded: \(pinning)")
         let cells = cells(document)
         XCTAssertEqual(
             Set(cells.keys), ["hvctl-poll qd=1", "hvctl-poll qd=4", "qemu qd=1", "qemu qd=4", "host qd=1", "host qd=4"])

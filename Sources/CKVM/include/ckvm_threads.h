@@ -13,5 +13,8 @@ int ckvm_set_thread_name(const char *name);
 int ckvm_pin_thread(int cpu);
 /// Restricts the calling thread to the `count` host CPUs listed.
 int ckvm_set_thread_cpus(const int *cpus, int count);
+/// Restricts thread `tid` (of any process this one may change) to the `count` host CPUs listed;
+/// 0, or -1 with errno.
+int ckvm_set_task_cpus(int tid, const int *cpus, int count);
 
 #endif

@@ -182,7 +182,16 @@ struct Bench: ParsableCommand {
         BenchReport.Options(
             qd: (try? queueDepths()) ?? [], modes: (try? modes().map(\.rawValue)) ?? [],
             peers: (try? peers()) ?? [], requests: requests, repeat: self.repeat,
-            disk: disk ?? (null ? "null" : "pattern"))
+            disk: disk ?? (null ? "null" : "pattern"), pinning: Self.pinning)
+    }
+
+    /// The placement both peers share, in words for the JSON record.
+    private static var pinning: String {
+        let placement = BenchQEMURun.placement
+        let side = placement.sideCoreCPUs.first.flatMap { $0 }.map { "CPU \($0)" } ?? "any CPU"
+        let vcpus = placement.vcpuCPUs.map { "CPUs " + $0.map(String.init).joined(separator: ",") } ?? "any CPU"
+        return "hvctl poll and hybrid: side core on \(side), vCPU on \(vcpus); QEMU: iothread on \(side), "
+            + "vCPU on \(vcpus), its other threads unpinned; hvctl notify mode and the host loop: unpinned"
     }
 
     /// `--guest`, or iobench.elf next to hvctl or in guest-images/out.

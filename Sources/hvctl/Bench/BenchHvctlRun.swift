@@ -30,6 +30,14 @@ enum BenchHvctlRun {
         }
     }
 
+    /// hvctl's defaults for the side-core modes; their CPUPlacement is where the bench puts QEMU's
+    /// threads too (BenchQEMURun).
+    static func sideCores(hybrid: Bool) -> SideCoreConfiguration {
+        SideCoreConfiguration(
+            mode: hybrid ? .hybrid : .poll, count: IOEngineOptions.defaultSideCores,
+            pollMaxNanoseconds: UInt64(IOEngineOptions.defaultPollMaxMicroseconds) * 1_000)
+    }
+
     /// Runs one measurement. `running` holds the runtime while it runs, so Ctrl-C can end it;
     /// `interrupted` is asked once it is there (a signal between the two is not missed).
     static func measure(
@@ -57,10 +65,7 @@ enum BenchHvctlRun {
         case .notify:
             io = IOConfiguration(engine: .notify)
         case .poll, .hybrid:
-            let configuration = SideCoreConfiguration(
-                mode: mode == .poll ? .poll : .hybrid, count: IOEngineOptions.defaultSideCores,
-                pollMaxNanoseconds: UInt64(IOEngineOptions.defaultPollMaxMicroseconds) * 1_000)
-            io = IOConfiguration(engine: .sideCores(configuration))
+            io = IOConfiguration(engine: .sideCores(sideCores(hybrid: mode == .hybrid)))
         }
 
         // The console: lines are read as they come; the marks sample the runtime on the vCPU thread,

@@ -1,17 +1,25 @@
 import FoundationEssentials
+import CKVM
 import Glibc
 import Hypervisor
+import VirtioDevices
 
 /// `--peer qemu`: QEMU 7.2 (Debian's) running the same iobench guest on the same file, the disk
 /// on an iothread with `aio=io_uring` and its adaptive polling (`poll-max-ns`, QEMU's default
 /// unless given). KVM's exits per request come from QEMU's monitor (BenchQMP), read while the
-/// guest holds at its start and end marks. `-arch-capabilities`: QEMU 7.2 cannot set that MSR on this host's KVM (PVM) and
+/// guest holds at its start and end marks, where QEMU's threads are also pinned as hvctl's are
+/// (`placement`). `-arch-capabilities`: QEMU 7.2 cannot set that MSR on this host's KVM (PVM) and
 /// stops; nothing on the I/O path reads it.
 enum BenchQEMURun {
     static let executable = "/usr/bin/qemu-system-x86_64"
 
     /// How long the guest waits at each mark: time for the monitor's round trip.
     static let holdMilliseconds = 100
+
+    /// hvctl's placement in poll mode (its side core on the last CPU, vCPUs on the others): QEMU's
+    /// I/O thread takes the side core's CPU and its vCPU threads the vCPUs', so both peers run on
+    /// the same cores. QEMU's other threads (main loop, RCU) stay where the kernel puts them.
+    static var placement: CPUPlacement { CPUPlacement(sideCores: BenchHvctlRun.sideCores(hybrid: false), vcpuCount: 1) }
 
     static var isInstalled: Bool { access(executable, X_OK) == 0 }
 
@@ -45,7 +53,8 @@ enum BenchQEMURun {
         }
         let arguments = [
             "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
-            "-nodefaults", "-serial", "stdio", "-qmp", "unix:\(socket),server=on,wait=off",
+            "-nodefaults", "-name", "bench,debug-threads=on", "-serial", "stdio", "-qmp",
+            "unix:\(socket),server=on,wait=off",
             "-kernel", guest, "-append", "qd=\(qd) requests=\(requests) hold_ms=\(holdMilliseconds)\(verify)",
             "-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0",
         ]
@@ -59,6 +68,7 @@ enum BenchQEMURun {
             }
             do {
                 let connected = try monitor ?? BenchQMP(socket: socket)
+                if monitor == nil { try pin(try connected.threadIDs()) }
                 monitor = connected
                 exitSamples.append(try connected.exits())
             } catch {
@@ -80,5 +90,21 @@ enum BenchQEMURun {
         var measurement = result.measurement
         measurement.exitsPerRequest = Double(exitSamples[1] &- exitSamples[0]) / Double(max(measurement.requests, 1))
         return measurement
+    }
+
+    private static func pin(_ threads: (vcpus: [Int32], iothreads: [Int32])) throws {
+        let placement = Self.placement
+        func restrict(_ tid: Int32, to cpus: [Int32]) throws {
+            let list = cpus.map { CInt($0) }
+            guard ckvm_set_task_cpus(tid, list, CInt(list.count)) == 0 else {
+                throw BenchError("pinning QEMU's thread \(tid) to CPUs \(cpus): \(String(cString: strerror(errno)))")
+            }
+        }
+        if let cpus = placement.vcpuCPUs {
+            for tid in threads.vcpus { try restrict(tid, to: cpus) }
+        }
+        if let cpu = placement.sideCoreCPUs.first ?? nil {
+            for tid in threads.iothreads { try restrict(tid, to: [cpu]) }
+        }
     }
 }

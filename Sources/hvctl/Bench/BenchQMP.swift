@@ -52,6 +52,25 @@ final class BenchQMP {
         return counts.reduce(0, &+)
     }
 
+    /// The host thread IDs of QEMU's vCPUs (`query-cpus-fast`) and I/O threads (`query-iothreads`).
+    func threadIDs() throws -> (vcpus: [Int32], iothreads: [Int32]) {
+        struct Reply: Decodable {
+            struct Thread: Decodable {
+                var threadID: Int32
+                enum CodingKeys: String, CodingKey { case threadID = "thread-id" }
+            }
+            var `return`: [Thread]
+        }
+        func ids(_ command: String) throws -> [Int32] {
+            let reply = try execute(#"{"execute":"\#(command)"}"#)
+            guard let decoded = try? JSONDecoder().decode(Reply.self, from: Data(reply.utf8)) else {
+                throw BenchError("QEMU's \(command) reply has no thread IDs: \(reply.prefix(200))")
+            }
+            return decoded.return.map(\.threadID)
+        }
+        return (try ids("query-cpus-fast"), try ids("query-iothreads"))
+    }
+
     /// Sends one command and returns its reply line (`{"return": ...}`); events in between are
     /// skipped, an `{"error": ...}` reply throws.
     private func execute(_ command: String) throws -> String {

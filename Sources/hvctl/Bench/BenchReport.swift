@@ -50,6 +50,8 @@ struct BenchReport: Encodable {
         let requests: UInt64
         let `repeat`: Int
         let disk: String
+        /// Where each peer's threads ran (BenchQEMURun.placement).
+        let pinning: String
     }
 
     struct Spread: Encodable {
