@@ -242,6 +242,18 @@ while [ $n -le "$boots" ]; do
                   fi
               fi ) &
             watcher=$!
+            # COUNTERS=1: KVM's counters of the VM every 2 s, the last reading printed with the boot's
+            # line, to compare what each hypervisor's guest makes L2's KVM do for the same work.
+            # Off by default: it is work in L2 while the guest boots (see above).
+            rm -f /tmp/counters
+            if [ "${COUNTERS:-0}" = 1 ]; then
+                ( while kill -0 $pid 2>/dev/null; do
+                      counters $pid > /tmp/counters.new
+                      # A reading while the VM is torn down has names without values: kept only whole.
+                      grep -q "^exits=[0-9]" /tmp/counters.new && mv /tmp/counters.new /tmp/counters
+                      sleep 2
+                  done ) &
+            fi
             wait $pid; status=$?
             kill $watcher 2>/dev/null
             hung=0; [ -f /tmp/hung ] && hung=1
@@ -266,6 +278,7 @@ while [ $n -le "$boots" ]; do
             expect "boot $n $hv $result seconds="
             echo "boot $n $hv $result seconds=$(( $(cut -d. -f1 /proc/uptime) - began )) status=$status${found:+ ($found)}"
             case $result in triple-fault|reset) shutdown_signature ;; esac
+            [ -s /tmp/counters ] && echo "counters boot $n $hv: $(cat /tmp/counters)"
             if [ "$result" = ok ]; then
                 eval "ok_$hv=\$((ok_$hv + 1))"
             else

@@ -42,7 +42,8 @@ final class BenchQMP {
             var `return`: [Provider]
         }
         let command =
-            #"{"execute":"query-stats","arguments":{"target":"vcpu","providers":[{"provider":"kvm","names":["exits"]}]}}"#
+            #"{"execute":"query-stats","arguments":{"target":"vcpu","#
+            + #""providers":[{"provider":"kvm","names":["exits"]}]}}"#
         let reply = try execute(command)
         guard let decoded = try? JSONDecoder().decode(Reply.self, from: Data(reply.utf8)) else {
             throw BenchError("QEMU's query-stats reply is not KVM's statistics: \(reply.prefix(200))")
