@@ -124,7 +124,7 @@ final class NestedSideCoreTests: XCTestCase {
                 --io-mode hybrid --side-cores auto --side-cores-min 1 --side-cores-max 2 --side-cores-latency-us 50000 \
             --api-socket /tmp/api-resize.sock \\
                 --cmdline '\(NestedRig.guestCommandLine(running: resizeGuest))' \\
-                --stats-json /tmp/resize.json > /tmp/fifo-resize 2>&1 &
+                --stats-json /tmp/resize.json > /tmp/fifo-resize 2>/tmp/resize.err &
             pid=$!
             while IFS= read -r line; do
                 line=${line%"$cr"}
@@ -136,6 +136,9 @@ final class NestedSideCoreTests: XCTestCase {
                 esac
             done < /tmp/fifo-resize
             wait $pid; st=$?
+            # hvctl's own lines apart from the console: an iocm log line written while the guest
+            # printed its checksums once landed inside the readback line.
+            cat /tmp/resize.err
             cat /tmp/resize.json; echo
             echo "=== end resize status=$st"
             echo "=== begin iocm"
