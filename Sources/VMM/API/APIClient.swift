@@ -29,14 +29,8 @@ public enum APIClient {
         if !body.isEmpty { head += "Content-Type: application/json\r\n" }
         head += "Content-Length: \(body.count)\r\n\r\n"
         let bytes = Array(head.utf8) + body
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                throw APIClientError(description: "\(socket): \(String(cString: strerror(errno)))")
-            }
-            offset += written
+        if let error = APISocket.sendAll(bytes, on: fd) {
+            throw APIClientError(description: "\(socket): \(String(cString: strerror(error)))")
         }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -55,6 +55,19 @@ public enum APISocket {
         return fd
     }
 
+    /// Writes all of `bytes` to the connected socket `fd` (no SIGPIPE); the errno that stopped it,
+    /// or nil once everything is sent.
+    public static func sendAll(_ bytes: [UInt8], on fd: Int32) -> Int32? {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return errno }
+            offset += written
+        }
+        return nil
+    }
+
     /// The socket address of `path` (1 to 107 bytes).
     static func address(_ path: String) throws -> sockaddr_un {
         var address = sockaddr_un()

@@ -76,12 +76,8 @@ final class BenchQMP {
     /// skipped, an `{"error": ...}` reply throws.
     private func execute(_ command: String) throws -> String {
         let bytes = Array((command + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { throw BenchError("QEMU's QMP socket: \(String(cString: strerror(errno)))") }
-            offset += written
+        if let error = APISocket.sendAll(bytes, on: fd) {
+            throw BenchError("QEMU's QMP socket: \(String(cString: strerror(error)))")
         }
         while true {
             let line = try readLine()
