@@ -40,6 +40,8 @@ let package = Package(
                 "VMM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                // bench merges the guest's latency histograms.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         // Deadline-bounded waits the unit tests synchronise on.
@@ -48,6 +50,8 @@ let package = Package(
         .testTarget(name: "VirtioDevicesTests", dependencies: ["VirtioDevices", "Hypervisor", "CKVM", "TestSupport"]),
         // The API's HTTP parser, server and metrics rendering, without a VM.
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Hypervisor", "TestSupport"]),
+        // hvctl's own pieces that need no guest (bench's result handling).
+        .testTarget(name: "HVCtlTests", dependencies: ["hvctl"]),
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with; VMM for the
         // runtime's own tests, which boot the iobench guest without the CLI.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices", "VMM", "Hypervisor", "TestSupport"]),

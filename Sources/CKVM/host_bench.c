@@ -22,28 +22,60 @@ static uint64_t next_random(uint64_t *state) {
     return *state = x;
 }
 
-int ckvm_host_bench_reads(int fd, uint64_t blocks, unsigned qd, uint64_t requests, int verify,
-                          uint64_t *nanoseconds, uint64_t *errors) {
-    if (qd < 1 || qd > 256 || blocks == 0) return -EINVAL;
+// Fills slot `slot` with a new request and queues it: a write of the pattern (each 4 KiB block
+// starts with its sector number) for `write_percent` percent of them, else a read.
+static void queue_request(struct io_uring *ring, int fd, unsigned char *buffers, uint64_t *offsets,
+                          unsigned char *writes, unsigned slot, uint64_t blocks, unsigned block_size,
+                          unsigned write_percent, uint64_t *state) {
+    unsigned pages = block_size / 4096;
+    offsets[slot] = (next_random(state) % (blocks - pages + 1)) * 4096;
+    unsigned char *buffer = buffers + (size_t)slot * block_size;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    writes[slot] = write_percent && next_random(state) % 100 < write_percent;
+    if (writes[slot]) {
+        for (unsigned page = 0; page < pages; page++) {
+            uint64_t sector = offsets[slot] / 512 + page * 8;
+            memcpy(buffer + (size_t)page * 4096, &sector, sizeof sector);
+        }
+        io_uring_prep_write(sqe, fd, buffer, block_size, offsets[slot]);
+    } else {
+        io_uring_prep_read(sqe, fd, buffer, block_size, offsets[slot]);
+    }
+    sqe->user_data = slot;
+}
+
+// A read's data is right when each 4 KiB block starts with its sector number.
+static int read_matches(const unsigned char *buffer, uint64_t offset, unsigned block_size) {
+    for (unsigned page = 0; page < block_size / 4096; page++) {
+        uint64_t sector = 0;
+        memcpy(&sector, buffer + (size_t)page * 4096, sizeof sector);
+        if (sector != offset / 512 + page * 8) return 0;
+    }
+    return 1;
+}
+
+int ckvm_host_bench(int fd, uint64_t blocks, unsigned qd, uint64_t requests, unsigned block_size,
+                    unsigned write_percent, int verify, struct ckvm_host_bench_result *result) {
+    if (qd < 1 || qd > 256 || block_size < 4096 || block_size % 4096 || write_percent > 100 ||
+        blocks < block_size / 4096)
+        return -EINVAL;
     struct io_uring ring;
     int status = io_uring_queue_init(qd, &ring, 0);
     if (status < 0) return status;
-    unsigned char *buffers = aligned_alloc(4096, (size_t)qd * 4096);
+    unsigned char *buffers = aligned_alloc(4096, (size_t)qd * block_size);
     uint64_t *offsets = calloc(qd, sizeof *offsets);
-    if (!buffers || !offsets) {
+    unsigned char *writes = calloc(qd, 1);
+    if (!buffers || !offsets || !writes) {
         free(buffers);
         free(offsets);
+        free(writes);
         io_uring_queue_exit(&ring);
         return -ENOMEM;
     }
-    uint64_t state = 0x9E3779B97F4A7C15ull, issued = 0, completed = 0, failed = 0;
+    uint64_t state = 0x9E3779B97F4A7C15ull, issued = 0, completed = 0, failed = 0, written = 0;
     uint64_t started = now_ns();
-    for (unsigned slot = 0; slot < qd && issued < requests; slot++, issued++) {
-        offsets[slot] = (next_random(&state) % blocks) * 4096;
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-        io_uring_prep_read(sqe, fd, buffers + (size_t)slot * 4096, 4096, offsets[slot]);
-        sqe->user_data = slot;
-    }
+    for (unsigned slot = 0; slot < qd && issued < requests; slot++, issued++)
+        queue_request(&ring, fd, buffers, offsets, writes, slot, blocks, block_size, write_percent, &state);
     io_uring_submit(&ring);
     // Each round: wait for one completion, take every other ready one, refill, submit once.
     while (completed < requests) {
@@ -54,26 +86,27 @@ int ckvm_host_bench_reads(int fd, uint64_t blocks, unsigned qd, uint64_t request
         unsigned refilled = 0;
         do {
             unsigned slot = (unsigned)cqe->user_data;
-            uint64_t sector = 0;
-            memcpy(&sector, buffers + (size_t)slot * 4096, sizeof sector);
-            if (cqe->res != 4096 || (verify && sector != offsets[slot] / 512)) failed++;
+            int wrong = cqe->res != (int)block_size;
+            if (!writes[slot] && verify)
+                wrong |= !read_matches(buffers + (size_t)slot * block_size, offsets[slot], block_size);
+            failed += (uint64_t)wrong;
+            written += writes[slot];
             io_uring_cqe_seen(&ring, cqe);
             completed++;
             if (issued < requests) {
-                offsets[slot] = (next_random(&state) % blocks) * 4096;
-                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-                io_uring_prep_read(sqe, fd, buffers + (size_t)slot * 4096, 4096, offsets[slot]);
-                sqe->user_data = slot;
+                queue_request(&ring, fd, buffers, offsets, writes, slot, blocks, block_size, write_percent, &state);
                 issued++;
                 refilled++;
             }
         } while (io_uring_peek_cqe(&ring, &cqe) == 0);
         if (refilled) io_uring_submit(&ring);
     }
-    *nanoseconds = now_ns() - started;
-    *errors = failed + (requests - completed);
+    result->nanoseconds = now_ns() - started;
+    result->errors = failed + (requests - completed);
+    result->writes = written;
     free(buffers);
     free(offsets);
+    free(writes);
     io_uring_queue_exit(&ring);
     return status < 0 ? status : 0;
 }

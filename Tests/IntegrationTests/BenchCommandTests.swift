@@ -57,7 +57,8 @@ final class BenchCommandTests: XCTestCase {
     func cells(_ document: [String: Any]) -> [String: [String: Any]] {
         var cells: [String: [String: Any]] = [:]
         for cell in (document["cells"] as? [[String: Any]]) ?? [] {
-            cells["\(cell["target"] as? String ?? "?") qd=\(cell["qd"] as? Int ?? 0)"] = cell
+            let load = "\(cell["workload"] as? String ?? "?") bs=\(cell["blockSize"] as? Int ?? 0)"
+            cells["\(cell["target"] as? String ?? "?") \(load) qd=\(cell["qd"] as? Int ?? 0)"] = cell
         }
         return cells
     }
@@ -78,7 +79,11 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(pinning.contains("QEMU: iothread on CPU "), "both peers' placement is recorded: \(pinning)")
         let cells = cells(document)
         XCTAssertEqual(
-            Set(cells.keys), ["hvctl-poll qd=1", "hvctl-poll qd=4", "qemu qd=1", "qemu qd=4", "host qd=1", "host qd=4"])
+            Set(cells.keys),
+            Set(
+                ["hvctl-poll", "qemu", "host"].flatMap {
+                    ["\($0) randread bs=4096 qd=1", "\($0) randread bs=4096 qd=4"]
+                }))
         for (name, cell) in cells {
             let runs = try XCTUnwrap(cell["runs"] as? [[String: Any]], name)
             XCTAssertEqual(runs.count, 1, name)
@@ -87,6 +92,17 @@ final class BenchCommandTests: XCTestCase {
             XCTAssertEqual(run["errors"] as? Int, 0, "\(name): every block read verified")
             XCTAssertGreaterThan(run["iops"] as? Double ?? 0, 0, name)
             XCTAssertGreaterThan(run["latencyMeanNanoseconds"] as? Int ?? 0, 0, name)
+            if !name.hasPrefix("host") {
+                // The guest's own histogram: every measured request in it, percentiles in order.
+                let buckets = try XCTUnwrap(run["latencyHistogram"] as? [[String: Any]], name)
+                XCTAssertEqual(buckets.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }, 20000, name)
+                let latency = try XCTUnwrap(cell["latency"] as? [String: Any], name)
+                XCTAssertEqual(latency["count"] as? Int, 20000, name)
+                let order = ["p50Nanoseconds", "p90Nanoseconds", "p99Nanoseconds", "p999Nanoseconds", "maxNanoseconds"]
+                    .map { latency[$0] as? Int ?? 0 }
+                XCTAssertGreaterThan(order[0], 0, name)
+                XCTAssertEqual(order, order.sorted(), "\(name): \(latency)")
+            }
             if name.hasPrefix("hvctl") {
                 XCTAssertNotNil(run["exitsPerRequest"] as? Double, name)
                 XCTAssertEqual(run["kicksPerRequest"] as? Double, 0, "\(name): poll mode takes no kicks")
@@ -111,7 +127,9 @@ final class BenchCommandTests: XCTestCase {
         let shapes = try plotShapes(plot)
         XCTAssertEqual(shapes.polylines.count, 3, "\(shapes.polylines)")
         for line in shapes.polylines { XCTAssertEqual(line.split(separator: " ").count, 2, line) }
-        for label in cells.keys { XCTAssertTrue(shapes.texts.contains(label), "no latency row \(label)") }
+        for target in ["hvctl-poll", "qemu", "host"] {
+            for qd in [1, 4] { XCTAssertTrue(shapes.texts.contains("\(target) qd=\(qd)"), "no latency row \(target)") }
+        }
         for target in ["hvctl-poll", "qemu", "host", "1", "4", "queue depth"] {
             XCTAssertTrue(shapes.texts.contains(target), "no text \(target): \(shapes.texts)")
         }
@@ -122,18 +140,46 @@ final class BenchCommandTests: XCTestCase {
             "--null", "--qd", "8", "--mode", "hybrid", "--peer", "host", "--requests", "20000", "--repeat", "2",
         ])
         let cells = cells(document)
-        XCTAssertEqual(Set(cells.keys), ["hvctl-hybrid qd=8"], "no host loop without a file")
-        let runs = try XCTUnwrap(cells["hvctl-hybrid qd=8"]?["runs"] as? [[String: Any]])
+        XCTAssertEqual(Set(cells.keys), ["hvctl-hybrid randread bs=4096 qd=8"], "no host loop without a file")
+        let cell = cells["hvctl-hybrid randread bs=4096 qd=8"]
+        let runs = try XCTUnwrap(cell?["runs"] as? [[String: Any]])
         XCTAssertEqual(runs.count, 2)
         XCTAssertEqual(runs.map { $0["errors"] as? Int }, [0, 0])
-        let iops = try XCTUnwrap(cells["hvctl-hybrid qd=8"]?["iops"] as? [String: Double])
+        let latency = try XCTUnwrap(cell?["latency"] as? [String: Any])
+        XCTAssertEqual(latency["count"] as? Int, 40000, "both repeats' requests in one distribution")
+        let iops = try XCTUnwrap(cell?["iops"] as? [String: Double])
         XCTAssertLessThanOrEqual(iops["min"] ?? 0, iops["median"] ?? 0)
         XCTAssertLessThanOrEqual(iops["median"] ?? 0, iops["max"] ?? 0)
+    }
+
+    /// Writes and larger requests, by every peer: the writes put the pattern back, so the reads of
+    /// the mixed workload that follow (and every later cell) still verify.
+    func testWriteWorkloadsKeepThePatternForEveryPeer() throws {
+        let (_, document) = try bench([
+            "--workload", "randwrite,randrw", "--bs", "4k,64k", "--qd", "4", "--mode", "poll", "--peer", "host,qemu",
+            "--requests", "2000", "--repeat", "1",
+        ])
+        let cells = cells(document)
+        XCTAssertEqual(cells.count, 12, "\(cells.keys.sorted())")
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["requests"] as? Int, 2000, name)
+            XCTAssertEqual(run["errors"] as? Int, 0, "\(name): every read verified, every write completed")
+            let writes = run["writes"] as? Int ?? -1
+            if name.contains("randwrite") {
+                XCTAssertEqual(writes, 2000, name)
+            } else {
+                XCTAssertTrue((600...1400).contains(writes), "\(name): about half writes, \(writes)")
+            }
+        }
+        let options = try XCTUnwrap(document["options"] as? [String: Any])
+        XCTAssertEqual(options["blockSizes"] as? [Int], [4096, 65536])
     }
 
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
+            (["--workload", "seqread"], "--workload seqread"), (["--bs", "6k"], "--bs 6k"),
             (["--null", "--disk", "/tmp/x"], "--null"),
             (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),
             (["--plot", "/nonexistent/dir/b.svg"], "--plot /nonexistent/dir/b.svg"),

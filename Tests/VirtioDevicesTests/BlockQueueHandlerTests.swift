@@ -1,5 +1,6 @@
 import Foundation
 import Hypervisor
+import TestSupport
 @testable import VirtioDevices
 import XCTest
 
@@ -69,6 +70,28 @@ final class BlockQueueHandlerTests: XCTestCase {
         device.reset()
         XCTAssertEqual(driver.usedIndex, 0, "nothing is returned to a ring the driver reset")
         for index in 0..<16 { XCTAssertEqual(try driver.memory.load(UInt8.self, at: statusAddress(index)), 0xFF) }
+    }
+
+    /// A request handed to io_uring is work for the kernel (its io-wq threads, which a side core
+    /// polling on their CPU yields to) until a poll reaps it; the null backend never has any.
+    func testRequestsInTheKernelAreReportedForTheSideCoreToYieldTo() throws {
+        try makeHandler(size: 64)
+        XCTAssertFalse(handler.awaitsKernelThreads, "nothing in flight")
+        try postRequest(0, type: BlockRequest.typeOut, sector: 0, payload: Array(repeating: 7, count: 4096))
+        _ = handler.poll(budget: 8)
+        // A poll reaps before it submits, so the write it just submitted is still the kernel's.
+        XCTAssertTrue(handler.awaitsKernelThreads, "submitted, not reaped")
+        XCTAssertTrue(
+            eventually {
+                _ = handler.poll(budget: 8)
+                return (try? driver.memory.load(UInt8.self, at: statusAddress(0))) == 0
+            })
+        XCTAssertFalse(handler.awaitsKernelThreads, "reaped and completed: nothing left in the kernel")
+
+        try makeHandler(size: 64, null: true)
+        try postRequest(0, type: BlockRequest.typeOut, sector: 0, payload: Array(repeating: 7, count: 4096))
+        _ = handler.poll(budget: 8)
+        XCTAssertFalse(handler.awaitsKernelThreads, "the null backend completes as it starts")
     }
 
     func testDiscardsWithEveryRangeAllowedNeverOverflowTheRing() throws {

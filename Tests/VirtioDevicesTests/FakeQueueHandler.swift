@@ -15,6 +15,7 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
     private(set) var sleepPreparations = 0
     var wakeDescriptors: [Int32] = [-1]
     var requestsHandled: UInt64 = 0
+    var awaitsKernelThreads = false
 
     init(name: String, script: [Int] = []) {
         self.name = name

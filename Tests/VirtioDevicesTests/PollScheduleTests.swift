@@ -45,6 +45,23 @@ final class PollScheduleTests: XCTestCase {
         XCTAssertEqual(handler.notificationsEnabled, false)
     }
 
+    /// The side core yields its CPU while an awake queue's requests wait on kernel threads; a
+    /// sleeping queue's do not count (the core blocks then anyway).
+    func testRequestsWaitingOnKernelThreadsAreSeenOnlyForAwakeQueues() {
+        let schedule = PollSchedule(mode: .hybrid, budget: 4, pollMaxNanoseconds: 100_000)
+        let writer = FakeQueueHandler(name: "writer")
+        let quiet = FakeQueueHandler(name: "quiet")
+        schedule.add(writer, now: clock.now)
+        schedule.add(quiet, now: clock.now)
+        XCTAssertFalse(schedule.awaitsKernelThreads)
+        writer.awaitsKernelThreads = true
+        XCTAssertTrue(schedule.awaitsKernelThreads)
+        clock.now += 1_000_000_000
+        _ = schedule.round(now: clock.read)
+        XCTAssertEqual(schedule.sleepingCount, 2)
+        XCTAssertFalse(schedule.awaitsKernelThreads, "asleep, its completions wake the core")
+    }
+
     func testHybridSleepsAfterTheIdleWindowWithKicksBackOn() {
         let schedule = PollSchedule(mode: .hybrid, budget: 4, pollMaxNanoseconds: 100_000)
         let handler = FakeQueueHandler(name: "a", script: [1])

@@ -1,20 +1,24 @@
-/* The block workload: `qd` 4 KiB random reads in flight for `requests` completions, each checked
- * against the host's pattern (a block's first 8 bytes = its sector number). Closed loop by
- * default; with rate=N open loop, a new read every 1/N s while fewer than qd are outstanding. */
+/* The block workload: `qd` random requests of `bs` bytes (4 KiB by default) in flight for
+ * `requests` completions: reads, each checked against the host's pattern (every 4 KiB block's first
+ * 8 bytes = its sector number), and with write_pct=P that percentage of writes, which write the
+ * pattern back (so a later read still verifies). Closed loop by default; with rate=N open loop, a
+ * new request every 1/N s while fewer than qd are outstanding. */
 #include "blk.h"
 #include "virtio.h"
 #include "workloads.h"
 
 #define MAX_QD 64
+#define MAX_BS (128 * 1024)
 static struct vring ring;
 static struct { u32 type, reserved; u64 sector; } headers[MAX_QD];
 static volatile u8 statuses[MAX_QD];
-static u8 buffers[MAX_QD][4096] __attribute__((aligned(4096)));
+static u8 buffers[MAX_QD][MAX_BS] __attribute__((aligned(4096)));
 static u64 started_at[MAX_QD];
 static struct virtqueue q;
 static u64 blocks;
 /* verify=0 (a null backend, whose reads return zeros): only the status is checked. */
 static int verify = 1;
+static u64 block_size = 4096, write_percent = 0;
 /* Request latencies of the last blk_run, log-linear: 8 buckets per power of two. */
 static u64 histogram[64 * 8];
 
@@ -31,6 +35,15 @@ static u64 bucket_top(u32 index) {
     return ((8ull + step + 1) << (exponent - 3)) - 1;
 }
 
+void blk_print_histogram(void) {
+    puts_serial("iobench: histogram");
+    for (u32 i = 0; i < 64 * 8; i++) {
+        if (!histogram[i]) continue;
+        puts_serial(" b"); put_u64(i); puts_serial("="); put_u64(histogram[i]);
+    }
+    puts_serial("\n");
+}
+
 u64 blk_latency_percentile(u64 per_mille, u64 completed) {
     u64 wanted = (completed * per_mille + 999) / 1000, seen = 0;
     for (u32 i = 0; i < 64 * 8; i++) {
@@ -40,27 +53,38 @@ u64 blk_latency_percentile(u64 per_mille, u64 completed) {
     return 0;
 }
 
+void blk_set_workload(u64 bs, u64 write_pct) {
+    if (bs < 4096 || bs > MAX_BS || bs % 4096) fail("bs out of range (4096-131072, a multiple of 4096)");
+    if (write_pct > 100) fail("write_pct out of range (0-100)");
+    block_size = bs;
+    write_percent = write_pct;
+}
+
 void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd) {
     if (qd < 1 || qd > MAX_QD) fail("qd out of range (1-64)");
     struct virtio_device dev;
-    virtio_open(&dev, 0x1042, 0x1001, VIRTIO_F_VERSION_1);
+    /* FLUSH, as Linux's driver takes it: without it a device must assume nobody can flush its
+     * cache (QEMU then writes through, syncing each write), and the write workloads would compare
+     * a write-back device with a write-through one. */
+    virtio_open(&dev, 0x1042, 0x1001, VIRTIO_F_VERSION_1, VIRTIO_BLK_F_FLUSH);
     if (irq) virtio_enable_msix(&dev, msi_address, msi_data);
     virtio_queue(&dev, &q, 0, &ring, QSIZE_MAX, irq);
     if (q.size < 3 * qd) fail("queue too small for qd");
     virtio_driver_ok(&dev);
 
     blocks = MMIO(u64, dev.device_cfg) / 8;  /* capacity in 512-byte sectors */
-    if (blocks == 0) fail("empty disk");
+    if (blocks < block_size / 4096) fail("disk smaller than one request");
     for (u64 s = 0; s < qd; s++) {
         ring.desc[s * 3] = (struct desc){ (uintptr_t)&headers[s], 16, DESC_NEXT, (u16)(s * 3 + 1) };
-        ring.desc[s * 3 + 1] = (struct desc){ (uintptr_t)buffers[s], 4096, DESC_NEXT | DESC_WRITE, (u16)(s * 3 + 2) };
+        ring.desc[s * 3 + 1] = (struct desc){ (uintptr_t)buffers[s], (u32)block_size, DESC_NEXT | DESC_WRITE, (u16)(s * 3 + 2) };
         ring.desc[s * 3 + 2] = (struct desc){ (uintptr_t)&statuses[s], 1, DESC_WRITE, 0 };
     }
 }
 
 void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_reads *out) {
     u64 interval_ns = rate ? 1000000000ull / rate : 0;
-    u64 submitted = 0, completed = 0, errors = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks, late = 0;
+    u64 submitted = 0, completed = 0, errors = 0, writes = 0, latency_sum = 0, latency_max = 0, kicks = q.kicks, late = 0;
+    u64 pages = block_size / 4096;
     u64 taken = interrupts ? interrupts() : 0;
     u8 busy[MAX_QD] = {0};
     for (u32 i = 0; i < 64 * 8; i++) histogram[i] = 0;
@@ -76,8 +100,15 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
                 next_due += interval_ns;
             }
             busy[s] = 1;
-            headers[s].type = 0; headers[s].reserved = 0;
-            headers[s].sector = (next_random() % blocks) * 8;
+            u64 sector = (next_random() % (blocks - pages + 1)) * 8;
+            int write = write_percent && next_random() % 100 < write_percent;
+            headers[s].type = write ? 1 : 0; headers[s].reserved = 0;
+            headers[s].sector = sector;
+            ring.desc[s * 3 + 1].flags = write ? DESC_NEXT : DESC_NEXT | DESC_WRITE;
+            if (write) {
+                for (u64 p = 0; p < pages; p++) *(u64 *)(buffers[s] + p * 4096) = sector + p * 8;
+                writes++;
+            }
             statuses[s] = 0xFF;
             started_at[s] = now_ns();
             vq_add(&q, (u16)(s * 3));
@@ -101,16 +132,20 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
             latency_sum += latency;
             if (latency > latency_max) latency_max = latency;
             histogram[bucket(latency)]++;
-            if (statuses[s] != 0 || (verify && *(u64 *)buffers[s] != headers[s].sector)) errors++;
+            int wrong = statuses[s] != 0;
+            if (verify && headers[s].type == 0)
+                for (u64 p = 0; p < pages; p++) wrong |= *(u64 *)(buffers[s] + p * 4096) != headers[s].sector + p * 8;
+            errors += (u64)wrong;
             busy[s] = 0; completed++;
         }
     }
-    *out = (struct blk_reads){ completed, errors, q.kicks - kicks, now_ns() - t0, latency_sum, latency_max, late };
+    *out = (struct blk_reads){ completed, errors, q.kicks - kicks, now_ns() - t0, latency_sum, latency_max, late, writes };
 }
 
 void blk_workload(int irq, u64 hold_ns) {
     u64 qd = arg("qd", 1), total = arg("requests", 20000), rate = arg("rate", 0);
     verify = arg("verify", 1) != 0;
+    blk_set_workload(arg("bs", 4096), arg("write_pct", 0));
     blk_open(irq, MSI_ADDRESS_CPU0, MSI_DATA_DEFAULT, qd);
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
@@ -118,8 +153,10 @@ void blk_workload(int irq, u64 hold_ns) {
     blk_run(qd, total, rate, 0, &r);
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
+    blk_print_histogram();
     puts_serial("iobench: result test=blk");
     put_field("qd", qd); put_field("verify", (u64)verify); put_field("rate", rate); put_field("irq", (u64)irq); put_field("requests", r.completed);
+    put_field("bs", block_size); put_field("write_pct", write_percent); put_field("writes", r.writes);
     put_field("errors", r.errors); put_field("kicks", r.kicks);
     put_field("ns", r.ns); put_field("iops", r.ns ? r.completed * 1000000000ull / r.ns : 0);
     put_field("lat_avg_ns", r.completed ? r.latency_sum / r.completed : 0); put_field("lat_max_ns", r.latency_max);

@@ -1,8 +1,12 @@
-/* The block driver the block workloads share (blk.c): one queue of 4 KiB reads. */
+/* The block driver the block workloads share (blk.c): one queue of random reads (and writes). */
 #pragma once
 #include "platform.h"
 
-struct blk_reads { u64 completed, errors, kicks, ns, latency_sum, latency_max, late_interrupts; };
+struct blk_reads { u64 completed, errors, kicks, ns, latency_sum, latency_max, late_interrupts, writes; };
+
+/* Before blk_open: requests of `bs` bytes (4096 to 131072, a multiple of 4096; default 4096),
+ * `write_pct` percent of them writes of the pattern (default 0). */
+void blk_set_workload(u64 bs, u64 write_pct);
 
 /* Opens the first virtio-blk device with one queue for up to `qd` reads in flight; with `irq`,
  * MSI-X vector 0 carries the MSI message (msi_address, msi_data) and completions interrupt. */
@@ -16,3 +20,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
 /* The latency below which `per_mille`/1000 of the last blk_run's `completed` reads finished (the
  * top of its log-linear bucket: within 12.5%). */
 u64 blk_latency_percentile(u64 per_mille, u64 completed);
+/* Hands the last blk_run's latency histogram over: one "iobench: histogram bI=N ..." line with
+ * every non-empty bucket I (below 8: I ns; above, 8 buckets per power of two: bucket 8e+s holds
+ * [(8+s) << (e-3), (9+s) << (e-3)) ns). */
+void blk_print_histogram(void);

@@ -20,7 +20,7 @@ static struct virtqueue q;
 static u64 blocks;
 
 static void start_device(void) {
-    virtio_open(&dev, 0x1042, 0x1001, VIRTIO_F_VERSION_1);
+    virtio_open(&dev, 0x1042, 0x1001, VIRTIO_F_VERSION_1, 0);
     virtio_queue(&dev, &q, 0, &ring, 64, 0);
     virtio_driver_ok(&dev);
     blocks = MMIO(u64, dev.device_cfg) / 8;

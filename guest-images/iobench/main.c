@@ -11,7 +11,8 @@
  * handler's cost. hold_ms=N is how long the guest waits at each mark (default 300). verify=0 skips
  * checking what a block read returned (for a null backend; the status is still checked). Output on
  * COM1: "iobench: start" and "iobench: end" around the measured loop (the host samples KVM's
- * counters there), then one "iobench: result" line; then ACPI power-off. The loader must zero
+ * counters there), then (block workload) one "iobench: histogram" line with the requests' latency
+ * buckets and one "iobench: result" line; then ACPI power-off. The loader must zero
  * .bss (page tables and statics live there), as ELF loaders do. */
 #include "workloads.h"
 

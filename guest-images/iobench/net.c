@@ -116,7 +116,7 @@ void net_workload(int irq, u64 hold_ns) {
 
     struct virtio_device dev;
     struct virtqueue rx, tx;
-    virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC);
+    virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC, 0);
     if (irq) virtio_enable_msix(&dev, MSI_ADDRESS_CPU0, MSI_DATA_DEFAULT);
     virtio_queue(&dev, &rx, 0, &rx_ring, RX_BUFFERS, irq);
     virtio_queue(&dev, &tx, 1, &tx_ring, 2 * STREAM_IN_FLIGHT, irq);

@@ -20,7 +20,7 @@ static u8 guest_mac[6], host_mac[6];
 static u16 sequence;
 
 static void start_device(void) {
-    virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC | VIRTIO_NET_F_MRG_RXBUF | VIRTIO_NET_F_CTRL_VQ);
+    virtio_open(&dev, 0x1041, 0x1000, VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC | VIRTIO_NET_F_MRG_RXBUF | VIRTIO_NET_F_CTRL_VQ, 0);
     virtio_queue(&dev, &rx, 0, &rx_ring, RX_SIZE, 0);
     virtio_queue(&dev, &tx, 1, &tx_ring, TX_SIZE, 0);
     virtio_queue(&dev, &ctrl, 2, &ctrl_ring, CTRL_SIZE, 0);

@@ -21,7 +21,7 @@
 #define STATUS_DRIVER_OK 4
 #define STATUS_FEATURES_OK 8
 
-void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u64 features) {
+void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u64 features, u64 optional) {
     u32 dev;
     for (dev = 0; dev < 32; dev++) {
         u32 id = pci_read(dev, 0);
@@ -61,6 +61,7 @@ void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u6
         offered |= (u64)MMIO(u32, common + DEVICE_FEATURE) << (32 * word);
     }
     if ((offered & features) != features) fail("device lacks a feature iobench needs");
+    features |= offered & optional;
     for (u32 word = 0; word < 2; word++) {
         MMIO(u32, common + DRIVER_FEATURE_SELECT) = word;
         MMIO(u32, common + DRIVER_FEATURE) = (u32)(features >> (32 * word));

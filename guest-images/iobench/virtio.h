@@ -4,6 +4,7 @@
 
 #define QSIZE_MAX 256
 #define VIRTIO_F_VERSION_1 (1ull << 32)
+#define VIRTIO_BLK_F_FLUSH (1ull << 9)
 
 struct desc { u64 addr; u32 len; u16 flags, next; };
 #define DESC_NEXT 1
@@ -31,8 +32,9 @@ struct virtio_device {
 };
 
 /* Finds the first function with vendor 0x1AF4 and one of the two device IDs, reads its virtio
- * capabilities, and negotiates exactly `features` (fails if the device lacks any). */
-void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u64 features);
+ * capabilities, and negotiates `features` (fails if the device lacks any) and whichever of
+ * `optional` it offers. */
+void virtio_open(struct virtio_device *d, u16 modern_id, u16 transitional_id, u64 features, u64 optional);
 /* Sets up queue `index` on `ring` (at most `size` entries), with MSI-X vector 0 when `irq`
  * (the MSI-X table entry is programmed by virtio_open's caller through virtio_enable_msix)
  * or none; the driver asks for no interrupts unless `irq`. */

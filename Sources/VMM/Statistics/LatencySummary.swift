@@ -20,12 +20,19 @@ public struct LatencySummary: Encodable, Sendable, Equatable {
             let high = index + 1 < LatencyBuckets.count ? LatencyBuckets.lowerBound(of: index + 1) : low
             _ = histogram.record(low + (high - low) / 2, count: requests)
         }
-        count = snapshot.requests
-        meanNanoseconds = count == 0 ? 0 : snapshot.sum / count
+        let count = snapshot.requests
+        self.init(histogram: histogram, meanNanoseconds: count == 0 ? 0 : snapshot.sum / count)
+    }
+
+    /// From a histogram of nanoseconds whose mean was kept apart (a bucketed histogram's own is
+    /// only as exact as its buckets); `maxNanoseconds` replaces the histogram's when known exactly.
+    public init(histogram: Histogram<UInt64>, meanNanoseconds: UInt64, maxNanoseconds: UInt64? = nil) {
+        count = histogram.totalCount
+        self.meanNanoseconds = meanNanoseconds
         p50Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(50)
         p90Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(90)
         p99Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(99)
         p999Nanoseconds = count == 0 ? 0 : histogram.valueAtPercentile(99.9)
-        maxNanoseconds = count == 0 ? 0 : histogram.max
+        self.maxNanoseconds = count == 0 ? 0 : maxNanoseconds ?? histogram.max
     }
 }

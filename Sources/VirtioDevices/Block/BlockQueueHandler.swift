@@ -100,6 +100,11 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     var requestsHandled: UInt64 { statistics.requests.count }
 
+    // A backend with a completion descriptor completes operations asynchronously: what the kernel
+    // cannot do inline at submission (buffered writes on ext4, reads that miss the page cache) goes
+    // to io-wq worker threads, which inherit the side core's CPU.
+    var awaitsKernelThreads: Bool { backend.completionDescriptor != nil && freeSlots.count < slots.count }
+
     /// Waits for every operation the kernel took, so the backend can go and nothing lands in guest
     /// RAM later (device reset, VMM shutdown). The rings belong to the reset device now: requests
     /// still in flight are reaped without completing them to the guest.

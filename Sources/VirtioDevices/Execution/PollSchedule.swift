@@ -87,6 +87,11 @@ public final class PollSchedule: @unchecked Sendable {
         return total
     }
 
+    /// Whether an awake handler's requests wait on kernel threads (`QueueHandler.awaitsKernelThreads`).
+    public var awaitsKernelThreads: Bool {
+        entries.contains { $0.awake && $0.handler.awaitsKernelThreads }
+    }
+
     /// A sleeping handler's descriptor fired: poll it again, kicks off, and adapt its window.
     public func wake(at index: Int, now: UInt64) {
         guard entries.indices.contains(index), !entries[index].awake else { return }

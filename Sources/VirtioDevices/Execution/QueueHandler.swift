@@ -20,6 +20,14 @@ public protocol QueueHandler: AnyObject, Sendable {
     /// Requests taken from the guest so far (chains of every queue it serves), read from any
     /// thread: the I/O core manager's measure of load.
     var requestsHandled: UInt64 { get }
+    /// Whether requests it started are being carried out by kernel threads (an io_uring's
+    /// io-wq workers, which run where the submitting side core may run): the side core then
+    /// yields its CPU when it has nothing else to do, rather than spin beside them.
+    var awaitsKernelThreads: Bool { get }
+}
+
+extension QueueHandler {
+    public var awaitsKernelThreads: Bool { false }
 }
 
 /// Runs queue handlers on some threads. A device's handlers are attached at DRIVER_OK and

@@ -18,11 +18,21 @@ enum BenchMode: String, CaseIterable, Sendable {
 }
 
 /// `hvctl bench`: the I/O-path benchmark. Each target (hvctl in each mode, QEMU, the host's own
-/// io_uring loop) runs the same 4 KiB random-read workload at each queue depth, `--repeat` times,
-/// in one process run on one machine; a table with the spread and the ratios, and a JSON record.
+/// io_uring loop) runs the same workloads (random reads, writes or both, at each request size and
+/// queue depth), `--repeat` times, in one process run on one machine; a table with the spread and
+/// the ratios, a JSON record and a plot.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark the block I/O path: hvctl's modes against QEMU and the host's own io_uring limit.")
+
+    @Option(
+        help: ArgumentHelp(
+            "Block workloads: randread, randwrite (writes the pattern back), randrw (half each).",
+            valueName: "list"))
+    var workload = "randread"
+
+    @Option(help: ArgumentHelp("Request sizes: multiples of 4k from 4k to 128k, e.g. 4k,64k.", valueName: "list"))
+    var bs = "4k"
 
     @Option(help: ArgumentHelp("Queue depths, e.g. 1,16,64 (1 to 64).", valueName: "list"))
     var qd = "1,16"
@@ -33,7 +43,7 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Peers measured in the same run: host, qemu, or none.", valueName: "list"))
     var peer = "host,qemu"
 
-    @Option(help: "Reads per run (each run also verifies every block it reads).")
+    @Option(help: "Requests per run (each run also verifies every block it reads).")
     var requests: UInt64 = 200_000
 
     @Option(help: "Runs per cell; the table shows their median and spread.")
@@ -41,8 +51,8 @@ struct Bench: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "The file to read (its 4 KiB blocks must start with their sector number); default: a 64 MiB pattern file "
-                + "created and removed.", valueName: "file"))
+            "The file to read (its 4 KiB blocks must start with their sector number; write workloads write "
+                + "that pattern); default: a 64 MiB pattern file created and removed.", valueName: "file"))
     var disk: String?
 
     @Flag(help: "Read the null backend instead of a file (the I/O path alone; nothing to verify, no host peer).")
@@ -61,6 +71,8 @@ struct Bench: ParsableCommand {
     var plot: String?
 
     func validate() throws {
+        _ = try BenchWorkload.parse(workload)
+        _ = try BenchBlockSize.parse(bs)
         _ = try queueDepths()
         _ = try modes()
         _ = try peers()
@@ -104,6 +116,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let guestPath = try guestImage()
+        let workloads = try BenchWorkload.parse(workload)
+        let blockSizes = try BenchBlockSize.parse(bs)
         let depths = try queueDepths()
         var targets = try modes().map { BenchTarget.hvctl($0) }
         let peers = try peers()
@@ -128,27 +142,34 @@ struct Bench: ParsableCommand {
 
         var report = BenchReport(environment: .current(qemu: peers.contains("qemu")), options: options(), cells: [])
         let progress = BenchProgress()
-        cells: for depth in depths {
+        let loads = workloads.flatMap { workload in
+            blockSizes.flatMap { size in
+                depths.map { BenchLoad(workload: workload, blockSize: size, qd: $0, requests: requests) }
+            }
+        }
+        cells: for load in loads {
             for target in targets {
-                var cell = BenchReport.Cell(target: target.name, qd: depth, runs: [])
+                var cell = BenchReport.Cell(
+                    target: target.name, workload: load.workload.rawValue, blockSize: load.blockSize, qd: load.qd,
+                    runs: [])
+                let label = "\(target.name) \(cell.configuration)"
                 for index in 0..<self.repeat {
                     if interrupted.withLock({ $0 }) != nil { break }
-                    progress.show("\(target.name) qd=\(depth) run \(index + 1)/\(self.repeat)")
+                    progress.show("\(label) run \(index + 1)/\(self.repeat)")
                     let measurement: BenchMeasurement
                     do {
                         switch target {
                         case .hvctl(let mode):
                             measurement = try BenchHvctlRun.measure(
-                                guest: guestPath, disk: scratch.disk, mode: mode, qd: depth, requests: requests,
-                                running: runningVMM, interrupted: interrupted)
+                                guest: guestPath, disk: scratch.disk, mode: mode, load: load, running: runningVMM,
+                                interrupted: interrupted)
                         case .qemu:
                             measurement = try BenchQEMURun.measure(
-                                guest: guestPath, disk: scratch.disk, qd: depth, requests: requests,
-                                pollMaxNanoseconds: nil, running: runningChild, interrupted: interrupted)
+                                guest: guestPath, disk: scratch.disk, load: load, pollMaxNanoseconds: nil,
+                                running: runningChild, interrupted: interrupted)
                         case .host:
                             guard case .file(let path, let blocks) = scratch.disk else { continue }
-                            measurement = try BenchHostRun.measure(
-                                disk: path, blocks: blocks, qd: depth, requests: requests)
+                            measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: load)
                         }
                     } catch {
                         if interrupted.withLock({ $0 }) != nil { break }
@@ -156,8 +177,7 @@ struct Bench: ParsableCommand {
                     }
                     cell.runs.append(measurement)
                     progress.show(
-                        "\(target.name) qd=\(depth) run \(index + 1)/\(self.repeat): \(Int(measurement.iops)) IOPS",
-                        done: true)
+                        "\(label) run \(index + 1)/\(self.repeat): \(Int(measurement.iops)) IOPS", done: true)
                 }
                 if !cell.runs.isEmpty { report.cells.append(cell) }
                 if interrupted.withLock({ $0 }) != nil { break cells }
@@ -173,14 +193,16 @@ struct Bench: ParsableCommand {
         }
         let errors = report.cells.flatMap(\.runs).reduce(0) { $0 + $1.errors }
         if errors > 0 {
-            printError("hvctl: bench: \(errors) reads returned the wrong data or failed")
+            printError("hvctl: bench: \(errors) requests failed or read the wrong data")
             throw ExitCode.failure
         }
     }
 
     private func options() -> BenchReport.Options {
         BenchReport.Options(
-            qd: (try? queueDepths()) ?? [], modes: (try? modes().map(\.rawValue)) ?? [],
+            workloads: (try? BenchWorkload.parse(workload).map(\.rawValue)) ?? [],
+            blockSizes: (try? BenchBlockSize.parse(bs)) ?? [], qd: (try? queueDepths()) ?? [],
+            modes: (try? modes().map(\.rawValue)) ?? [],
             peers: (try? peers()) ?? [], requests: requests, repeat: self.repeat,
             disk: disk ?? (null ? "null" : "pattern"), pinning: Self.pinning)
     }

@@ -1,24 +1,27 @@
 import CKVM
 import Glibc
 
-/// `--peer host`: the same file read by the host itself through io_uring from one thread at the
-/// same queue depth, verified as the guest verifies it: the limit of one core on this machine.
+/// `--peer host`: the same file read (and written) by the host itself through io_uring from one
+/// thread at the same queue depth, verified as the guest verifies it: the limit of one core on this
+/// machine.
 enum BenchHostRun {
-    static func measure(disk: String, blocks: UInt64, qd: Int, requests: UInt64) throws -> BenchMeasurement {
-        let fd = open(disk, O_RDONLY | O_CLOEXEC)
+    static func measure(disk: String, blocks: UInt64, load: BenchLoad) throws -> BenchMeasurement {
+        let fd = open(disk, (load.workload.writePercent == 0 ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw BenchError("--disk \(disk): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var nanoseconds: UInt64 = 0
-        var errors: UInt64 = 0
-        let status = ckvm_host_bench_reads(fd, blocks, UInt32(qd), requests, 1, &nanoseconds, &errors)
+        var result = ckvm_host_bench_result()
+        let status = ckvm_host_bench(
+            fd, blocks, UInt32(load.qd), load.requests, UInt32(load.blockSize), UInt32(load.workload.writePercent), 1,
+            &result)
         guard status == 0 else {
             throw BenchError("the host's io_uring loop failed: \(String(cString: strerror(-status)))")
         }
-        let seconds = Double(nanoseconds) / 1e9
+        let seconds = Double(result.nanoseconds) / 1e9
         return BenchMeasurement(
-            requests: requests, errors: errors, iops: seconds > 0 ? Double(requests) / seconds : 0,
+            requests: load.requests, writes: result.writes, errors: result.errors,
+            iops: seconds > 0 ? Double(load.requests) / seconds : 0,
             // Little's law: with qd always in flight, each request took qd / rate on average.
-            latencyMeanNanoseconds: requests == 0 ? 0 : nanoseconds * UInt64(qd) / requests)
+            latencyMeanNanoseconds: load.requests == 0 ? 0 : result.nanoseconds * UInt64(load.qd) / load.requests)
     }
 }
 

@@ -41,21 +41,22 @@ enum BenchHvctlRun {
     /// Runs one measurement. `running` holds the runtime while it runs, so Ctrl-C can end it;
     /// `interrupted` is asked once it is there (a signal between the two is not missed).
     static func measure(
-        guest: String, disk: BenchDisk, mode: BenchMode, qd: Int, requests: UInt64,
+        guest: String, disk: BenchDisk, mode: BenchMode, load: BenchLoad,
         running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
         var deviceConfiguration: BlockDeviceConfiguration
         switch disk {
         case .file(let path, _):
             deviceConfiguration = BlockDeviceConfiguration(path: path, id: "bench")
-            deviceConfiguration.readOnly = true
+            deviceConfiguration.readOnly = load.workload.writePercent == 0
         case .null(let bytes):
             deviceConfiguration = BlockDeviceConfiguration(path: nil, id: "bench")
             deviceConfiguration.backend = .null
             deviceConfiguration.nullSizeInBytes = bytes
         }
-        var cmdline = "qd=\(qd) requests=\(requests) hold_ms=\(holdMilliseconds)"
-        if case .null = disk { cmdline += " verify=0" }
+        var verify = true
+        if case .null = disk { verify = false }
+        let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: verify)
         let machine = MachineConfiguration(
             boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
             memoryInBytes: 256 << 20)
@@ -70,7 +71,7 @@ enum BenchHvctlRun {
 
         // The console: lines are read as they come; the marks sample the runtime on the vCPU thread,
         // which waits at the mark anyway.
-        let state = Lock((line: [UInt8](), samples: [Sample](), result: IOBenchResult?.none, error: String?.none))
+        let state = Lock((line: [UInt8](), samples: [Sample](), results: [String](), error: String?.none))
         let runtimeBox = Lock<VMMRuntime?>(nil)
         let runtime = try VMMRuntime(vms: [vm], io: io, kvm: try KVM(), namedVMs: false) { _ in
             return { byte in
@@ -88,8 +89,8 @@ enum BenchHvctlRun {
                 if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
                     let sample = (try? runtimeBox.withLock { $0 }?.statistics()).map(Sample.init) ?? Sample()
                     state.withLock { $0.samples.append(sample) }
-                } else if let result = IOBenchResult(line: line) {
-                    state.withLock { $0.result = result }
+                } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
+                    state.withLock { $0.results.append(line) }
                 } else if line.contains("iobench: error") {
                     state.withLock { $0.error = line }
                 }
@@ -106,7 +107,8 @@ enum BenchHvctlRun {
         if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
         let exits = try runtime.run()
         _ = try runtime.finish(exits: exits)
-        let (samples, result, error) = state.withLock { ($0.samples, $0.result, $0.error) }
+        let (samples, lines, error) = state.withLock { ($0.samples, $0.results, $0.error) }
+        let result = IOBenchResult(lines: lines)
         if let error { throw BenchError("the iobench guest failed: \(error)") }
         guard exits == [.powerOff], let result, samples.count == 2 else {
             throw BenchError("the iobench guest did not finish (exit: \(exits.map(\.description).joined()))")

@@ -4,14 +4,18 @@ import VMM
 /// hvctl what its own statistics add between the guest's start and end marks.
 struct BenchMeasurement: Encodable, Sendable {
     var requests: UInt64
+    /// Of `requests`, how many were writes.
+    var writes: UInt64
     var errors: UInt64
-    /// Requests (reads) per second over the measured loop.
+    /// Requests per second over the measured loop.
     var iops: Double
     /// As the guest timed each request (the host loop: elapsed × qd / requests).
     var latencyMeanNanoseconds: UInt64
-    var latencyP50Nanoseconds: UInt64?
-    var latencyP99Nanoseconds: UInt64?
-    var latencyMaxNanoseconds: UInt64?
+    /// The guest's per-request latency histogram, summarised (nil for the host loop, which reads
+    /// no clock per request).
+    var latency: LatencySummary?
+    /// That histogram's buckets, for merging runs and drawing the distribution.
+    var latencyHistogram: IOBenchHistogram?
     /// KVM's own "exits" over every vCPU between the marks, per request (hvctl).
     var exitsPerRequest: Double?
     /// The guest's doorbell writes per request.
@@ -26,16 +30,17 @@ struct BenchMeasurement: Encodable, Sendable {
     var deviceLatency: LatencySummary?
 }
 
-/// The fields of an `iobench: result ...` console line.
-struct IOBenchResult {
+/// The `key=value` fields of an `iobench: KIND ...` console line.
+struct IOBenchLine {
     let fields: [String: UInt64]
 
-    /// Parses the line's `key=value` fields; nil when `line` is not a result line.
-    init?(line: String) {
+    /// Parses the fields after `iobench: kind` (whatever precedes it on the console line); nil when
+    /// `line` has no such mark.
+    init?(line: String, kind: String) {
         let words = line.split(separator: " ")
         guard
             let start = words.indices.first(where: {
-                words[$0] == "iobench:" && $0 + 1 < words.count && words[$0 + 1] == "result"
+                words[$0].hasSuffix("iobench:") && $0 + 1 < words.count && words[$0 + 1] == kind
             })
         else { return nil }
         var fields: [String: UInt64] = [:]
@@ -45,14 +50,32 @@ struct IOBenchResult {
         }
         self.fields = fields
     }
+}
+
+/// What the iobench guest prints at the end of a block run: its result line, and the histogram
+/// line before it.
+struct IOBenchResult {
+    let fields: [String: UInt64]
+    let histogram: IOBenchHistogram?
+
+    /// Looks for both in the guest's console lines; nil without a result line.
+    init?(lines: [String]) {
+        guard let result = lines.lazy.compactMap({ IOBenchLine(line: $0, kind: "result") }).first else { return nil }
+        fields = result.fields
+        histogram = lines.lazy.compactMap { IOBenchHistogram(line: $0) }.first
+    }
 
     /// The guest's own figures as a measurement.
     var measurement: BenchMeasurement {
         let requests = fields["requests"] ?? 0
+        let mean = fields["lat_avg_ns"] ?? 0
         return BenchMeasurement(
-            requests: requests, errors: fields["errors"] ?? 0, iops: Double(fields["iops"] ?? 0),
-            latencyMeanNanoseconds: fields["lat_avg_ns"] ?? 0, latencyP50Nanoseconds: fields["lat_p50_ns"],
-            latencyP99Nanoseconds: fields["lat_p99_ns"], latencyMaxNanoseconds: fields["lat_max_ns"],
+            requests: requests, writes: fields["writes"] ?? 0, errors: fields["errors"] ?? 0,
+            iops: Double(fields["iops"] ?? 0), latencyMeanNanoseconds: mean,
+            latency: histogram.map {
+                LatencySummary(histogram: $0.hdrHistogram, meanNanoseconds: mean, maxNanoseconds: fields["lat_max_ns"])
+            },
+            latencyHistogram: histogram,
             kicksPerRequest: requests == 0 ? nil : Double(fields["kicks"] ?? 0) / Double(requests))
     }
 }

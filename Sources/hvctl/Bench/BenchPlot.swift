@@ -2,10 +2,11 @@ import Glibc
 import VMM
 
 /// `hvctl bench --plot FILE.svg`: the run drawn so it reads without the table. Left, IOPS against
-/// queue depth, one line per target (hvctl's modes and the peers) through the median of its
-/// repeats, with a bar from the slowest to the fastest repeat. Right, the latency distribution of
-/// every configuration on a log scale: the guest-timed p50, p99 and max of its median repeat, and
-/// the mean, so tails and peers compare at a glance.
+/// queue depth, one line per series (a target: hvctl's modes and the peers; with several workloads
+/// or request sizes, a target under one of them) through the median of its repeats, with a bar
+/// from the slowest to the fastest repeat. Right, the latency distribution of every configuration
+/// on a log scale: the guest-timed p50, p99, p99.9 and max of all its repeats' requests, and the
+/// mean, so tails and peers compare at a glance.
 enum BenchPlot {
     static let width = 1100.0
     static let chartHeight = 320.0
@@ -13,13 +14,15 @@ enum BenchPlot {
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 
     static func svg(_ report: BenchReport) -> String {
-        let targets = report.cells.map(\.target).uniqued()
+        let targets = report.cells.map(report.series).uniqued()
         let color = { (target: String) in colors[(targets.firstIndex(of: target) ?? 0) % colors.count] }
         let latencyRows = report.cells.count
         let height = max(chartHeight, 24 + Double(latencyRows) * 18) + margin.top + margin.bottom + 30
         var svg = SVG(width: width, height: height)
         let title =
-            "hvctl bench: 4 KiB random reads, \(report.options.requests) per run, \(report.options.repeat) "
+            "hvctl bench: \(report.options.workloads.joined(separator: ", ")) of "
+            + "\(report.options.blockSizes.map(BenchBlockSize.label).joined(separator: ", ")), "
+            + "\(report.options.requests) per run, \(report.options.repeat) "
             + "run(s) per cell, \(report.options.disk) — \(report.environment.cpuModel), \(report.environment.cpus) CPUs"
         svg.text(title, x: margin.left, y: 24, size: 14, weight: "bold")
         drawIOPS(report, targets: targets, color: color, into: &svg)
@@ -58,7 +61,7 @@ enum BenchPlot {
         }
         svg.text("queue depth", x: area.x + area.width / 2, y: area.y + area.height + 36, size: 12, anchor: "middle")
         for target in targets {
-            let cells = report.cells.filter { $0.target == target }.sorted { $0.qd < $1.qd }
+            let cells = report.cells.filter { report.series($0) == target }.sorted { $0.qd < $1.qd }
             let points = cells.map { (xOf($0.qd), yOf($0.iops.median)) }
             svg.polyline(points, stroke: color(target))
             for cell in cells {
@@ -72,12 +75,14 @@ enum BenchPlot {
     /// Right half: one row per configuration, its latencies on a log axis.
     private static func drawLatency(_ report: BenchReport, color: (String) -> String, into svg: inout SVG) {
         let rows = report.cells.map { cell -> (label: String, target: String, marks: [(String, UInt64)]) in
-            let run = cell.medianRun
-            var marks: [(String, UInt64)] = [("mean", run?.latencyMeanNanoseconds ?? 0)]
-            if let p50 = run?.latencyP50Nanoseconds { marks.append(("p50", p50)) }
-            if let p99 = run?.latencyP99Nanoseconds { marks.append(("p99", p99)) }
-            if let maximum = run?.latencyMaxNanoseconds { marks.append(("max", maximum)) }
-            return ("\(cell.target) qd=\(cell.qd)", cell.target, marks.filter { $0.1 > 0 })
+            var marks: [(String, UInt64)] = [("mean", UInt64(cell.latencyMeanNanoseconds.median))]
+            if let latency = cell.latency {
+                marks += [
+                    ("p50", latency.p50Nanoseconds), ("p99", latency.p99Nanoseconds),
+                    ("p99.9", latency.p999Nanoseconds), ("max", latency.maxNanoseconds),
+                ]
+            }
+            return ("\(report.series(cell)) qd=\(cell.qd)", report.series(cell), marks.filter { $0.1 > 0 })
         }
         let values = rows.flatMap { $0.marks.map { Double($0.1) } }
         let low = pow10Floor(values.min() ?? 1000)
@@ -88,7 +93,8 @@ enum BenchPlot {
         let rowHeight = 18.0
         let bottom = area.y + 12 + Double(rows.count) * rowHeight
         svg.text(
-            "latency per request, guest-timed (● p50  ▲ p99  ✕ max  | mean)", x: area.x - 130, y: area.y - 12,
+            "latency per request, guest-timed (● p50  ▲ p99  ◆ p99.9  ✕ max  | mean)", x: area.x - 130,
+            y: area.y - 12,
             size: 13)
         var tick = low
         while tick <= high * 1.0001 {
@@ -109,6 +115,7 @@ enum BenchPlot {
                 switch name {
                 case "p50": svg.circle(x: x, y: y, radius: 4, fill: color(row.target))
                 case "p99": svg.polygon([(x, y - 5), (x - 5, y + 4), (x + 5, y + 4)], fill: color(row.target))
+                case "p99.9": svg.polygon([(x, y - 5), (x - 5, y), (x, y + 5), (x + 5, y)], fill: color(row.target))
                 case "max": svg.text("✕", x: x, y: y + 4, size: 12, anchor: "middle", fill: color(row.target))
                 default: svg.line(x1: x, y1: y - 7, x2: x, y2: y + 7, stroke: color(row.target), width: 2)
                 }
@@ -143,11 +150,12 @@ enum BenchPlot {
     }
 }
 
-extension BenchReport.Cell {
-    /// The repeat whose IOPS is the median one (the run the latency chart shows).
-    var medianRun: BenchMeasurement? {
-        let sorted = runs.sorted { $0.iops < $1.iops }
-        return sorted.isEmpty ? nil : sorted[sorted.count / 2]
+extension BenchReport {
+    /// The line a cell belongs to: its target, and its workload and request size when the run had
+    /// more than one.
+    func series(_ cell: Cell) -> String {
+        let loads = Set(cells.map { "\($0.workload) \($0.blockSize)" })
+        return loads.count > 1 ? "\(cell.target) \(cell.workload) \(BenchBlockSize.label(cell.blockSize))" : cell.target
     }
 }
 

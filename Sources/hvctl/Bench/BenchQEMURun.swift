@@ -30,16 +30,18 @@ enum BenchQEMURun {
     }
 
     static func measure(
-        guest: String, disk: BenchDisk, qd: Int, requests: UInt64, pollMaxNanoseconds: UInt64?,
+        guest: String, disk: BenchDisk, load: BenchLoad, pollMaxNanoseconds: UInt64?,
         running: Lock<Int32?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
         let drive: String
         switch disk {
-        case .file(let path, _): drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring,readonly=on"
+        case .file(let path, _):
+            let access = load.workload.writePercent == 0 ? ",readonly=on" : ""
+            drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(access)"
         case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
         }
-        let verify: String
-        if case .null = disk { verify = " verify=0" } else { verify = "" }
+        var verify = true
+        if case .null = disk { verify = false }
         let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
         var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -55,7 +57,7 @@ enum BenchQEMURun {
             "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
             "-nodefaults", "-name", "bench,debug-threads=on", "-serial", "stdio", "-qmp",
             "unix:\(socket),server=on,wait=off",
-            "-kernel", guest, "-append", "qd=\(qd) requests=\(requests) hold_ms=\(holdMilliseconds)\(verify)",
+            "-kernel", guest, "-append", load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: verify),
             "-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0",
         ]
         // The marks' samples; the monitor is connected at the first (QEMU listens long before).
@@ -79,10 +81,7 @@ enum BenchQEMURun {
         if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
             throw BenchError("the iobench guest failed under QEMU: \(error)")
         }
-        guard
-            let result = output.split(whereSeparator: \.isNewline).lazy.compactMap({ IOBenchResult(line: String($0)) })
-                .first
-        else {
+        guard let result = IOBenchResult(lines: output.split(whereSeparator: \.isNewline).map(String.init)) else {
             throw BenchError("QEMU ended without the guest's result: \(output.suffix(300))")
         }
         if let monitorError { throw monitorError }

@@ -1,4 +1,5 @@
 import Glibc
+import VMM
 
 /// Everything `hvctl bench --json` writes: the environment, the options, and each cell's runs
 /// with their median and spread.
@@ -44,6 +45,9 @@ struct BenchReport: Encodable {
     }
 
     struct Options: Encodable {
+        let workloads: [String]
+        /// Request sizes in bytes.
+        let blockSizes: [Int]
         let qd: [Int]
         let modes: [String]
         let peers: [String]
@@ -69,20 +73,48 @@ struct BenchReport: Encodable {
 
     struct Cell: Encodable {
         let target: String
+        let workload: String
+        /// Bytes per request.
+        let blockSize: Int
         let qd: Int
         var runs: [BenchMeasurement]
         var iops: Spread { Spread(runs.map(\.iops)) }
         var latencyMeanNanoseconds: Spread { Spread(runs.map { Double($0.latencyMeanNanoseconds) }) }
 
-        private enum CodingKeys: String, CodingKey { case target, qd, runs, iops, latencyMeanNanoseconds }
+        /// Every run's guest-timed requests in one distribution (nil for the host loop).
+        var latency: LatencySummary? {
+            let histograms = runs.compactMap(\.latencyHistogram)
+            guard !histograms.isEmpty, histograms.count == runs.count else { return nil }
+            let requests = runs.reduce(0) { $0 + $1.requests }
+            let latencySum = runs.reduce(0.0) { $0 + Double($1.latencyMeanNanoseconds) * Double($1.requests) }
+            return LatencySummary(
+                histogram: IOBenchHistogram.merged(histograms).hdrHistogram,
+                meanNanoseconds: requests == 0 ? 0 : UInt64(latencySum / Double(requests)),
+                maxNanoseconds: runs.compactMap { $0.latency?.maxNanoseconds }.max())
+        }
+
+        /// The workload, size and depth, as the table and the plot name them.
+        var configuration: String { "\(workload) \(BenchBlockSize.label(blockSize)) qd=\(qd)" }
+
+        /// Whether `other` ran the same load (a peer to compare with).
+        func sameLoad(as other: Cell) -> Bool {
+            workload == other.workload && blockSize == other.blockSize && qd == other.qd
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case target, workload, blockSize, qd, runs, iops, latencyMeanNanoseconds, latency
+        }
 
         func encode(to encoder: Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(target, forKey: .target)
+            try container.encode(workload, forKey: .workload)
+            try container.encode(blockSize, forKey: .blockSize)
             try container.encode(qd, forKey: .qd)
             try container.encode(runs, forKey: .runs)
             try container.encode(iops, forKey: .iops)
             try container.encode(latencyMeanNanoseconds, forKey: .latencyMeanNanoseconds)
+            try container.encodeIfPresent(latency, forKey: .latency)
         }
     }
 

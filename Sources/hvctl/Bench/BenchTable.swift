@@ -1,30 +1,35 @@
-/// The table `hvctl bench` prints: a row per target and queue depth with the median IOPS, its
-/// spread over the repeats, latency, exits and kicks per request, and the ratios against QEMU and
-/// the host at the same depth.
+/// The table `hvctl bench` prints: a row per target and load (workload, request size, queue depth)
+/// with the median IOPS, its spread over the repeats, latency (the mean, and percentiles of every
+/// repeat's requests together), exits and kicks per request, and the ratios against QEMU and the
+/// host under the same load.
 enum BenchTable {
     static func lines(_ report: BenchReport) -> [String] {
         let header = [
-            "target", "qd", "IOPS median", "min-max", "lat mean us", "lat p99 us", "exits/req", "kicks/req",
-            "x qemu", "x host",
+            "target", "workload", "bs", "qd", "IOPS median", "min-max", "lat mean us", "p50 us", "p99 us", "p99.9 us",
+            "exits/req", "kicks/req", "x qemu", "x host",
         ]
         var rows: [[String]] = [header]
         for cell in report.cells {
             let median = cell.iops.median
             func ratio(_ peer: String) -> String {
                 guard cell.target != peer,
-                    let other = report.cells.first(where: { $0.target == peer && $0.qd == cell.qd }),
+                    let other = report.cells.first(where: { $0.target == peer && $0.sameLoad(as: cell) }),
                     other.iops.median > 0
                 else { return "-" }
                 return format(median / other.iops.median, digits: 2)
             }
-            let p99 = cell.runs.compactMap(\.latencyP99Nanoseconds).map { Double($0) }
+            let latency = cell.latency
+            func microseconds(_ nanoseconds: UInt64?) -> String {
+                nanoseconds.map { format(Double($0) / 1000, digits: 1) } ?? "-"
+            }
             let exits = cell.runs.compactMap(\.exitsPerRequest)
             let kicks = cell.runs.compactMap(\.kicksPerRequest)
             rows.append([
-                cell.target, "\(cell.qd)", "\(Int(median))",
+                cell.target, cell.workload, BenchBlockSize.label(cell.blockSize), "\(cell.qd)", "\(Int(median))",
                 "\(Int(cell.iops.min))-\(Int(cell.iops.max))",
                 format(cell.latencyMeanNanoseconds.median / 1000, digits: 1),
-                p99.isEmpty ? "-" : format(BenchReport.Spread(p99).median / 1000, digits: 1),
+                microseconds(latency?.p50Nanoseconds), microseconds(latency?.p99Nanoseconds),
+                microseconds(latency?.p999Nanoseconds),
                 exits.isEmpty ? "-" : format(BenchReport.Spread(exits).median, digits: 3),
                 kicks.isEmpty ? "-" : format(BenchReport.Spread(kicks).median, digits: 3),
                 ratio("qemu"), ratio("host"),

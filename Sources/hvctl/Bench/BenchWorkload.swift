@@ -1,0 +1,60 @@
+import ArgumentParser
+
+/// A block workload `hvctl bench` runs (fio's names): random reads, random writes of the pattern
+/// (so a later read still verifies), or half of each.
+enum BenchWorkload: String, CaseIterable, Sendable {
+    case randread, randwrite, randrw
+
+    /// The share of requests that are writes, as iobench's `write_pct` takes it.
+    var writePercent: Int {
+        switch self {
+        case .randread: 0
+        case .randwrite: 100
+        case .randrw: 50
+        }
+    }
+
+    /// `--workload`'s list.
+    static func parse(_ list: String) throws -> [BenchWorkload] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let workload = BenchWorkload(rawValue: String($0)) else {
+                throw ValidationError("--workload \(list): '\($0)' is not randread, randwrite or randrw")
+            }
+            return workload
+        }
+    }
+}
+
+/// `--bs`'s list: request sizes in bytes, each a multiple of 4 KiB from 4 KiB to 128 KiB (what
+/// iobench's buffers hold), written as bytes or with a k suffix.
+enum BenchBlockSize {
+    static let range = 4096...131_072
+
+    static func parse(_ list: String) throws -> [Int] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map { word in
+            let lower = word.lowercased()
+            let bytes = lower.hasSuffix("k") ? Int(lower.dropLast()).map { $0 * 1024 } : Int(lower)
+            guard let bytes, range.contains(bytes), bytes % 4096 == 0 else {
+                throw ValidationError("--bs \(list): '\(word)' is not a multiple of 4k from 4k to 128k")
+            }
+            return bytes
+        }
+    }
+
+    /// 4096 → "4k".
+    static func label(_ bytes: Int) -> String { bytes % 1024 == 0 ? "\(bytes / 1024)k" : "\(bytes)" }
+}
+
+/// What one measurement runs, whoever runs it: the workload, request size, queue depth and count.
+struct BenchLoad: Sendable {
+    let workload: BenchWorkload
+    let blockSize: Int
+    let qd: Int
+    let requests: UInt64
+
+    /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
+    func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
+        "qd=\(qd) requests=\(requests) bs=\(blockSize) write_pct=\(workload.writePercent) hold_ms=\(holdMilliseconds)"
+            + (verify ? "" : " verify=0")
+    }
+}

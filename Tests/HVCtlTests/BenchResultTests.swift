@@ -1,0 +1,125 @@
+import Foundation
+import XCTest
+
+@testable import hvctl
+
+/// `hvctl bench`'s pieces without a guest: the histogram the iobench guest hands over, merged
+/// over repeats, the option lists, and the JSON record's shape.
+final class BenchResultTests: XCTestCase {
+    /// Bucket bounds as blk.c's bucket() files a value: 8 per power of two above 8 ns.
+    func testBucketBoundsMatchTheGuestsBucketing() {
+        func guestBucket(_ ns: UInt64) -> Int {
+            guard ns >= 8 else { return Int(ns) }
+            let exponent = 63 - ns.leadingZeroBitCount
+            return exponent * 8 + Int((ns >> UInt64(exponent - 3)) & 7)
+        }
+        for ns: UInt64 in [0, 7, 8, 9, 15, 16, 1000, 4608, 5119, 5120, 123_456, 999_999_999, 1 << 61] {
+            let index = guestBucket(ns)
+            XCTAssertTrue(IOBenchHistogram.bounds(of: index).contains(ns), "\(ns) in bucket \(index)")
+        }
+        XCTAssertEqual(IOBenchHistogram.bounds(of: 97), 4608...5119)
+        XCTAssertEqual(IOBenchHistogram.bounds(of: IOBenchHistogram.bucketCount - 1).upperBound, (1 << 62) - 1)
+    }
+
+    func testTheHistogramLineIsParsedAndBadOnesAreRefused() throws {
+        let line = "\u{1b}[0miobench: histogram b7=3 b97=2 b200=5"
+        let histogram = try XCTUnwrap(IOBenchHistogram(line: line))
+        XCTAssertEqual(histogram.requests, 10)
+        XCTAssertEqual(histogram.buckets.map(\.count), [3, 2, 5])
+        XCTAssertEqual(histogram.buckets.first?.lowNanoseconds, 7)
+        XCTAssertNil(IOBenchHistogram(line: "iobench: result test=blk qd=1"), "not a histogram line")
+        XCTAssertNil(IOBenchHistogram(line: "iobench: histogram b496=1"), "a bucket past 2^62 ns")
+        XCTAssertNil(IOBenchHistogram(line: "iobench: histogram q3=1"), "not a bucket")
+        XCTAssertEqual(IOBenchHistogram(line: "iobench: histogram")?.requests, 0, "an empty run")
+    }
+
+    func testAResultCarriesItsHistogramAndPercentiles() throws {
+        // 900 requests at ~1 µs, 98 at ~10 µs, 2 at ~1 ms.
+        let lines = [
+            "iobench: histogram b79=900 b106=98 b159=2",
+            "iobench: result test=blk qd=1 requests=1000 bs=4096 write_pct=0 writes=0 errors=0 kicks=0 "
+                + "ns=1000000 iops=1000000 lat_avg_ns=2000 lat_max_ns=1000123",
+        ]
+        let result = try XCTUnwrap(IOBenchResult(lines: lines))
+        let measurement = result.measurement
+        let latency = try XCTUnwrap(measurement.latency)
+        XCTAssertEqual(latency.count, 1000)
+        XCTAssertEqual(latency.meanNanoseconds, 2000, "the guest's exact mean, not the buckets'")
+        XCTAssertEqual(latency.maxNanoseconds, 1_000_123, "the guest's exact maximum")
+        XCTAssertTrue(IOBenchHistogram.bounds(of: 79).contains(latency.p50Nanoseconds), "\(latency.p50Nanoseconds)")
+        XCTAssertTrue(IOBenchHistogram.bounds(of: 106).contains(latency.p99Nanoseconds), "\(latency.p99Nanoseconds)")
+        XCTAssertTrue(IOBenchHistogram.bounds(of: 159).contains(latency.p999Nanoseconds), "\(latency.p999Nanoseconds)")
+        XCTAssertNil(IOBenchResult(lines: ["iobench: histogram b79=1"]), "no result line")
+    }
+
+    func testACellMergesEveryRepeatsRequests() throws {
+        func run(_ histogram: String, requests: UInt64, mean: UInt64, max: UInt64) throws -> BenchMeasurement {
+            try XCTUnwrap(
+                IOBenchResult(lines: [
+                    "iobench: histogram \(histogram)",
+                    "iobench: result requests=\(requests) errors=0 iops=1 lat_avg_ns=\(mean) lat_max_ns=\(max)",
+                ])
+            ).measurement
+        }
+        var cell = BenchReport.Cell(target: "hvctl-poll", workload: "randread", blockSize: 4096, qd: 1, runs: [])
+        cell.runs.append(try run("b79=100", requests: 100, mean: 1000, max: 1100))
+        cell.runs.append(try run("b79=100 b106=100", requests: 200, mean: 4000, max: 9000))
+        let latency = try XCTUnwrap(cell.latency)
+        XCTAssertEqual(latency.count, 300)
+        XCTAssertEqual(latency.meanNanoseconds, 3000, "weighted by each run's requests")
+        XCTAssertEqual(latency.maxNanoseconds, 9000)
+        XCTAssertTrue(IOBenchHistogram.bounds(of: 106).contains(latency.p90Nanoseconds))
+
+        cell.runs.append(
+            BenchMeasurement(requests: 10, writes: 0, errors: 0, iops: 1, latencyMeanNanoseconds: 5))
+        XCTAssertNil(cell.latency, "no distribution when a run has none (rather than one of some runs)")
+    }
+
+    func testWorkloadAndSizeListsAreChecked() throws {
+        XCTAssertEqual(try BenchWorkload.parse("randread,randrw").map(\.writePercent), [0, 50])
+        XCTAssertEqual(try BenchBlockSize.parse("4k,8192,128K"), [4096, 8192, 131_072])
+        for bad in ["2k", "256k", "6000", "k", "", "4k,,8k"] {
+            XCTAssertThrowsError(try BenchBlockSize.parse(bad), bad)
+        }
+        XCTAssertThrowsError(try BenchWorkload.parse("randread,seqread"))
+        let load = BenchLoad(workload: .randwrite, blockSize: 65536, qd: 4, requests: 10)
+        XCTAssertEqual(
+            load.guestCommandLine(holdMilliseconds: 5, verify: false),
+            "qd=4 requests=10 bs=65536 write_pct=100 hold_ms=5 verify=0")
+    }
+
+    /// The record's shape: what scripts and docs read from it.
+    func testTheJSONRecordNamesEveryFigure() throws {
+        let measurement = try XCTUnwrap(
+            IOBenchResult(lines: [
+                "iobench: histogram b79=3",
+                "iobench: result requests=3 writes=1 errors=0 iops=7 lat_avg_ns=1000 lat_max_ns=1100",
+            ])
+        ).measurement
+        let report = BenchReport(
+            environment: .init(
+                hvctlVersion: "v", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e", qemuVersion: nil),
+            options: .init(
+                workloads: ["randrw"], blockSizes: [4096], qd: [1], modes: ["poll"], peers: [], requests: 3,
+                repeat: 1, disk: "pattern", pinning: "p"),
+            cells: [.init(target: "hvctl-poll", workload: "randrw", blockSize: 4096, qd: 1, runs: [measurement])])
+        let data = try JSONEncoder().encode(report)
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let cell = try XCTUnwrap((document["cells"] as? [[String: Any]])?.first)
+        XCTAssertEqual(cell["workload"] as? String, "randrw")
+        XCTAssertEqual(cell["blockSize"] as? Int, 4096)
+        let latency = try XCTUnwrap(cell["latency"] as? [String: Any])
+        for key in [
+            "count", "meanNanoseconds", "p50Nanoseconds", "p90Nanoseconds", "p99Nanoseconds",
+            "p999Nanoseconds", "maxNanoseconds",
+        ] {
+            XCTAssertNotNil(latency[key], key)
+        }
+        let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first)
+        XCTAssertEqual(run["writes"] as? Int, 1)
+        let buckets = try XCTUnwrap(run["latencyHistogram"] as? [[String: Any]])
+        XCTAssertEqual(buckets.count, 1)
+        XCTAssertEqual(buckets[0]["count"] as? Int, 3)
+        XCTAssertEqual(buckets[0]["lowNanoseconds"] as? Int, 960, "bucket 79: 960 to 1023 ns")
+    }
+}
