@@ -54,8 +54,8 @@ static int read_matches(const unsigned char *buffer, uint64_t offset, unsigned b
     return 1;
 }
 
-int ckvm_host_bench(int fd, uint64_t blocks, unsigned qd, uint64_t requests, unsigned block_size,
-                    unsigned write_percent, int verify, struct ckvm_host_bench_result *result) {
+int ckvm_host_bench(int fd, uint64_t blocks, unsigned qd, uint64_t requests, uint64_t duration_ns,
+                    unsigned block_size, unsigned write_percent, int verify, struct ckvm_host_bench_result *result) {
     if (qd < 1 || qd > 256 || block_size < 4096 || block_size % 4096 || write_percent > 100 ||
         blocks < block_size / 4096)
         return -EINVAL;
@@ -83,6 +83,8 @@ int ckvm_host_bench(int fd, uint64_t blocks, unsigned qd, uint64_t requests, uns
         status = io_uring_wait_cqe(&ring, &cqe);
         if (status == -EINTR) continue;
         if (status < 0) break;
+        // A timed run reads the clock once a round: no new request once the time is up.
+        if (duration_ns && issued < requests && now_ns() - started >= duration_ns) requests = issued;
         unsigned refilled = 0;
         do {
             unsigned slot = (unsigned)cqe->user_data;
@@ -104,6 +106,7 @@ int ckvm_host_bench(int fd, uint64_t blocks, unsigned qd, uint64_t requests, uns
     result->nanoseconds = now_ns() - started;
     result->errors = failed + (requests - completed);
     result->writes = written;
+    result->completed = completed;
     free(buffers);
     free(offsets);
     free(writes);

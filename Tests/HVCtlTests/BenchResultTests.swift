@@ -86,6 +86,10 @@ final class BenchResultTests: XCTestCase {
         XCTAssertEqual(
             load.guestCommandLine(holdMilliseconds: 5, verify: false),
             "qd=4 requests=10 bs=65536 write_pct=100 hold_ms=5 verify=0")
+        let timed = BenchLoad(workload: .randread, blockSize: 4096, qd: 1, requests: 99, durationMilliseconds: 1500)
+        XCTAssertEqual(
+            timed.guestCommandLine(holdMilliseconds: 5, verify: true),
+            "qd=1 requests=99 bs=4096 write_pct=0 hold_ms=5 duration_ms=1500")
     }
 
     /// The record's shape: what scripts and docs read from it.
@@ -100,7 +104,8 @@ final class BenchResultTests: XCTestCase {
             environment: .init(
                 hvctlVersion: "v", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e", qemuVersion: nil),
             options: .init(
-                workloads: ["randrw"], blockSizes: [4096], qd: [1], modes: ["poll"], peers: [], requests: 3,
+                workloads: ["randrw"], blockSizes: [4096], qd: [1], modes: ["poll"], peers: [],
+                qemuPollMaxNanoseconds: [], requests: 3, durationMilliseconds: nil,
                 repeat: 1, disk: "pattern", pinning: "p"),
             cells: [.init(target: "hvctl-poll", workload: "randrw", blockSize: 4096, qd: 1, runs: [measurement])])
         let data = try JSONEncoder().encode(report)
@@ -121,5 +126,33 @@ final class BenchResultTests: XCTestCase {
         XCTAssertEqual(buckets.count, 1)
         XCTAssertEqual(buckets[0]["count"] as? Int, 3)
         XCTAssertEqual(buckets[0]["lowNanoseconds"] as? Int, 960, "bucket 79: 960 to 1023 ns")
+    }
+
+    /// The ratios: against QEMU's default, against the best QEMU polling limit measured, and against
+    /// the host, each under the same load only.
+    func testTheTableComparesWithQEMUsDefaultItsBestAndTheHost() {
+        func cell(_ target: String, _ iops: Double, qd: Int = 1) -> BenchReport.Cell {
+            BenchReport.Cell(
+                target: target, workload: "randread", blockSize: 4096, qd: qd,
+                runs: [BenchMeasurement(requests: 1, writes: 0, errors: 0, iops: iops, latencyMeanNanoseconds: 1)])
+        }
+        let report = BenchReport(
+            environment: .init(
+                hvctlVersion: "v", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e", qemuVersion: nil),
+            options: .init(
+                workloads: ["randread"], blockSizes: [4096], qd: [1, 16], modes: ["poll"], peers: ["qemu", "host"],
+                qemuPollMaxNanoseconds: [0], requests: 1, durationMilliseconds: nil, repeat: 1, disk: "pattern",
+                pinning: "p"),
+            cells: [
+                cell("hvctl-poll", 300_000), cell("qemu", 100_000), cell("qemu-pmn=0", 150_000), cell("host", 600_000),
+                cell("qemu", 1, qd: 16), cell("qemu-pmn=0", 1_000_000, qd: 16),
+            ])
+        let lines = BenchTable.lines(report)
+        XCTAssertTrue(lines[0].contains("x qemu best"), lines[0])
+        let rows = lines.map { $0.split(separator: " ").map(String.init) }
+        let hvctl = rows.first { $0.first == "hvctl-poll" }
+        XCTAssertEqual(hvctl.map { Array($0.suffix(3)) }, ["3.00", "2.00", "0.50"], "other depths do not count")
+        let variant = rows.first { $0.first == "qemu-pmn=0" && $0[3] == "1" }
+        XCTAssertEqual(variant.map { Array($0.suffix(3)) }, ["1.50", "-", "0.25"])
     }
 }

@@ -176,10 +176,39 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(options["blockSizes"] as? [Int], [4096, 65536])
     }
 
+    /// Timed runs, and QEMU at a polling limit of its iothread besides its default: every target
+    /// runs for the time given and hands over as many requests as its histogram holds.
+    func testTimedRunsAndQEMUsPollingLimits() throws {
+        let (result, document) = try bench([
+            "--duration", "0.4", "--qd", "2", "--mode", "poll", "--peer", "host,qemu", "--qemu-poll-max-ns", "0",
+            "--repeat", "1",
+        ])
+        let cells = cells(document)
+        XCTAssertEqual(
+            Set(cells.keys), Set(["hvctl-poll", "qemu", "qemu-pmn=0", "host"].map { "\($0) randread bs=4096 qd=2" }))
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            let requests = run["requests"] as? Int ?? 0
+            XCTAssertGreaterThan(requests, 0, name)
+            XCTAssertLessThan(requests, 100_000_000_000, "\(name): the time ended the run, not the cap")
+            XCTAssertEqual(run["errors"] as? Int, 0, name)
+            if !name.hasPrefix("host") {
+                let latency = try XCTUnwrap(cell["latency"] as? [String: Any], name)
+                XCTAssertEqual(latency["count"] as? Int, requests, "\(name): each request in the histogram")
+            }
+        }
+        let options = try XCTUnwrap(document["options"] as? [String: Any])
+        XCTAssertEqual(options["durationMilliseconds"] as? Int, 400)
+        XCTAssertEqual(options["qemuPollMaxNanoseconds"] as? [Int], [0])
+        XCTAssertTrue(result.stdout.contains("x qemu best"), result.stdout)
+    }
+
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
             (["--workload", "seqread"], "--workload seqread"), (["--bs", "6k"], "--bs 6k"),
+            (["--duration", "0"], "--duration 0"), (["--qemu-poll-max-ns", "x"], "--qemu-poll-max-ns x"),
+            (["--qemu-poll-max-ns", "0"], "--qemu-poll-max-ns: only with --peer qemu"),
             (["--null", "--disk", "/tmp/x"], "--null"),
             (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),
             (["--plot", "/nonexistent/dir/b.svg"], "--plot /nonexistent/dir/b.svg"),

@@ -1,8 +1,9 @@
 /* The block workload: `qd` random requests of `bs` bytes (4 KiB by default) in flight for
  * `requests` completions: reads, each checked against the host's pattern (every 4 KiB block's first
  * 8 bytes = its sector number), and with write_pct=P that percentage of writes, which write the
- * pattern back (so a later read still verifies). Closed loop by default; with rate=N open loop, a
- * new request every 1/N s while fewer than qd are outstanding. */
+ * pattern back (so a later read still verifies). With duration_ms=T, requests stop being issued
+ * after T ms (`requests` is then a cap). Closed loop by default; with rate=N open loop, a new
+ * request every 1/N s while fewer than qd are outstanding. */
 #include "blk.h"
 #include "virtio.h"
 #include "workloads.h"
@@ -18,7 +19,7 @@ static struct virtqueue q;
 static u64 blocks;
 /* verify=0 (a null backend, whose reads return zeros): only the status is checked. */
 static int verify = 1;
-static u64 block_size = 4096, write_percent = 0;
+static u64 block_size = 4096, write_percent = 0, duration_ns = 0;
 /* Request latencies of the last blk_run, log-linear: 8 buckets per power of two. */
 static u64 histogram[64 * 8];
 
@@ -53,11 +54,13 @@ u64 blk_latency_percentile(u64 per_mille, u64 completed) {
     return 0;
 }
 
-void blk_set_workload(u64 bs, u64 write_pct) {
+void blk_set_workload(u64 bs, u64 write_pct, u64 duration_ms) {
     if (bs < 4096 || bs > MAX_BS || bs % 4096) fail("bs out of range (4096-131072, a multiple of 4096)");
     if (write_pct > 100) fail("write_pct out of range (0-100)");
+    if (duration_ms > 3600000) fail("duration_ms out of range (0-3600000)");
     block_size = bs;
     write_percent = write_pct;
+    duration_ns = duration_ms * 1000000;
 }
 
 void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd) {
@@ -90,6 +93,8 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
     for (u32 i = 0; i < 64 * 8; i++) histogram[i] = 0;
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
+        /* A timed run: no new request once the time is up; those in flight finish. */
+        if (duration_ns && submitted < total && now_ns() - t0 >= duration_ns) total = submitted;
         /* Fill free slots with new reads (open loop: only once each is due); one index update
          * publishes them all. */
         int added = 0;
@@ -145,7 +150,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
 void blk_workload(int irq, u64 hold_ns) {
     u64 qd = arg("qd", 1), total = arg("requests", 20000), rate = arg("rate", 0);
     verify = arg("verify", 1) != 0;
-    blk_set_workload(arg("bs", 4096), arg("write_pct", 0));
+    blk_set_workload(arg("bs", 4096), arg("write_pct", 0), arg("duration_ms", 0));
     blk_open(irq, MSI_ADDRESS_CPU0, MSI_DATA_DEFAULT, qd);
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
@@ -156,7 +161,7 @@ void blk_workload(int irq, u64 hold_ns) {
     blk_print_histogram();
     puts_serial("iobench: result test=blk");
     put_field("qd", qd); put_field("verify", (u64)verify); put_field("rate", rate); put_field("irq", (u64)irq); put_field("requests", r.completed);
-    put_field("bs", block_size); put_field("write_pct", write_percent); put_field("writes", r.writes);
+    put_field("bs", block_size); put_field("write_pct", write_percent); put_field("duration_ms", duration_ns / 1000000); put_field("writes", r.writes);
     put_field("errors", r.errors); put_field("kicks", r.kicks);
     put_field("ns", r.ns); put_field("iops", r.ns ? r.completed * 1000000000ull / r.ns : 0);
     put_field("lat_avg_ns", r.completed ? r.latency_sum / r.completed : 0); put_field("lat_max_ns", r.latency_max);

@@ -5,8 +5,9 @@
 struct blk_reads { u64 completed, errors, kicks, ns, latency_sum, latency_max, late_interrupts, writes; };
 
 /* Before blk_open: requests of `bs` bytes (4096 to 131072, a multiple of 4096; default 4096),
- * `write_pct` percent of them writes of the pattern (default 0). */
-void blk_set_workload(u64 bs, u64 write_pct);
+ * `write_pct` percent of them writes of the pattern (default 0); with `duration_ms`, blk_run stops
+ * issuing requests after that long (0: only its count ends it). */
+void blk_set_workload(u64 bs, u64 write_pct, u64 duration_ms);
 
 /* Opens the first virtio-blk device with one queue for up to `qd` reads in flight; with `irq`,
  * MSI-X vector 0 carries the MSI message (msi_address, msi_data) and completions interrupt. */

@@ -43,8 +43,21 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Peers measured in the same run: host, qemu, or none.", valueName: "list"))
     var peer = "host,qemu"
 
-    @Option(help: "Requests per run (each run also verifies every block it reads).")
-    var requests: UInt64 = 200_000
+    @Option(
+        name: .customLong("qemu-poll-max-ns"),
+        help: ArgumentHelp(
+            "QEMU's iothread polling limits to measure besides its default, e.g. 0,65536,262144; the table "
+                + "compares with QEMU's default and with its best.", valueName: "list"))
+    var qemuPollMaxNanoseconds: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Requests per run (each run also verifies every block it reads); with --duration, a cap. Default 200000.",
+            valueName: "n"))
+    var requests: UInt64?
+
+    @Option(help: ArgumentHelp("Seconds per run instead of a number of requests (up to 3600).", valueName: "seconds"))
+    var duration: Double?
 
     @Option(help: "Runs per cell; the table shows their median and spread.")
     var `repeat` = 3
@@ -71,14 +84,18 @@ struct Bench: ParsableCommand {
     var plot: String?
 
     func validate() throws {
+        _ = try qemuPollLimits()
         _ = try BenchWorkload.parse(workload)
         _ = try BenchBlockSize.parse(bs)
         _ = try queueDepths()
         _ = try modes()
         _ = try peers()
         guard (1...100).contains(self.repeat) else { throw ValidationError("--repeat \(self.repeat): 1 to 100") }
-        guard (1...100_000_000).contains(requests) else {
-            throw ValidationError("--requests \(requests): 1 to 100000000")
+        if let requests, !(1...100_000_000_000).contains(requests) {
+            throw ValidationError("--requests \(requests): 1 to 100000000000")
+        }
+        if let duration, !(duration >= 0.001 && duration <= 3600) {
+            throw ValidationError("--duration \(duration): 0.001 to 3600 seconds")
         }
         if null && disk != nil { throw ValidationError("--null: not with --disk") }
     }
@@ -101,6 +118,28 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// Requests per run: `--requests`, else 200000, or with `--duration` as many as fit.
+    var requestCap: UInt64 { requests ?? (duration == nil ? 200_000 : 100_000_000_000) }
+
+    var durationMilliseconds: UInt64? { duration.map { UInt64(($0 * 1000).rounded()) } }
+
+    /// `--qemu-poll-max-ns`: the limits in nanoseconds (QEMU's default is measured anyway).
+    func qemuPollLimits() throws -> [UInt64] {
+        guard let qemuPollMaxNanoseconds else { return [] }
+        let limits = try qemuPollMaxNanoseconds.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let limit = UInt64($0), limit <= 1_000_000_000 else {
+                throw ValidationError(
+                    "--qemu-poll-max-ns \(qemuPollMaxNanoseconds): '\($0)' is not a number of nanoseconds up to 1000000000"
+                )
+            }
+            return limit
+        }
+        if !((try? peers()) ?? []).contains("qemu") {
+            throw ValidationError("--qemu-poll-max-ns: only with --peer qemu")
+        }
+        return limits
+    }
+
     func peers() throws -> [String] {
         let names = peer.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         if names == ["none"] { return [] }
@@ -121,7 +160,10 @@ struct Bench: ParsableCommand {
         let depths = try queueDepths()
         var targets = try modes().map { BenchTarget.hvctl($0) }
         let peers = try peers()
-        if peers.contains("qemu") { targets.append(.qemu) }
+        if peers.contains("qemu") {
+            targets.append(.qemu(pollMaxNanoseconds: nil))
+            targets += try qemuPollLimits().map { .qemu(pollMaxNanoseconds: $0) }
+        }
         if peers.contains("host") && !null { targets.append(.host) }
 
         // A bad --json or --plot path fails before minutes of measuring, not after.
@@ -144,7 +186,11 @@ struct Bench: ParsableCommand {
         let progress = BenchProgress()
         let loads = workloads.flatMap { workload in
             blockSizes.flatMap { size in
-                depths.map { BenchLoad(workload: workload, blockSize: size, qd: $0, requests: requests) }
+                depths.map {
+                    BenchLoad(
+                        workload: workload, blockSize: size, qd: $0, requests: requestCap,
+                        durationMilliseconds: durationMilliseconds)
+                }
             }
         }
         cells: for load in loads {
@@ -163,9 +209,10 @@ struct Bench: ParsableCommand {
                             measurement = try BenchHvctlRun.measure(
                                 guest: guestPath, disk: scratch.disk, mode: mode, load: load, running: runningVMM,
                                 interrupted: interrupted)
-                        case .qemu:
+                        case .qemu(let pollMaxNanoseconds):
                             measurement = try BenchQEMURun.measure(
-                                guest: guestPath, disk: scratch.disk, load: load, pollMaxNanoseconds: nil,
+                                guest: guestPath, disk: scratch.disk, load: load,
+                                pollMaxNanoseconds: pollMaxNanoseconds,
                                 running: runningChild, interrupted: interrupted)
                         case .host:
                             guard case .file(let path, let blocks) = scratch.disk else { continue }
@@ -203,7 +250,8 @@ struct Bench: ParsableCommand {
             workloads: (try? BenchWorkload.parse(workload).map(\.rawValue)) ?? [],
             blockSizes: (try? BenchBlockSize.parse(bs)) ?? [], qd: (try? queueDepths()) ?? [],
             modes: (try? modes().map(\.rawValue)) ?? [],
-            peers: (try? peers()) ?? [], requests: requests, repeat: self.repeat,
+            peers: (try? peers()) ?? [], qemuPollMaxNanoseconds: (try? qemuPollLimits()) ?? [], requests: requestCap,
+            durationMilliseconds: durationMilliseconds, repeat: self.repeat,
             disk: disk ?? (null ? "null" : "pattern"), pinning: Self.pinning)
     }
 
@@ -245,13 +293,14 @@ struct Bench: ParsableCommand {
 /// What a cell measures.
 enum BenchTarget: Sendable {
     case hvctl(BenchMode)
-    case qemu
+    /// QEMU at its iothread's default polling limit (nil) or at the one given.
+    case qemu(pollMaxNanoseconds: UInt64?)
     case host
 
     var name: String {
         switch self {
         case .hvctl(let mode): "hvctl-\(mode.rawValue)"
-        case .qemu: "qemu"
+        case .qemu(let limit): limit.map { "qemu-pmn=\($0)" } ?? "qemu"
         case .host: "host"
         }
     }

@@ -11,17 +11,18 @@ enum BenchHostRun {
         defer { close(fd) }
         var result = ckvm_host_bench_result()
         let status = ckvm_host_bench(
-            fd, blocks, UInt32(load.qd), load.requests, UInt32(load.blockSize), UInt32(load.workload.writePercent), 1,
-            &result)
+            fd, blocks, UInt32(load.qd), load.requests, (load.durationMilliseconds ?? 0) * 1_000_000,
+            UInt32(load.blockSize), UInt32(load.workload.writePercent), 1, &result)
         guard status == 0 else {
             throw BenchError("the host's io_uring loop failed: \(String(cString: strerror(-status)))")
         }
         let seconds = Double(result.nanoseconds) / 1e9
+        let requests = result.completed
         return BenchMeasurement(
-            requests: load.requests, writes: result.writes, errors: result.errors,
-            iops: seconds > 0 ? Double(load.requests) / seconds : 0,
+            requests: requests, writes: result.writes, errors: result.errors,
+            iops: seconds > 0 ? Double(requests) / seconds : 0,
             // Little's law: with qd always in flight, each request took qd / rate on average.
-            latencyMeanNanoseconds: load.requests == 0 ? 0 : result.nanoseconds * UInt64(load.qd) / load.requests)
+            latencyMeanNanoseconds: requests == 0 ? 0 : result.nanoseconds * UInt64(load.qd) / requests)
     }
 }
 

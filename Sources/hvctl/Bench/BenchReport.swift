@@ -51,7 +51,12 @@ struct BenchReport: Encodable {
         let qd: [Int]
         let modes: [String]
         let peers: [String]
+        /// QEMU's iothread polling limits measured besides its default (`qemu-pmn=N` targets).
+        let qemuPollMaxNanoseconds: [UInt64]
+        /// Requests per run (with a duration, the cap).
         let requests: UInt64
+        /// How long each run issued requests, when runs were timed.
+        let durationMilliseconds: UInt64?
         let `repeat`: Int
         let disk: String
         /// Where each peer's threads ran (BenchQEMURun.placement).
@@ -95,6 +100,9 @@ struct BenchReport: Encodable {
 
         /// The workload, size and depth, as the table and the plot name them.
         var configuration: String { "\(workload) \(BenchBlockSize.label(blockSize)) qd=\(qd)" }
+
+        /// QEMU at any polling limit.
+        var isQEMU: Bool { target == "qemu" || target.hasPrefix("qemu-") }
 
         /// Whether `other` ran the same load (a peer to compare with).
         func sameLoad(as other: Cell) -> Bool {

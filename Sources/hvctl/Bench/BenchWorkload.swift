@@ -45,16 +45,19 @@ enum BenchBlockSize {
     static func label(_ bytes: Int) -> String { bytes % 1024 == 0 ? "\(bytes / 1024)k" : "\(bytes)" }
 }
 
-/// What one measurement runs, whoever runs it: the workload, request size, queue depth and count.
+/// What one measurement runs, whoever runs it: the workload, request size, queue depth, and how
+/// many requests or for how long.
 struct BenchLoad: Sendable {
     let workload: BenchWorkload
     let blockSize: Int
     let qd: Int
+    /// Requests per run; with a duration, the most a run may make.
     let requests: UInt64
+    var durationMilliseconds: UInt64? = nil
 
     /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
     func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
         "qd=\(qd) requests=\(requests) bs=\(blockSize) write_pct=\(workload.writePercent) hold_ms=\(holdMilliseconds)"
-            + (verify ? "" : " verify=0")
+            + (durationMilliseconds.map { " duration_ms=\($0)" } ?? "") + (verify ? "" : " verify=0")
     }
 }
