@@ -83,6 +83,28 @@ final class BlockRequestTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(parse([short, status]).failure)?.rejection, .ioError)
     }
 
+    /// The header read in place (its first buffer holds it) and gathered (split across buffers,
+    /// with the data after it in the last one) gives the same request.
+    func testAHeaderSplitAcrossBuffersReadsAsOneInPlace() throws {
+        let whole = try header(type: 1, sector: 24)
+        let data = VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: false)
+        let inPlace = try parse([whole, data, status]).get()
+        let split = try parse([
+            VirtqueueBuffer(address: headerAddress, length: 5, isDeviceWritable: false),
+            VirtqueueBuffer(address: headerAddress + 5, length: 11, isDeviceWritable: false), data, status,
+        ]).get()
+        XCTAssertEqual(inPlace, split)
+        XCTAssertEqual(inPlace.kind, .write(sector: 24, buffers: [data]))
+    }
+
+    /// A header whose 16 bytes run past the end of guest RAM is refused, not read beyond it.
+    func testAHeaderRunningOutOfGuestMemoryIsAnIOError() throws {
+        let edge = VirtqueueBuffer(address: (1 << 20) - 8, length: 16, isDeviceWritable: false)
+        XCTAssertEqual(try XCTUnwrap(parse([edge, status]).failure)?.rejection, .ioError)
+        let wrapping = VirtqueueBuffer(address: UInt64.max - 7, length: 16, isDeviceWritable: false)
+        XCTAssertEqual(try XCTUnwrap(parse([wrapping, status]).failure)?.rejection, .ioError)
+    }
+
     func testUnknownTypeIsUnsupported() throws {
         XCTAssertEqual(
             try XCTUnwrap(parse([try header(type: 99, sector: 0), status]).failure)?.rejection, .unsupported)

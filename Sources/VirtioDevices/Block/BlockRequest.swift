@@ -70,16 +70,25 @@ public struct BlockRequest: Equatable {
             .failure(Refusal(rejection: reason, statusAddress: statusAddress))
         }
 
-        // The 16-byte header may span readable buffers; gather it.
-        var header: [UInt8] = []
-        for buffer in chain.readable where header.count < 16 {
-            let take = min(Int(buffer.length), 16 - header.count)
-            guard let bytes = try? memory.read(at: buffer.address, count: take) else { return reject(.ioError) }
-            header += bytes
+        // The 16-byte header: read in place when its first buffer holds it (every driver we know
+        // does that; no array per request), else gathered across readable buffers.
+        let type: UInt32
+        let sector: UInt64
+        if let first = chain.buffers.first, !first.isDeviceWritable, first.length >= 16 {
+            guard let header = try? memory.slice(at: first.address, length: 16) else { return reject(.ioError) }
+            type = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+            sector = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        } else {
+            var header: [UInt8] = []
+            for buffer in chain.readable where header.count < 16 {
+                let take = min(Int(buffer.length), 16 - header.count)
+                guard let bytes = try? memory.read(at: buffer.address, count: take) else { return reject(.ioError) }
+                header += bytes
+            }
+            guard header.count == 16 else { return reject(.ioError) }
+            type = LittleEndian.load(UInt32.self, from: header, at: 0)
+            sector = LittleEndian.load(UInt64.self, from: header, at: 8)
         }
-        guard header.count == 16 else { return reject(.ioError) }
-        let type = LittleEndian.load(UInt32.self, from: header, at: 0)
-        let sector = LittleEndian.load(UInt64.self, from: header, at: 8)
 
         // Payload buffers: readable ones past the header, and writable ones less the status byte.
         var readablePayload: [VirtqueueBuffer] = []
