@@ -1,16 +1,24 @@
-import Hypervisor
+import CKVM
 
 /// Request latencies of one queue in fixed log-linear buckets: exact below 16 ns, then four
 /// buckets per power of two (at most 12.5% wide), up to 2^40 ns (18 minutes; more is counted
-/// in the last). The thread completing requests records without locks or allocation (relaxed
-/// atomic adds); readers take a snapshot at any time, and statistics render it through
-/// hdrhistogram-swift.
-public final class LatencyBuckets: Sendable {
+/// in the last). The one thread at a time that completes the queue's requests records without
+/// locks, allocation or locked instructions (relaxed loads and stores into one fixed block: a
+/// bucket array of Counter objects cost a retain and an atomic add each); readers take a snapshot
+/// at any time, and statistics render it through hdrhistogram-swift.
+public final class LatencyBuckets: @unchecked Sendable {
+    // @unchecked: `storage` is written by one thread at a time and read by others only through
+    // relaxed atomic loads (ckvm_atomics.h).
     public static let count = 16 + (40 - 4) * 4
-    private let buckets: [Counter] = (0..<LatencyBuckets.count).map { _ in Counter() }
-    private let total = Counter()
+    /// `count` buckets, then the sum of every latency recorded.
+    private let storage: UnsafeMutablePointer<UInt64>
 
-    public init() {}
+    public init() {
+        storage = .allocate(capacity: Self.count + 1)
+        storage.initialize(repeating: 0, count: Self.count + 1)
+    }
+
+    deinit { storage.deallocate() }
 
     /// The bucket of `nanoseconds`.
     @inlinable
@@ -30,8 +38,8 @@ public final class LatencyBuckets: Sendable {
     }
 
     public func record(nanoseconds: UInt64) {
-        buckets[Self.index(of: nanoseconds)].add()
-        total.add(nanoseconds)
+        ckvm_single_writer_add_u64(storage + Self.index(of: nanoseconds), 1)
+        ckvm_single_writer_add_u64(storage + Self.count, nanoseconds)
     }
 
     public struct Snapshot: Sendable, Equatable {
@@ -48,6 +56,8 @@ public final class LatencyBuckets: Sendable {
     }
 
     public var snapshot: Snapshot {
-        Snapshot(counts: buckets.map(\.count), sum: total.count)
+        Snapshot(
+            counts: (0..<Self.count).map { ckvm_load_relaxed_u64(storage + $0) },
+            sum: ckvm_load_relaxed_u64(storage + Self.count))
     }
 }
