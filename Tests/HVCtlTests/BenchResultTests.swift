@@ -8,14 +8,14 @@ import XCTest
 final class BenchResultTests: XCTestCase {
     /// Bucket bounds as blk.c's bucket() files a value: 8 per power of two above 8 ns.
     func testBucketBoundsMatchTheGuestsBucketing() {
-        func guestBucket(_ ns: UInt64) -> Int {
-            guard ns >= 8 else { return Int(ns) }
-            let exponent = 63 - ns.leadingZeroBitCount
-            return exponent * 8 + Int((ns >> UInt64(exponent - 3)) & 7)
-        }
+        // blk.c's bucket(): 1000 ns = 0b1111101000, exponent 9, next three bits 111: 9 * 8 + 7.
+        XCTAssertEqual(IOBenchHistogram.index(of: 1000), 79)
+        XCTAssertEqual(IOBenchHistogram.index(of: 4608), 97)
+        XCTAssertEqual(IOBenchHistogram.index(of: 7), 7)
         for ns: UInt64 in [0, 7, 8, 9, 15, 16, 1000, 4608, 5119, 5120, 123_456, 999_999_999, 1 << 61] {
-            let index = guestBucket(ns)
+            let index = IOBenchHistogram.index(of: ns)
             XCTAssertTrue(IOBenchHistogram.bounds(of: index).contains(ns), "\(ns) in bucket \(index)")
+            XCTAssertEqual(IOBenchHistogram.index(of: IOBenchHistogram.bounds(of: index).lowerBound), index)
         }
         XCTAssertEqual(IOBenchHistogram.bounds(of: 97), 4608...5119)
         XCTAssertEqual(IOBenchHistogram.bounds(of: IOBenchHistogram.bucketCount - 1).upperBound, (1 << 62) - 1)
@@ -102,7 +102,8 @@ final class BenchResultTests: XCTestCase {
         ).measurement
         let report = BenchReport(
             environment: .init(
-                hvctlVersion: "v", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e", qemuVersion: nil),
+                hvctlVersion: "v", hvctlCommit: nil, hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e",
+                qemuVersion: nil),
             options: .init(
                 workloads: ["randrw"], blockSizes: [4096], qd: [1], modes: ["poll"], peers: [],
                 qemuPollMaxNanoseconds: [], requests: 3, durationMilliseconds: nil,
@@ -138,7 +139,8 @@ final class BenchResultTests: XCTestCase {
         }
         let report = BenchReport(
             environment: .init(
-                hvctlVersion: "v", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e", qemuVersion: nil),
+                hvctlVersion: "v", hvctlCommit: nil, hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e",
+                qemuVersion: nil),
             options: .init(
                 workloads: ["randread"], blockSizes: [4096], qd: [1, 16], modes: ["poll"], peers: ["qemu", "host"],
                 qemuPollMaxNanoseconds: [0], requests: 1, durationMilliseconds: nil, repeat: 1, disk: "pattern",
@@ -154,5 +156,49 @@ final class BenchResultTests: XCTestCase {
         XCTAssertEqual(hvctl.map { Array($0.suffix(3)) }, ["3.00", "2.00", "0.50"], "other depths do not count")
         let variant = rows.first { $0.first == "qemu-pmn=0" && $0[3] == "1" }
         XCTAssertEqual(variant.map { Array($0.suffix(3)) }, ["1.50", "-", "0.25"])
+    }
+
+    /// A record read back (`hvctl bench-report`) shows the same table as the run that wrote it,
+    /// the histograms included; a file that is not a record is refused naming what is missing.
+    func testARecordReadBackShowsTheSameTable() throws {
+        let run = try XCTUnwrap(
+            IOBenchResult(lines: [
+                "iobench: histogram b79=900 b106=98 b159=2",
+                "iobench: result requests=1000 writes=0 errors=0 iops=500000 lat_avg_ns=2000 lat_max_ns=1000123",
+            ])
+        ).measurement
+        let report = BenchReport(
+            environment: .init(
+                hvctlVersion: "v", hvctlCommit: "abc", hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e",
+                qemuVersion: nil),
+            options: .init(
+                workloads: ["randread"], blockSizes: [4096], qd: [1], modes: ["poll"], peers: ["host"],
+                qemuPollMaxNanoseconds: [], requests: 1000, durationMilliseconds: nil, repeat: 1, disk: "pattern",
+                pinning: "p"),
+            cells: [
+                .init(target: "hvctl-poll", workload: "randread", blockSize: 4096, qd: 1, runs: [run]),
+                .init(
+                    target: "host", workload: "randread", blockSize: 4096, qd: 1,
+                    runs: [BenchMeasurement(requests: 9, writes: 0, errors: 0, iops: 1e6, latencyMeanNanoseconds: 900)]),
+            ])
+        let data = try JSONEncoder().encode(report)
+        let path = NSTemporaryDirectory() + "bench-record-\(getpid()).json"
+        defer { unlink(path) }
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: data))
+        let loaded = try BenchReportCommand.load(path)
+        XCTAssertEqual(BenchTable.lines(loaded), BenchTable.lines(report))
+        XCTAssertEqual(loaded.cells[0].runs[0].latencyHistogram, run.latencyHistogram)
+        XCTAssertEqual(BenchTable.markdown(report).count, 4, "header, rule, two rows")
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(#"{"cells":[]}"#.utf8)))
+        XCTAssertThrowsError(try BenchReportCommand.load(path)) { error in
+            XCTAssertTrue("\(error)".contains("no environment"), "\(error)")
+        }
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: path,
+                contents: Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "960", with: "961").utf8))
+        )
+        XCTAssertThrowsError(try BenchReportCommand.load(path), "a bucket bound no bucket has")
     }
 }

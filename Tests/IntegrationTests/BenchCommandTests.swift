@@ -203,6 +203,26 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("x qemu best"), result.stdout)
     }
 
+    /// docs/benchmarks.md's tables are what `hvctl bench-report` makes of the records beside them,
+    /// and a record shows the same table it was measured with.
+    func testTheBenchmarkDocsAreGeneratedFromTheirRecords() throws {
+        let script = Toolchain.repository.appendingPathComponent("benchmarks/render-bench-docs").path
+        let check = try Toolchain.run("/usr/bin/python3", [script, "--check", "--hvctl", Toolchain.hvctl])
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+
+        let json = scratch.appendingPathComponent("record.json").path
+        let measured = try Toolchain.run(
+            Toolchain.hvctl,
+            [
+                "bench", "--guest", Toolchain.iobenchGuest, "--null", "--qd", "2", "--mode", "poll", "--peer", "none",
+                "--requests", "5000", "--repeat", "2", "--json", json,
+            ])
+        XCTAssertEqual(measured.status, 0, measured.stderr)
+        let shown = try Toolchain.run(Toolchain.hvctl, ["bench-report", json])
+        XCTAssertEqual(shown.status, 0, shown.stderr)
+        XCTAssertEqual(shown.stdout, measured.stdout)
+    }
+
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),

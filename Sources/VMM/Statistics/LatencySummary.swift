@@ -4,7 +4,7 @@ import VirtioDevices
 /// A queue's request latency distribution as statistics report it: count, mean and percentiles
 /// in nanoseconds, from its `LatencyBuckets` merged into an HDR histogram (each bucket recorded
 /// at its midpoint, so a percentile is within the bucket's 12.5% width of the truth).
-public struct LatencySummary: Encodable, Sendable, Equatable {
+public struct LatencySummary: Codable, Sendable, Equatable {
     public let count: UInt64
     public let meanNanoseconds: UInt64
     public let p50Nanoseconds: UInt64

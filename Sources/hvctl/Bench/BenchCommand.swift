@@ -272,7 +272,7 @@ struct Bench: ParsableCommand {
             }
             return guest
         }
-        let executable = (try? String(decoding: Array(readLink("/proc/self/exe")), as: UTF8.self)) ?? ""
+        let executable = Self.executablePath() ?? ""
         let directory = executable.split(separator: "/").dropLast().joined(separator: "/")
         for candidate in ["/\(directory)/iobench.elf", "guest-images/out/iobench.elf"]
         where access(candidate, R_OK) == 0 {
@@ -282,11 +282,11 @@ struct Bench: ParsableCommand {
             "--guest: no iobench.elf next to hvctl or in guest-images/out (run make, or give --guest)")
     }
 
-    private func readLink(_ path: String) throws -> [UInt8] {
+    /// This hvctl's own path (/proc/self/exe); nil when it cannot be read.
+    static func executablePath() -> String? {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = readlink(path, &buffer, buffer.count)
-        guard count > 0 else { throw BenchError("\(path): \(String(cString: strerror(errno)))") }
-        return Array(buffer[0..<count])
+        let count = readlink("/proc/self/exe", &buffer, buffer.count)
+        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
     }
 }
 

@@ -2,7 +2,7 @@ import VMM
 
 /// One run of one cell of `hvctl bench`: what the guest (or the host loop) measured, and for
 /// hvctl what its own statistics add between the guest's start and end marks.
-struct BenchMeasurement: Encodable, Sendable {
+struct BenchMeasurement: Codable, Sendable {
     var requests: UInt64
     /// Of `requests`, how many were writes.
     var writes: UInt64

@@ -3,9 +3,12 @@ import VMM
 
 /// Everything `hvctl bench --json` writes: the environment, the options, and each cell's runs
 /// with their median and spread.
-struct BenchReport: Encodable {
-    struct Environment: Encodable {
+struct BenchReport: Codable {
+    struct Environment: Codable {
         let hvctlVersion: String
+        /// The git commit hvctl was built from (with "+changes" when the tree had uncommitted
+        /// ones), when it runs from a checkout's .build; nil otherwise.
+        let hvctlCommit: String?
         let hostKernel: String
         let cpuModel: String
         let cpus: Int
@@ -25,9 +28,23 @@ struct BenchReport: Encodable {
                 ? "emulated (PVM)"
                 : HostReport.exists("/sys/module/kvm_amd") ? "native (AMD SVM)" : "native (Intel VT-x)"
             return Environment(
-                hvctlVersion: HVCtl.version, hostKernel: release, cpuModel: model,
+                hvctlVersion: HVCtl.version, hvctlCommit: commit(), hostKernel: release, cpuModel: model,
                 cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), kvmExecution: execution,
                 qemuVersion: qemu ? BenchQEMURun.version() : nil)
+        }
+
+        /// `git describe` of the checkout whose .build holds this hvctl.
+        private static func commit() -> String? {
+            guard let executable = Bench.executablePath(), access("/usr/bin/git", X_OK) == 0 else { return nil }
+            let parts = executable.split(separator: "/", omittingEmptySubsequences: false)
+            guard let build = parts.firstIndex(of: ".build") else { return nil }
+            let checkout = parts[..<build].joined(separator: "/")
+            guard
+                let output = try? BenchProcess.run(
+                    "/usr/bin/git", ["-C", checkout, "describe", "--always", "--dirty=+changes", "--abbrev=12"]),
+                let line = output.split(whereSeparator: \.isNewline).first
+            else { return nil }
+            return String(line)
         }
 
         private static func cpuModel() -> String? {
@@ -44,7 +61,7 @@ struct BenchReport: Encodable {
         }
     }
 
-    struct Options: Encodable {
+    struct Options: Codable {
         let workloads: [String]
         /// Request sizes in bytes.
         let blockSizes: [Int]
@@ -63,7 +80,7 @@ struct BenchReport: Encodable {
         let pinning: String
     }
 
-    struct Spread: Encodable {
+    struct Spread: Codable {
         let min: Double
         let median: Double
         let max: Double
@@ -76,7 +93,7 @@ struct BenchReport: Encodable {
         }
     }
 
-    struct Cell: Encodable {
+    struct Cell: Codable {
         let target: String
         let workload: String
         /// Bytes per request.
@@ -111,6 +128,25 @@ struct BenchReport: Encodable {
 
         private enum CodingKeys: String, CodingKey {
             case target, workload, blockSize, qd, runs, iops, latencyMeanNanoseconds, latency
+        }
+
+        init(target: String, workload: String, blockSize: Int, qd: Int, runs: [BenchMeasurement]) {
+            self.target = target
+            self.workload = workload
+            self.blockSize = blockSize
+            self.qd = qd
+            self.runs = runs
+        }
+
+        /// From a record: what was measured; the spread and latency are derived again.
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                target: try container.decode(String.self, forKey: .target),
+                workload: try container.decode(String.self, forKey: .workload),
+                blockSize: try container.decode(Int.self, forKey: .blockSize),
+                qd: try container.decode(Int.self, forKey: .qd),
+                runs: try container.decode([BenchMeasurement].self, forKey: .runs))
         }
 
         func encode(to encoder: Encoder) throws {

@@ -3,7 +3,24 @@
 /// repeat's requests together), exits and kicks per request, and the ratios against QEMU (at its
 /// default polling limit, and at the best of those measured) and the host under the same load.
 enum BenchTable {
+    /// Columns padded to line up, for a terminal.
     static func lines(_ report: BenchReport) -> [String] {
+        let rows = rows(report)
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $0.element.padding(widths[$0.offset] + 2) }.joined()
+        }
+    }
+
+    /// A Markdown table, for docs/benchmarks.md.
+    static func markdown(_ report: BenchReport) -> [String] {
+        let rows = rows(report)
+        let line = { (cells: [String]) in "| " + cells.joined(separator: " | ") + " |" }
+        return [line(rows[0]), line(rows[0].map { _ in "---" })] + rows.dropFirst().map(line)
+    }
+
+    /// The header and a row per cell.
+    static func rows(_ report: BenchReport) -> [[String]] {
         let header = [
             "target", "workload", "bs", "qd", "IOPS median", "min-max", "lat mean us", "p50 us", "p99 us", "p99.9 us",
             "exits/req", "kicks/req", "x qemu", "x qemu best", "x host",
@@ -40,10 +57,7 @@ enum BenchTable {
                 ratio(peer("qemu")), ratio(bestQEMU), ratio(peer("host")),
             ])
         }
-        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { $0.element.padding(widths[$0.offset] + 2) }.joined()
-        }
+        return rows
     }
 
     /// `value` with `digits` decimals.

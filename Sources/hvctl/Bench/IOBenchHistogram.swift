@@ -3,7 +3,7 @@ import Histogram
 /// The latency histogram the iobench guest hands over after a block run (`iobench: histogram
 /// bI=N ...`): each request it timed, in log-linear buckets. Below 8 ns bucket I holds I ns; above,
 /// 8 buckets per power of two: bucket 8e+s holds [(8+s) << (e-3), (9+s) << (e-3)) ns.
-struct IOBenchHistogram: Equatable, Sendable, Encodable {
+struct IOBenchHistogram: Equatable, Sendable, Codable {
     /// The buckets taken (the guest's go up to 64 * 8; above 2^62 ns none is real, and their
     /// bounds would not fit in 64 bits).
     static let bucketCount = 62 * 8
@@ -71,7 +71,31 @@ struct IOBenchHistogram: Equatable, Sendable, Encodable {
         try container.encode(buckets)
     }
 
-    struct Bucket: Encodable, Equatable {
+    /// From a record's buckets (`hvctl bench-report`); each bucket's lower bound names it.
+    init(from decoder: Decoder) throws {
+        var counts: [Int: UInt64] = [:]
+        for bucket in try decoder.singleValueContainer().decode([Bucket].self) {
+            let index = Self.index(of: bucket.lowNanoseconds)
+            guard (0..<Self.bucketCount).contains(index), Self.bounds(of: index).lowerBound == bucket.lowNanoseconds
+            else {
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: decoder.codingPath,
+                        debugDescription: "no bucket starts at \(bucket.lowNanoseconds) ns"))
+            }
+            counts[index, default: 0] &+= bucket.count
+        }
+        self.init(counts: counts)
+    }
+
+    /// The bucket that holds `nanoseconds`, as the guest's blk.c files it.
+    static func index(of nanoseconds: UInt64) -> Int {
+        guard nanoseconds >= 8 else { return Int(nanoseconds) }
+        let exponent = 63 - nanoseconds.leadingZeroBitCount
+        return exponent * 8 + Int((nanoseconds >> UInt64(exponent - 3)) & 7)
+    }
+
+    struct Bucket: Codable, Equatable {
         let lowNanoseconds: UInt64
         let highNanoseconds: UInt64
         let count: UInt64
