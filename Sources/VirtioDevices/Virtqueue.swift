@@ -138,6 +138,9 @@ public final class Virtqueue: @unchecked Sendable {
     func walk(head: UInt16) throws -> DescriptorChain {
         guard head < size else { throw VirtqueueError.headOutOfRange(head) }
         var buffers: [VirtqueueBuffer] = []
+        // Room for a block request's header, data and status: one allocation per chain, not one
+        // per growth step.
+        buffers.reserveCapacity(4)
         var total: UInt64 = 0
         var table = descriptorTable
         var tableSize = UInt32(size)
@@ -147,11 +150,12 @@ public final class Virtqueue: @unchecked Sendable {
         while true {
             guard remaining > 0 else { throw VirtqueueError.chainTooLong }
             remaining -= 1
-            let entry = table + 16 * UInt64(index)
-            let address = try memory.load(UInt64.self, at: entry)
-            let length = try memory.load(UInt32.self, at: entry + 8)
-            let flags = try memory.load(UInt16.self, at: entry + 12)
-            let next = try memory.load(UInt16.self, at: entry + 14)
+            // One bounds check for the whole 16-byte descriptor.
+            let descriptor = try memory.slice(at: table + 16 * UInt64(index), length: 16)
+            let address = UInt64(littleEndian: descriptor.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            let length = UInt32(littleEndian: descriptor.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let flags = UInt16(littleEndian: descriptor.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            let next = UInt16(littleEndian: descriptor.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
             if flags & Self.descriptorIndirect != 0 {
                 guard !indirect else { throw VirtqueueError.nestedIndirect }
                 guard flags & Self.descriptorNext == 0 else { throw VirtqueueError.indirectWithNext }
