@@ -223,11 +223,37 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(shown.stdout, measured.stdout)
     }
 
+    /// With --irq the device raises completion interrupts (at most one per request: one per round
+    /// that completed some), with hvctl's coalescing on and off side by side; QEMU's guest asks for
+    /// them too.
+    func testCompletionInterruptsWithCoalescingOnAndOff() throws {
+        let (_, document) = try bench([
+            "--irq", "--irq-coalesce", "on,off", "--qd", "8", "--mode", "poll,notify", "--peer", "qemu",
+            "--requests", "20000", "--repeat", "1",
+        ])
+        let cells = cells(document)
+        XCTAssertEqual(
+            Set(cells.keys),
+            Set(["hvctl-poll", "hvctl-poll-nocoalesce", "hvctl-notify", "qemu"].map { "\($0) randread bs=4096 qd=8" }))
+        for (name, cell) in cells where name.hasPrefix("hvctl") {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["errors"] as? Int, 0, name)
+            let interrupts = try XCTUnwrap(run["interruptsPerRequest"] as? Double, name)
+            XCTAssertGreaterThan(interrupts, 0, "\(name): the guest asked for interrupts")
+            XCTAssertLessThanOrEqual(interrupts, 1, name)
+        }
+        let options = try XCTUnwrap(document["options"] as? [String: Any])
+        XCTAssertEqual(options["interrupts"] as? Bool, true)
+        XCTAssertEqual(options["interruptCoalescing"] as? [String], ["on", "off"])
+    }
+
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
             (["--workload", "seqread"], "--workload seqread"), (["--bs", "6k"], "--bs 6k"),
-            (["--duration", "0"], "--duration 0"), (["--qemu-poll-max-ns", "x"], "--qemu-poll-max-ns x"),
+            (["--duration", "0"], "--duration 0"), (["--irq-coalesce", "off"], "--irq-coalesce off: only with --irq"),
+            (["--irq", "--irq-coalesce", "maybe"], "--irq-coalesce maybe"),
+            (["--qemu-poll-max-ns", "x"], "--qemu-poll-max-ns x"),
             (["--qemu-poll-max-ns", "0"], "--qemu-poll-max-ns: only with --peer qemu"),
             (["--null", "--disk", "/tmp/x"], "--null"),
             (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),

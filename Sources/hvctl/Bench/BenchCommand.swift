@@ -40,6 +40,19 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("hvctl's I/O modes to measure: poll, hybrid, notify.", valueName: "list"))
     var mode = "poll,hybrid"
 
+    @Flag(
+        help: ArgumentHelp(
+            "The guest asks for a completion interrupt per request, as an interrupt-driven driver does (it still polls "
+                + "its used ring; its CPU drops the interrupts), so the VMM's interrupt path is measured."))
+    var irq = false
+
+    @Option(
+        name: .customLong("irq-coalesce"),
+        help: ArgumentHelp(
+            "With --irq: hvctl's side-core modes with interrupt coalescing on, off, or both (on,off).",
+            valueName: "list"))
+    var irqCoalesce = "on"
+
     @Option(help: ArgumentHelp("Peers measured in the same run: host, qemu, or none.", valueName: "list"))
     var peer = "host,qemu"
 
@@ -84,6 +97,7 @@ struct Bench: ParsableCommand {
     var plot: String?
 
     func validate() throws {
+        _ = try coalescingSettings()
         _ = try qemuPollLimits()
         _ = try BenchWorkload.parse(workload)
         _ = try BenchBlockSize.parse(bs)
@@ -107,6 +121,21 @@ struct Bench: ParsableCommand {
             }
             return depth
         }
+    }
+
+    /// `--irq-coalesce`: true for on, false for off, in the order given.
+    func coalescingSettings() throws -> [Bool] {
+        let settings = try irqCoalesce.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard $0 == "on" || $0 == "off" else {
+                throw ValidationError("--irq-coalesce \(irqCoalesce): '\($0)' is not on or off")
+            }
+            return $0 == "on"
+        }
+        if settings.contains(false) && !irq {
+            throw ValidationError(
+                "--irq-coalesce \(irqCoalesce): only with --irq (without it the guest asks for no interrupts)")
+        }
+        return settings
     }
 
     func modes() throws -> [BenchMode] {
@@ -158,7 +187,12 @@ struct Bench: ParsableCommand {
         let workloads = try BenchWorkload.parse(workload)
         let blockSizes = try BenchBlockSize.parse(bs)
         let depths = try queueDepths()
-        var targets = try modes().map { BenchTarget.hvctl($0) }
+        let coalescing = try coalescingSettings()
+        var targets = try modes().flatMap { mode in
+            // Notify mode has no coalescing to turn off: the side cores do it.
+            mode == .notify
+                ? [BenchTarget.hvctl(mode, coalescing: true)] : coalescing.map { .hvctl(mode, coalescing: $0) }
+        }
         let peers = try peers()
         if peers.contains("qemu") {
             targets.append(.qemu(pollMaxNanoseconds: nil))
@@ -189,7 +223,7 @@ struct Bench: ParsableCommand {
                 depths.map {
                     BenchLoad(
                         workload: workload, blockSize: size, qd: $0, requests: requestCap,
-                        durationMilliseconds: durationMilliseconds)
+                        durationMilliseconds: durationMilliseconds, interrupts: irq)
                 }
             }
         }
@@ -205,10 +239,10 @@ struct Bench: ParsableCommand {
                     let measurement: BenchMeasurement
                     do {
                         switch target {
-                        case .hvctl(let mode):
+                        case .hvctl(let mode, let coalescing):
                             measurement = try BenchHvctlRun.measure(
-                                guest: guestPath, disk: scratch.disk, mode: mode, load: load, running: runningVMM,
-                                interrupted: interrupted)
+                                guest: guestPath, disk: scratch.disk, mode: mode, coalescing: coalescing, load: load,
+                                running: runningVMM, interrupted: interrupted)
                         case .qemu(let pollMaxNanoseconds):
                             measurement = try BenchQEMURun.measure(
                                 guest: guestPath, disk: scratch.disk, load: load,
@@ -251,7 +285,8 @@ struct Bench: ParsableCommand {
             blockSizes: (try? BenchBlockSize.parse(bs)) ?? [], qd: (try? queueDepths()) ?? [],
             modes: (try? modes().map(\.rawValue)) ?? [],
             peers: (try? peers()) ?? [], qemuPollMaxNanoseconds: (try? qemuPollLimits()) ?? [], requests: requestCap,
-            durationMilliseconds: durationMilliseconds, repeat: self.repeat,
+            durationMilliseconds: durationMilliseconds, interrupts: irq,
+            interruptCoalescing: ((try? coalescingSettings()) ?? []).map { $0 ? "on" : "off" }, repeat: self.repeat,
             disk: disk ?? (null ? "null" : "pattern"), pinning: Self.pinning)
     }
 
@@ -292,14 +327,15 @@ struct Bench: ParsableCommand {
 
 /// What a cell measures.
 enum BenchTarget: Sendable {
-    case hvctl(BenchMode)
+    /// hvctl in a mode, with its side cores' interrupt coalescing on or off.
+    case hvctl(BenchMode, coalescing: Bool)
     /// QEMU at its iothread's default polling limit (nil) or at the one given.
     case qemu(pollMaxNanoseconds: UInt64?)
     case host
 
     var name: String {
         switch self {
-        case .hvctl(let mode): "hvctl-\(mode.rawValue)"
+        case .hvctl(let mode, let coalescing): "hvctl-\(mode.rawValue)" + (coalescing ? "" : "-nocoalesce")
         case .qemu(let limit): limit.map { "qemu-pmn=\($0)" } ?? "qemu"
         case .host: "host"
         }

@@ -41,7 +41,7 @@ enum BenchHvctlRun {
     /// Runs one measurement. `running` holds the runtime while it runs, so Ctrl-C can end it;
     /// `interrupted` is asked once it is there (a signal between the two is not missed).
     static func measure(
-        guest: String, disk: BenchDisk, mode: BenchMode, load: BenchLoad,
+        guest: String, disk: BenchDisk, mode: BenchMode, coalescing: Bool, load: BenchLoad,
         running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
         var deviceConfiguration: BlockDeviceConfiguration
@@ -66,7 +66,9 @@ enum BenchHvctlRun {
         case .notify:
             io = IOConfiguration(engine: .notify)
         case .poll, .hybrid:
-            io = IOConfiguration(engine: .sideCores(sideCores(hybrid: mode == .hybrid)))
+            var sideCores = sideCores(hybrid: mode == .hybrid)
+            if !coalescing { sideCores.coalescing = nil }
+            io = IOConfiguration(engine: .sideCores(sideCores))
         }
 
         // The console: lines are read as they come; the marks sample the runtime on the vCPU thread,

@@ -74,6 +74,10 @@ struct BenchReport: Codable {
         let requests: UInt64
         /// How long each run issued requests, when runs were timed.
         let durationMilliseconds: UInt64?
+        /// Whether the guest asked for a completion interrupt per request (`--irq`).
+        var interrupts: Bool? = nil
+        /// hvctl's side-core coalescing settings measured (`--irq-coalesce`).
+        var interruptCoalescing: [String]? = nil
         let `repeat`: Int
         let disk: String
         /// Where each peer's threads ran (BenchQEMURun.placement).

@@ -54,10 +54,13 @@ struct BenchLoad: Sendable {
     /// Requests per run; with a duration, the most a run may make.
     let requests: UInt64
     var durationMilliseconds: UInt64? = nil
+    /// The guest asks for a completion interrupt per request.
+    var interrupts = false
 
     /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
     func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
         "qd=\(qd) requests=\(requests) bs=\(blockSize) write_pct=\(workload.writePercent) hold_ms=\(holdMilliseconds)"
-            + (durationMilliseconds.map { " duration_ms=\($0)" } ?? "") + (verify ? "" : " verify=0")
+            + (durationMilliseconds.map { " duration_ms=\($0)" } ?? "") + (interrupts ? " irq=1" : "")
+            + (verify ? "" : " verify=0")
     }
 }
