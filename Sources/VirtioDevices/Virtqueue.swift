@@ -150,8 +150,10 @@ public final class Virtqueue: @unchecked Sendable {
         while true {
             guard remaining > 0 else { throw VirtqueueError.chainTooLong }
             remaining -= 1
-            // One bounds check for the whole 16-byte descriptor.
-            let descriptor = try memory.slice(at: table + 16 * UInt64(index), length: 16)
+            // One bounds check for the whole 16-byte descriptor; an address past 2^64 is outside RAM.
+            let (entry, overflow) = table.addingReportingOverflow(16 * UInt64(index))
+            guard !overflow else { throw VirtqueueError.bufferOutsideMemory(address: table, length: tableSize * 16) }
+            let descriptor = try memory.slice(at: entry, length: 16)
             let address = UInt64(littleEndian: descriptor.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
             let length = UInt32(littleEndian: descriptor.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
             let flags = UInt16(littleEndian: descriptor.loadUnaligned(fromByteOffset: 12, as: UInt16.self))

@@ -10,6 +10,12 @@ enum BenchDisk: Sendable {
     case file(String, blocks: UInt64)
     /// The null backend: requests complete without storage (no pattern to verify).
     case null(bytes: UInt64)
+
+    /// Whether the guest checks what it reads (the null backend returns no pattern).
+    var hasPattern: Bool {
+        if case .file = self { return true }
+        return false
+    }
 }
 
 /// hvctl's I/O modes as bench targets.

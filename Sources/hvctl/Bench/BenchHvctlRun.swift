@@ -54,9 +54,7 @@ enum BenchHvctlRun {
             deviceConfiguration.backend = .null
             deviceConfiguration.nullSizeInBytes = bytes
         }
-        var verify = true
-        if case .null = disk { verify = false }
-        let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: verify)
+        let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
         let machine = MachineConfiguration(
             boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
             memoryInBytes: 256 << 20)

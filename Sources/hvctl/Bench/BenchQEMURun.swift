@@ -40,8 +40,6 @@ enum BenchQEMURun {
             drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(access)"
         case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
         }
-        var verify = true
-        if case .null = disk { verify = false }
         let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
         var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -57,7 +55,8 @@ enum BenchQEMURun {
             "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
             "-nodefaults", "-name", "bench,debug-threads=on", "-serial", "stdio", "-qmp",
             "unix:\(socket),server=on,wait=off",
-            "-kernel", guest, "-append", load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: verify),
+            "-kernel", guest, "-append",
+            load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern),
             "-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0",
         ]
         // The marks' samples; the monitor is connected at the first (QEMU listens long before).
