@@ -185,9 +185,11 @@ final class APITests: IOBenchDiskTestCase {
     }
 
     /// hvctl's own resident memory (all of it but the guest's RAM) with the API serving and metrics
-    /// scraped stays within a budget: 12 MiB, where it was 13 before hvctl dropped the code pages
-    /// that built the VM (CodeResidency) and measures 10.2-10.4 MiB now (benchmarks/memory.sh).
-    /// The executable's own text is most of it; the test says how much if the budget is missed.
+    /// scraped stays within issue 15's budget, 8 MiB: 13 before hvctl dropped the code pages that
+    /// built the VM, 10.2-10.4 with them unmapped, 6.8-7.0 since they are reclaimed and read back
+    /// one page at a time (CodeResidency; benchmarks/memory.sh). The executable's own text is the
+    /// part that moves; the test prints it. Another hvctl running at the same time shares those
+    /// pages, which are then only unmapped: run it alone.
     func testHvctlsOwnMemoryWithTheAPIAndMetricsStaysWithinItsBudget() throws {
         let running = try start(requests: 100_000_000)
         XCTAssertEqual(try curl(["/metrics"]).status, 200)
@@ -212,7 +214,8 @@ final class APITests: IOBenchDiskTestCase {
             }
         }
         XCTAssertGreaterThan(textKiB, 0, "hvctl's text mapping was found")
-        XCTAssertLessThanOrEqual(ownKiB, 12 * 1024, "hvctl's own RSS in KiB (its text: \(textKiB) KiB)")
+        print("hvctl own RSS \(ownKiB) KiB, text \(textKiB) KiB")
+        XCTAssertLessThanOrEqual(ownKiB, 8 * 1024, "hvctl's own RSS in KiB (its text: \(textKiB) KiB)")
         kill(running.process.processIdentifier, SIGTERM)
         XCTAssertNotNil(running.exitStatus(within: 20))
     }
