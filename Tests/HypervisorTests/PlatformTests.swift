@@ -87,7 +87,9 @@ final class PlatformTests: XCTestCase {
         func leaf(_ function: UInt32, _ index: UInt32 = 0) throws -> kvm_cpuid_entry2 {
             try XCTUnwrap(entries.first { $0.function == function && $0.index == index })
         }
-        XCTAssertEqual(try leaf(1).ecx & (1 << 24), 0, "no TSC deadline timer: guests with it hung in the nested rig")
+        XCTAssertEqual(try leaf(1).ecx & (1 << 24), 0, "no TSC deadline timer unless the LAPIC has it")
+        let withTimer = CPUIDConfiguration.entries(from: supported, vcpuID: 0, vcpuCount: 2, tscDeadlineTimer: true)
+        XCTAssertEqual((withTimer.first { $0.function == 1 }?.ecx ?? 0) & (1 << 24), 1 << 24, "the TSC deadline timer")
         XCTAssertEqual(try leaf(4).eax, 0, "an empty cache leaf stays empty")
         XCTAssertEqual(try leaf(4, 1).eax, 0x121 | (1 << 26), "cores sharing the package in a real cache leaf")
         XCTAssertEqual(try leaf(0x4000_0001).eax, 0x0100_7AFB, "no async page faults as VM exits (QEMU's default)")

@@ -10,11 +10,14 @@ public enum CPUIDConfiguration {
     /// KVM_FEATURE_ASYNC_PF_VMEXIT: async page faults for the guest's own nested guests.
     static let asyncPageFaultVMExit: UInt32 = 1 << 10
 
-    /// Leaf 1 never offers the TSC deadline timer, which KVM_GET_SUPPORTED_CPUID leaves to the VMM
-    /// and QEMU offers: in the nested rig, guests with it hung three times in 37 boots (L2's KVM
-    /// looping in KVM_RUN, once soft-locking both of L2's CPUs), against none in 21 without it
-    /// (docs/smp-reliability.md). Linux then uses the local APIC timer's one-shot mode.
-    public static func entries(from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int) -> [kvm_cpuid_entry2] {
+    /// `tscDeadlineTimer`: offer the TSC deadline timer in leaf 1 (ECX[24]), which
+    /// KVM_GET_SUPPORTED_CPUID leaves to the VMM because it depends on the in-kernel LAPIC; QEMU
+    /// offers it when KVM_CAP_TSC_DEADLINE_TIMER says the LAPIC has it, and so does Machine. It was
+    /// withheld for a while after hangs in the nested rig that turned out to be the rig's
+    /// (the L2-state hang, seen without the timer and under QEMU; docs/smp-reliability.md).
+    public static func entries(
+        from supported: [kvm_cpuid_entry2], vcpuID: Int, vcpuCount: Int, tscDeadlineTimer: Bool = false
+    ) -> [kvm_cpuid_entry2] {
         let apicID = UInt32(vcpuID)
         let count = UInt32(vcpuCount)
         // Bits of the APIC ID that number cores within the package.
@@ -28,6 +31,7 @@ public enum CPUIDConfiguration {
                 entry.ecx |= 1 << 31  // running under a hypervisor
                 entry.ecx &= ~(1 << 5)  // no VMX: Sidecore offers no nested virtualization
                 if vcpuCount > 1 { entry.edx |= 1 << 28 }  // HTT: the count in EBX[23:16] is valid
+                if tscDeadlineTimer { entry.ecx |= 1 << 24 }
             case 0x4:
                 // Only a subleaf that describes a cache (type in EAX[4:0]); AMD's are all empty.
                 if entry.eax & 0x1F != 0 { entry.eax = (entry.eax & 0x03FF_FFFF) | ((count - 1) << 26) }

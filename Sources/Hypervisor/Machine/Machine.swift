@@ -80,10 +80,13 @@ public final class Machine: @unchecked Sendable {
         try pciRoot.attach(portBus: portBus, mmioBus: mmioBus)
 
         let supportedCPUID = try kvm.supportedCPUID()
+        let tscDeadlineTimer = kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0
         for id in 0..<configuration.vcpuCount {
             let vcpu = try vm.createVCPU(id: id)
             try vcpu.setCPUID(
-                CPUIDConfiguration.entries(from: supportedCPUID, vcpuID: id, vcpuCount: configuration.vcpuCount))
+                CPUIDConfiguration.entries(
+                    from: supportedCPUID, vcpuID: id, vcpuCount: configuration.vcpuCount,
+                    tscDeadlineTimer: tscDeadlineTimer))
             try vcpu.setFirmwareMSRs()
             try vcpu.configureLocalInterrupts()
             // APs stay in wait-for-SIPI inside the in-kernel LAPIC until Linux starts them.
