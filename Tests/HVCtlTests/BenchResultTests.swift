@@ -75,6 +75,41 @@ final class BenchResultTests: XCTestCase {
         XCTAssertNil(cell.latency, "no distribution when a run has none (rather than one of some runs)")
     }
 
+    /// `--vms`: the VMs' runs, made at the same time, as one: rates add, per-request figures and
+    /// the mean are weighted by requests, histograms merge; a figure one part lacks is left out.
+    func testRunsMadeAtOnceCombine() throws {
+        func part(_ histogram: String, requests: UInt64, iops: UInt64, mean: UInt64, exits: Double) throws
+            -> BenchMeasurement
+        {
+            var measurement = try XCTUnwrap(
+                IOBenchResult(lines: [
+                    "iobench: histogram \(histogram)",
+                    "iobench: result requests=\(requests) writes=\(requests / 2) errors=1 iops=\(iops) kicks=0 "
+                        + "lat_avg_ns=\(mean) lat_max_ns=\(mean * 2)",
+                ])
+            ).measurement
+            measurement.exitsPerRequest = exits
+            return measurement
+        }
+        let a = try part("b79=100", requests: 100, iops: 1000, mean: 1000, exits: 1)
+        let b = try part("b79=100 b106=200", requests: 300, iops: 3000, mean: 5000, exits: 3)
+        let combined = BenchMeasurement.combined([a, b])
+        XCTAssertEqual(combined.requests, 400)
+        XCTAssertEqual(combined.writes, 200)
+        XCTAssertEqual(combined.errors, 2)
+        XCTAssertEqual(combined.iops, 4000, "the VMs' rates add up")
+        XCTAssertEqual(combined.latencyMeanNanoseconds, 4000, "weighted by each VM's requests")
+        XCTAssertEqual(combined.exitsPerRequest, 2.5)
+        XCTAssertEqual(combined.kicksPerRequest, 0)
+        XCTAssertEqual(combined.latencyHistogram?.requests, 400)
+        XCTAssertEqual(combined.latency?.maxNanoseconds, 10000)
+        XCTAssertNil(combined.interruptsPerRequest, "neither part has it")
+        var noExits = b
+        noExits.exitsPerRequest = nil
+        XCTAssertNil(BenchMeasurement.combined([a, noExits]).exitsPerRequest, "not from one part's figure alone")
+        XCTAssertEqual(BenchMeasurement.combined([a]).iops, 1000)
+    }
+
     func testWorkloadAndSizeListsAreChecked() throws {
         XCTAssertEqual(try BenchWorkload.parse("randread,randrw").map(\.writePercent), [0, 50])
         XCTAssertEqual(try BenchBlockSize.parse("4k,8192,128K"), [4096, 8192, 131_072])

@@ -247,6 +247,38 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(options["interruptCoalescing"] as? [String], ["on", "off"])
     }
 
+    /// `--vms 2`: hvctl's two VMs share one side core, QEMU runs two processes, the host two loops;
+    /// each cell's figures are both VMs' together, every block verified, and the pattern files go.
+    func testSeveralVMsAtOnceAddUp() throws {
+        let before = benchDirectories()
+        let (_, document) = try bench([
+            "--vms", "2", "--qd", "4", "--mode", "poll", "--peer", "host,qemu", "--requests", "5000", "--repeat", "1",
+        ])
+        XCTAssertEqual(benchDirectories(), before, "both pattern files and their directory are removed")
+        let options = try XCTUnwrap(document["options"] as? [String: Any])
+        XCTAssertEqual(options["vms"] as? Int, 2)
+        XCTAssertEqual(options["sideCores"] as? Int, 1)
+        XCTAssertTrue((options["pinning"] as? String ?? "").contains("VM i's iothread"), "\(options)")
+        let cells = cells(document)
+        XCTAssertEqual(Set(cells.keys), Set(["hvctl-poll", "qemu", "host"].map { "\($0) randread bs=4096 qd=4" }))
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["requests"] as? Int, 10000, "\(name): both VMs' requests")
+            XCTAssertEqual(run["errors"] as? Int, 0, "\(name): every block read verified")
+            XCTAssertGreaterThan(run["iops"] as? Double ?? 0, 0, name)
+            if !name.hasPrefix("host") {
+                let buckets = try XCTUnwrap(run["latencyHistogram"] as? [[String: Any]], name)
+                XCTAssertEqual(buckets.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }, 10000, "\(name): both histograms")
+            }
+            if name.hasPrefix("hvctl") {
+                let device = try XCTUnwrap(run["deviceLatency"] as? [String: Any], name)
+                XCTAssertEqual(device["count"] as? Int, 10000, "\(name): the device saw both VMs' reads")
+                XCTAssertNotNil(run["exitsPerRequest"] as? Double, name)
+                XCTAssertNotNil(run["sideCoreNanosecondsPerRequest"] as? Double, name)
+            }
+        }
+    }
+
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),
@@ -259,6 +291,11 @@ final class BenchCommandTests: XCTestCase {
             (["--json", "/nonexistent/dir/b.json"], "--json /nonexistent/dir/b.json"),
             (["--plot", "/nonexistent/dir/b.svg"], "--plot /nonexistent/dir/b.svg"),
             (["--guest", "/nonexistent/iobench.elf"], "--guest /nonexistent/iobench.elf"),
+            (["--vms", "0"], "--vms 0"), (["--side-cores", "0"], "--side-cores 0"),
+            (
+                ["--vms", "2", "--disk", "/tmp/x", "--workload", "randrw"],
+                "--disk /tmp/x: --vms 2 with a write workload"
+            ),
         ] {
             let result = try Toolchain.run(Toolchain.hvctl, ["bench", "--peer", "none"] + arguments)
             XCTAssertNotEqual(result.status, 0, "\(arguments)")

@@ -59,6 +59,20 @@ struct Bench: ParsableCommand {
             valueName: "list"))
     var irqCoalesce = "on"
 
+    @Option(
+        help: ArgumentHelp(
+            "VMs measured at once, each with its own disk (a pattern file each, or --disk shared read-only); hvctl's "
+                + "share its side cores, QEMU's are one process each, the host runs one loop per VM. The figures are "
+                + "their sums (IOPS) and request-weighted means.", valueName: "n"))
+    var vms = 1
+
+    @Option(
+        name: .customLong("side-cores"),
+        help: ArgumentHelp(
+            "hvctl's side cores in poll and hybrid modes (default 1), shared by the VMs; QEMU's I/O threads are "
+                + "pinned to the same CPUs.", valueName: "n"))
+    var sideCores = IOEngineOptions.defaultSideCores
+
     @Option(help: ArgumentHelp("Peers measured in the same run: host, qemu, or none.", valueName: "list"))
     var peer = "host,qemu"
 
@@ -118,6 +132,13 @@ struct Bench: ParsableCommand {
             throw ValidationError("--duration \(duration): 0.001 to 3600 seconds")
         }
         if null && disk != nil { throw ValidationError("--null: not with --disk") }
+        guard (1...16).contains(vms) else { throw ValidationError("--vms \(vms): 1 to 16") }
+        guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): 1 to 64") }
+        if vms > 1, let disk, try BenchWorkload.parse(workload).contains(where: { $0.writePercent > 0 }) {
+            throw ValidationError(
+                "--disk \(disk): --vms \(vms) with a write workload needs a disk per VM (leave --disk out: each VM "
+                    + "then writes a pattern file of its own)")
+        }
     }
 
     func queueDepths() throws -> [Int] {
@@ -210,15 +231,15 @@ struct Bench: ParsableCommand {
         let jsonFile = try json.map { try OutputFile(flag: "--json", path: $0) }
         let plotFile = try plot.map { try OutputFile(flag: "--plot", path: $0) }
         SignalWatcher.blockInThisThread()
-        let scratch = try BenchScratch(disk: disk, null: null)
+        let scratch = try BenchScratch(disk: disk, null: null, count: vms)
         defer { scratch.remove() }
         let runningVMM = Lock<VMMRuntime?>(nil)
-        let runningChild = Lock<Int32?>(nil)
+        let runningChildren = Lock<Set<Int32>>([])
         let interrupted = Lock<Int32?>(nil)
         let signals = try SignalWatcher { signal in
             interrupted.withLock { $0 = signal }
             runningVMM.withLock { $0 }?.stop(.stopped(signal: signal))
-            if let pid = runningChild.withLock({ $0 }) { kill(pid, SIGKILL) }
+            for pid in runningChildren.withLock({ $0 }) { kill(pid, SIGKILL) }
         }
         defer { signals.stop() }
 
@@ -247,16 +268,27 @@ struct Bench: ParsableCommand {
                         switch target {
                         case .hvctl(let mode, let coalescing):
                             measurement = try BenchHvctlRun.measure(
-                                guest: guestPath, disk: scratch.disk, mode: mode, coalescing: coalescing, load: load,
-                                running: runningVMM, interrupted: interrupted)
+                                guest: guestPath, disks: scratch.disks, mode: mode, coalescing: coalescing,
+                                sideCoreCount: sideCores, load: load, running: runningVMM, interrupted: interrupted)
                         case .qemu(let pollMaxNanoseconds):
-                            measurement = try BenchQEMURun.measure(
-                                guest: guestPath, disk: scratch.disk, load: load,
-                                pollMaxNanoseconds: pollMaxNanoseconds,
-                                running: runningChild, interrupted: interrupted)
+                            let (disks, vms, sideCores) = (scratch.disks, self.vms, self.sideCores)
+                            measurement = BenchMeasurement.combined(
+                                try BenchParallel.run(vms, name: "qemu") { index in
+                                    try BenchQEMURun.measure(
+                                        guest: guestPath, disk: disks[index], load: load,
+                                        pollMaxNanoseconds: pollMaxNanoseconds, index: index, vms: vms,
+                                        sideCores: sideCores, running: runningChildren, interrupted: interrupted)
+                                })
                         case .host:
-                            guard case .file(let path, let blocks) = scratch.disk else { continue }
-                            measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: load)
+                            let files = scratch.disks.compactMap { disk -> (String, UInt64)? in
+                                guard case .file(let path, let blocks) = disk else { return nil }
+                                return (path, blocks)
+                            }
+                            guard files.count == vms else { continue }
+                            measurement = BenchMeasurement.combined(
+                                try BenchParallel.run(vms, name: "host") { index in
+                                    try BenchHostRun.measure(disk: files[index].0, blocks: files[index].1, load: load)
+                                })
                         }
                     } catch {
                         if interrupted.withLock({ $0 }) != nil { break }
@@ -293,16 +325,22 @@ struct Bench: ParsableCommand {
             peers: (try? peers()) ?? [], qemuPollMaxNanoseconds: (try? qemuPollLimits()) ?? [], requests: requestCap,
             durationMilliseconds: durationMilliseconds, interrupts: irq,
             interruptCoalescing: ((try? coalescingSettings()) ?? []).map { $0 ? "on" : "off" }, repeat: self.repeat,
-            disk: disk ?? (null ? "null" : "pattern"), pinning: Self.pinning)
+            disk: disk ?? (null ? "null" : "pattern"), pinning: pinning, vms: vms, sideCores: sideCores)
     }
 
     /// The placement both peers share, in words for the JSON record.
-    private static var pinning: String {
-        let placement = BenchQEMURun.placement
-        let side = placement.sideCoreCPUs.first.flatMap { $0 }.map { "CPU \($0)" } ?? "any CPU"
+    private var pinning: String {
+        let placement = BenchQEMURun.placement(sideCores: sideCores, vms: vms)
+        let cpus = placement.sideCoreCPUs.map { $0.map(String.init) ?? "any" }
         let vcpus = placement.vcpuCPUs.map { "CPUs " + $0.map(String.init).joined(separator: ",") } ?? "any CPU"
-        return "hvctl poll and hybrid: side core on \(side), vCPU on \(vcpus); QEMU: iothread on \(side), "
-            + "vCPU on \(vcpus), its other threads unpinned; hvctl notify mode and the host loop: unpinned"
+        let hvctl =
+            "hvctl poll and hybrid: \(sideCores == 1 ? "side core" : "side cores") on CPU "
+            + "\(cpus.joined(separator: ",")), \(vms == 1 ? "vCPU" : "vCPUs") on \(vcpus)"
+        let qemu =
+            vms == 1
+            ? "QEMU: iothread on CPU \(cpus.first ?? "any"), vCPU on \(vcpus)"
+            : "QEMU: VM i's iothread on side core (i mod \(sideCores))'s CPU, vCPUs on \(vcpus)"
+        return "\(hvctl); \(qemu), its other threads unpinned; hvctl notify mode and the host loops: unpinned"
     }
 
     /// `--guest`, or iobench.elf next to hvctl or in guest-images/out.

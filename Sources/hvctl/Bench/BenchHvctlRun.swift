@@ -8,7 +8,7 @@ import VMM
 enum BenchHvctlRun {
     static let holdMilliseconds = 20
 
-    /// The runtime's counters at a mark.
+    /// One VM's counters, and the side cores' CPU time, at one of its marks.
     private struct Sample {
         var exits: UInt64 = 0
         var interrupts: UInt64 = 0
@@ -17,8 +17,9 @@ enum BenchHvctlRun {
 
         init() {}
 
-        init(_ report: StatisticsReport) {
-            let vm = report.vms[0]
+        init(_ report: StatisticsReport, vm index: Int) {
+            guard report.vms.indices.contains(index) else { return }
+            let vm = report.vms[index]
             exits = vm.vcpus.reduce(0) { $0 + ($1.kvm["exits"] ?? 0) }
             let queues = vm.devices.flatMap(\.queues)
             interrupts = queues.reduce(0) { $0 + $1.interrupts }
@@ -30,50 +31,65 @@ enum BenchHvctlRun {
         }
     }
 
-    /// hvctl's defaults for the side-core modes; their CPUPlacement is where the bench puts QEMU's
-    /// threads too (BenchQEMURun).
-    static func sideCores(hybrid: Bool) -> SideCoreConfiguration {
+    /// What one VM's console gave: its marks' samples, its result lines, an error line.
+    private struct ConsoleState {
+        var line: [UInt8] = []
+        var samples: [Sample] = []
+        var results: [String] = []
+        var error: String?
+    }
+
+    /// hvctl's defaults for the side-core modes (with `count` side cores); their CPUPlacement is
+    /// where the bench puts QEMU's threads too (BenchQEMURun).
+    static func sideCores(hybrid: Bool, count: Int = IOEngineOptions.defaultSideCores) -> SideCoreConfiguration {
         SideCoreConfiguration(
-            mode: hybrid ? .hybrid : .poll, count: IOEngineOptions.defaultSideCores,
+            mode: hybrid ? .hybrid : .poll, count: count,
             pollMaxNanoseconds: UInt64(IOEngineOptions.defaultPollMaxMicroseconds) * 1_000)
     }
 
-    /// Runs one measurement. `running` holds the runtime while it runs, so Ctrl-C can end it;
-    /// `interrupted` is asked once it is there (a signal between the two is not missed).
+    /// Runs one measurement: one VM per disk in `disks`, all in one runtime, sharing
+    /// `sideCoreCount` side cores in poll and hybrid modes. `running` holds the runtime while it
+    /// runs, so Ctrl-C can end it; `interrupted` is asked once it is there (a signal between the
+    /// two is not missed).
     static func measure(
-        guest: String, disk: BenchDisk, mode: BenchMode, coalescing: Bool, load: BenchLoad,
+        guest: String, disks: [BenchDisk], mode: BenchMode, coalescing: Bool, sideCoreCount: Int, load: BenchLoad,
         running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
-        var deviceConfiguration: BlockDeviceConfiguration
-        switch disk {
-        case .file(let path, _):
-            deviceConfiguration = BlockDeviceConfiguration(path: path, id: "bench")
-            deviceConfiguration.readOnly = load.workload.writePercent == 0
-        case .null(let bytes):
-            deviceConfiguration = BlockDeviceConfiguration(path: nil, id: "bench")
-            deviceConfiguration.backend = .null
-            deviceConfiguration.nullSizeInBytes = bytes
+        let vms = disks.enumerated().map { index, disk in
+            var deviceConfiguration: BlockDeviceConfiguration
+            switch disk {
+            case .file(let path, _):
+                deviceConfiguration = BlockDeviceConfiguration(path: path, id: "bench")
+                deviceConfiguration.readOnly = load.workload.writePercent == 0
+            case .null(let bytes):
+                deviceConfiguration = BlockDeviceConfiguration(path: nil, id: "bench")
+                deviceConfiguration.backend = .null
+                deviceConfiguration.nullSizeInBytes = bytes
+            }
+            let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
+            let machine = MachineConfiguration(
+                boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
+                memoryInBytes: 256 << 20)
+            return VMConfiguration(
+                name: disks.count == 1 ? "bench" : "bench\(index)", machine: machine, disks: [deviceConfiguration])
         }
-        let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
-        let machine = MachineConfiguration(
-            boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
-            memoryInBytes: 256 << 20)
-        let vm = VMConfiguration(name: "bench", machine: machine, disks: [deviceConfiguration])
         let io: IOConfiguration
         switch mode {
         case .notify:
             io = IOConfiguration(engine: .notify)
         case .poll, .hybrid:
-            var sideCores = sideCores(hybrid: mode == .hybrid)
+            var sideCores = sideCores(hybrid: mode == .hybrid, count: sideCoreCount)
             if !coalescing { sideCores.coalescing = nil }
             io = IOConfiguration(engine: .sideCores(sideCores))
         }
 
-        // The console: lines are read as they come; the marks sample the runtime on the vCPU thread,
-        // which waits at the mark anyway.
-        let state = Lock((line: [UInt8](), samples: [Sample](), results: [String](), error: String?.none))
+        // Each VM's console: lines are read as they come; its marks sample the runtime on its vCPU
+        // thread, which waits at the mark anyway.
+        let states = vms.map { _ in Lock(ConsoleState()) }
         let runtimeBox = Lock<VMMRuntime?>(nil)
-        let runtime = try VMMRuntime(vms: [vm], io: io, kvm: try KVM(), namedVMs: false) { _ in
+        let runtime = try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: false) { configuration in
+            let index = vms.firstIndex { $0.name == configuration.name } ?? 0
+            let state = states[index]
             return { byte in
                 guard byte == UInt8(ascii: "\n") else {
                     // A serial console ends lines with CR LF: the CR is not part of the line.
@@ -87,7 +103,8 @@ enum BenchHvctlRun {
                     return String(decoding: state.line, as: UTF8.self)
                 }
                 if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
-                    let sample = (try? runtimeBox.withLock { $0 }?.statistics()).map(Sample.init) ?? Sample()
+                    let report = try? runtimeBox.withLock { $0 }?.statistics()
+                    let sample = report.map { Sample($0, vm: index) } ?? Sample()
                     state.withLock { $0.samples.append(sample) }
                 } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
                     state.withLock { $0.results.append(line) }
@@ -99,34 +116,47 @@ enum BenchHvctlRun {
         runtimeBox.withLock { $0 = runtime }
         running.withLock { $0 = runtime }
         defer {
-            // The console closure holds the box: emptying it lets the runtime go (and its disk close
-            // and unlock) before the next cell opens the file.
+            // The console closures hold the box: emptying it lets the runtime go (and its disks close
+            // and unlock) before the next cell opens the files.
             runtimeBox.withLock { $0 = nil }
             running.withLock { $0 = nil }
         }
         if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
         let exits = try runtime.run()
         _ = try runtime.finish(exits: exits)
-        let (samples, lines, error) = state.withLock { ($0.samples, $0.results, $0.error) }
-        let result = IOBenchResult(lines: lines)
-        if let error { throw BenchError("the iobench guest failed: \(error)") }
-        guard exits == [.powerOff], let result, samples.count == 2 else {
-            throw BenchError("the iobench guest did not finish (exit: \(exits.map(\.description).joined()))")
+        var parts: [BenchMeasurement] = []
+        var sideCoreStart = UInt64.max
+        var sideCoreEnd: UInt64 = 0
+        var deviceLatency = LatencyBuckets.Snapshot(counts: Array(repeating: 0, count: LatencyBuckets.count), sum: 0)
+        for (index, state) in states.enumerated() {
+            let (samples, lines, error) = state.withLock { ($0.samples, $0.results, $0.error) }
+            let vm = vms.count == 1 ? "" : " of VM \(vms[index].name)"
+            if let error { throw BenchError("the iobench guest\(vm) failed: \(error)") }
+            guard exits[index] == .powerOff, let result = IOBenchResult(lines: lines), samples.count == 2 else {
+                throw BenchError("the iobench guest\(vm) did not finish (exit: \(exits[index].description))")
+            }
+            var measurement = result.measurement
+            let requestCount = Double(max(measurement.requests, 1))
+            let (start, end) = (samples[0], samples[1])
+            measurement.exitsPerRequest = Double(end.exits &- start.exits) / requestCount
+            measurement.interruptsPerRequest = Double(end.interrupts &- start.interrupts) / requestCount
+            parts.append(measurement)
+            sideCoreStart = min(sideCoreStart, start.sideCoreNanoseconds)
+            sideCoreEnd = max(sideCoreEnd, end.sideCoreNanoseconds)
+            deviceLatency.sum &+= end.latency.sum &- start.latency.sum
+            for bucket in deviceLatency.counts.indices {
+                deviceLatency.counts[bucket] &+= end.latency.counts[bucket] &- start.latency.counts[bucket]
+            }
         }
-        var measurement = result.measurement
-        let requestCount = Double(max(measurement.requests, 1))
-        let (start, end) = (samples[0], samples[1])
-        measurement.exitsPerRequest = Double(end.exits &- start.exits) / requestCount
-        measurement.interruptsPerRequest = Double(end.interrupts &- start.interrupts) / requestCount
+        var measurement = BenchMeasurement.combined(parts)
         if mode != .notify {
-            let busy = Double(end.sideCoreNanoseconds &- start.sideCoreNanoseconds)
+            // The side cores serve every VM: their time from the first VM's start to the last one's end.
+            let requestCount = Double(max(measurement.requests, 1))
+            let busy = Double(sideCoreEnd &- min(sideCoreStart, sideCoreEnd))
             measurement.sideCoreNanosecondsPerRequest = busy / requestCount
             measurement.iopsPerSideCoreSecond = busy > 0 ? requestCount / (busy / 1e9) : nil
         }
-        var latency = end.latency
-        latency.sum &-= start.latency.sum
-        for index in latency.counts.indices { latency.counts[index] &-= start.latency.counts[index] }
-        measurement.deviceLatency = LatencySummary(latency)
+        measurement.deviceLatency = LatencySummary(deviceLatency)
         return measurement
     }
 }

@@ -30,6 +30,40 @@ struct BenchMeasurement: Codable, Sendable {
     var deviceLatency: LatencySummary?
 }
 
+extension BenchMeasurement {
+    /// Runs made at the same time (one per VM with `--vms`, or per host loop) as one: their
+    /// requests, writes, errors and rates add up; per-request figures and the mean latency are
+    /// weighted by each part's requests; the histograms merge. A figure only some parts have
+    /// (none do for the host loop) is left out.
+    static func combined(_ parts: [BenchMeasurement]) -> BenchMeasurement {
+        if parts.count == 1 { return parts[0] }
+        let requests = parts.reduce(0) { $0 &+ $1.requests }
+        let total = Double(max(requests, 1))
+        /// The parts' per-request figure, weighted by their requests; nil unless every part has it.
+        func perRequest(_ figure: KeyPath<BenchMeasurement, Double?>) -> Double? {
+            let values = parts.compactMap { part in part[keyPath: figure].map { $0 * Double(part.requests) } }
+            return values.count == parts.count ? values.reduce(0, +) / total : nil
+        }
+        let latencySum = parts.reduce(0.0) { $0 + Double($1.latencyMeanNanoseconds) * Double($1.requests) }
+        var combined = BenchMeasurement(
+            requests: requests, writes: parts.reduce(0) { $0 &+ $1.writes },
+            errors: parts.reduce(0) { $0 &+ $1.errors }, iops: parts.reduce(0) { $0 + $1.iops },
+            latencyMeanNanoseconds: UInt64(latencySum / total))
+        let histograms = parts.compactMap(\.latencyHistogram)
+        if histograms.count == parts.count {
+            let merged = IOBenchHistogram.merged(histograms)
+            combined.latencyHistogram = merged
+            combined.latency = LatencySummary(
+                histogram: merged.hdrHistogram, meanNanoseconds: combined.latencyMeanNanoseconds,
+                maxNanoseconds: parts.compactMap { $0.latency?.maxNanoseconds }.max())
+        }
+        combined.exitsPerRequest = perRequest(\.exitsPerRequest)
+        combined.kicksPerRequest = perRequest(\.kicksPerRequest)
+        combined.interruptsPerRequest = perRequest(\.interruptsPerRequest)
+        return combined
+    }
+}
+
 /// The `key=value` fields of an `iobench: KIND ...` console line.
 struct IOBenchLine {
     let fields: [String: UInt64]

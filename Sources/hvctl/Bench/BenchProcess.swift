@@ -3,12 +3,13 @@ import Glibc
 import Hypervisor
 
 /// A child process run to its end with its output (stdout and stderr together) collected;
-/// its pid is in `running` meanwhile, so Ctrl-C can end it.
+/// its pid is in `running` meanwhile (with those of the others running at the same time, one per
+/// VM with `--vms`), so Ctrl-C can end them.
 enum BenchProcess {
     /// `interrupted` is asked once the pid is in `running`: a signal that came before is not missed.
     /// `onLine` sees each line of output as it comes (without its CR LF), on this thread.
     static func run(
-        _ executable: String, _ arguments: [String], running: Lock<Int32?>? = nil, interrupted: Lock<Int32?>? = nil,
+        _ executable: String, _ arguments: [String], running: Lock<Set<Int32>>? = nil, interrupted: Lock<Int32?>? = nil,
         onLine: ((String) -> Void)? = nil
     ) throws -> String {
         var pipeFDs: [Int32] = [0, 0]
@@ -38,7 +39,7 @@ enum BenchProcess {
             close(pipeFDs[0])
             throw BenchError("\(executable): \(String(cString: strerror(status)))")
         }
-        running?.withLock { $0 = pid }
+        running?.withLock { _ = $0.insert(pid) }
         if interrupted?.withLock({ $0 }) != nil { kill(pid, SIGKILL) }
         var output: [UInt8] = []
         var line: [UInt8] = []
@@ -64,7 +65,7 @@ enum BenchProcess {
         close(pipeFDs[0])
         var exitStatus: Int32 = 0
         while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
-        running?.withLock { $0 = nil }
+        running?.withLock { _ = $0.remove(pid) }
         return String(decoding: output, as: UTF8.self)
     }
 }

@@ -16,10 +16,14 @@ enum BenchQEMURun {
     /// How long the guest waits at each mark: time for the monitor's round trip.
     static let holdMilliseconds = 100
 
-    /// hvctl's placement in poll mode (its side core on the last CPU, vCPUs on the others): QEMU's
-    /// I/O thread takes the side core's CPU and its vCPU threads the vCPUs', so both peers run on
-    /// the same cores. QEMU's other threads (main loop, RCU) stay where the kernel puts them.
-    static var placement: CPUPlacement { CPUPlacement(sideCores: BenchHvctlRun.sideCores(hybrid: false), vcpuCount: 1) }
+    /// hvctl's placement in poll mode for `vms` one-vCPU VMs on `sideCores` side cores (side cores
+    /// on the last CPUs, vCPUs on the others): VM i's I/O thread takes side core i's CPU (modulo
+    /// the count, so several VMs share a core as hvctl's do) and the vCPU threads the vCPUs', so
+    /// both peers run on the same cores. QEMU's other threads (main loop, RCU) stay where the
+    /// kernel puts them.
+    static func placement(sideCores: Int, vms: Int) -> CPUPlacement {
+        CPUPlacement(sideCores: BenchHvctlRun.sideCores(hybrid: false, count: sideCores), vcpuCount: vms)
+    }
 
     static var isInstalled: Bool { access(executable, X_OK) == 0 }
 
@@ -29,9 +33,10 @@ enum BenchQEMURun {
         return output.split(whereSeparator: \.isNewline).first.map(String.init)
     }
 
+    /// One QEMU process: VM `index` of `vms`, its I/O thread on side core `index % sideCores`'s CPU.
     static func measure(
-        guest: String, disk: BenchDisk, load: BenchLoad, pollMaxNanoseconds: UInt64?,
-        running: Lock<Int32?>, interrupted: Lock<Int32?>
+        guest: String, disk: BenchDisk, load: BenchLoad, pollMaxNanoseconds: UInt64?, index: Int = 0,
+        vms: Int = 1, sideCores: Int = 1, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
         let drive: String
         switch disk {
@@ -53,7 +58,7 @@ enum BenchQEMURun {
         }
         let arguments = [
             "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
-            "-nodefaults", "-name", "bench,debug-threads=on", "-serial", "stdio", "-qmp",
+            "-nodefaults", "-name", "bench\(index),debug-threads=on", "-serial", "stdio", "-qmp",
             "unix:\(socket),server=on,wait=off",
             "-kernel", guest, "-append",
             load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern),
@@ -69,7 +74,10 @@ enum BenchQEMURun {
             }
             do {
                 let connected = try monitor ?? BenchQMP(socket: socket)
-                if monitor == nil { try pin(try connected.threadIDs()) }
+                if monitor == nil {
+                    try pin(
+                        try connected.threadIDs(), placement: placement(sideCores: sideCores, vms: vms), index: index)
+                }
                 monitor = connected
                 exitSamples.append(try connected.exits())
             } catch {
@@ -90,8 +98,8 @@ enum BenchQEMURun {
         return measurement
     }
 
-    private static func pin(_ threads: (vcpus: [Int32], iothreads: [Int32])) throws {
-        let placement = Self.placement
+    private static func pin(_ threads: (vcpus: [Int32], iothreads: [Int32]), placement: CPUPlacement, index: Int) throws
+    {
         func restrict(_ tid: Int32, to cpus: [Int32]) throws {
             let list = cpus.map { CInt($0) }
             guard ckvm_set_task_cpus(tid, list, CInt(list.count)) == 0 else {
@@ -101,7 +109,9 @@ enum BenchQEMURun {
         if let cpus = placement.vcpuCPUs {
             for tid in threads.vcpus { try restrict(tid, to: cpus) }
         }
-        if let cpu = placement.sideCoreCPUs.first ?? nil {
+        let sideCore =
+            placement.sideCoreCPUs.isEmpty ? nil : placement.sideCoreCPUs[index % placement.sideCoreCPUs.count]
+        if let cpu = sideCore {
             for tid in threads.iothreads { try restrict(tid, to: [cpu]) }
         }
     }

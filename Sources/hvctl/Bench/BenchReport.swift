@@ -82,6 +82,10 @@ struct BenchReport: Codable {
         let disk: String
         /// Where each peer's threads ran (BenchQEMURun.placement).
         let pinning: String
+        /// VMs measured at once (`--vms`; absent in records before it: 1).
+        var vms: Int? = nil
+        /// hvctl's side cores (`--side-cores`; absent in records before it: 1).
+        var sideCores: Int? = nil
     }
 
     struct Spread: Codable {

@@ -1,16 +1,20 @@
 import Glibc
 
-/// The disk a bench reads: the user's file, the null backend, or a 64 MiB pattern file made in
-/// a temporary directory and removed at the end (also after Ctrl-C: the run returns through it).
+/// The disks a bench reads, one per VM: the user's file (shared), the null backend, or 64 MiB
+/// pattern files made in a temporary directory and removed at the end (also after Ctrl-C: the run
+/// returns through it). Each VM gets a file of its own, so writing VMs do not contend for one
+/// image's write lock.
 final class BenchScratch {
     static let patternMebibytes: UInt64 = 64
 
-    let disk: BenchDisk
+    /// The disk of each VM (and of each host loop).
+    let disks: [BenchDisk]
     private let directory: String?
+    private var files: [String] = []
 
-    init(disk path: String?, null: Bool) throws {
+    init(disk path: String?, null: Bool, count: Int) throws {
         if null {
-            disk = .null(bytes: Self.patternMebibytes << 20)
+            disks = Array(repeating: .null(bytes: Self.patternMebibytes << 20), count: count)
             directory = nil
             return
         }
@@ -21,7 +25,7 @@ final class BenchScratch {
             }
             let blocks = UInt64(status.st_size) / 4096
             guard blocks > 0 else { throw BenchError("--disk \(path): smaller than one 4 KiB block") }
-            disk = .file(path, blocks: blocks)
+            disks = Array(repeating: .file(path, blocks: blocks), count: count)
             directory = nil
             return
         }
@@ -31,14 +35,23 @@ final class BenchScratch {
         }
         let directory = String(cString: made)
         self.directory = directory
-        let path = directory + "/pattern.img"
-        do {
-            try Self.writePattern(to: path, blocks: (Self.patternMebibytes << 20) / 4096)
-        } catch {
-            rmdir(directory)
-            throw error
+        let blocks = (Self.patternMebibytes << 20) / 4096
+        var disks: [BenchDisk] = []
+        var files: [String] = []
+        for index in 0..<count {
+            let path = directory + (count == 1 ? "/pattern.img" : "/pattern\(index).img")
+            do {
+                try Self.writePattern(to: path, blocks: blocks)
+            } catch {
+                for file in files { unlink(file) }
+                rmdir(directory)
+                throw error
+            }
+            files.append(path)
+            disks.append(.file(path, blocks: blocks))
         }
-        disk = .file(path, blocks: (Self.patternMebibytes << 20) / 4096)
+        self.disks = disks
+        self.files = files
     }
 
     /// Block i starts with its sector number (8 i), which iobench and the host loop check.
@@ -63,10 +76,10 @@ final class BenchScratch {
         }
     }
 
-    /// Removes the pattern file and its directory, if this run made them.
+    /// Removes the pattern files and their directory, if this run made them.
     func remove() {
         guard let directory else { return }
-        unlink(directory + "/pattern.img")
+        for file in files { unlink(file) }
         rmdir(directory)
     }
 }
