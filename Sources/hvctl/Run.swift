@@ -28,53 +28,9 @@ struct Run: ParsableCommand {
             On a terminal the console is raw; type Ctrl-A x to stop the VM.
             """)
 
-    @Option(help: "Kernel: a bzImage, or an uncompressed ELF vmlinux with a PVH entry note.")
-    var kernel: String?
-
-    @Option(help: "Initial ramdisk loaded for the kernel.")
-    var initrd: String?
-
-    @Option(help: "Kernel command line (default \"\(Run.defaultCommandLine)\").")
-    var cmdline: String?
-
-    @Option(help: "Number of vCPUs (default 1).")
-    var cpus: Int?
-
-    @Option(help: "Guest RAM in MiB, or with a K, M or G suffix (default 512).")
-    var memory: MemorySize?
-
-    @Flag(name: .customLong("memory-overcommit"), help: "Allow the VMs more memory than the host has.")
-    var memoryOvercommit = false
-
-    @Option(
-        name: .customLong("disk"),
-        help: ArgumentHelp(
-            """
-            A virtio-blk disk: path=FILE[,readonly=on][,queues=N][,queue_size=N][,backend=file|null]\
-            [,size=BYTES][,id=NAME]. Repeatable.
-            """,
-            valueName: "options"))
-    var disks: [String] = []
-
-    @Option(
-        name: .customLong("net"),
-        help: ArgumentHelp(
-            """
-            A virtio-net device on a TAP: tap=NAME[,mac=MAC][,queues=PAIRS][,queue_size=N][,rss=on|off]. \
-            Repeatable.
-            """,
-            valueName: "options"))
-    var nets: [String] = []
-
-    @Option(
-        help: ArgumentHelp(
-            """
-            Run several VMs together, sharing the side cores: a JSON file {\"vms\": [{\"name\", \"kernel\", \
-            \"initrd\", \"cmdline\", \"cpus\", \"memory\", \"disks\": [...], \"nets\": [...], \"console\": FILE}]}. \
-            Replaces the per-VM options above; consoles go to their files or to stdout prefixed with [name].
-            """,
-            valueName: "file"))
-    var config: String?
+    // Boot options first: they are what `run --help` should lead with.
+    @OptionGroup(title: "Boot")
+    var boot: BootOptions
 
     @OptionGroup(title: "I/O engine")
     var io: IOEngineOptions
@@ -119,34 +75,6 @@ struct Run: ParsableCommand {
             "Append log lines to this file instead of stderr (hvctl's result lines go to both).", valueName: "path"))
     var logFile: String?
 
-    func validate() throws {
-        if config != nil {
-            let given = [
-                ("--kernel", kernel != nil), ("--initrd", initrd != nil), ("--cmdline", cmdline != nil),
-                ("--cpus", cpus != nil),
-                ("--memory", memory != nil), ("--disk", !disks.isEmpty), ("--net", !nets.isEmpty),
-            ].filter(\.1).map(\.0)
-            if let first = given.first {
-                throw ValidationError("\(first): not with --config (describe each VM in the file)")
-            }
-        } else {
-            guard kernel != nil else { throw ValidationError("--kernel: missing (or give --config)") }
-            try commandLineVM().validate { "--\($0)" }
-        }
-    }
-
-    /// The VM the per-VM options describe.
-    private func commandLineVM() -> VMDefinition {
-        var vm = VMDefinition(name: "vm0", kernel: kernel ?? "")
-        vm.initrd = initrd
-        vm.cmdline = cmdline ?? Self.defaultCommandLine
-        vm.cpus = cpus ?? 1
-        vm.memory = memory?.mebibytes ?? 512
-        vm.disks = disks
-        vm.nets = nets
-        return vm
-    }
-
     func run() throws {
         let destination: LogLines.Destination
         if let logFile {
@@ -158,11 +86,12 @@ struct Run: ParsableCommand {
             destination = .standardError
         }
         HVCtlLog.bootstrap(level: logLevel ?? (verbose ? .info : .notice), destination: destination)
-        let definitions = try config.map(VMConfigFile.load) ?? [commandLineVM()]
-        let several = config != nil
+        let definitions = try boot.config.map(VMConfigFile.load) ?? [boot.commandLineVM()]
+        let several = boot.config != nil
         let totalMemory = definitions.reduce(0) { $0 + $1.memory }
-        if !memoryOvercommit, let host = MemorySize.hostMebibytes, totalMemory > host {
-            let what = several ? "--config \(config ?? ""): the VMs' \(totalMemory) MiB" : "--memory \(totalMemory)"
+        if !boot.memoryOvercommit, let host = MemorySize.hostMebibytes, totalMemory > host {
+            let what =
+                several ? "--config \(boot.config ?? ""): the VMs' \(totalMemory) MiB" : "--memory \(totalMemory)"
             throw ValidationError("\(what): more than this host's \(host) MiB of RAM (--memory-overcommit allows it)")
         }
         let statisticsFile = try statsJSON.map { try OutputFile(flag: "--stats-json", path: $0) }
@@ -190,7 +119,7 @@ struct Run: ParsableCommand {
                 do {
                     sink = try definition?.console.map(ConsoleSink.init(path:)) ?? ConsoleSink(prefixedWith: vm.name)
                 } catch let error as ConsoleSinkError {
-                    throw ValidationError("--config \(config ?? ""): vm \(vm.name): \(error.description)")
+                    throw ValidationError("--config \(boot.config ?? ""): vm \(vm.name): \(error.description)")
                 }
                 sinks.append(sink)
                 return { sink.write($0) }
@@ -218,11 +147,24 @@ struct Run: ParsableCommand {
                     "nets": "\(configuration.nets.count)", "io_mode": "\(runtime.ioModeName)",
                 ])
         }
-        let signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
         // The console's input goes to a single VM only; several VMs run without input. It takes the
-        // terminal last, so that every way out after this gives it back.
+        // terminal last, so that every way out after this gives it back; a failure to start either
+        // stops what started before it (the API's socket is removed).
         let first = runtime.vms[0].machine
-        let console = several ? nil : try Console(onEscape: { first.requestExit(.stopped(signal: SIGINT)) })
+        let signals: SignalWatcher
+        let console: Console?
+        do {
+            signals = try SignalWatcher { signal in runtime.stop(.stopped(signal: signal)) }
+            do {
+                console = several ? nil : try Console(onEscape: { first.requestExit(.stopped(signal: SIGINT)) })
+            } catch {
+                signals.stop()
+                throw error
+            }
+        } catch {
+            api?.stop()
+            throw error
+        }
         let stopFrontEnd = {
             signals.stop()
             api?.stop()

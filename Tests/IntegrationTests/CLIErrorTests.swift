@@ -327,6 +327,23 @@ final class CLIErrorTests: XCTestCase {
         XCTAssertTrue(result.stdout.hasPrefix("0."), result.stdout)
     }
 
+    /// `run --help` leads with what boots a VM (the kernel, its memory, its devices), then the I/O
+    /// engine's options, then the rest.
+    func testRunHelpListsTheBootOptionsFirst() throws {
+        let result = try Toolchain.run(Toolchain.hvctl, ["run", "--help"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let help = result.stdout
+        func position(_ text: String) throws -> String.Index {
+            try XCTUnwrap(help.range(of: text)?.lowerBound, "\(text) in: \(help)")
+        }
+        let order = try [
+            "BOOT:", "  --kernel <", "  --memory <", "  --disk <", "  --config <", "I/O ENGINE:", "  --io-mode <",
+            "  --api-socket <",
+        ]
+        .map(position)
+        XCTAssertEqual(order, order.sorted(), help)
+    }
+
     func testControlSocketErrors() throws {
         try assertRejected(
             ["stats", "--socket", "/nonexistent/api.sock"], mentions: ["/nonexistent/api.sock", "No such file"])

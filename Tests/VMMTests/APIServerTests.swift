@@ -159,7 +159,10 @@ final class APIServerTests: XCTestCase {
         }
     }
 
-    func testClientsBeyondTheLimitAreTurnedAwayAndTheOthersStillServed() throws {
+    /// At the limit, a new connection takes the place of the client idle the longest; only when
+    /// every client is in the middle of a request (each bounded by the request timeout) is it
+    /// turned away. Idle connections cannot lock the others out.
+    func testClientsBeyondTheLimitReplaceIdleOnesOrAreTurnedAway() throws {
         let server = try echoServer()
         defer { server.stop() }
         var open: [Int32] = []
@@ -168,11 +171,24 @@ final class APIServerTests: XCTestCase {
         // Each accepted: a request on the last one is answered, so the server has taken all of them.
         send(open.last!, "GET /last HTTP/1.1\r\n\r\n")
         XCTAssertTrue(receive(open.last!).hasSuffix("GET /last"))
-        let extra = try connect()
-        defer { close(extra) }
-        XCTAssertTrue(receive(extra).hasPrefix("HTTP/1.1 503 "))
-        send(open[0], "GET /first HTTP/1.1\r\n\r\n")
-        XCTAssertTrue(receive(open[0]).hasSuffix("GET /first"))
+        // Every client half-way through a request (sent before the next connection, so the server
+        // reads it first): no room.
+        for fd in open { send(fd, "GET /held HTTP/1.1\r\n") }
+        let refused = try connect()
+        XCTAssertTrue(receive(refused).hasPrefix("HTTP/1.1 503 "))
+        close(refused)
+
+        // The first finishes its request and is idle again; it is the one a new client replaces.
+        send(open[0], "\r\n")
+        XCTAssertTrue(receive(open[0]).hasSuffix("GET /held"))
+        let newcomer = try connect()
+        defer { close(newcomer) }
+        send(newcomer, "GET /new HTTP/1.1\r\n\r\n")
+        XCTAssertTrue(receive(newcomer).hasSuffix("GET /new"))
+        var byte: UInt8 = 0
+        XCTAssertEqual(read(open[0], &byte, 1), 0, "the idle client was closed to make room")
+        send(open[1], "\r\n")
+        XCTAssertTrue(receive(open[1]).hasSuffix("GET /held"), "the others are still served")
     }
 
     func testConcurrentClientsAreAllAnswered() throws {

@@ -89,11 +89,17 @@ public final class APIServer: Sendable {
     }
 
     /// Takes waiting connections (at most 64 a round, so a flood of them cannot keep the thread
-    /// from its clients); beyond `maxClients`, a connection gets 503 and is closed.
+    /// from its clients). At `maxClients`, a new connection replaces the client idle the longest
+    /// between requests (so idle connections cannot lock others out); when every client is in
+    /// the middle of a request, it gets 503 and is closed.
     private func accept(into clients: inout [Client], now: UInt64) {
         for _ in 0..<64 {
             let fd = ckvm_accept_nonblocking(listener)
             guard fd >= 0 else { return }
+            if clients.count >= Self.maxClients, let idle = Self.longestIdle(clients) {
+                close(clients[idle].fd)
+                clients.remove(at: idle)
+            }
             guard clients.count < Self.maxClients else {
                 let reply = HTTPResponse.error(503, code: "too_many_clients", "more than \(Self.maxClients) clients")
                     .serialized(close: true)
@@ -103,6 +109,12 @@ public final class APIServer: Sendable {
             }
             clients.append(Client(fd: fd, now: now))
         }
+    }
+
+    /// The client between requests (nothing read or left to write) whose idle deadline is nearest.
+    private static func longestIdle(_ clients: [Client]) -> Int? {
+        clients.indices.filter { clients[$0].input.isEmpty && clients[$0].output.isEmpty }
+            .min { clients[$0].deadline < clients[$1].deadline }
     }
 
     /// Reads, answers and writes for one client; false when it is done with.

@@ -58,16 +58,16 @@ enum PrometheusExposition {
                     for (name, help, value) in counters {
                         add("sidecore_queue_\(name)_total", "counter", help, labels, Double(value))
                     }
-                    if device.type == "virtio-blk" {
-                        let histogram = "sidecore_queue_request_duration_seconds"
-                        let help = "Each request's time from the available ring to the used ring."
-                        let index = family(histogram, "histogram", help)
-                        for (bound, count) in latencyHistogram(queue.latencyBuckets) {
-                            families[index].suffixed.append(("_bucket", labels + [("le", bound)], Double(count)))
-                        }
-                        families[index].suffixed.append(("_sum", labels, Double(queue.latencyBuckets.sum) / 1e9))
-                        families[index].suffixed.append(("_count", labels, Double(queue.latencyBuckets.requests)))
+                    let histogram = "sidecore_queue_request_duration_seconds"
+                    let help =
+                        "Each request's time in the device: block requests and transmitted frames from the "
+                        + "available ring to the used ring, received frames from the TAP to the used ring."
+                    let index = family(histogram, "histogram", help)
+                    for (bound, count) in latencyHistogram(queue.latencyBuckets) {
+                        families[index].suffixed.append(("_bucket", labels + [("le", bound)], Double(count)))
                     }
+                    families[index].suffixed.append(("_sum", labels, Double(queue.latencyBuckets.sum) / 1e9))
+                    families[index].suffixed.append(("_count", labels, Double(queue.latencyBuckets.requests)))
                 }
             }
         }

@@ -14,7 +14,7 @@ public struct DeviceStatistics: Encodable, Sendable {
         public let flushes: UInt64
         public let coalesced: UInt64
         public let completionBatches: UInt64
-        /// Block queues: each request's time in the device (net queues record none).
+        /// Each request's time in the device (net: a frame's, from its ring or the TAP to the used ring).
         public let latency: LatencySummary
         /// The buckets `latency` comes from, for /metrics' histograms (not in the JSON).
         public let latencyBuckets: LatencyBuckets.Snapshot
