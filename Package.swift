@@ -23,7 +23,9 @@ let package = Package(
         // static inline and its headers clash with Glibc's module when imported directly.
         .target(name: "CKVM", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "Hypervisor", dependencies: ["CKVM", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VirtioDevices", dependencies: ["Hypervisor", "CKVM"]),
+        .target(
+            name: "VirtioDevices",
+            dependencies: ["Hypervisor", "CKVM", .product(name: "Logging", package: "swift-log")]),
         // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
         // taken down in order, and their statistics. hvctl is a command line over it.
         .target(

@@ -29,7 +29,7 @@ public final class VMInstance: Sendable {
         do {
             devices = try VirtioDeviceSet(
                 machine: machine, engine: engine, disks: configuration.disks, nets: configuration.nets,
-                namePrefix: namePrefix)
+                namePrefix: namePrefix, vmName: configuration.name)
         } catch {
             throw VMBuildError(vm: configuration.name, stage: .devices, underlying: error)
         }

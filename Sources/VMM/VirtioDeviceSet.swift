@@ -1,4 +1,5 @@
 import Hypervisor
+import Logging
 import VirtioDevices
 
 /// The virtio devices of one VM: created from the command line and put on its PCI bus.
@@ -6,35 +7,40 @@ public final class VirtioDeviceSet: Sendable {
     private let blocks: [(device: BlockDevice, transport: VirtioPCITransport)]
     private let networks: [(device: NetDevice, transport: VirtioPCITransport)]
 
-    /// `namePrefix` tells devices of different VMs apart on shared side cores (e.g. "a.").
+    /// `namePrefix` tells devices of different VMs apart on shared side cores (e.g. "a."); the
+    /// devices' log events carry `vmName`.
     init(
         machine: Machine, engine: QueueEngine, disks: [BlockDeviceConfiguration], nets: [NetDeviceConfiguration],
-        namePrefix: String = ""
+        namePrefix: String = "", vmName: String = ""
     ) throws {
+        var logger = Logger(label: "sidecore.virtio")
+        logger[metadataKey: "vm"] = "\(vmName)"
+
         var blocks: [(device: BlockDevice, transport: VirtioPCITransport)] = []
         var networks: [(device: NetDevice, transport: VirtioPCITransport)] = []
         for (index, var configuration) in disks.enumerated() {
             let name = "\(namePrefix)blk\(index)"
             if configuration.id.isEmpty { configuration.id = "sidecore-\(name)" }
             let device = try BlockDevice(configuration: configuration, name: name)
-            blocks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
+            blocks.append((device, try Self.attach(device, name: name, to: machine, engine: engine, logger: logger)))
         }
         for (index, configuration) in nets.enumerated() {
             let name = "\(namePrefix)net\(index)"
             let device = try NetDevice(configuration: configuration, name: name)
-            networks.append((device, try Self.attach(device, name: name, to: machine, engine: engine)))
+            networks.append(
+                (device, try Self.attach(device, name: name, to: machine, engine: engine, logger: logger)))
         }
         self.blocks = blocks
         self.networks = networks
     }
 
     /// Puts `device` behind a virtio-pci function on the machine's PCI bus.
-    private static func attach(_ device: VirtioDevice, name: String, to machine: Machine, engine: QueueEngine) throws
-        -> VirtioPCITransport
-    {
+    private static func attach(
+        _ device: VirtioDevice, name: String, to machine: Machine, engine: QueueEngine, logger: Logger
+    ) throws -> VirtioPCITransport {
         let transport = try VirtioPCITransport(
             device: device, name: name, root: machine.pciRoot, vm: machine.vm,
-            router: machine.interruptRouter, memory: machine.memory, engine: engine)
+            router: machine.interruptRouter, memory: machine.memory, engine: engine, logger: logger)
         _ = machine.pciRoot.add(transport)
         return transport
     }

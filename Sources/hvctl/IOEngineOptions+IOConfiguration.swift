@@ -1,4 +1,5 @@
 import Hypervisor
+import Logging
 import VirtioDevices
 import VMM
 
@@ -37,17 +38,20 @@ extension IOEngineOptions {
                 pollWindowSeconds: Double(windowMicroseconds) / 1e6)
             policy.pickupDelayTarget = Double(pickupDelayMicroseconds ?? Self.defaultPickupDelayMicroseconds) / 1e6
             io.coreCountPolicy = policy
-            io.onResize = { logger.notice("\(Self.describe($0))") }
+            io.onResize = { resize in logger.notice("side cores resized", metadata: Self.fields(of: resize)) }
         }
         return io
     }
 
-    /// One line for a resize of the I/O core manager.
-    static func describe(_ resize: IOCoreManager.Resize) -> String {
-        let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: " ")
-        let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded())) us" }.joined(separator: " ")
-        let outcome = resize.error.map { "failed: \($0)" } ?? "\(resize.moves) queues moved"
-        return "iocm: side cores \(resize.from) -> \(resize.to) (\(Int(resize.sample.requestRate)) requests/s, "
-            + "busy [\(busy)], pickup [\(pickup)]): \(outcome)"
+    /// An iocm resize as log fields: the counts, what it saw, and what moved.
+    static func fields(of resize: IOCoreManager.Resize) -> Logger.Metadata {
+        let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: ",")
+        let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded()))" }.joined(separator: ",")
+        var fields: Logger.Metadata = [
+            "source": "iocm", "from": "\(resize.from)", "to": "\(resize.to)",
+            "requests_per_second": "\(Int(resize.sample.requestRate))", "busy": "[\(busy)]", "pickup_us": "[\(pickup)]",
+        ]
+        if let error = resize.error { fields["error"] = "\(error)" } else { fields["queues_moved"] = "\(resize.moves)" }
+        return fields
     }
 }

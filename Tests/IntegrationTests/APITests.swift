@@ -171,16 +171,20 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
         let document = try json(try String(contentsOfFile: statistics, encoding: .utf8))
         XCTAssertEqual(document["exit"] as? String, "shutdown")
+        XCTAssertGreaterThan(document["timestamp"] as? Double ?? 0, 1.7e9, "--stats-json has its time (Unix seconds)")
         XCTAssertEqual(running.errors, "", "log lines go to the file")
         let lines = try String(contentsOfFile: logFile, encoding: .utf8).split(separator: "\n").map(String.init)
         for expected in [
             " info hvctl: api listening socket=\(socket)", " info hvctl: vm starting ",
             " notice hvctl: vm paused vm=vm0",
             " notice hvctl: vm shutdown requested vm=vm0", " info hvctl: vm ended exit=shutdown vm=vm0",
+            // A device's own events name it and its VM.
+            " info hvctl: device activated device=blk0 features=0x",
         ] {
             XCTAssertNotNil(
                 lines.first { $0.contains(expected) }, "no '\(expected)' in:\n\(lines.joined(separator: "\n"))")
         }
+        XCTAssertNotNil(lines.first { $0.contains("device activated") && $0.hasSuffix(" vm=vm0") }, "\(lines)")
         for line in lines {
             // 2026-12-05T06:40:01.123456Z: UTC with microseconds.
             XCTAssertEqual(line.split(separator: " ").first?.count, 27, line)

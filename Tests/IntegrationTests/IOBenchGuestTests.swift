@@ -10,6 +10,8 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
         /// The guest's result line(s) as numbers, by VM name ("" for a single VM).
         let results: [String: [String: UInt64]]
         let stats: [String: Any]
+        /// hvctl's stderr (its log at the default level: notices and worse).
+        var stderr = ""
 
         var vms: [[String: Any]] { stats["vms"] as? [[String: Any]] ?? [stats] }
         var exits: UInt64 {
@@ -59,7 +61,7 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
         let data = try Data(contentsOf: URL(fileURLWithPath: statsPath))
         let stats = try XCTUnwrap(
             try JSONSerialization.jsonObject(with: data) as? [String: Any], file: file, line: line)
-        return Run(results: results, stats: stats)
+        return Run(results: results, stats: stats, stderr: result.stderr)
     }
 
     func assertAllReadsVerified(
@@ -222,6 +224,13 @@ final class IOBenchGuestTests: IOBenchDiskTestCase {
                 XCTAssertEqual(result[case_], 1, "\(mode): \(case_)")
             }
             XCTAssertGreaterThan(run.queue("errors"), 0, "\(mode): the refused chains count as errors")
+            // The jump past the ring is the device's own event in the log, naming it and its VM.
+            let needsReset = run.stderr.split(separator: "\n").filter {
+                $0.contains(" warning hvctl: device needs reset ")
+            }
+            XCTAssertEqual(needsReset.count, 1, "\(mode): \(run.stderr)")
+            XCTAssertTrue(needsReset.first?.contains(" device=blk0 ") ?? false, "\(mode): \(run.stderr)")
+            XCTAssertTrue(needsReset.first?.hasSuffix(" vm=vm0") ?? false, "\(mode): \(run.stderr)")
         }
     }
 

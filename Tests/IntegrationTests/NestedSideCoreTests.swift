@@ -339,14 +339,17 @@ final class NestedSideCoreTests: XCTestCase {
             "the whole disk read back while its queue moved")
         let lines = result.output.components(separatedBy: "\n")
         // hvctl's log lines start with their time and level.
-        func position(_ text: String) throws -> Int {
-            try XCTUnwrap(lines.firstIndex { $0.contains(text) }, "no line '\(text)':\n\(result.output)")
+        func position(_ texts: String...) throws -> Int {
+            try XCTUnwrap(
+                lines.firstIndex { line in texts.allSatisfy { line.contains($0) } },
+                "no line \(texts):\n\(result.output)")
         }
-        for line in lines where line.hasPrefix("mark") || line.contains("hvctl: iocm") {
+        for line in lines where line.hasPrefix("mark") || line.contains("hvctl: side cores resized") {
             print("side-core rig: iocm: \(line)")
         }
-        let grew = try position("hvctl: iocm: side cores 0 -> 1")
-        let shrank = try position("hvctl: iocm: side cores 1 -> 0")
+        // The resize events: `notice hvctl: side cores resized ... from=0 ... source=iocm to=1`.
+        let grew = try position("hvctl: side cores resized", "from=0 ", "to=1")
+        let shrank = try position("hvctl: side cores resized", "from=1 ", "to=0")
         XCTAssertLessThan(try position("mark load-start"), grew, "no side core before the load:\n\(result.output)")
         XCTAssertLessThan(grew, try position("mark load-end"), "a side core during the load:\n\(result.output)")
         XCTAssertLessThan(try position("mark load-end"), shrank, "notify threads again after it:\n\(result.output)")

@@ -1,4 +1,5 @@
 import Hypervisor
+import Logging
 import Synchronization
 
 /// A modern (non-transitional) virtio-pci function: its configuration space and BAR accesses
@@ -35,12 +36,21 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     /// never taken by the threads that run handlers, so waiting under it involves only this VM.
     private let lifecycle = Lock(Activation())
     private let msixCapabilityOffset: Int
+    /// The device's lifecycle events (activation, reset, DEVICE_NEEDS_RESET), each with its name.
+    private let logger: Logger
+    /// DEVICE_NEEDS_RESET events logged one by one; a guest that breaks its rings over and over is
+    /// then only counted (`errorCount`), so it cannot flood the log.
+    static let loggedNeedsResets: UInt64 = 10
 
+    /// `logger`: where lifecycle events go (the VM's name in its metadata); the device's name is added.
     public init(
         device: VirtioDevice, name: String, root: PCIRoot, vm: IOEventFDRegistry, router: MSIRouting,
         memory: GuestMemory,
-        engine: QueueEngine
+        engine: QueueEngine, logger: Logger = Logger(label: "sidecore.virtio")
     ) throws {
+        var logger = logger
+        logger[metadataKey: "device"] = "\(name)"
+        self.logger = logger
         self.device = device
         self.engine = engine
         self.name = name
@@ -148,6 +158,7 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
             }
             switch transition {
             case .reset:
+                if !activation.handlers.isEmpty { logger.info("device reset by the driver") }
                 tearDown(&activation)
                 // Status reads 0 only now: a driver that waits for it knows the reset completed.
                 registers.withLock { $0 = $0.afterReset }
@@ -181,6 +192,11 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
             activation.handlers = try device.activate(
                 memory: memory, features: registers.driverFeatures, queues: contexts)
             try engine.attach(activation.handlers)
+            logger.info(
+                "device activated",
+                metadata: [
+                    "queues": "\(contexts.count)", "features": "0x\(String(registers.driverFeatures, radix: 16))",
+                ])
         } catch {
             // The engine took none of the handlers (attach is all or nothing): they and the doorbells go now.
             tearDown(&activation, attached: false)
@@ -237,6 +253,15 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         }
         errorCount.add()
         lastError.withLock { $0 = reason }
+        let count = errorCount.count
+        if count <= Self.loggedNeedsResets {
+            logger.warning(
+                "device needs reset",
+                metadata: [
+                    "reason": "\(reason)",
+                    "then": count == Self.loggedNeedsResets ? "only counted (device_errors)" : "logged",
+                ])
+        }
         if vector != Self.noVector { msix.raise(vector: Int(vector)) }
     }
 
