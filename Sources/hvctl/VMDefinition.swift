@@ -59,7 +59,13 @@ struct VMDefinition: Decodable, Sendable {
                     throw ValidationError("--disk \(disk): id \(id) is given to two disks")
                 }
             }
-            for net in nets { _ = try NetArgument.parse(net) }
+            var taps = Set<String>()
+            for net in nets {
+                let tap = try NetArgument.parse(net).tapName
+                guard taps.insert(tap).inserted else {
+                    throw ValidationError("--net \(net): TAP \(tap) serves another --net")
+                }
+            }
         } catch let error as ValidationError where !label.isEmpty {
             throw ValidationError(label + error.message)
         }
@@ -118,11 +124,20 @@ enum VMConfigFile {
         }
         guard !document.vms.isEmpty else { throw ValidationError("--config \(path): \"vms\" is empty") }
         var names = Set<String>()
+        var taps: [String: String] = [:]
         for vm in document.vms {
             guard !vm.name.isEmpty, names.insert(vm.name).inserted else {
                 throw ValidationError("--config \(path): vm names must be unique and non-empty ('\(vm.name)')")
             }
             try vm.validate(label: "--config \(path): vm \(vm.name): ") { "--config \(path): vm \(vm.name): \($0)" }
+            // A TAP serves one device: two VMs on one would steal each other's frames.
+            for net in vm.nets {
+                let tap = try NetArgument.parse(net).tapName
+                if let other = taps.updateValue(vm.name, forKey: tap) {
+                    throw ValidationError(
+                        "--config \(path): vm \(vm.name): --net \(net): TAP \(tap) serves vm \(other) too")
+                }
+            }
         }
         return document.vms
     }

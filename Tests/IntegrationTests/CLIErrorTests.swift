@@ -143,6 +143,12 @@ final class CLIErrorTests: XCTestCase {
             mentions: ["52:54:00:12:34:56:zz", "unicast MAC"])
         try assertRejected(
             ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:+6"], mentions: ["52:54:00:12:34:+6"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0,mac=52:54:00:12:34:56:78"],
+            mentions: ["52:54:00:12:34:56:78", "unicast MAC"])
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--net", "tap=t0", "--net", "tap=t0,mac=52:54:00:12:34:57"],
+            mentions: ["--net tap=t0,mac=52:54:00:12:34:57", "TAP t0 serves another --net"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,tap=t1"], mentions: ["tap is given twice"])
         try assertRejected(["run", "--kernel", bzImage, "--net", "tap=t0,num_queues=3"], mentions: ["even"])
         try assertRejected(
@@ -226,6 +232,15 @@ final class CLIErrorTests: XCTestCase {
             "ids.json",
             Array(#"{"vms": [{"name": "a", "kernel": "k", "disks": ["path=x,id=d", "path=y,id=d"]}]}"#.utf8))
         try assertRejected(["run", "--config", sameID], mentions: ["vm a", "id d is given to two disks"])
+        let badNet = try write(
+            "net.json", Array(#"{"vms": [{"name": "a", "kernel": "k", "nets": ["tap=t0,mac=zz"]}]}"#.utf8))
+        try assertRejected(["run", "--config", badNet], mentions: [badNet, "vm a: --net tap=t0,mac=zz", "mac 'zz'"])
+        let sharedTAP = try write(
+            "tap.json",
+            Array(
+                #"{"vms": [{"name": "a", "kernel": "k", "nets": ["tap=t0"]}, {"name": "b", "kernel": "k", "nets": ["tap=t0"]}]}"#
+                    .utf8))
+        try assertRejected(["run", "--config", sharedTAP], mentions: ["vm b: --net tap=t0", "TAP t0 serves vm a too"])
     }
 
     /// Foundation's decoder alone would take these (the last duplicate winning); hvctl refuses
@@ -245,6 +260,23 @@ final class CLIErrorTests: XCTestCase {
         for (index, (text, expected)) in cases.enumerated() {
             let file = try write("strict\(index).json", Array(text.utf8))
             try assertRejected(["run", "--config", file], mentions: [file, "not valid JSON at "] + expected)
+        }
+    }
+
+    /// The accepted side of the same options: a size suffix, more memory than the host has when
+    /// asked to overcommit (guest RAM is only reserved), and cloud-hypervisor's `num_queues`.
+    func testSuffixedMemoryOvercommitAndCloudHypervisorSpellingsBoot() throws {
+        let image = try write("plain.img", [UInt8](repeating: 0, count: 1 << 20))
+        for options in [
+            ["--memory", "2G", "--disk", "path=\(image),num_queues=2,readonly=on"],
+            ["--memory", "32G", "--memory-overcommit", "--disk", "path=\(image),readonly=on"],
+        ] {
+            let result = try Toolchain.run(
+                Toolchain.hvctl,
+                ["run", "--kernel", Toolchain.iobenchGuest, "--cmdline", "qd=1 requests=10 verify=0"] + options)
+            XCTAssertEqual(result.status, 0, "\(options): \(result.stderr)")
+            XCTAssertTrue(
+                result.stdout.contains("iobench: result") && result.stdout.contains("errors=0"), result.stdout)
         }
     }
 
@@ -280,6 +312,18 @@ final class CLIErrorTests: XCTestCase {
             ["run", "--kernel", bzImage, "--disk", "path=\(image)"], mentions: [image, "process \(getpid())"])
         try assertRejected(
             ["run", "--kernel", bzImage, "--disk", "path=\(image),readonly=on"], mentions: [image, "for reading"])
+        // A shared (read) lock, as another read-only user holds: a read-only disk runs beside it.
+        lock.l_type = Int16(F_RDLCK)
+        XCTAssertEqual(fcntl(fd, 37 /* F_OFD_SETLK */, &lock), 0, String(cString: strerror(errno)))
+        let shared = try Toolchain.run(
+            Toolchain.hvctl,
+            [
+                "run", "--kernel", Toolchain.iobenchGuest, "--memory", "64", "--disk", "path=\(image),readonly=on",
+                "--cmdline", "qd=1 requests=10 verify=0",
+            ])
+        XCTAssertEqual(shared.status, 0, "two read-only users share an image: \(shared.stderr)")
+        try assertRejected(
+            ["run", "--kernel", bzImage, "--disk", "path=\(image)"], mentions: [image, "process \(getpid())"])
         close(fd)
         let other = try write("other.img", [UInt8](repeating: 0, count: 1 << 20))
         try assertRejected(
