@@ -86,6 +86,10 @@ final class APITests: IOBenchDiskTestCase {
         XCTAssertEqual(ping["pid"] as? Int32, running.process.processIdentifier)
         XCTAssertEqual(ping["apiVersion"] as? String, "1")
         XCTAssertEqual(ping["vms"] as? [String], ["vm0"])
+        let version = try hvctl(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(ping["version"] as? String, version, "hvctl's own version")
+        let features = try XCTUnwrap(ping["features"] as? [String])
+        XCTAssertTrue(Set(["virtio-blk", "virtio-net", "metrics", "side-cores"]).isSubset(of: features), "\(features)")
 
         let info = try json(try hvctl(["info", "--socket", socket]).stdout)
         XCTAssertEqual(info["state"] as? String, "running")
@@ -251,14 +255,14 @@ final class APITests: IOBenchDiskTestCase {
 
     /// Two iobench VMs, a and b, from --config (each reading `requests` blocks of the shared disk),
     /// with the API on `socket`; returns once it answers.
-    func startPair(requests: Int) throws -> Running {
+    func startPair(requests: Int, extra: [String] = []) throws -> Running {
         let vm = { (name: String) in
             "{\"name\": \"\(name)\", \"kernel\": \"\(Toolchain.iobenchGuest)\", \"memory\": 256, "
                 + "\"cmdline\": \"qd=4 requests=\(requests) hold_ms=20\", \"disks\": [\"path=\(self.disk!),readonly=on\"]}"
         }
         let config = scratch.appendingPathComponent("pair.json")
         try Data("{\"vms\": [\(vm("a")), \(vm("b"))]}".utf8).write(to: config)
-        let running = try Running(["--config", config.path, "--api-socket", socket], in: scratch)
+        let running = try Running(["--config", config.path, "--api-socket", socket] + extra, in: scratch)
         XCTAssertTrue(
             eventually(seconds: 20) { (try? self.curl(["/api/v1/vmm.ping"]))?.status == 200 },
             "the API answers: \(running.errors)")
@@ -304,8 +308,17 @@ final class APITests: IOBenchDiskTestCase {
     /// and does not is refused; clients that misbehave against the live hvctl (a slow one, malformed
     /// requests, many at once) get their errors while the others are answered and the VMs run on.
     func testSeveralVMsByNameAndMisbehavingClients() throws {
-        let running = try startPair(requests: 100_000_000)
+        let running = try startPair(requests: 100_000_000, extra: ["--side-cores-max", "2"])
         XCTAssertEqual(try json(try curl(["/api/v1/vmm.ping"]).body)["vms"] as? [String], ["a", "b"])
+        // Side cores resized over the API while both VMs' queues run: the second core takes one.
+        let grown = try curl(["/api/v1/vmm.side-cores"], method: "PUT", body: "{\"count\": 2}")
+        XCTAssertEqual(grown.status, 200, grown.body)
+        XCTAssertEqual(try json(grown.body)["sideCores"] as? Int, 2)
+        XCTAssertGreaterThan(try json(grown.body)["moved"] as? Int ?? 0, 0, "a queue moved to the new core")
+        let active = ((try json(try curl(["/api/v1/vm.counters"]).body)["sideCores"] as? [[String: Any]]) ?? [])
+            .filter { $0["active"] as? Bool == true }
+        XCTAssertEqual(active.count, 2)
+        XCTAssertEqual(try hvctl(["iocm", "--socket", socket, "--side-cores", "1"]).status, 0)
         let unnamed = try curl(["/api/v1/vm.info"])
         XCTAssertEqual(unnamed.status, 400)
         XCTAssertEqual(try json(unnamed.body)["code"] as? String, "vm_required")
