@@ -120,11 +120,24 @@ final class BenchResultTests: XCTestCase {
         let load = BenchLoad(workload: .randwrite, blockSize: 65536, qd: 4, requests: 10)
         XCTAssertEqual(
             load.guestCommandLine(holdMilliseconds: 5, verify: false),
-            "qd=4 requests=10 bs=65536 write_pct=100 hold_ms=5 verify=0")
+            "qd=4 bs=65536 write_pct=100 requests=10 hold_ms=5 verify=0")
         let timed = BenchLoad(workload: .randread, blockSize: 4096, qd: 1, requests: 99, durationMilliseconds: 1500)
         XCTAssertEqual(
             timed.guestCommandLine(holdMilliseconds: 5, verify: true),
-            "qd=1 requests=99 bs=4096 write_pct=0 hold_ms=5 duration_ms=1500")
+            "qd=1 bs=4096 write_pct=0 requests=99 hold_ms=5 duration_ms=1500")
+        // The network workloads: their own frame size and depth, the host end's MAC for the guest.
+        XCTAssertEqual(try BenchWorkload.parse("net-rr,net-stream"), [.netRoundTrip, .netStream])
+        XCTAssertEqual(BenchWorkload.netRoundTrip.networkShape?.qd, 1)
+        XCTAssertEqual(BenchWorkload.netStream.networkShape?.frameBytes, 1514)
+        XCTAssertNil(BenchWorkload.randread.networkShape)
+        let stream = BenchLoad(workload: .netStream, blockSize: 1514, qd: 32, requests: 7, durationMilliseconds: 20)
+        XCTAssertEqual(
+            stream.guestCommandLine(holdMilliseconds: 5, verify: true),
+            "net=1 stream=1 requests=7 hold_ms=5 duration_ms=20 peer_mac=0x020000770001")
+        let roundTrips = BenchLoad(workload: .netRoundTrip, blockSize: 98, qd: 1, requests: 7)
+        XCTAssertEqual(
+            roundTrips.guestCommandLine(holdMilliseconds: 5, verify: true),
+            "net=1 requests=7 hold_ms=5 peer_mac=0x020000770001")
     }
 
     /// The record's shape: what scripts and docs read from it.

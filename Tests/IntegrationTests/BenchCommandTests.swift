@@ -279,6 +279,37 @@ final class BenchCommandTests: XCTestCase {
         }
     }
 
+    /// Echo round trips and a UDP stream over a TAP bench makes (hvctl's NIC, QEMU's -netdev tap)
+    /// and sets up: every round trip answered and timed into the guest's histogram, every frame
+    /// sent, no host row (it has no network counterpart), and no TAP left behind.
+    func testNetworkRoundTripsAndAStreamOverATAP() throws {
+        let tapsBefore = Set(try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net"))
+        let (result, document) = try bench([
+            "--workload", "net-rr,net-stream", "--mode", "poll", "--peer", "host,qemu", "--requests", "3000",
+            "--repeat", "1",
+        ])
+        XCTAssertEqual(
+            Set(try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")), tapsBefore,
+            "every TAP went with its VM")
+        let cells = cells(document)
+        XCTAssertEqual(
+            Set(cells.keys),
+            Set([
+                "hvctl-poll net-rr bs=98 qd=1", "qemu net-rr bs=98 qd=1", "hvctl-poll net-stream bs=1514 qd=32",
+                "qemu net-stream bs=1514 qd=32",
+            ]), result.stdout)
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["requests"] as? Int, 3000, "\(name): every round trip answered, every frame sent")
+            XCTAssertEqual(run["errors"] as? Int, 0, name)
+            XCTAssertNotNil(run["exitsPerRequest"] as? Double, name)
+            if name.contains("net-rr") {
+                let buckets = try XCTUnwrap(run["latencyHistogram"] as? [[String: Any]], name)
+                XCTAssertEqual(buckets.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }, 3000, "\(name): each timed")
+            }
+        }
+    }
+
     func testBadInputIsOneLine() throws {
         for (arguments, expected) in [
             (["--qd", "0"], "--qd 0"), (["--mode", "fast"], "--mode fast"), (["--peer", "vmware"], "--peer vmware"),

@@ -5,6 +5,7 @@
  * after T ms (`requests` is then a cap). Closed loop by default; with rate=N open loop, a new
  * request every 1/N s while fewer than qd are outstanding. */
 #include "blk.h"
+#include "latency_histogram.h"
 #include "virtio.h"
 #include "workloads.h"
 
@@ -20,40 +21,6 @@ static u64 blocks;
 /* verify=0 (a null backend, whose reads return zeros): only the status is checked. */
 static int verify = 1;
 static u64 block_size = 4096, write_percent = 0, duration_ns = 0;
-/* Request latencies of the last blk_run, log-linear: 8 buckets per power of two. */
-static u64 histogram[64 * 8];
-
-static u32 bucket(u64 ns) {
-    if (ns < 8) return (u32)ns;
-    u32 exponent = 63 - (u32)__builtin_clzll(ns);
-    return exponent * 8 + (u32)((ns >> (exponent - 3)) & 7);
-}
-
-/* The largest latency bucket `index` holds. */
-static u64 bucket_top(u32 index) {
-    if (index < 8) return index;
-    u32 exponent = index / 8, step = index % 8;
-    return ((8ull + step + 1) << (exponent - 3)) - 1;
-}
-
-void blk_print_histogram(void) {
-    puts_serial("iobench: histogram");
-    for (u32 i = 0; i < 64 * 8; i++) {
-        if (!histogram[i]) continue;
-        puts_serial(" b"); put_u64(i); puts_serial("="); put_u64(histogram[i]);
-    }
-    puts_serial("\n");
-}
-
-u64 blk_latency_percentile(u64 per_mille, u64 completed) {
-    u64 wanted = (completed * per_mille + 999) / 1000, seen = 0;
-    for (u32 i = 0; i < 64 * 8; i++) {
-        seen += histogram[i];
-        if (seen >= wanted && seen > 0) return bucket_top(i);
-    }
-    return 0;
-}
-
 void blk_set_workload(u64 bs, u64 write_pct, u64 duration_ms) {
     if (bs < 4096 || bs > MAX_BS || bs % 4096) fail("bs out of range (4096-131072, a multiple of 4096)");
     if (write_pct > 100) fail("write_pct out of range (0-100)");
@@ -90,7 +57,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
     u64 pages = block_size / 4096;
     u64 taken = interrupts ? interrupts() : 0;
     u8 busy[MAX_QD] = {0};
-    for (u32 i = 0; i < 64 * 8; i++) histogram[i] = 0;
+    histogram_reset();
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
         /* A timed run: no new request once the time is up; those in flight finish. */
@@ -136,7 +103,7 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
             u64 latency = now_ns() - started_at[s];
             latency_sum += latency;
             if (latency > latency_max) latency_max = latency;
-            histogram[bucket(latency)]++;
+            histogram_record(latency);
             int wrong = statuses[s] != 0;
             if (verify && headers[s].type == 0)
                 for (u64 p = 0; p < pages; p++) wrong |= *(u64 *)(buffers[s] + p * 4096) != headers[s].sector + p * 8;
@@ -158,13 +125,13 @@ void blk_workload(int irq, u64 hold_ns) {
     blk_run(qd, total, rate, 0, &r);
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
-    blk_print_histogram();
+    histogram_print();
     puts_serial("iobench: result test=blk");
     put_field("qd", qd); put_field("verify", (u64)verify); put_field("rate", rate); put_field("irq", (u64)irq); put_field("requests", r.completed);
     put_field("bs", block_size); put_field("write_pct", write_percent); put_field("duration_ms", duration_ns / 1000000); put_field("writes", r.writes);
     put_field("errors", r.errors); put_field("kicks", r.kicks);
     put_field("ns", r.ns); put_field("iops", r.ns ? r.completed * 1000000000ull / r.ns : 0);
     put_field("lat_avg_ns", r.completed ? r.latency_sum / r.completed : 0); put_field("lat_max_ns", r.latency_max);
-    put_field("lat_p50_ns", blk_latency_percentile(500, r.completed)); put_field("lat_p99_ns", blk_latency_percentile(990, r.completed));
+    put_field("lat_p50_ns", histogram_percentile(500, r.completed)); put_field("lat_p99_ns", histogram_percentile(990, r.completed));
     puts_serial("\n");
 }

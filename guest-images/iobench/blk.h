@@ -18,10 +18,3 @@ void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd);
  * interrupts taken) has grown, as an interrupt-driven driver would; one that has not grown
  * within 10 ms counts as late and the ring is looked at anyway. */
 void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_reads *out);
-/* The latency below which `per_mille`/1000 of the last blk_run's `completed` reads finished (the
- * top of its log-linear bucket: within 12.5%). */
-u64 blk_latency_percentile(u64 per_mille, u64 completed);
-/* Hands the last blk_run's latency histogram over: one "iobench: histogram bI=N ..." line with
- * every non-empty bucket I (below 8: I ns; above, 8 buckets per power of two: bucket 8e+s holds
- * [(8+s) << (e-3), (9+s) << (e-3)) ns). */
-void blk_print_histogram(void);

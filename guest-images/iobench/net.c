@@ -2,11 +2,14 @@
  * one at a time (a request/response latency test like netperf's TCP_RR, answered by the host
  * kernel); with stream=1 a transmit stream instead: `requests` 1514-byte UDP frames to the host's
  * discard port, up to 32 in flight (like a UDP_STREAM; the host stack receives and drops them).
+ * With duration_ms=T, requests stop being issued after T ms (`requests` is then a cap); round
+ * trips hand their latency histogram over (latency_histogram.h) before the result line.
  * The guest is 169.254.77.2 and the host 169.254.77.1; the host needs a permanent neighbour entry
  * for the guest's MAC (from the device) and passes its own as peer_mac=0x<12 hex digits>, so no
  * ARP is spoken. Frames that are not the awaited reply (IPv6 neighbour discovery, say) are
  * skipped; a reply missing for 100 ms counts as an error and the next request goes out. */
 #include "net.h"
+#include "latency_histogram.h"
 
 #define RX_BUFFERS 64
 #define STREAM_IN_FLIGHT 32
@@ -71,14 +74,17 @@ static u64 recycle_rx(struct virtqueue *rx) {
     return count;
 }
 
-/* The stream: keeps up to STREAM_IN_FLIGHT frames queued; returns how many went out. */
-static u64 stream(struct virtqueue *rx, struct virtqueue *tx, const u8 *guest_mac, const u8 *host_mac, u64 total) {
+/* The stream: keeps up to STREAM_IN_FLIGHT frames queued; returns how many went out. With
+ * `duration_ns`, no frame is queued after that long (`total` is then a cap). */
+static u64 stream(struct virtqueue *rx, struct virtqueue *tx, const u8 *guest_mac, const u8 *host_mac, u64 total,
+                  u64 duration_ns) {
     u8 busy[STREAM_IN_FLIGHT] = {0};
-    u64 sent = 0, done = 0;
+    u64 sent = 0, done = 0, start = now_ns();
     for (u32 s = 0; s < STREAM_IN_FLIGHT; s++)
         tx_ring.desc[s] = (struct desc){ (uintptr_t)tx_buffers[s], build_udp_frame(s, guest_mac, host_mac, (u16)s), 0, 0 };
-    u64 deadline = now_ns() + 10000000000ull;
+    u64 deadline = start + 10000000000ull;
     while (done < total) {
+        if (duration_ns && sent < total && now_ns() - start >= duration_ns) total = sent;
         int added = 0;
         for (u32 s = 0; s < STREAM_IN_FLIGHT && sent < total; s++) {
             if (busy[s]) continue;
@@ -91,6 +97,7 @@ static u64 stream(struct virtqueue *rx, struct virtqueue *tx, const u8 *guest_ma
             u32 id = vq_take(tx, 0);
             if (id >= STREAM_IN_FLIGHT || !busy[id]) fail("device returned an unknown transmit chain");
             busy[id] = 0; done++;
+            deadline = now_ns() + 10000000000ull;
         }
         recycle_rx(rx);
         if (now_ns() > deadline) fail("transmit stream stalled for 10 s");
@@ -130,13 +137,18 @@ void net_workload(int irq, u64 hold_ns) {
     vq_publish(&rx);
 
     int streaming = arg("stream", 0) != 0;
+    u64 duration_ms = arg("duration_ms", 0);
+    if (duration_ms > 3600000) fail("duration_ms out of range (0-3600000)");
+    u64 duration_ns = duration_ms * 1000000;
+    histogram_reset();
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);
     u64 completed = 0, errors = 0, skipped = 0, latency_sum = 0, latency_max = 0;
     rx.kicks = tx.kicks = 0;  /* kicks of the measured loop only, not the first receive buffers' */
     u64 t0 = now_ns();
-    if (streaming) completed = stream(&rx, &tx, guest_mac, host_mac, total);
+    if (streaming) completed = stream(&rx, &tx, guest_mac, host_mac, total, duration_ns);
     for (u64 n = 0; !streaming && n < total; n++) {
+        if (duration_ns && now_ns() - t0 >= duration_ns) break;
         u16 seq = (u16)n;
         tx_ring.desc[0] = (struct desc){ (uintptr_t)tx_buffers[0], build_echo_request(guest_mac, host_mac, seq), 0, 0 };
         u64 sent = now_ns(), deadline = sent + 100000000;
@@ -157,6 +169,7 @@ void net_workload(int irq, u64 hold_ns) {
         u64 latency = now_ns() - sent;
         if (answered) {
             completed++;
+            histogram_record(latency);
             latency_sum += latency;
             if (latency > latency_max) latency_max = latency;
         } else if (++errors > 100) {
@@ -170,10 +183,12 @@ void net_workload(int irq, u64 hold_ns) {
     u64 elapsed = now_ns() - t0;
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
+    if (!streaming) histogram_print();
     puts_serial(streaming ? "iobench: result test=net-stream" : "iobench: result test=net");
     put_field("irq", (u64)irq); put_field("requests", completed); put_field("errors", errors);
     put_field("skipped", skipped); put_field("kicks", rx.kicks + tx.kicks);
     put_field("ns", elapsed); put_field("iops", elapsed ? completed * 1000000000ull / elapsed : 0);
+    put_field("duration_ms", duration_ms);
     if (streaming) put_field("mbit", elapsed ? completed * (14 + 20 + 8 + UDP_PAYLOAD) * 8000ull / elapsed : 0);
     else { put_field("lat_avg_ns", completed ? latency_sum / completed : 0); put_field("lat_max_ns", latency_max); }
     puts_serial("\n");

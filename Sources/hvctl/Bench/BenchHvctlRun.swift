@@ -55,7 +55,18 @@ enum BenchHvctlRun {
         guest: String, disks: [BenchDisk], mode: BenchMode, coalescing: Bool, sideCoreCount: Int, load: BenchLoad,
         running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
+        let tap = BenchTAP.name(for: "h")
         let vms = disks.enumerated().map { index, disk in
+            let name = disks.count == 1 ? "bench" : "bench\(index)"
+            let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
+            let machine = MachineConfiguration(
+                boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
+                memoryInBytes: 256 << 20)
+            if load.workload.isNetwork {
+                // The NIC's TAP is made here and goes with the runtime; BenchTAP sets up its host end.
+                let nic = NetDeviceConfiguration(tapName: tap, mac: BenchTAP.guestMACBytes)
+                return VMConfiguration(name: name, machine: machine, nets: [nic])
+            }
             var deviceConfiguration: BlockDeviceConfiguration
             switch disk {
             case .file(let path, _):
@@ -66,12 +77,7 @@ enum BenchHvctlRun {
                 deviceConfiguration.backend = .null
                 deviceConfiguration.nullSizeInBytes = bytes
             }
-            let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
-            let machine = MachineConfiguration(
-                boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
-                memoryInBytes: 256 << 20)
-            return VMConfiguration(
-                name: disks.count == 1 ? "bench" : "bench\(index)", machine: machine, disks: [deviceConfiguration])
+            return VMConfiguration(name: name, machine: machine, disks: [deviceConfiguration])
         }
         let io: IOConfiguration
         switch mode {
@@ -87,34 +93,31 @@ enum BenchHvctlRun {
         // thread, which waits at the mark anyway.
         let states = vms.map { _ in Lock(ConsoleState()) }
         let runtimeBox = Lock<VMMRuntime?>(nil)
-        let runtime = try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: false) { configuration in
-            let index = vms.firstIndex { $0.name == configuration.name } ?? 0
-            let state = states[index]
-            return { byte in
-                guard byte == UInt8(ascii: "\n") else {
-                    // A serial console ends lines with CR LF: the CR is not part of the line.
-                    if byte != UInt8(ascii: "\r") {
-                        state.withLock { if $0.line.count < 4096 { $0.line.append(byte) } }
-                    }
-                    return
-                }
-                let line = state.withLock { state -> String in
-                    defer { state.line = [] }
-                    return String(decoding: state.line, as: UTF8.self)
-                }
-                if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
-                    let report = try? runtimeBox.withLock { $0 }?.statistics()
-                    let sample = report.map { Sample($0, vm: index) } ?? Sample()
-                    state.withLock { $0.samples.append(sample) }
-                } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
-                    state.withLock { $0.results.append(line) }
-                } else if line.contains("iobench: error") {
-                    state.withLock { $0.error = line }
-                }
+        let runtime: VMMRuntime
+        do {
+            runtime = try makeRuntime(vms: vms, io: io, states: states, runtimeBox: runtimeBox)
+        } catch let error as VMBuildError {
+            // A TAP hvctl may not create is the likely one: say which and why, in one line.
+            if let problem = error.underlying as? ConfigurationError, problem.field == .netTAPName {
+                throw BenchError(
+                    "--workload \(load.workload.rawValue): TAP \(problem.value ?? tap): \(problem.problem)"
+                        + " (creating a TAP needs CAP_NET_ADMIN)")
             }
+            throw BenchError("the bench VM could not be built: \(error.underlying)")
         }
         runtimeBox.withLock { $0 = runtime }
         running.withLock { $0 = runtime }
+        // The TAP exists once the runtime does; a host end that cannot be set up ends the run
+        // before it starts (it still goes through run and finish, which stop the side cores).
+        var setupError: Error?
+        if load.workload.isNetwork {
+            do {
+                try BenchTAP.configure(tap)
+            } catch {
+                setupError = error
+                runtime.stop(.failed("\(error)"))
+            }
+        }
         defer {
             // The console closures hold the box: emptying it lets the runtime go (and its disks close
             // and unlock) before the next cell opens the files.
@@ -124,6 +127,7 @@ enum BenchHvctlRun {
         if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
         let exits = try runtime.run()
         _ = try runtime.finish(exits: exits)
+        if let setupError { throw setupError }
         var parts: [BenchMeasurement] = []
         var sideCoreStart = UInt64.max
         var sideCoreEnd: UInt64 = 0
@@ -158,5 +162,39 @@ enum BenchHvctlRun {
         }
         measurement.deviceLatency = LatencySummary(deviceLatency)
         return measurement
+    }
+
+    /// The runtime of `vms`, each console's lines read as they come into its state: the marks
+    /// sample the runtime (on the VM's vCPU thread, which waits at the mark anyway), result and
+    /// error lines are kept.
+    private static func makeRuntime(
+        vms: [VMConfiguration], io: IOConfiguration, states: [Lock<ConsoleState>], runtimeBox: Lock<VMMRuntime?>
+    ) throws -> VMMRuntime {
+        try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: false) { configuration in
+            let index = vms.firstIndex { $0.name == configuration.name } ?? 0
+            let state = states[index]
+            return { byte in
+                guard byte == UInt8(ascii: "\n") else {
+                    // A serial console ends lines with CR LF: the CR is not part of the line.
+                    if byte != UInt8(ascii: "\r") {
+                        state.withLock { if $0.line.count < 4096 { $0.line.append(byte) } }
+                    }
+                    return
+                }
+                let line = state.withLock { state -> String in
+                    defer { state.line = [] }
+                    return String(decoding: state.line, as: UTF8.self)
+                }
+                if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
+                    let report = try? runtimeBox.withLock { $0 }?.statistics()
+                    let sample = report.map { Sample($0, vm: index) } ?? Sample()
+                    state.withLock { $0.samples.append(sample) }
+                } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
+                    state.withLock { $0.results.append(line) }
+                } else if line.contains("iobench: error") {
+                    state.withLock { $0.error = line }
+                }
+            }
+        }
     }
 }

@@ -12,6 +12,14 @@ enum BenchProcess {
         _ executable: String, _ arguments: [String], running: Lock<Set<Int32>>? = nil, interrupted: Lock<Int32?>? = nil,
         onLine: ((String) -> Void)? = nil
     ) throws -> String {
+        try runWithStatus(executable, arguments, running: running, interrupted: interrupted, onLine: onLine).output
+    }
+
+    /// As `run`, with the child's exit status (its code, or 128 + the signal that ended it).
+    static func runWithStatus(
+        _ executable: String, _ arguments: [String], running: Lock<Set<Int32>>? = nil, interrupted: Lock<Int32?>? = nil,
+        onLine: ((String) -> Void)? = nil
+    ) throws -> (output: String, status: Int32) {
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw BenchError("\(executable): \(String(cString: strerror(errno)))") }
         // Not inherited by other children this process starts meanwhile; the dup2s below are.
@@ -66,6 +74,8 @@ enum BenchProcess {
         var exitStatus: Int32 = 0
         while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
         running?.withLock { _ = $0.remove(pid) }
-        return String(decoding: output, as: UTF8.self)
+        // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import as functions.
+        let code = exitStatus & 0x7F == 0 ? (exitStatus >> 8) & 0xFF : 128 + (exitStatus & 0x7F)
+        return (String(decoding: output, as: UTF8.self), code)
     }
 }

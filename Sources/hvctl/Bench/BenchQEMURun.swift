@@ -15,6 +15,8 @@ enum BenchQEMURun {
 
     /// How long the guest waits at each mark: time for the monitor's round trip.
     static let holdMilliseconds = 100
+    /// With a network workload: also time to set up the TAP's host end at the start mark.
+    static let networkHoldMilliseconds = 500
 
     /// hvctl's placement in poll mode for `vms` one-vCPU VMs on `sideCores` side cores (side cores
     /// on the last CPUs, vCPUs on the others): VM i's I/O thread takes side core i's CPU (modulo
@@ -38,14 +40,27 @@ enum BenchQEMURun {
         guest: String, disk: BenchDisk, load: BenchLoad, pollMaxNanoseconds: UInt64?, index: Int = 0,
         vms: Int = 1, sideCores: Int = 1, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
-        let drive: String
-        switch disk {
-        case .file(let path, _):
-            let access = load.workload.writePercent == 0 ? ",readonly=on" : ""
-            drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(access)"
-        case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
+        let device: [String]
+        let tap = BenchTAP.name(for: "q")
+        if load.workload.isNetwork {
+            // QEMU 7.2 has no iothread for virtio-net: its main loop serves the TAP.
+            device = [
+                "-netdev", "tap,id=n0,ifname=\(tap),script=no,downscript=no", "-device",
+                "virtio-net-pci,netdev=n0,mac=\(BenchTAP.guestMAC),romfile=",
+            ]
+        } else {
+            let drive: String
+            switch disk {
+            case .file(let path, _):
+                let access = load.workload.writePercent == 0 ? ",readonly=on" : ""
+                drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(access)"
+            case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
+            }
+            let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
+            device = ["-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0"]
         }
-        let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
+        // The network's host end is set up while the guest holds at its start mark: time for that too.
+        let hold = load.workload.isNetwork ? networkHoldMilliseconds : holdMilliseconds
         var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             throw BenchError("a directory for QEMU's QMP socket: \(String(cString: strerror(errno)))")
@@ -56,14 +71,13 @@ enum BenchQEMURun {
             unlink(socket)
             rmdir(directory)
         }
-        let arguments = [
-            "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
-            "-nodefaults", "-name", "bench\(index),debug-threads=on", "-serial", "stdio", "-qmp",
-            "unix:\(socket),server=on,wait=off",
-            "-kernel", guest, "-append",
-            load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern),
-            "-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0",
-        ]
+        let arguments =
+            [
+                "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
+                "-nodefaults", "-name", "bench\(index),debug-threads=on", "-serial", "stdio", "-qmp",
+                "unix:\(socket),server=on,wait=off",
+                "-kernel", guest, "-append", load.guestCommandLine(holdMilliseconds: hold, verify: disk.hasPattern),
+            ] + device
         // The marks' samples; the monitor is connected at the first (QEMU listens long before).
         var monitor: BenchQMP?
         var exitSamples: [UInt64] = []
@@ -73,6 +87,7 @@ enum BenchQEMURun {
                 return
             }
             do {
+                if monitor == nil && load.workload.isNetwork { try BenchTAP.configure(tap) }
                 let connected = try monitor ?? BenchQMP(socket: socket)
                 if monitor == nil {
                     try pin(
@@ -85,13 +100,13 @@ enum BenchQEMURun {
             }
         }
         monitor = nil
+        if let monitorError { throw monitorError }
         if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
             throw BenchError("the iobench guest failed under QEMU: \(error)")
         }
         guard let result = IOBenchResult(lines: output.split(whereSeparator: \.isNewline).map(String.init)) else {
             throw BenchError("QEMU ended without the guest's result: \(output.suffix(300))")
         }
-        if let monitorError { throw monitorError }
         guard exitSamples.count == 2 else { throw BenchError("QEMU's guest did not pass both marks") }
         var measurement = result.measurement
         measurement.exitsPerRequest = Double(exitSamples[1] &- exitSamples[0]) / Double(max(measurement.requests, 1))

@@ -49,7 +49,9 @@ enum BenchTable {
             rows.append([
                 cell.target, cell.workload, BenchBlockSize.label(cell.blockSize), "\(cell.qd)", "\(Int(median))",
                 "\(Int(cell.iops.min))-\(Int(cell.iops.max))",
-                format(cell.latencyMeanNanoseconds.median / 1000, digits: 1),
+                // A stream times no request (frames/s only).
+                cell.latencyMeanNanoseconds.max > 0
+                    ? format(cell.latencyMeanNanoseconds.median / 1000, digits: 1) : "-",
                 microseconds(latency?.p50Nanoseconds), microseconds(latency?.p99Nanoseconds),
                 microseconds(latency?.p999Nanoseconds),
                 exits.isEmpty ? "-" : format(BenchReport.Spread(exits).median, digits: 3),

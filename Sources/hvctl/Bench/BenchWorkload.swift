@@ -1,16 +1,32 @@
 import ArgumentParser
 
-/// A block workload `hvctl bench` runs (fio's names): random reads, random writes of the pattern
-/// (so a later read still verifies), or half of each.
+/// A workload `hvctl bench` runs: block random reads, random writes of the pattern (so a later
+/// read still verifies) or half of each (fio's names), or over a virtio-net NIC on a TAP: ICMP
+/// echo round trips to the host's end, one at a time (like netperf's TCP_RR), or a stream of
+/// 1514-byte UDP frames to it, 32 in flight (like UDP_STREAM; the host stack drops them).
 enum BenchWorkload: String, CaseIterable, Sendable {
     case randread, randwrite, randrw
+    case netRoundTrip = "net-rr"
+    case netStream = "net-stream"
 
     /// The share of requests that are writes, as iobench's `write_pct` takes it.
     var writePercent: Int {
         switch self {
-        case .randread: 0
+        case .randread, .netRoundTrip, .netStream: 0
         case .randwrite: 100
         case .randrw: 50
+        }
+    }
+
+    var isNetwork: Bool { self == .netRoundTrip || self == .netStream }
+
+    /// A network workload's own size and depth (the guest's frames: a 98-byte echo request, one
+    /// at a time; 1514-byte frames, 32 in flight), which `--bs` and `--qd` do not change.
+    var networkShape: (frameBytes: Int, qd: Int)? {
+        switch self {
+        case .netRoundTrip: (14 + 20 + 8 + 56, 1)
+        case .netStream: (1514, 32)
+        default: nil
         }
     }
 
@@ -18,7 +34,8 @@ enum BenchWorkload: String, CaseIterable, Sendable {
     static func parse(_ list: String) throws -> [BenchWorkload] {
         try list.split(separator: ",", omittingEmptySubsequences: false).map {
             guard let workload = BenchWorkload(rawValue: String($0)) else {
-                throw ValidationError("--workload \(list): '\($0)' is not randread, randwrite or randrw")
+                throw ValidationError(
+                    "--workload \(list): '\($0)' is not randread, randwrite, randrw, net-rr or net-stream")
             }
             return workload
         }
@@ -59,8 +76,12 @@ struct BenchLoad: Sendable {
 
     /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
     func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
-        "qd=\(qd) requests=\(requests) bs=\(blockSize) write_pct=\(workload.writePercent) hold_ms=\(holdMilliseconds)"
+        let common =
+            "requests=\(requests) hold_ms=\(holdMilliseconds)"
             + (durationMilliseconds.map { " duration_ms=\($0)" } ?? "") + (interrupts ? " irq=1" : "")
-            + (verify ? "" : " verify=0")
+        guard !workload.isNetwork else {
+            return "net=1 \(workload == .netStream ? "stream=1 " : "")\(common) peer_mac=0x\(BenchTAP.hostMACHex)"
+        }
+        return "qd=\(qd) bs=\(blockSize) write_pct=\(workload.writePercent) \(common)" + (verify ? "" : " verify=0")
     }
 }
