@@ -247,6 +247,25 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(options["interruptCoalescing"] as? [String], ["on", "off"])
     }
 
+    /// `--rate`: an open loop (a request every 1/rate s while fewer than qd are out), as an
+    /// interrupt-driven guest under a steady load makes; no host row (its loop is closed).
+    func testAnOpenLoopAtAFixedRate() throws {
+        let (_, document) = try bench([
+            "--irq", "--rate", "20000", "--qd", "8", "--mode", "hybrid", "--peer", "host,qemu", "--requests", "4000",
+            "--repeat", "1",
+        ])
+        let cells = cells(document)
+        XCTAssertEqual(Set(cells.keys), Set(["hvctl-hybrid", "qemu"].map { "\($0) randread bs=4096 qd=8" }))
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["requests"] as? Int, 4000, name)
+            XCTAssertEqual(run["errors"] as? Int, 0, name)
+            // Paced: no faster than asked (a little slack for the guest's clock reads).
+            XCTAssertLessThanOrEqual(run["iops"] as? Double ?? .infinity, 20000 * 1.05, name)
+        }
+        XCTAssertEqual((document["options"] as? [String: Any])?["rate"] as? Int, 20000)
+    }
+
     /// `--vms 2`: hvctl's two VMs share one side core, QEMU runs two processes, the host two loops;
     /// each cell's figures are both VMs' together, every block verified, and the pattern files go.
     func testSeveralVMsAtOnceAddUp() throws {

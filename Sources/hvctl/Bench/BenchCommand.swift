@@ -54,6 +54,12 @@ struct Bench: ParsableCommand {
     var irq = false
 
     @Option(
+        help: ArgumentHelp(
+            "Open loop for the block workloads: a new request every 1/rate s while fewer than --qd are out "
+                + "(requests/s); latency then counts from when a request was due. No host row.", valueName: "n"))
+    var rate: UInt64?
+
+    @Option(
         name: .customLong("irq-coalesce"),
         help: ArgumentHelp(
             "With --irq: hvctl's side-core modes with interrupt coalescing on, off, or both (on,off).",
@@ -134,6 +140,12 @@ struct Bench: ParsableCommand {
         }
         if null && disk != nil { throw ValidationError("--null: not with --disk") }
         guard (1...16).contains(vms) else { throw ValidationError("--vms \(vms): 1 to 16") }
+        if let rate {
+            guard (1...10_000_000).contains(rate) else { throw ValidationError("--rate \(rate): 1 to 10000000") }
+            if try BenchWorkload.parse(workload).contains(where: \.isNetwork) {
+                throw ValidationError("--rate \(rate): for the block workloads only")
+            }
+        }
         guard (1...64).contains(sideCores) else { throw ValidationError("--side-cores \(sideCores): 1 to 64") }
         if vms > 1, try BenchWorkload.parse(workload).contains(where: \.isNetwork) {
             throw ValidationError(
@@ -260,13 +272,17 @@ struct Bench: ParsableCommand {
             return shapes.map {
                 BenchLoad(
                     workload: workload, blockSize: $0.0, qd: $0.1, requests: requestCap,
-                    durationMilliseconds: durationMilliseconds, interrupts: irq)
+                    durationMilliseconds: durationMilliseconds, interrupts: irq, rate: rate)
             }
         }
         cells: for load in loads {
             // The host loop reads files, and QEMU's polling limits are its iothread's: neither has a
             // network counterpart (QEMU 7.2 serves virtio-net from its main loop).
-            for target in targets where !load.workload.isNetwork || target.servesNetworks {
+            // Nor has an open loop: the host loop keeps qd in flight.
+            for target in targets
+            where (!load.workload.isNetwork || target.servesNetworks)
+                && (load.rate == nil || !target.isHost)
+            {
                 var cell = BenchReport.Cell(
                     target: target.name, workload: load.workload.rawValue, blockSize: load.blockSize, qd: load.qd,
                     runs: [])
@@ -335,7 +351,8 @@ struct Bench: ParsableCommand {
             modes: (try? modes().map(\.rawValue)) ?? [],
             peers: (try? peers()) ?? [], qemuPollMaxNanoseconds: (try? qemuPollLimits()) ?? [], requests: requestCap,
             durationMilliseconds: durationMilliseconds, interrupts: irq,
-            interruptCoalescing: ((try? coalescingSettings()) ?? []).map { $0 ? "on" : "off" }, repeat: self.repeat,
+            interruptCoalescing: ((try? coalescingSettings()) ?? []).map { $0 ? "on" : "off" }, rate: rate,
+            repeat: self.repeat,
             disk: disk ?? (null ? "null" : "pattern"), pinning: pinning, vms: vms, sideCores: sideCores)
     }
 
@@ -394,6 +411,11 @@ enum BenchTarget: Sendable {
         case .qemu(let limit): limit.map { "qemu-pmn=\($0)" } ?? "qemu"
         case .host: "host"
         }
+    }
+
+    var isHost: Bool {
+        if case .host = self { return true }
+        return false
     }
 
     /// Whether it runs the network workloads.

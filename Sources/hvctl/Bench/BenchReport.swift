@@ -78,6 +78,8 @@ struct BenchReport: Codable {
         var interrupts: Bool? = nil
         /// hvctl's side-core coalescing settings measured (`--irq-coalesce`).
         var interruptCoalescing: [String]? = nil
+        /// Open loop: requests per second (`--rate`).
+        var rate: UInt64? = nil
         let `repeat`: Int
         let disk: String
         /// Where each peer's threads ran (BenchQEMURun.placement).

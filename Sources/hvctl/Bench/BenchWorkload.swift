@@ -73,6 +73,8 @@ struct BenchLoad: Sendable {
     var durationMilliseconds: UInt64? = nil
     /// The guest asks for a completion interrupt per request.
     var interrupts = false
+    /// Open loop (block workloads): a new request every 1/rate s while fewer than qd are out.
+    var rate: UInt64? = nil
 
     /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
     func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
@@ -82,6 +84,7 @@ struct BenchLoad: Sendable {
         guard !workload.isNetwork else {
             return "net=1 \(workload == .netStream ? "stream=1 " : "")\(common) peer_mac=0x\(BenchTAP.hostMACHex)"
         }
-        return "qd=\(qd) bs=\(blockSize) write_pct=\(workload.writePercent) \(common)" + (verify ? "" : " verify=0")
+        return "qd=\(qd) bs=\(blockSize) write_pct=\(workload.writePercent) \(common)"
+            + (rate.map { " rate=\($0)" } ?? "") + (verify ? "" : " verify=0")
     }
 }
