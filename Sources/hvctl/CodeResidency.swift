@@ -23,15 +23,16 @@ enum CodeResidency {
         var writable: Bool
         /// Backed by a file (its path starts with "/"), not anonymous memory or [vdso] and the like.
         var fromFile: Bool
-        /// KiB of private copies (relocated or written pages): those must never be dropped.
-        var anonymousKiB = 0
+        /// KiB of private copies (relocated or written pages), in RAM and swapped out: those must
+        /// never be dropped (a swapped-out copy counts under `Swap:`, not `Anonymous:`).
+        var privateCopyKiB = 0
     }
 
     /// Call once the VMs are built. Other threads may run: a page they need faults back in. Only
     /// read-only file mappings without private copies are dropped: a written page (relocated data,
     /// anything in a writable mapping) exists nowhere else.
     static func trim() {
-        for mapping in mappings() where mapping.fromFile && !mapping.writable && mapping.anonymousKiB == 0 {
+        for mapping in mappings() where mapping.fromFile && !mapping.writable && mapping.privateCopyKiB == 0 {
             guard let address = UnsafeMutableRawPointer(bitPattern: mapping.start) else { continue }
             let length = Int(mapping.end - mapping.start)
             // Each is advice: on a kernel without MADV_PAGEOUT (before 5.4) the pages stay cached.
@@ -55,8 +56,8 @@ enum CodeResidency {
             if let header = mappingHeader(fields) {
                 if let current { mappings.append(current) }
                 current = header
-            } else if fields.count >= 2, fields[0] == "Anonymous:", current != nil {
-                current?.anonymousKiB = Int(fields[1]) ?? Int.max
+            } else if fields.count >= 2, fields[0] == "Anonymous:" || fields[0] == "Swap:", current != nil {
+                current?.privateCopyKiB += Int(fields[1]) ?? Int.max / 2
             }
         }
         if let current { mappings.append(current) }

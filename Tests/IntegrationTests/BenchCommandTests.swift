@@ -251,19 +251,21 @@ final class BenchCommandTests: XCTestCase {
     /// interrupt-driven guest under a steady load makes; no host row (its loop is closed).
     func testAnOpenLoopAtAFixedRate() throws {
         let (_, document) = try bench([
-            "--irq", "--rate", "20000", "--qd", "8", "--mode", "hybrid", "--peer", "host,qemu", "--requests", "4000",
+            "--irq", "--rate", "2000", "--qd", "8", "--mode", "hybrid", "--peer", "host,qemu", "--requests", "3000",
             "--repeat", "1",
         ])
         let cells = cells(document)
         XCTAssertEqual(Set(cells.keys), Set(["hvctl-hybrid", "qemu"].map { "\($0) randread bs=4096 qd=8" }))
         for (name, cell) in cells {
             let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
-            XCTAssertEqual(run["requests"] as? Int, 4000, name)
+            XCTAssertEqual(run["requests"] as? Int, 3000, name)
             XCTAssertEqual(run["errors"] as? Int, 0, name)
-            // Paced: no faster than asked (a little slack for the guest's clock reads).
-            XCTAssertLessThanOrEqual(run["iops"] as? Double ?? .infinity, 20000 * 1.05, name)
+            // Paced at the rate asked, far below what either reaches in a closed loop (a closed loop
+            // would show tens of thousands); the slack is the guest's clock reads.
+            let iops = run["iops"] as? Double ?? 0
+            XCTAssertTrue((2000 * 0.9...2000 * 1.05).contains(iops), "\(name): \(iops) IOPS")
         }
-        XCTAssertEqual((document["options"] as? [String: Any])?["rate"] as? Int, 20000)
+        XCTAssertEqual((document["options"] as? [String: Any])?["rate"] as? Int, 2000)
     }
 
     /// `--vms 2`: hvctl's two VMs share one side core, QEMU runs two processes, the host two loops;

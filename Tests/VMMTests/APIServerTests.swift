@@ -159,9 +159,9 @@ final class APIServerTests: XCTestCase {
         }
     }
 
-    /// At the limit, a new connection takes the place of the client idle the longest; only when
-    /// every client is in the middle of a request (each bounded by the request timeout) is it
-    /// turned away. Idle connections cannot lock the others out.
+    /// At the limit, a new connection takes the place of the client idle the longest (for at least
+    /// a second); when every client is in the middle of a request (each bounded by the request
+    /// timeout) or only just idle, it is turned away. Idle connections cannot lock the others out.
     func testClientsBeyondTheLimitReplaceIdleOnesOrAreTurnedAway() throws {
         let server = try echoServer()
         defer { server.stop() }
@@ -178,9 +178,15 @@ final class APIServerTests: XCTestCase {
         XCTAssertTrue(receive(refused).hasPrefix("HTTP/1.1 503 "))
         close(refused)
 
-        // The first finishes its request and is idle again; it is the one a new client replaces.
+        // The first finishes its request and is idle again; once it has been idle long enough (the
+        // server's minimum, which keeps a burst of clients from replacing its own members), it is
+        // the one a new client replaces. The wait is the behaviour under test, not a sync.
         send(open[0], "\r\n")
         XCTAssertTrue(receive(open[0]).hasSuffix("GET /held"))
+        let early = try connect()
+        XCTAssertTrue(receive(early).hasPrefix("HTTP/1.1 503 "), "idle for less than the minimum: kept")
+        close(early)
+        usleep(UInt32(APIServer.minimumIdleToReplace / 1000) + 200_000)
         let newcomer = try connect()
         defer { close(newcomer) }
         send(newcomer, "GET /new HTTP/1.1\r\n\r\n")

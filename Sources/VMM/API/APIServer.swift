@@ -11,6 +11,8 @@ public final class APIServer: Sendable {
     public static let maxClients = 16
     public static let requestTimeout: UInt64 = 5_000_000_000
     public static let idleTimeout: UInt64 = 60_000_000_000
+    /// How long a client must have been idle before a new one at the limit may replace it.
+    public static let minimumIdleToReplace: UInt64 = 1_000_000_000
 
     private let path: String
     private let listener: Int32
@@ -90,13 +92,15 @@ public final class APIServer: Sendable {
 
     /// Takes waiting connections (at most 64 a round, so a flood of them cannot keep the thread
     /// from its clients). At `maxClients`, a new connection replaces the client idle the longest
-    /// between requests (so idle connections cannot lock others out); when every client is in
-    /// the middle of a request, it gets 503 and is closed.
+    /// between requests, if one has been idle `minimumIdleToReplace` (so idle connections cannot
+    /// lock others out, and a burst of clients does not close its own members before they speak);
+    /// otherwise it gets 503 and is closed.
     private func accept(into clients: inout [Client], now: UInt64) {
+        let earlier = clients.count
         for _ in 0..<64 {
             let fd = ckvm_accept_nonblocking(listener)
             guard fd >= 0 else { return }
-            if clients.count >= Self.maxClients, let idle = Self.longestIdle(clients) {
+            if clients.count >= Self.maxClients, let idle = Self.longestIdle(clients.prefix(earlier), now: now) {
                 close(clients[idle].fd)
                 clients.remove(at: idle)
             }
@@ -111,10 +115,19 @@ public final class APIServer: Sendable {
         }
     }
 
-    /// The client between requests (nothing read or left to write) whose idle deadline is nearest.
-    private static func longestIdle(_ clients: [Client]) -> Int? {
-        clients.indices.filter { clients[$0].input.isEmpty && clients[$0].output.isEmpty }
-            .min { clients[$0].deadline < clients[$1].deadline }
+    /// The client idle the longest, if it has been idle `minimumIdleToReplace` between requests:
+    /// nothing read, nothing to write, and nothing waiting in its socket either.
+    private static func longestIdle(_ clients: ArraySlice<Client>, now: UInt64) -> Int? {
+        // An idle client's deadline is `idleTimeout` after its last activity.
+        let latest = now &+ idleTimeout &- minimumIdleToReplace
+        guard
+            let index = clients.indices.filter({
+                clients[$0].input.isEmpty && clients[$0].output.isEmpty && clients[$0].deadline <= latest
+            }).min(by: { clients[$0].deadline < clients[$1].deadline })
+        else { return nil }
+        var byte: UInt8 = 0
+        let waiting = recv(clients[index].fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return waiting < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? index : nil
     }
 
     /// Reads, answers and writes for one client; false when it is done with.

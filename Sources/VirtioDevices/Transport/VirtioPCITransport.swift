@@ -38,9 +38,11 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
     private let msixCapabilityOffset: Int
     /// The device's lifecycle events (activation, reset, DEVICE_NEEDS_RESET), each with its name.
     private let logger: Logger
-    /// DEVICE_NEEDS_RESET events logged one by one; a guest that breaks its rings over and over is
-    /// then only counted (`errorCount`), so it cannot flood the log.
-    static let loggedNeedsResets: UInt64 = 10
+    /// Events of each kind logged one by one (activations and resets; DEVICE_NEEDS_RESET): a guest
+    /// that resets or breaks its device over and over is then only counted, so it cannot flood
+    /// the log.
+    static let loggedEventsPerKind: UInt64 = 10
+    private let lifecycleEvents = Counter()
 
     /// `logger`: where lifecycle events go (the VM's name in its metadata); the device's name is added.
     public init(
@@ -158,7 +160,7 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
             }
             switch transition {
             case .reset:
-                if !activation.handlers.isEmpty { logger.info("device reset by the driver") }
+                if !activation.handlers.isEmpty { logLifecycle("device reset by the driver") }
                 tearDown(&activation)
                 // Status reads 0 only now: a driver that waits for it knows the reset completed.
                 registers.withLock { $0 = $0.afterReset }
@@ -192,11 +194,9 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
             activation.handlers = try device.activate(
                 memory: memory, features: registers.driverFeatures, queues: contexts)
             try engine.attach(activation.handlers)
-            logger.info(
+            logLifecycle(
                 "device activated",
-                metadata: [
-                    "queues": "\(contexts.count)", "features": "0x\(String(registers.driverFeatures, radix: 16))",
-                ])
+                ["queues": "\(contexts.count)", "features": "0x\(String(registers.driverFeatures, radix: 16))"])
         } catch {
             // The engine took none of the handlers (attach is all or nothing): they and the doorbells go now.
             tearDown(&activation, attached: false)
@@ -254,15 +254,22 @@ public final class VirtioPCITransport: PCIDevice, Sendable {
         errorCount.add()
         lastError.withLock { $0 = reason }
         let count = errorCount.count
-        if count <= Self.loggedNeedsResets {
-            logger.warning(
-                "device needs reset",
-                metadata: [
-                    "reason": "\(reason)",
-                    "then": count == Self.loggedNeedsResets ? "only counted (device_errors)" : "logged",
-                ])
+        if count <= Self.loggedEventsPerKind {
+            var fields: Logger.Metadata = ["reason": "\(reason)"]
+            if count == Self.loggedEventsPerKind { fields["next"] = "counted only (device_errors)" }
+            logger.warning("device needs reset", metadata: fields)
         }
         if vector != Self.noVector { msix.raise(vector: Int(vector)) }
+    }
+
+    /// An activation or reset, at info level: the first `loggedEventsPerKind` of them.
+    private func logLifecycle(_ message: Logger.Message, _ fields: Logger.Metadata = [:]) {
+        lifecycleEvents.add()
+        let count = lifecycleEvents.count
+        guard count <= Self.loggedEventsPerKind else { return }
+        var fields = fields
+        if count == Self.loggedEventsPerKind { fields["next"] = "not logged" }
+        logger.info(message, metadata: fields)
     }
 
     public let errorCount = Counter()

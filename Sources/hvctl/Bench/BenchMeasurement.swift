@@ -31,6 +31,12 @@ struct BenchMeasurement: Codable, Sendable {
 }
 
 extension BenchMeasurement {
+    /// A mean of the guest's figures in whole nanoseconds, clamped: a guest that reports absurd
+    /// latencies gets absurd figures, not a trap.
+    static func wholeNanoseconds(_ value: Double) -> UInt64 {
+        value.isNaN || value <= 0 ? 0 : value >= 0x1p63 ? 1 << 63 : UInt64(value)
+    }
+
     /// Runs made at the same time (one per VM with `--vms`, or per host loop) as one: their
     /// requests, writes, errors and rates add up; per-request figures and the mean latency are
     /// weighted by each part's requests; the histograms merge. A figure only some parts have
@@ -48,7 +54,7 @@ extension BenchMeasurement {
         var combined = BenchMeasurement(
             requests: requests, writes: parts.reduce(0) { $0 &+ $1.writes },
             errors: parts.reduce(0) { $0 &+ $1.errors }, iops: parts.reduce(0) { $0 + $1.iops },
-            latencyMeanNanoseconds: UInt64(latencySum / total))
+            latencyMeanNanoseconds: wholeNanoseconds(latencySum / total))
         let histograms = parts.compactMap(\.latencyHistogram)
         if histograms.count == parts.count {
             let merged = IOBenchHistogram.merged(histograms)

@@ -1,3 +1,4 @@
+import CKVM
 import FoundationEssentials
 import Glibc
 import Hypervisor
@@ -21,9 +22,11 @@ enum BenchProcess {
         onLine: ((String) -> Void)? = nil
     ) throws -> (output: String, status: Int32) {
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { throw BenchError("\(executable): \(String(cString: strerror(errno)))") }
-        // Not inherited by other children this process starts meanwhile; the dup2s below are.
-        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Close-on-exec from the start: not inherited by the children other threads start meanwhile
+        // (QEMU's VMs with --vms); the dup2s below are.
+        guard ckvm_pipe_cloexec(&pipeFDs) == 0 else {
+            throw BenchError("\(executable): \(String(cString: strerror(errno)))")
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

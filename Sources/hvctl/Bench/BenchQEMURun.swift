@@ -15,7 +15,7 @@ enum BenchQEMURun {
 
     /// How long the guest waits at each mark: time for the monitor's round trip.
     static let holdMilliseconds = 100
-    /// With a network workload: also time to set up the TAP's host end at the start mark.
+    /// With a network workload: room for the TAP's host end to be set up before the first request.
     static let networkHoldMilliseconds = 500
 
     /// hvctl's placement in poll mode for `vms` one-vCPU VMs on `sideCores` side cores (side cores
@@ -59,7 +59,7 @@ enum BenchQEMURun {
             let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
             device = ["-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0"]
         }
-        // The network's host end is set up while the guest holds at its start mark: time for that too.
+        // With a network, the host end is being set up meanwhile: a longer first hold leaves room.
         let hold = load.workload.isNetwork ? networkHoldMilliseconds : holdMilliseconds
         var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -82,24 +82,41 @@ enum BenchQEMURun {
         var monitor: BenchQMP?
         var exitSamples: [UInt64] = []
         var monitorError: Error?
-        let output = try BenchProcess.run(executable, arguments, running: running, interrupted: interrupted) { line in
-            guard monitorError == nil, line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") else {
-                return
-            }
-            do {
-                if monitor == nil && load.workload.isNetwork { try BenchTAP.configure(tap) }
-                let connected = try monitor ?? BenchQMP(socket: socket)
-                if monitor == nil {
-                    try pin(
-                        try connected.threadIDs(), placement: placement(sideCores: sideCores, vms: vms), index: index)
+        // The TAP's host end is set up as soon as QEMU has made the TAP (at its start, long before
+        // the guest's first request), on a thread of its own: the console is read meanwhile.
+        let tapSetup = Lock<Result<Void, any Error>?>(nil)
+        let tapThread =
+            try load.workload.isNetwork
+            ? HostThread(name: "bench-tap") {
+                let result = Result { try BenchTAP.configure(tap) }
+                tapSetup.withLock { $0 = result }
+            } : nil
+        let output: String
+        do {
+            output = try BenchProcess.run(executable, arguments, running: running, interrupted: interrupted) { line in
+                guard monitorError == nil, line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") else {
+                    return
                 }
-                monitor = connected
-                exitSamples.append(try connected.exits())
-            } catch {
-                monitorError = error
+                do {
+                    let connected = try monitor ?? BenchQMP(socket: socket)
+                    if monitor == nil {
+                        try pin(
+                            try connected.threadIDs(), placement: placement(sideCores: sideCores, vms: vms),
+                            index: index)
+                    }
+                    monitor = connected
+                    exitSamples.append(try connected.exits())
+                } catch {
+                    monitorError = error
+                }
             }
+        } catch {
+            tapThread?.join()
+            throw error
         }
         monitor = nil
+        tapThread?.join()
+        if case .failure(let error) = tapSetup.withLock({ $0 }) { throw error }
         if let monitorError { throw monitorError }
         if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
             throw BenchError("the iobench guest failed under QEMU: \(error)")

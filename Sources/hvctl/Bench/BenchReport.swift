@@ -121,7 +121,7 @@ struct BenchReport: Codable {
             let latencySum = runs.reduce(0.0) { $0 + Double($1.latencyMeanNanoseconds) * Double($1.requests) }
             return LatencySummary(
                 histogram: IOBenchHistogram.merged(histograms).hdrHistogram,
-                meanNanoseconds: requests == 0 ? 0 : UInt64(latencySum / Double(requests)),
+                meanNanoseconds: requests == 0 ? 0 : BenchMeasurement.wholeNanoseconds(latencySum / Double(requests)),
                 maxNanoseconds: runs.compactMap { $0.latency?.maxNanoseconds }.max())
         }
 
