@@ -115,7 +115,15 @@ public final class VMMRuntime: Sendable {
     /// After `run`: stops queue processing of every VM (requests in flight finish), then the I/O
     /// core manager and the side cores, and returns the final statistics.
     public func finish(exits: [MachineExit]) throws -> StatisticsReport {
-        let reports = try zip(vms, exits).map { try $0.finish(exit: $1) }
+        let reports: [VMReport]
+        do {
+            reports = try zip(vms, exits).map { try $0.finish(exit: $1) }
+        } catch {
+            // The threads go whatever happened to the VMs' reports: no side core spins on.
+            coreManager?.stop()
+            sideCores?.stop()
+            throw error
+        }
         coreManager?.stop()
         // Read while the cores still run: thread CPU clocks vanish with their threads.
         let sideCoreReports = sideCores.map(SideCoreReport.collect) ?? []

@@ -125,7 +125,14 @@ enum BenchHvctlRun {
             running.withLock { $0 = nil }
         }
         if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
-        let exits = try runtime.run()
+        let exits: [MachineExit]
+        do {
+            exits = try runtime.run()
+        } catch {
+            // Taken down all the same (its side cores stop), then the failure is told.
+            _ = try? runtime.finish(exits: runtime.vms.map { _ in .failed("\(error)") })
+            throw error
+        }
         _ = try runtime.finish(exits: exits)
         if let setupError { throw setupError }
         var parts: [BenchMeasurement] = []
