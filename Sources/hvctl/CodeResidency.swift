@@ -3,18 +3,18 @@ import Glibc
 /// Drops the code pages that built the VMs from hvctl's resident set. Its code and read-only data
 /// are mapped from files (the executable, with a static Swift runtime: ~14 MiB of text, and a few
 /// shared libraries), and the kernel maps 64 KiB of cached file pages around each fault
-/// (fault-around; `MADV_RANDOM` does not turn it off, measured on 6.18), so the option parsing,
-/// configuration decoding and VM building scattered over that text leave ~2.7 MiB resident that
-/// never runs again, and each page that does run afterwards drags 15 cached neighbours in with it.
-/// The pages of the mappings hvctl never wrote are clean page cache, so nothing is lost:
-/// - `MADV_PAGEOUT` reclaims the ones no other process maps (the executable's own text, unless
-///   another hvctl runs), and `MADV_RANDOM` stops readahead on those mappings, so a page that runs
-///   later is read back alone and the resident set is the code that actually runs (measured:
-///   hvctl's text 5.9 MiB → 2.8 MiB with one VM serving the API; a run of 1,000 requests took
-///   the same time within noise, 708-726 ms against 718-753 ms).
-/// - `MADV_DONTNEED` unmaps the rest (pages shared with other processes: libc, a second hvctl);
-///   those stay cached and fault back with their neighbours.
-/// benchmarks/memory.sh measures the effect.
+/// (fault-around), so the option parsing, configuration decoding and VM building scattered over
+/// that text leave ~2.7 MiB resident that never runs again. Dropping the pages of the mappings
+/// hvctl never wrote loses nothing (they are clean page-cache pages); what runs afterwards faults
+/// back. benchmarks/memory.sh measures the effect.
+///
+/// Tried and dropped (2026-12-05): reclaiming those pages from the cache (`MADV_PAGEOUT`, then
+/// `POSIX_FADV_DONTNEED` on the executable) with readahead off (`MADV_RANDOM`), so that code which
+/// runs later comes back a page at a time. On 6.18 a fault in an executable mapping reads ahead
+/// regardless of `MADV_RANDOM` (measured: one touch cached 2,343 pages with it, 3 in a non-exec
+/// mapping), up to the disk's read_ahead_kb (8 MiB here), and fault-around maps what it brought
+/// in: the resident set measured 6.8-7.4 MiB only while the cache happened to be cold, 10.4 MiB
+/// in a clean-clone CI run.
 enum CodeResidency {
     /// One mapping of the process, from /proc/self/smaps.
     private struct Mapping {
@@ -34,11 +34,7 @@ enum CodeResidency {
     static func trim() {
         for mapping in mappings() where mapping.fromFile && !mapping.writable && mapping.privateCopyKiB == 0 {
             guard let address = UnsafeMutableRawPointer(bitPattern: mapping.start) else { continue }
-            let length = Int(mapping.end - mapping.start)
-            // Each is advice: on a kernel without MADV_PAGEOUT (before 5.4) the pages stay cached.
-            _ = madvise(address, length, MADV_RANDOM)
-            _ = madvise(address, length, MADV_PAGEOUT)
-            _ = madvise(address, length, MADV_DONTNEED)
+            _ = madvise(address, Int(mapping.end - mapping.start), MADV_DONTNEED)
         }
     }
 
