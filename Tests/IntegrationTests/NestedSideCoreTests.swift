@@ -149,7 +149,7 @@ final class NestedSideCoreTests: XCTestCase {
                 --cmdline '\(NestedRig.guestCommandLine(running: loadGuest))' \\
                 --stats-json /tmp/iocm.json > /tmp/iocm.out 2>&1
             st=$?
-            tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)| hvctl: iocm'
+            tr -d '\\r' < /tmp/iocm.out | grep -E '^(mark|load-readback|hvctl)| hvctl: side cores resized'
             cat /tmp/iocm.json; echo
             echo "=== end iocm status=$st"
             dd if=/dev/zero of=/tmp/a.img bs=1M count=4 2>/dev/null; dd if=/dev/zero of=/tmp/b.img bs=1M count=4 \
