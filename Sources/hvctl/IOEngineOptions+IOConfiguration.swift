@@ -45,11 +45,14 @@ extension IOEngineOptions {
 
     /// An iocm resize as log fields: the counts, what it saw, and what moved.
     static func fields(of resize: IOCoreManager.Resize) -> Logger.Metadata {
-        let busy = resize.sample.busyShares.map { "\(Int(($0 * 100).rounded()))%" }.joined(separator: ",")
-        let pickup = resize.sample.pickupDelays.map { "\(Int(($0 * 1e6).rounded()))" }.joined(separator: ",")
+        // Measured rates and shares as whole numbers; one that is not finite is shown as "?", not a trap.
+        func whole(_ value: Double) -> String { Int(exactly: value.rounded()).map(String.init) ?? "?" }
+        let busy = resize.sample.busyShares.map { "\(whole($0 * 100))%" }.joined(separator: ",")
+        let pickup = resize.sample.pickupDelays.map { whole($0 * 1e6) }.joined(separator: ",")
         var fields: Logger.Metadata = [
             "source": "iocm", "from": "\(resize.from)", "to": "\(resize.to)",
-            "requests_per_second": "\(Int(resize.sample.requestRate))", "busy": "[\(busy)]", "pickup_us": "[\(pickup)]",
+            "requests_per_second": "\(whole(resize.sample.requestRate.rounded(.down)))", "busy": "[\(busy)]",
+            "pickup_us": "[\(pickup)]",
         ]
         if let error = resize.error { fields["error"] = "\(error)" } else { fields["queues_moved"] = "\(resize.moves)" }
         return fields
