@@ -1,5 +1,22 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+// hvctl's code is laid out so that what runs once the VMs are up sits together: the kernel maps
+// every code page it faults with 64-128 KiB of cached neighbours, so scattered hot code keeps
+// several MiB resident (issue 15's memory budget). Each function gets its own section and lld
+// places the ones listed in linker/hvctl-hot-text.order (made by `make hot-text-order`) first;
+// -z now binds every library call at start, so the dynamic symbol tables are not read again;
+// libstdc++ goes in statically (linker/static), its hot parts laid out with the rest.
+let ownCodeSections: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-function-sections"])]
+let linkerDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("linker")
+let hvctlLayout: [LinkerSetting] = [
+    .unsafeFlags([
+        "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "now", "-L\(linkerDirectory.path)/static",
+        "-Xlinker", "--symbol-ordering-file=\(linkerDirectory.path)/hvctl-hot-text.order",
+        "-Xlinker", "--no-warn-symbol-ordering",
+    ])
+]
 
 let package = Package(
     name: "Sidecore",
@@ -21,11 +38,16 @@ let package = Package(
         // Only what Swift cannot import: ioctl request macros, kvm_run union accessors, raw syscalls.
         // Also the io_uring helpers over Debian's liburing (liburing-dev): liburing's API is mostly
         // static inline and its headers clash with Glibc's module when imported directly.
-        .target(name: "CKVM", linkerSettings: [.linkedLibrary("uring")]),
-        .target(name: "Hypervisor", dependencies: ["CKVM", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "CKVM", cSettings: [.unsafeFlags(["-ffunction-sections"])],
+            linkerSettings: [.linkedLibrary("uring")]),
+        .target(
+            name: "Hypervisor", dependencies: ["CKVM", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: ownCodeSections),
         .target(
             name: "VirtioDevices",
-            dependencies: ["Hypervisor", "CKVM", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["Hypervisor", "CKVM", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: ownCodeSections),
         // The VMM runtime: VMs built from validated configurations on one I/O engine, run and
         // taken down in order, and their statistics. hvctl is a command line over it.
         .target(
@@ -33,7 +55,8 @@ let package = Package(
             dependencies: [
                 "Hypervisor", "VirtioDevices", "CKVM", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]),
+            ],
+            swiftSettings: ownCodeSections),
         .executableTarget(
             name: "hvctl",
             dependencies: [
@@ -44,7 +67,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 // bench merges the guest's latency histograms.
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]
+            ],
+            swiftSettings: ownCodeSections,
+            linkerSettings: hvctlLayout
         ),
         // Deadline-bounded waits the unit tests synchronise on.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

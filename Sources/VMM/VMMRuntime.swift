@@ -40,6 +40,8 @@ public final class VMMRuntime: Sendable {
     ) throws {
         self.io = io
         self.namedVMs = namedVMs || configurations.count > 1
+        // Built now, with the VMs, not by the first statistics request: see its comment.
+        _ = LatencySummary.emptyHistogram
         placement = CPUPlacement(
             sideCores: io.sideCores, vcpuCount: configurations.reduce(0) { $0 + $1.machine.vcpuCount })
         let engine: QueueEngine

@@ -1,20 +1,19 @@
 import Glibc
 
 /// Drops the code pages that built the VMs from hvctl's resident set. Its code and read-only data
-/// are mapped from files (the executable, with a static Swift runtime: ~14 MiB of text, and a few
-/// shared libraries), and the kernel maps 64 KiB of cached file pages around each fault
-/// (fault-around), so the option parsing, configuration decoding and VM building scattered over
-/// that text leave ~2.7 MiB resident that never runs again. Dropping the pages of the mappings
-/// hvctl never wrote loses nothing (they are clean page-cache pages); what runs afterwards faults
-/// back. benchmarks/memory.sh measures the effect.
+/// are mapped from files (the executable, with a static Swift runtime: ~10 MiB of text, and a few
+/// shared libraries), and the kernel maps the cached file pages around each fault with it (64 KiB
+/// windows), so the option parsing, configuration decoding and VM building scattered over that
+/// text would stay resident though they never run again. Dropping the pages of the mappings hvctl
+/// never wrote loses nothing (they are clean page-cache pages); what runs afterwards faults back,
+/// and the link (Package.swift, linker/) puts that code together so that its windows overlap.
+/// benchmarks/memory.sh and APITests measure the effect.
 ///
 /// Tried and dropped (2026-12-05): reclaiming those pages from the cache (`MADV_PAGEOUT`, then
 /// `POSIX_FADV_DONTNEED` on the executable) with readahead off (`MADV_RANDOM`), so that code which
 /// runs later comes back a page at a time. On 6.18 a fault in an executable mapping reads ahead
 /// regardless of `MADV_RANDOM` (measured: one touch cached 2,343 pages with it, 3 in a non-exec
-/// mapping), up to the disk's read_ahead_kb (8 MiB here), and fault-around maps what it brought
-/// in: the resident set measured 6.8-7.4 MiB only while the cache happened to be cold, 10.4 MiB
-/// in a clean-clone CI run.
+/// mapping), and the windows map what it brought in.
 enum CodeResidency {
     /// One mapping of the process, from /proc/self/smaps.
     private struct Mapping {
@@ -36,6 +35,79 @@ enum CodeResidency {
             guard let address = UnsafeMutableRawPointer(bitPattern: mapping.start) else { continue }
             _ = madvise(address, Int(mapping.end - mapping.start), MADV_DONTNEED)
         }
+    }
+
+    /// Call while hvctl has a single thread: drops the pages of writable file mappings that were
+    /// never written, so are still the file's own (the toolchain's Swift objects mark their
+    /// `.rodata` writable, so the executable's 1.8 MiB of it maps writable; building the VMs
+    /// leaves ~1 MiB of it resident). A page that was written is a private copy and is kept. With
+    /// one thread nothing can write a page between the check and the drop (that write would be
+    /// lost), so with more threads this does nothing and says so. Returns the KiB dropped, nil
+    /// when it did nothing.
+    static func trimUnwrittenData() -> Int? {
+        guard threadCount() == 1 else { return nil }
+        return dropUnwrittenPages { _ in true }
+    }
+
+    /// Drops the pages still the file's own in the writable file mappings whose address range
+    /// `select` picks; the KiB dropped. The caller makes sure nothing writes to them meanwhile.
+    static func dropUnwrittenPages(select: (Range<UInt>) -> Bool) -> Int {
+        let pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard pagemap >= 0 else { return 0 }
+        defer { close(pagemap) }
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        var droppedPages = 0
+        for mapping in mappings() where mapping.fromFile && mapping.writable && select(mapping.start..<mapping.end) {
+            let count = Int((mapping.end - mapping.start) / pageSize)
+            var entries = [UInt64](repeating: 0, count: count)
+            let wanted = count * MemoryLayout<UInt64>.size
+            let read = entries.withUnsafeMutableBytes {
+                pread(pagemap, $0.baseAddress, wanted, off_t(mapping.start / pageSize) * 8)
+            }
+            guard read == wanted else { continue }
+            // Runs of present pages that are still the file's (bit 63 present, bit 61 file page).
+            var index = 0
+            while index < count {
+                guard Self.isUnwrittenFilePage(entries[index]) else {
+                    index += 1
+                    continue
+                }
+                var end = index + 1
+                while end < count, Self.isUnwrittenFilePage(entries[end]) { end += 1 }
+                if let address = UnsafeMutableRawPointer(bitPattern: mapping.start + UInt(index) * pageSize),
+                    madvise(address, (end - index) * Int(pageSize), MADV_DONTNEED) == 0
+                {
+                    droppedPages += end - index
+                }
+                index = end
+            }
+        }
+        return droppedPages * Int(pageSize) / 1024
+    }
+
+    private static func isUnwrittenFilePage(_ entry: UInt64) -> Bool {
+        entry & (1 << 63) != 0 && entry & (1 << 61) != 0
+    }
+
+    /// The threads of this process that run its code, from /proc/self/task: KVM's own workers
+    /// (`kvm-nx-lpage-recovery` and the like) are kernel threads in the process and are not counted.
+    private static func threadCount() -> Int {
+        guard let directory = opendir("/proc/self/task") else { return Int.max }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let id = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard id.first != "." else { continue }
+            guard let file = fopen("/proc/self/task/\(id)/comm", "re") else { return Int.max }
+            var name = [CChar](repeating: 0, count: 32)
+            let read = fgets(&name, Int32(name.count), file) != nil
+            fclose(file)
+            let kernelWorker = name.prefix(4).map { UInt8(bitPattern: $0) } == Array("kvm-".utf8)
+            if !read || !kernelWorker { count += 1 }
+        }
+        return count
     }
 
     /// Every mapping, with its private-copy size.

@@ -101,6 +101,12 @@ struct Run: ParsableCommand {
         // Every thread started from here on inherits the mask; the signal watcher takes them.
         SignalWatcher.blockInThisThread()
 
+        // While this is the only thread (the VMs' side cores start with them): see CodeResidency.
+        if let kib = CodeResidency.trimUnwrittenData() {
+            logger.debug("unwritten data pages dropped", metadata: ["kib": "\(kib)"])
+        } else {
+            logger.debug("unwritten data pages kept: more than one thread runs")
+        }
         let kvm: KVM
         do {
             kvm = try KVM(path: devicePath)

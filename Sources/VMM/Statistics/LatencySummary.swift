@@ -13,8 +13,15 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     public let p999Nanoseconds: UInt64
     public let maxNanoseconds: UInt64
 
+    /// Every summary starts from a copy of this one: hdrhistogram's initialiser works out its
+    /// layout with libm's pow, and mapping those pages for the API's first statistics request
+    /// kept ~400 KiB of libm resident. `VMMRuntime` builds it with the VMs, before hvctl drops
+    /// the pages that built them.
+    static let emptyHistogram = Histogram<UInt64>(
+        highestTrackableValue: 1 << 42, numberOfSignificantValueDigits: .three)
+
     public init(_ snapshot: LatencyBuckets.Snapshot) {
-        var histogram = Histogram<UInt64>(highestTrackableValue: 1 << 42, numberOfSignificantValueDigits: .three)
+        var histogram = Self.emptyHistogram
         for (index, requests) in snapshot.counts.enumerated() where requests > 0 {
             let low = LatencyBuckets.lowerBound(of: index)
             let high = index + 1 < LatencyBuckets.count ? LatencyBuckets.lowerBound(of: index + 1) : low
