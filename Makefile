@@ -27,12 +27,15 @@ hvctl: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product hvctl
 
 # Lays out hvctl's code by where it runs once the VMs are up (linker/profile-hot-text; needs root).
-# Run it when the memory test's text grows: lld does not relink when only the order file changes,
-# hence the rm.
+# Run it when the memory test's text grows. SwiftPM does not relink when only the order file
+# changes, hence the rm (a plain `make` after editing the order keeps the old layout too).
+# --no-demangle: the order names C++ functions by their mangled names.
 hot-text-order: all
 	rm -f $(HVCTL)
-	$(SWIFT) build -c release --static-swift-stdlib --product hvctl -Xlinker -Map=.build/hvctl.map
+	$(SWIFT) build -c release --static-swift-stdlib --product hvctl -Xlinker -Map=.build/hvctl.map \
+		-Xlinker --no-demangle
 	linker/profile-hot-text $(HVCTL) .build/hvctl.map > .build/hvctl-hot-text.order
+	test -s .build/hvctl-hot-text.order
 	mv .build/hvctl-hot-text.order linker/hvctl-hot-text.order
 	rm -f $(HVCTL)
 	$(SWIFT) build -c release --static-swift-stdlib --product hvctl

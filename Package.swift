@@ -3,7 +3,7 @@ import Foundation
 import PackageDescription
 
 // hvctl's code is laid out so that what runs once the VMs are up sits together: the kernel maps
-// every code page it faults with 64-128 KiB of cached neighbours, so scattered hot code keeps
+// every code page it faults with 64 KiB of cached neighbours, so scattered hot code keeps
 // several MiB resident (issue 15's memory budget). Each function gets its own section and lld
 // places the ones listed in linker/hvctl-hot-text.order (made by `make hot-text-order`) first;
 // -z now binds every library call at start, so the dynamic symbol tables are not read again;

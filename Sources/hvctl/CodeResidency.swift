@@ -28,8 +28,8 @@ enum CodeResidency {
     }
 
     /// Call once the VMs are built. Other threads may run: a page they need faults back in. Only
-    /// read-only file mappings without private copies are dropped: a written page (relocated data,
-    /// anything in a writable mapping) exists nowhere else.
+    /// read-only file mappings without private copies are dropped here: a written page (relocated
+    /// data) exists nowhere else, and a writable mapping's pages are `trimUnwrittenData`'s.
     static func trim() {
         for mapping in mappings() where mapping.fromFile && !mapping.writable && mapping.privateCopyKiB == 0 {
             guard let address = UnsafeMutableRawPointer(bitPattern: mapping.start) else { continue }
@@ -41,9 +41,9 @@ enum CodeResidency {
     /// never written, so are still the file's own (the toolchain's Swift objects mark their
     /// `.rodata` writable, so the executable's 1.8 MiB of it maps writable; building the VMs
     /// leaves ~1 MiB of it resident). A page that was written is a private copy and is kept. With
-    /// one thread nothing can write a page between the check and the drop (that write would be
-    /// lost), so with more threads this does nothing and says so. Returns the KiB dropped, nil
-    /// when it did nothing.
+    /// one thread nothing else can write a page between the check and the drop (that write would
+    /// be lost; this thread touches only its heap and stack meanwhile), so with more threads this
+    /// does nothing. Returns the KiB dropped, nil when it did nothing.
     static func trimUnwrittenData() -> Int? {
         guard threadCount() == 1 else { return nil }
         return dropUnwrittenPages { _ in true }
@@ -89,23 +89,13 @@ enum CodeResidency {
         entry & (1 << 63) != 0 && entry & (1 << 61) != 0
     }
 
-    /// The threads of this process that run its code, from /proc/self/task: KVM's own workers
-    /// (`kvm-nx-lpage-recovery` and the like) are kernel threads in the process and are not counted.
+    /// The threads of this process, from /proc/self/task.
     private static func threadCount() -> Int {
         guard let directory = opendir("/proc/self/task") else { return Int.max }
         defer { closedir(directory) }
         var count = 0
         while let entry = readdir(directory) {
-            let id = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard id.first != "." else { continue }
-            guard let file = fopen("/proc/self/task/\(id)/comm", "re") else { return Int.max }
-            var name = [CChar](repeating: 0, count: 32)
-            let read = fgets(&name, Int32(name.count), file) != nil
-            fclose(file)
-            let kernelWorker = name.prefix(4).map { UInt8(bitPattern: $0) } == Array("kvm-".utf8)
-            if !read || !kernelWorker { count += 1 }
+            if entry.pointee.d_name.0 != CChar(UInt8(ascii: ".")) { count += 1 }
         }
         return count
     }

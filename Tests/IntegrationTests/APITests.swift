@@ -226,7 +226,7 @@ final class APITests: IOBenchDiskTestCase {
     }
 
     /// hvctl's own resident memory (all of it but the guest's RAM) with the API serving and metrics
-    /// scraped stays within issue 15's budget of 8 MiB: 7.6-7.8 MiB measured (2026-12-06), 10.2-10.6
+    /// scraped stays within issue 15's budget of 8 MiB: 6.9-7.1 MiB measured (2026-12-06), 10.2-10.6
     /// before the link laid out the code that runs after start-up together (linker/). The
     /// executable's own text is most of it and the test prints it: when it grows, `make
     /// hot-text-order`. A second VM (`--config`) costs at most 1 MiB more; the socket is gone

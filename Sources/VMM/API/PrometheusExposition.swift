@@ -165,7 +165,7 @@ enum PrometheusExposition {
     }
 
     /// Whole numbers without a fraction, so counters read as integers. Compared through Int64, not
-    /// `rounded()`: that calls libm's round, and mapping libm's pages costs hvctl ~300 KiB.
+    /// `rounded()`: that calls libm's round, another window of libm's pages kept resident.
     private static func format(_ value: Double) -> String {
         if abs(value) < 1e15, Double(Int64(value)) == value { return String(Int64(value)) }
         return "\(value)"
