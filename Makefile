@@ -3,9 +3,10 @@
 SWIFT ?= swift
 HVCTL := .build/release/hvctl
 GUEST := guest-images/out
-# Debian packages the build and tests use; each is installed only when missing.
-DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev liburing-dev python3 python3-pip \
-	curl socat prometheus acpica-tools iproute2
+# Debian packages the build and tests use; each is installed only when missing (libstdc++-12-dev:
+# the static libstdc++ that linker/static/libstdc++.so links into hvctl).
+DEB_PACKAGES := busybox-static cpio qemu-system-x86 lz4 binutils gcc libc6-dev libstdc++-12-dev liburing-dev \
+	python3 python3-pip curl socat prometheus acpica-tools iproute2
 # PyPI packages the API tests use (the OpenAPI document's validator, schemathesis against the server).
 PY_PACKAGES := openapi-spec-validator schemathesis
 

@@ -43,13 +43,13 @@ uses = collections.Counter(symbol for s in sections for symbol in s[3])
 pages = set()
 for path in page_files:
     pages |= {int(line) for line in open(path) if line.strip()}
-hot = []
+hot = {}  # section index -> None, in the order the pages meet them
 for page in sorted(pages):
     address = page * 4096 + delta
     index = max(bisect.bisect_right(starts, address) - 1, 0)
     while index < len(sections) and sections[index][0] < address + 4096:
-        if sections[index][0] + sections[index][1] > address and index not in hot:
-            hot.append(index)
+        if sections[index][0] + sections[index][1] > address:
+            hot.setdefault(index)
         index += 1
 
 functions, blobs = [], []
