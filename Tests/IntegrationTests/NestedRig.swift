@@ -115,7 +115,13 @@ enum NestedRig {
         func evidence(stdout: String, stderr: String) -> String {
             guard self == .l3TripleFault, let fault = Self.tripleFaultLine(in: stdout) else {
                 let errors = stderr.components(separatedBy: "\n").filter { !$0.contains("TCG doesn't support") }
-                return String(stdout.suffix(3000)) + "\n" + String(errors.joined(separator: "\n").suffix(5000))
+                // nested/run reads L2's registers at a stall before it prints L2's long console: kept
+                // whole, where L2 was looping (e.g. in a soft lockup) is on record.
+                let registers = errors.drop { !$0.hasPrefix("---- L2 CPU registers") }.prefix {
+                    !$0.hasPrefix("---- L2 console")
+                }
+                return String(stdout.suffix(3000)) + "\n" + registers.joined(separator: "\n") + "\n"
+                    + String(errors.joined(separator: "\n").suffix(5000))
             }
             // L2's KVM's view of each L3 shutdown (l2-init prints it after COMMAND): the event being
             // delivered then, to compare with the QEMU guests' in docs/smp-reliability.md.

@@ -48,4 +48,18 @@ final class NestedRigFailureTests: XCTestCase {
         XCTAssertNil(failure(stdout + shutdown(intrInfo: "80000041")))
         XCTAssertNil(failure("guest says triple-faulted\r\n" + shutdown(intrInfo: "80000041")))
     }
+
+    /// A stalled L2's registers (read before its console is printed) are in the repeat's evidence
+    /// however long the console.
+    func testAStallsEvidenceKeepsL2sRegisters() throws {
+        let stderr =
+            "---- L2 CPU registers at the stall (QEMU monitor, two readings) ----\nCPU#0\nRIP=ffffffff81a10d9b\n"
+            + "---- L2 console ----\n" + String(repeating: "console line\n", count: 1000)
+            + "nested/run: L2 stalled (no heartbeat for 90s); killed it\n"
+        let failure = try XCTUnwrap(NestedRig.ForeignFailure(status: 124, stdout: "", stderr: stderr))
+        XCTAssertEqual(failure, .l2Stalled)
+        let evidence = failure.evidence(stdout: "", stderr: stderr)
+        XCTAssertTrue(evidence.contains("RIP=ffffffff81a10d9b"), evidence)
+        XCTAssertTrue(evidence.contains("nested/run: L2 stalled"), evidence)
+    }
 }
