@@ -59,8 +59,9 @@ enum NestedRig {
         /// exception other than a double fault: l2-init prints each L3 shutdown as L2's KVM saw
         /// it). QEMU's guests reset the same way in this rig, Linux as it boots (boot-stress) and
         /// iobench's redirection workload (2 resets in 45 runs on 2026-12-06; the one traced to
-        /// its end: the AP delivering the disk's MSI): see docs/smp-reliability.md. hvctl printed the vCPUs' state with it. A triple fault without
-        /// such a shutdown (the guest's own, ending in a double fault) fails the test.
+        /// its end: the AP delivering the disk's MSI): see docs/smp-reliability.md. hvctl printed
+        /// the vCPUs' state with it. A triple fault without such a shutdown (the guest's own,
+        /// ending in a double fault) fails the test.
         case l3TripleFault = "an L3 guest triple-faulted in a failed event delivery, as QEMU's guests do in this rig"
 
         /// Which one a finished nested/run shows, if any.
@@ -101,12 +102,17 @@ enum NestedRig {
         /// `nested-rig: L3 shutdown: ... intr_info 0x80000041 ...` with the valid bit (31) set,
         /// and type and vector (bits 10:0) other than 0x308.
         static func failedDeliveries(in stdout: String) -> Int {
-            stdout.components(separatedBy: "\n").filter { line in
-                guard line.contains("nested-rig: L3 shutdown:"), let field = line.range(of: " intr_info 0x"),
+            shutdownLines(in: stdout).filter { line in
+                guard let field = line.range(of: " intr_info 0x"),
                     let info = UInt32(line[field.upperBound...].prefix { $0.isHexDigit }, radix: 16)
                 else { return false }
                 return info >> 31 == 1 && info & 0x7FF != 0x308
             }.count
+        }
+
+        /// l2-init's line for each L3 shutdown L2's KVM saw, printed after COMMAND.
+        static func shutdownLines(in stdout: String) -> [String] {
+            stdout.components(separatedBy: "\n").filter { $0.contains("nested-rig: L3 shutdown:") }
         }
 
         /// What to print with the repeat: for a triple fault hvctl's lines about it and the
@@ -123,9 +129,9 @@ enum NestedRig {
                 return String(stdout.suffix(3000)) + "\n" + registers.joined(separator: "\n") + "\n"
                     + String(errors.joined(separator: "\n").suffix(5000))
             }
-            // L2's KVM's view of each L3 shutdown (l2-init prints it after COMMAND): the event being
-            // delivered then, to compare with the QEMU guests' in docs/smp-reliability.md.
-            let shutdowns = stdout.components(separatedBy: "\n").filter { $0.contains("nested-rig: L3 shutdown:") }
+            // L2's KVM's view of each L3 shutdown: the event being delivered then, to compare with
+            // the QEMU guests' in docs/smp-reliability.md.
+            let shutdowns = Self.shutdownLines(in: stdout)
             return String(stdout[..<fault.lowerBound].suffix(3000)) + String(stdout[fault.lowerBound...].prefix(5000))
                 + "\n"
                 + (shutdowns.isEmpty ? "nested-rig: L2 recorded no L3 shutdown" : shutdowns.joined(separator: "\n"))
