@@ -20,14 +20,34 @@ int ckvm_probe_io_uring(void) {
 
 struct ckvm_uring {
     struct io_uring ring;
+    /// The file registered as fixed file 0, or -1.
+    int fixed_fd;
 };
 
 ckvm_uring *ckvm_uring_create(unsigned entries, int *error) {
     ckvm_uring *ring = calloc(1, sizeof *ring);
     if (!ring) { *error = ENOMEM; return NULL; }
-    int result = io_uring_queue_init(entries, &ring->ring, 0);
+    ring->fixed_fd = -1;
+    // Cooperative task running: completions that need task work (io-wq's) wait for our next
+    // io_uring call instead of interrupting the side core. Kernels before 5.19 refuse the flag.
+    int result = io_uring_queue_init(entries, &ring->ring, IORING_SETUP_COOP_TASKRUN);
+    if (result == -EINVAL) result = io_uring_queue_init(entries, &ring->ring, 0);
     if (result < 0) { free(ring); *error = -result; return NULL; }
     return ring;
+}
+
+int ckvm_uring_register_file(ckvm_uring *ring, int fd) {
+    int result = io_uring_register_files(&ring->ring, &fd, 1);
+    if (result == 0) ring->fixed_fd = fd;
+    return result;
+}
+
+/// Points `sqe` at `fd`: the registered slot when it is the registered file.
+static void set_file(ckvm_uring *ring, struct io_uring_sqe *sqe, int fd) {
+    if (fd >= 0 && fd == ring->fixed_fd) {
+        sqe->fd = 0;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
 }
 
 void ckvm_uring_destroy(ckvm_uring *ring) {
@@ -48,14 +68,7 @@ int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, 
     } else {
         io_uring_prep_readv(sqe, fd, iovecs, count, offset);
     }
-    io_uring_sqe_set_data64(sqe, user_data);
-    return 0;
-}
-
-int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data) {
-    struct io_uring_sqe *sqe = next_sqe(ring);
-    if (!sqe) return -EBUSY;
-    io_uring_prep_read(sqe, fd, buffer, length, 0);
+    set_file(ring, sqe, fd);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }
@@ -64,6 +77,7 @@ int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    set_file(ring, sqe, fd);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }
@@ -73,6 +87,7 @@ int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offse
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
     io_uring_prep_fallocate(sqe, fd, mode, offset, length);
+    set_file(ring, sqe, fd);
     io_uring_sqe_set_data64(sqe, user_data);
     return 0;
 }
@@ -89,6 +104,10 @@ unsigned ckvm_uring_unsubmitted(ckvm_uring *ring) { return io_uring_sq_ready(&ri
 
 int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd) {
     return io_uring_register_eventfd(&ring->ring, fd);
+}
+
+int ckvm_uring_set_eventfd_enabled(ckvm_uring *ring, int enabled) {
+    return io_uring_cq_eventfd_toggle(&ring->ring, enabled != 0);
 }
 
 unsigned ckvm_uring_completions_ready(ckvm_uring *ring) { return io_uring_cq_ready(&ring->ring); }

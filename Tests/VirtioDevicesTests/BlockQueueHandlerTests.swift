@@ -94,6 +94,30 @@ final class BlockQueueHandlerTests: XCTestCase {
         XCTAssertFalse(handler.awaitsKernelThreads, "the null backend completes as it starts")
     }
 
+    /// The io_uring's completion eventfd is signalled only while notifications are on (its executor
+    /// may sleep on it): a side core polling the queue reaps completions without the kernel
+    /// signalling each one.
+    func testCompletionsSignalTheWakeDescriptorOnlyWhileNotificationsAreOn() throws {
+        try makeHandler(size: 16)
+        let signal = try XCTUnwrap(handler.wakeDescriptors.last)
+        func signalled() -> Bool {
+            var entry = pollfd(fd: signal, events: Int16(POLLIN), revents: 0)
+            return poll(&entry, 1, 0) == 1
+        }
+        handler.setGuestNotifications(enabled: false)
+        try postRequest(0, type: BlockRequest.typeIn, sector: 0, readInto: 4096)
+        pollUntilUsed(1)
+        XCTAssertEqual(driver.usedIndex, 1)
+        XCTAssertFalse(signalled(), "completed while polled: no signal")
+        handler.setGuestNotifications(enabled: true)
+        XCTAssertFalse(handler.prepareToSleep(), "nothing waiting")
+        try postRequest(1, type: BlockRequest.typeIn, sector: 8, readInto: 4096)
+        _ = handler.poll(budget: 32)
+        XCTAssertTrue(eventually { signalled() }, "a completion wakes a sleeping executor")
+        pollUntilUsed(2)
+        XCTAssertEqual(driver.usedIndex, 2)
+    }
+
     func testDiscardsWithEveryRangeAllowedNeverOverflowTheRing() throws {
         try makeHandler(size: 64)
         // 21 requests × 32 ranges: 672 fallocates, several times the ring (128 entries).

@@ -21,7 +21,7 @@ final class BlockRequestTests: XCTestCase {
         BlockRequest, BlockRequest.Refusal
     > {
         BlockRequest.parse(
-            DescriptorChain(head: 0, buffers: buffers), memory: memory, capacityInSectors: capacity,
+            DescriptorChain(head: 0, buffers: BufferList(buffers)), memory: memory, capacityInSectors: capacity,
             readOnly: readOnly, features: allFeatures)
     }
 
@@ -40,6 +40,16 @@ final class BlockRequestTests: XCTestCase {
             request.kind,
             .read(sector: 0, buffers: [VirtqueueBuffer(address: 0x8000, length: 512, isDeviceWritable: true)]))
         XCTAssertEqual(request.statusAddress, 0x8200)
+    }
+
+    /// More buffers than a BufferList holds inline: the payload keeps every one, in order.
+    func testAReadScatteredOverManyBuffers() throws {
+        let data = (0..<6).map {
+            VirtqueueBuffer(address: 0x8000 + 0x1000 * UInt64($0), length: 512, isDeviceWritable: true)
+        }
+        let request = try parse([try header(type: 0, sector: 10)] + data + [status]).get()
+        XCTAssertEqual(request.kind, .read(sector: 10, buffers: BufferList(data)))
+        XCTAssertEqual(request.dataLength, 3072)
     }
 
     func testBeyondCapacityIsAnIOError() throws {

@@ -13,12 +13,15 @@ typedef struct ckvm_uring ckvm_uring;
 /// Creates a ring with `entries` submission slots; NULL with *error = errno on failure.
 ckvm_uring *ckvm_uring_create(unsigned entries, int *error);
 void ckvm_uring_destroy(ckvm_uring *ring);
+/// Registers `fd` with the ring: operations on it then skip the kernel's per-request file lookup
+/// and reference count (an atomic in a threaded process). Returns 0 or -errno; without it the
+/// operations use the descriptor as is.
+int ckvm_uring_register_file(ckvm_uring *ring, int fd);
 /// Each prep call queues one operation tagged `user_data`; it returns -EBUSY when the submission
 /// queue is full (nothing is submitted behind the caller's back).
 /// readv (write == 0) or writev (write != 0) of `count` struct iovec at file `offset`.
 int ckvm_uring_prep_rw(ckvm_uring *ring, int write, int fd, const void *iovecs, unsigned count, uint64_t offset,
                        uint64_t user_data);
-int ckvm_uring_prep_read(ckvm_uring *ring, int fd, void *buffer, unsigned length, uint64_t user_data);
 int ckvm_uring_prep_fdatasync(ckvm_uring *ring, int fd, uint64_t user_data);
 int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offset, uint64_t length, uint64_t user_data);
 /// Submits queued operations (EINTR retried): how many the kernel took, or -errno (EAGAIN, EBUSY
@@ -29,6 +32,9 @@ unsigned ckvm_uring_unsubmitted(ckvm_uring *ring);
 /// Makes the kernel signal eventfd `fd` whenever a completion is posted, so a thread can sleep in
 /// poll(2) on the ring together with other file descriptors. Returns 0 or -errno.
 int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd);
+/// Turns the registered eventfd's signals off while a poller reaps the ring anyway (each signal is
+/// a wake-up attempt in the kernel per completion) and on before it sleeps. Returns 0 or -errno.
+int ckvm_uring_set_eventfd_enabled(ckvm_uring *ring, int enabled);
 /// Completions waiting in the ring, read without a system call.
 unsigned ckvm_uring_completions_ready(ckvm_uring *ring);
 /// Takes one completion if there is one (returns 1), else returns 0; `wait` blocks for it, through

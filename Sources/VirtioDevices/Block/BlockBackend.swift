@@ -1,8 +1,8 @@
 /// One storage operation of a block request, at byte offsets of the disk.
 enum BlockOperation {
     /// Into the guest's buffers (each checked to lie in guest RAM when the chain was walked).
-    case read(offset: UInt64, buffers: [VirtqueueBuffer])
-    case write(offset: UInt64, buffers: [VirtqueueBuffer])
+    case read(offset: UInt64, buffers: BufferList)
+    case write(offset: UInt64, buffers: BufferList)
     case flush
     /// DISCARD (punch a hole) or WRITE_ZEROES (zero the range, keeping it allocated unless unmap).
     case deallocate(offset: UInt64, length: UInt64, zeroKeepingAllocation: Bool)
@@ -40,6 +40,9 @@ protocol BlockBackend: AnyObject {
     var hasPendingWork: Bool { get }
     /// Drops the completion signal's count before a sleep (`hasPendingWork` is checked after).
     func drainCompletionSignal()
+    /// Whether completions signal `completionDescriptor`: off while a poller reaps them anyway,
+    /// on before its executor may sleep on the descriptor (then `hasPendingWork` is checked).
+    func setCompletionSignal(enabled: Bool)
 }
 
 /// The null backend: every operation succeeds at once and moves nothing (reads leave the guest's
@@ -61,4 +64,5 @@ final class NullBlockBackend: BlockBackend {
     func reap(everything: Bool, _ finished: (Int, Int32) -> Void) -> Int { 0 }
     var hasPendingWork: Bool { false }
     func drainCompletionSignal() {}
+    func setCompletionSignal(enabled: Bool) {}
 }

@@ -31,6 +31,10 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private let memory: GuestMemory
     private let features: UInt64
     private let statistics: QueueStatistics
+    /// `statistics.latency`, held here so recording a request's latency retains nothing (reached
+    /// through `statistics`, the retain of it cost a fifth of a side core at 1.3M IOPS: perf record
+    /// on `hvctl bench --null --qd 64`).
+    private let latency: LatencyBuckets
     private let backend: BlockBackend
     @exclusivity(unchecked) private var slots: [InFlight]
     @exclusivity(unchecked) private var freeSlots: [Int]
@@ -46,6 +50,10 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     /// The backend refused a submission: the queue stops as for a broken ring.
     private var submissionFailed = false
     private var broken: Bool { intake.isBroken || submissionFailed }
+    /// Requests and bytes taken this poll round, added to `statistics` once at its end: two atomic
+    /// additions per request were 3% of a side core at 1.3M IOPS.
+    @exclusivity(unchecked) private var roundRequests: UInt64 = 0
+    @exclusivity(unchecked) private var roundBytes: UInt64 = 0
     /// The current poll round's time, for request latencies.
     @exclusivity(unchecked) private var clock = RoundClock()
 
@@ -58,6 +66,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         self.memory = memory
         self.features = features
         self.statistics = statistics
+        latency = statistics.latency
         interrupts = CompletionInterrupts(context: context, statistics: statistics)
         intake = QueueIntake(context: context, statistics: statistics, label: "\(device.name) queue \(context.index)") {
             [unowned device] reason in device.transportNeedsReset?(reason)
@@ -82,12 +91,21 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         clock.nextRound()
         var done = reapCompletions()
         done += takeAvailable(budget: budget)
+        if roundRequests > 0 {
+            statistics.requests.add(roundRequests)
+            statistics.bytes.add(roundBytes)
+            roundRequests = 0
+            roundBytes = 0
+        }
         submit()
         signalIfNeeded()
         return done
     }
 
+    /// Kicks and the backend's completion signal go together: both matter only to an executor that
+    /// may sleep. The signal is set first, so the queue's fence orders it before the re-checks.
     func setGuestNotifications(enabled: Bool) {
+        backend.setCompletionSignal(enabled: enabled)
         context.queue.setNotifications(enabled: enabled)
     }
 
@@ -163,7 +181,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     }
 
     private func start(_ chain: DescriptorChain) {
-        statistics.requests.add()
+        roundRequests += 1
         let parsed = BlockRequest.parse(
             chain, memory: memory, capacityInSectors: device.capacityInSectors,
             readOnly: device.configuration.readOnly, features: features)
@@ -201,11 +219,11 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         switch request.kind {
         case .read(let sector, let buffers):
             slots[slot].usedLength += UInt32(request.dataLength)
-            statistics.bytes.add(request.dataLength)
+            roundBytes &+= request.dataLength
             begin(
                 .read(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength))
         case .write(let sector, let buffers):
-            statistics.bytes.add(request.dataLength)
+            roundBytes &+= request.dataLength
             begin(
                 .write(offset: sector * BlockRequest.sectorSize, buffers: buffers), expecting: Int64(request.dataLength)
             )
@@ -250,7 +268,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         try? memory.store(
             request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)
-        statistics.latency.record(nanoseconds: clock.now() &- request.started)
+        latency.record(nanoseconds: clock.now() &- request.started)
         completedSinceInterrupt += 1
     }
 }

@@ -3,8 +3,8 @@ import Hypervisor
 /// A virtio-blk request, parsed and checked before any I/O is issued.
 public struct BlockRequest: Equatable {
     public enum Kind: Equatable {
-        case read(sector: UInt64, buffers: [VirtqueueBuffer])
-        case write(sector: UInt64, buffers: [VirtqueueBuffer])
+        case read(sector: UInt64, buffers: BufferList)
+        case write(sector: UInt64, buffers: BufferList)
         case flush
         case getID(buffer: VirtqueueBuffer)
         /// DISCARD or WRITE_ZEROES ranges, in sectors.
@@ -91,9 +91,25 @@ public struct BlockRequest: Equatable {
         }
 
         // Payload buffers: readable ones past the header, and writable ones less the status byte.
-        var readablePayload: [VirtqueueBuffer] = []
+        // One pass by index (the walk put every readable buffer first), so nothing here is generic.
+        var readablePayload = BufferList()
+        var writablePayload = BufferList()
         var skipped = 0
-        for buffer in chain.readable {
+        let lastIndex = chain.buffers.count - 1
+        for index in 0...lastIndex {
+            let buffer = chain.buffers[index]
+            if index == lastIndex {
+                // The status buffer (checked above: writable, at least 1 byte), less its last byte.
+                if buffer.length > 1 {
+                    writablePayload.append(
+                        VirtqueueBuffer(address: buffer.address, length: buffer.length - 1, isDeviceWritable: true))
+                }
+                continue
+            }
+            if buffer.isDeviceWritable {
+                writablePayload.append(buffer)
+                continue
+            }
             let skip = min(Int(buffer.length), 16 - skipped)
             skipped += skip
             if UInt32(skip) < buffer.length {
@@ -103,19 +119,13 @@ public struct BlockRequest: Equatable {
                         isDeviceWritable: false))
             }
         }
-        var writablePayload = Array(chain.writable)
-        writablePayload.removeLast()
-        if last.length > 1 {
-            writablePayload.append(
-                VirtqueueBuffer(address: last.address, length: last.length - 1, isDeviceWritable: true))
-        }
 
         func checkRange(_ sector: UInt64, bytes: UInt64) -> Bool {
             guard bytes % sectorSize == 0 else { return false }
             let (end, overflow) = sector.addingReportingOverflow(bytes / sectorSize)
             return !overflow && end <= capacityInSectors
         }
-        func length(_ buffers: [VirtqueueBuffer]) -> UInt64 { buffers.reduce(0) { $0 + UInt64($1.length) } }
+        func length(_ buffers: BufferList) -> UInt64 { buffers.reduce(0) { $0 + UInt64($1.length) } }
 
         switch type {
         case typeIn, typeOut:

@@ -37,6 +37,8 @@ final class IOUringBlockBackend: BlockBackend {
             ckvm_uring_destroy(ring)
             throw KVMError(.ioUringSetup(queue: name), errno: -registered)
         }
+        // Not fatal: without the registration each operation looks the descriptor up.
+        _ = ckvm_uring_register_file(ring, fd)
         self.ring = ring
         iovecs = .allocate(capacity: slots * segmentsPerSlot)
     }
@@ -115,4 +117,7 @@ final class IOUringBlockBackend: BlockBackend {
     var hasPendingWork: Bool { ckvm_uring_completions_ready(ring) > 0 || ckvm_uring_unsubmitted(ring) > 0 }
 
     func drainCompletionSignal() { _ = completionSignal.drain() }
+
+    // A kernel without the CQ flags (before 5.8) keeps signalling: slower, still correct.
+    func setCompletionSignal(enabled: Bool) { _ = ckvm_uring_set_eventfd_enabled(ring, enabled ? 1 : 0) }
 }

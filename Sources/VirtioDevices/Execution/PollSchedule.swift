@@ -7,7 +7,8 @@
 /// re-checked (a chain published meanwhile keeps it awake) and sleeps until its wake descriptors fire.
 public final class PollSchedule: @unchecked Sendable {
     // @unchecked: only its side core's thread touches it once built (SideCore's mailbox is the
-    // way in for other threads).
+    // way in for other threads); so no two accesses to its state overlap, and the runtime's
+    // exclusivity checks on every round are left out (@exclusivity(unchecked)).
     public enum Mode: String, Sendable { case poll, hybrid }
 
     /// One handler as this schedule sees it; the counters feed the side core's statistics.
@@ -27,9 +28,9 @@ public final class PollSchedule: @unchecked Sendable {
     public let mode: Mode
     public let budget: Int
     public let pollMaxNanoseconds: UInt64
-    public private(set) var entries: [Entry] = []
+    @exclusivity(unchecked) public private(set) var entries: [Entry] = []
     /// Handlers that found work in the last round: with several, another core could split the round.
-    public private(set) var lastRoundProductiveHandlers = 0
+    @exclusivity(unchecked) public private(set) var lastRoundProductiveHandlers = 0
 
     public init(mode: Mode, budget: Int, pollMaxNanoseconds: UInt64) {
         self.mode = mode

@@ -8,7 +8,9 @@ public protocol QueueHandler: AnyObject, Sendable {
     /// starts them, finishes completed ones, raises the interrupt if the driver wants one.
     /// Returns how much it did; 0 means it found nothing to do.
     func poll(budget: Int) -> Int
-    /// Asks the driver to kick (true) or not (false, while a side core polls the queues).
+    /// Asks the driver to kick (true) or not (false, while a side core polls the queues), and
+    /// turns the handler's other wake signals (an io_uring's completion eventfd) on or off with
+    /// it: an executor enables them before it may sleep on `wakeDescriptors`.
     func setGuestNotifications(enabled: Bool)
     /// Called before the executor sleeps on `wakeDescriptors`: clears the kick eventfds (counting
     /// them as notifications) and returns true when work is already waiting, e.g. a chain published
