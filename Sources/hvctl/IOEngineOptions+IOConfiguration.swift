@@ -21,6 +21,9 @@ extension IOEngineOptions {
             sideCoresMax
             ?? (sideCoreCount == .automatic
                 ? Self.defaultAutomaticMaximum(minimum: configuration.count) : configuration.count)
+        if mode == .hybrid && pollMaxMicroseconds == nil {
+            configuration.pollWindowCeiling = UInt64(Self.selfSizedPollWindowCeilingMicroseconds) * 1_000
+        }
         if interruptCoalescing == .off { configuration.coalescing = nil }
         switch try parsedSideCoreCPUs() {
         case nil: break

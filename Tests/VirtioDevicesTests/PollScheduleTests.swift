@@ -130,6 +130,53 @@ final class PollScheduleTests: XCTestCase {
         XCTAssertEqual(window.current, 1_000, "bounded below")
     }
 
+    /// Without --poll-max-us the bound sizes itself: kicks that come within `reach` bounds of a
+    /// sleep (a slow guest's gaps) grow it up to the ceiling, and the window follows; kicks far
+    /// apart (an idle guest) bring it back to the floor.
+    func testTheBoundGrowsWithKicksSoonAfterASleepAndFallsBackWhenTheyAreFarApart() {
+        var window = AdaptivePollWindow(maximum: 256_000, ceiling: 16_384_000)
+        XCTAssertEqual(window.maximum, 256_000)
+        // Gaps of 1 ms, four times the floor: a fixed bound would sleep through each one.
+        // Each kick comes 1 ms after the queue's last work, so the window's length before it sleeps.
+        var sleeps = 0
+        while window.current < 1_000_000 && sleeps < 16 {
+            window.queueWoke(afterSleeping: 1_000_000 - window.current, byKick: true)
+            sleeps += 1
+        }
+        XCTAssertGreaterThanOrEqual(window.current, 1_000_000, "the window now covers the gaps")
+        XCTAssertLessThanOrEqual(sleeps, 6)
+        for _ in 0..<20 { window.queueWoke(afterSleeping: 1_000_000, byKick: true) }
+        XCTAssertEqual(window.maximum, 16_384_000, "bounded by the ceiling")
+        for _ in 0..<10 { window.queueWoke(afterSleeping: 1_000_000_000, byKick: true) }
+        XCTAssertEqual(window.maximum, 256_000, "an idle guest's bound is the floor again")
+        XCTAssertLessThanOrEqual(window.current, 256_000)
+    }
+
+    /// A completion or a TAP waking the queue is no exit saved: the bound stays where it is.
+    func testOnlyKicksMoveTheBound() {
+        var window = AdaptivePollWindow(maximum: 256_000, ceiling: 16_384_000)
+        for _ in 0..<10 { window.queueWoke(afterSleeping: 500_000, byKick: false) }
+        XCTAssertEqual(window.maximum, 256_000)
+        var fixed = AdaptivePollWindow(maximum: 256_000)
+        for _ in 0..<10 { fixed.queueWoke(afterSleeping: 500_000, byKick: true) }
+        XCTAssertEqual(fixed.maximum, 256_000, "--poll-max-us fixes the bound")
+    }
+
+    /// The schedule passes the ceiling to each queue's window and tells it what woke the queue.
+    func testTheScheduleSizesEachWindowFromKicks() {
+        let schedule = PollSchedule(mode: .hybrid, budget: 4, pollMaxNanoseconds: 100_000, pollWindowCeiling: 800_000)
+        let handler = FakeQueueHandler(name: "a")
+        schedule.add(handler, now: clock.now)
+        for byKick in [false, true, true] {
+            clock.now += 1_000_000
+            _ = schedule.round(now: clock.read)
+            XCTAssertEqual(schedule.sleepingCount, 1)
+            clock.now += 300_000
+            schedule.wake(at: 0, now: clock.now, byKick: byKick)
+        }
+        XCTAssertEqual(schedule.entries[0].window.maximum, 400_000, "grown by the two kicks only")
+    }
+
     func testZeroMaximumMeansSleepingAtOnce() {
         let window = AdaptivePollWindow(maximum: 0)
         XCTAssertEqual(window.current, 0)

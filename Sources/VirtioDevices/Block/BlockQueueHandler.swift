@@ -119,6 +119,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     var wakeDescriptors: [Int32] { [context.kick.fd] + (backend.completionDescriptor.map { [$0] } ?? []) }
 
+    var kickDescriptors: [Int32] { [context.kick.fd] }
+
     var requestsHandled: UInt64 { statistics.requests.count }
 
     // A backend with a completion descriptor completes operations asynchronously: what the kernel

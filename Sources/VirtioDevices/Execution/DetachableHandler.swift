@@ -25,6 +25,8 @@ final class DetachableHandler: QueueHandler, Sendable {
 
     var wakeDescriptors: [Int32] { gate.withLock { $0 ? [] : handler.wakeDescriptors } }
 
+    var kickDescriptors: [Int32] { gate.withLock { $0 ? [] : handler.kickDescriptors } }
+
     /// Lets go of the handler on the caller's thread: its kicks come back and held interrupts
     /// are signalled, as when a core removes it, then the core can no longer reach it.
     func detach() {

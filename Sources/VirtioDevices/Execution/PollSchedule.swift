@@ -18,8 +18,9 @@ public final class PollSchedule: @unchecked Sendable {
         public internal(set) var window: AdaptivePollWindow
         var lastWorkAt: UInt64
         var sleptAt: UInt64 = 0
-        /// What to watch while asleep, taken when it fell asleep.
+        /// What to watch while asleep, and which of it are kicks, taken when it fell asleep.
         public internal(set) var wakeDescriptors: [Int32] = []
+        public internal(set) var kickDescriptors: [Int32] = []
         public internal(set) var polls: UInt64 = 0
         public internal(set) var productivePolls: UInt64 = 0
         public internal(set) var sleeps: UInt64 = 0
@@ -28,14 +29,17 @@ public final class PollSchedule: @unchecked Sendable {
     public let mode: Mode
     public let budget: Int
     public let pollMaxNanoseconds: UInt64
+    /// How far kicks may grow each queue's window bound (`AdaptivePollWindow.ceiling`); nil: fixed.
+    public let pollWindowCeiling: UInt64?
     @exclusivity(unchecked) public private(set) var entries: [Entry] = []
     /// Handlers that found work in the last round: with several, another core could split the round.
     @exclusivity(unchecked) public private(set) var lastRoundProductiveHandlers = 0
 
-    public init(mode: Mode, budget: Int, pollMaxNanoseconds: UInt64) {
+    public init(mode: Mode, budget: Int, pollMaxNanoseconds: UInt64, pollWindowCeiling: UInt64? = nil) {
         self.mode = mode
         self.budget = budget
         self.pollMaxNanoseconds = pollMaxNanoseconds
+        self.pollWindowCeiling = pollWindowCeiling
     }
 
     public var awakeCount: Int { entries.reduce(0) { $0 + ($1.awake ? 1 : 0) } }
@@ -45,7 +49,9 @@ public final class PollSchedule: @unchecked Sendable {
     public func add(_ handler: QueueHandler, now: UInt64) {
         handler.setGuestNotifications(enabled: false)
         entries.append(
-            Entry(handler: handler, window: AdaptivePollWindow(maximum: pollMaxNanoseconds), lastWorkAt: now))
+            Entry(
+                handler: handler, window: AdaptivePollWindow(maximum: pollMaxNanoseconds, ceiling: pollWindowCeiling),
+                lastWorkAt: now))
     }
 
     /// Stops polling `handler` and gives it its kicks back (whoever takes it next decides again).
@@ -82,6 +88,7 @@ public final class PollSchedule: @unchecked Sendable {
                     entries[index].sleptAt = time
                     entries[index].sleeps += 1
                     entries[index].wakeDescriptors = handler.wakeDescriptors
+                    entries[index].kickDescriptors = handler.kickDescriptors
                 }
             }
         }
@@ -93,10 +100,11 @@ public final class PollSchedule: @unchecked Sendable {
         entries.contains { $0.awake && $0.handler.awaitsKernelThreads }
     }
 
-    /// A sleeping handler's descriptor fired: poll it again, kicks off, and adapt its window.
-    public func wake(at index: Int, now: UInt64) {
+    /// A sleeping handler's descriptor fired (`byKick`: one of its kick descriptors): poll it again,
+    /// kicks off, and adapt its window.
+    public func wake(at index: Int, now: UInt64, byKick: Bool = true) {
         guard entries.indices.contains(index), !entries[index].awake else { return }
-        entries[index].window.queueWoke(afterSleeping: now &- entries[index].sleptAt)
+        entries[index].window.queueWoke(afterSleeping: now &- entries[index].sleptAt, byKick: byKick)
         entries[index].awake = true
         entries[index].lastWorkAt = now
         entries[index].handler.setGuestNotifications(enabled: false)

@@ -19,6 +19,9 @@ public protocol QueueHandler: AnyObject, Sendable {
     /// File descriptors whose readability means work may be waiting: kick eventfds, an io_uring's
     /// completion eventfd, a TAP. Read after `prepareToSleep`; may change between sleeps.
     var wakeDescriptors: [Int32] { get }
+    /// Those of `wakeDescriptors` that are the guest's doorbells (kick eventfds): a wake by one of
+    /// them is an exit a longer poll window would have saved (`AdaptivePollWindow`).
+    var kickDescriptors: [Int32] { get }
     /// Requests taken from the guest so far (chains of every queue it serves), read from any
     /// thread: the I/O core manager's measure of load.
     var requestsHandled: UInt64 { get }
@@ -30,6 +33,8 @@ public protocol QueueHandler: AnyObject, Sendable {
 
 extension QueueHandler {
     public var awaitsKernelThreads: Bool { false }
+    /// A handler woken by nothing but kicks.
+    public var kickDescriptors: [Int32] { wakeDescriptors }
 }
 
 /// Runs queue handlers on some threads. A device's handlers are attached at DRIVER_OK and

@@ -48,10 +48,14 @@ public final class SideCore: Sendable {
     /// over adds to the same entry, not to a growing list).
     private let published = Lock<(current: [HandlerCounters], removed: [String: HandlerCounters])>(([], [:]))
 
-    public init(name: String, cpu: Int32?, mode: PollSchedule.Mode, budget: Int, pollMaxNanoseconds: UInt64) throws {
+    public init(
+        name: String, cpu: Int32?, mode: PollSchedule.Mode, budget: Int, pollMaxNanoseconds: UInt64,
+        pollWindowCeiling: UInt64? = nil
+    ) throws {
         self.name = name
         self.cpu = cpu
-        schedule = PollSchedule(mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds)
+        schedule = PollSchedule(
+            mode: mode, budget: budget, pollMaxNanoseconds: pollMaxNanoseconds, pollWindowCeiling: pollWindowCeiling)
         wakeSignal = try EventFD(nonBlocking: true)
         try thread.start(name: name) { [self] in run() }
     }
@@ -194,17 +198,24 @@ public final class SideCore: Sendable {
     private func sleep(timeout: Int32) {
         var fds = [pollfd(fd: wakeSignal.fd, events: Int16(POLLIN), revents: 0)]
         var owners = [-1]
+        var kicks = [false]
         for (index, entry) in schedule.entries.enumerated() where !entry.awake {
             for fd in entry.wakeDescriptors {
                 fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
                 owners.append(index)
+                kicks.append(entry.kickDescriptors.contains(fd))
             }
         }
         guard poll(&fds, nfds_t(fds.count), timeout) > 0 else { return }
         if fds[0].revents != 0 { _ = wakeSignal.drain() }
         let now = MonotonicClock.now()
+        // A handler woken by a kick and another descriptor at once counts as kicked.
+        var kicked = Set<Int>()
+        for position in 1..<fds.count where fds[position].revents != 0 && kicks[position] {
+            kicked.insert(owners[position])
+        }
         for position in 1..<fds.count where fds[position].revents != 0 {
-            schedule.wake(at: owners[position], now: now)
+            schedule.wake(at: owners[position], now: now, byKick: kicked.contains(owners[position]))
         }
     }
 }

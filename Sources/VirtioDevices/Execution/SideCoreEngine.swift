@@ -9,8 +9,11 @@ public struct SideCoreConfiguration: Equatable, Sendable {
     public var count: Int
     /// Side-core threads created (idle ones sleep): the most `resize` can activate.
     public var maxCount: Int
-    /// Upper bound of a queue's adaptive idle window in hybrid mode (`--poll-max-us`).
+    /// Upper bound of a queue's adaptive idle window in hybrid mode (`--poll-max-us`): with
+    /// `pollWindowCeiling`, where that bound starts and the least it shrinks to.
     public var pollMaxNanoseconds: UInt64
+    /// How far the guest's kicks may grow the bound (`AdaptivePollWindow`); nil keeps it fixed.
+    public var pollWindowCeiling: UInt64?
     /// Requests a handler may take per round before the core moves on to the next queue.
     public var budget = 32
     /// Where the side-core threads run.
@@ -71,7 +74,8 @@ public final class SideCoreEngine: QueueEngine, Sendable {
             cores.append(
                 try SideCore(
                     name: "side\(index)", cpu: index < cpus.count ? cpus[index] : nil, mode: configuration.mode,
-                    budget: configuration.budget, pollMaxNanoseconds: configuration.pollMaxNanoseconds))
+                    budget: configuration.budget, pollMaxNanoseconds: configuration.pollMaxNanoseconds,
+                    pollWindowCeiling: configuration.pollWindowCeiling))
         }
         self.cores = cores
         mode = configuration.mode

@@ -117,6 +117,8 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         [tx.kick.fd, rx.kick.fd] + (waitingForRxBuffers ? [] : [tapFD])
     }
 
+    var kickDescriptors: [Int32] { [tx.kick.fd, rx.kick.fd] }
+
     var requestsHandled: UInt64 { rxStatistics.requests.count + txStatistics.requests.count }
 
     // MARK: Transmit

@@ -42,9 +42,13 @@ enum BenchHvctlRun {
     /// hvctl's defaults for the side-core modes (with `count` side cores); their CPUPlacement is
     /// where the bench puts QEMU's threads too (BenchQEMURun).
     static func sideCores(hybrid: Bool, count: Int = IOEngineOptions.defaultSideCores) -> SideCoreConfiguration {
-        SideCoreConfiguration(
+        var configuration = SideCoreConfiguration(
             mode: hybrid ? .hybrid : .poll, count: count,
             pollMaxNanoseconds: UInt64(IOEngineOptions.defaultPollMaxMicroseconds) * 1_000)
+        if hybrid {
+            configuration.pollWindowCeiling = UInt64(IOEngineOptions.selfSizedPollWindowCeilingMicroseconds) * 1_000
+        }
+        return configuration
     }
 
     /// Runs one measurement: one VM per disk in `disks`, all in one runtime, sharing
