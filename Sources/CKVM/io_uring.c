@@ -29,8 +29,11 @@ ckvm_uring *ckvm_uring_create(unsigned entries, int *error) {
     if (!ring) { *error = ENOMEM; return NULL; }
     ring->fixed_fd = -1;
     // Cooperative task running: completions that need task work (io-wq's) wait for our next
-    // io_uring call instead of interrupting the side core. Kernels before 5.19 refuse the flag.
-    int result = io_uring_queue_init(entries, &ring->ring, IORING_SETUP_COOP_TASKRUN);
+    // io_uring call instead of interrupting the side core; the task-run flag makes liburing's
+    // peek enter the kernel for them, since a polling side core may make no other call. Kernels
+    // before 5.19 refuse the flags.
+    unsigned flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    int result = io_uring_queue_init(entries, &ring->ring, flags);
     if (result == -EINVAL) result = io_uring_queue_init(entries, &ring->ring, 0);
     if (result < 0) { free(ring); *error = -result; return NULL; }
     return ring;
@@ -51,6 +54,9 @@ static void set_file(ckvm_uring *ring, struct io_uring_sqe *sqe, int fd) {
 }
 
 void ckvm_uring_destroy(ckvm_uring *ring) {
+    // Unregistered here, on our thread, so the file is let go of before we return: the ring's own
+    // teardown runs later in a kernel worker, and the disk's OFD lock would outlive the VM.
+    if (ring->fixed_fd >= 0) io_uring_unregister_files(&ring->ring);
     io_uring_queue_exit(&ring->ring);
     free(ring);
 }
@@ -102,13 +108,7 @@ int ckvm_uring_submit(ckvm_uring *ring) {
 
 unsigned ckvm_uring_unsubmitted(ckvm_uring *ring) { return io_uring_sq_ready(&ring->ring); }
 
-int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd) {
-    return io_uring_register_eventfd(&ring->ring, fd);
-}
-
-int ckvm_uring_set_eventfd_enabled(ckvm_uring *ring, int enabled) {
-    return io_uring_cq_eventfd_toggle(&ring->ring, enabled != 0);
-}
+int ckvm_uring_fd(ckvm_uring *ring) { return ring->ring.ring_fd; }
 
 unsigned ckvm_uring_completions_ready(ckvm_uring *ring) { return io_uring_cq_ready(&ring->ring); }
 

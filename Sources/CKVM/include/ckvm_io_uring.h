@@ -29,12 +29,11 @@ int ckvm_uring_prep_fallocate(ckvm_uring *ring, int fd, int mode, uint64_t offse
 int ckvm_uring_submit(ckvm_uring *ring);
 /// Operations queued and not yet taken by the kernel.
 unsigned ckvm_uring_unsubmitted(ckvm_uring *ring);
-/// Makes the kernel signal eventfd `fd` whenever a completion is posted, so a thread can sleep in
-/// poll(2) on the ring together with other file descriptors. Returns 0 or -errno.
-int ckvm_uring_register_eventfd(ckvm_uring *ring, int fd);
-/// Turns the registered eventfd's signals off while a poller reaps the ring anyway (each signal is
-/// a wake-up attempt in the kernel per completion) and on before it sleeps. Returns 0 or -errno.
-int ckvm_uring_set_eventfd_enabled(ckvm_uring *ring, int enabled);
+/// The ring's own descriptor: poll(2) finds it readable while completions wait in the ring, so a
+/// thread can sleep on it together with other descriptors. Level-triggered and checked by the
+/// kernel under its wait-queue ordering, and nothing is signalled per completion unless a thread
+/// sleeps on it (an eventfd registered with the ring is signalled for every completion).
+int ckvm_uring_fd(ckvm_uring *ring);
 /// Completions waiting in the ring, read without a system call.
 unsigned ckvm_uring_completions_ready(ckvm_uring *ring);
 /// Takes one completion if there is one (returns 1), else returns 0; `wait` blocks for it, through

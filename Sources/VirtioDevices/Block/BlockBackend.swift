@@ -22,8 +22,8 @@ enum BlockOperationStart: Equatable {
 /// io_uring (`IOUringBlockBackend`), or nowhere (`NullBlockBackend`, for measuring the I/O path
 /// alone). Driven only by the queue's handler, so by one thread at a time.
 protocol BlockBackend: AnyObject {
-    /// Readable once an operation completes, so a sleeping executor wakes for it; nil when
-    /// operations complete as they start.
+    /// Readable while completed operations wait to be reaped (level-triggered), so a sleeping
+    /// executor wakes for them; nil when operations complete as they start.
     var completionDescriptor: Int32? { get }
     /// Whether `count` more operations fit now.
     func hasRoom(for count: Int) -> Bool
@@ -38,11 +38,6 @@ protocol BlockBackend: AnyObject {
     func reap(everything: Bool, _ finished: (_ slot: Int, _ result: Int32) -> Void) -> Int
     /// Whether completions or operations not yet submitted wait (checked before sleeping).
     var hasPendingWork: Bool { get }
-    /// Drops the completion signal's count before a sleep (`hasPendingWork` is checked after).
-    func drainCompletionSignal()
-    /// Whether completions signal `completionDescriptor`: off while a poller reaps them anyway,
-    /// on before its executor may sleep on the descriptor (then `hasPendingWork` is checked).
-    func setCompletionSignal(enabled: Bool)
 }
 
 /// The null backend: every operation succeeds at once and moves nothing (reads leave the guest's
@@ -63,6 +58,4 @@ final class NullBlockBackend: BlockBackend {
     func submit() -> String? { nil }
     func reap(everything: Bool, _ finished: (Int, Int32) -> Void) -> Int { 0 }
     var hasPendingWork: Bool { false }
-    func drainCompletionSignal() {}
-    func setCompletionSignal(enabled: Bool) {}
 }

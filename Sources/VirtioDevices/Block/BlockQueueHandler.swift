@@ -102,18 +102,15 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         return done
     }
 
-    /// Kicks and the backend's completion signal go together: both matter only to an executor that
-    /// may sleep. The signal is set first, so the queue's fence orders it before the re-checks.
     func setGuestNotifications(enabled: Bool) {
-        backend.setCompletionSignal(enabled: enabled)
         context.queue.setNotifications(enabled: enabled)
     }
 
     func prepareToSleep() -> Bool {
         interrupts.flush()
         statistics.notifications.add(context.kick.drain())
-        backend.drainCompletionSignal()
-        // Checked after draining: a completion or chain that raced the drain is seen here.
+        // Checked after draining: a chain that raced the drain is seen here (the backend's
+        // descriptor stays readable while completions wait, so it needs no draining).
         return backend.hasPendingWork || (canTakeRequest && context.queue.hasAvailable)
     }
 

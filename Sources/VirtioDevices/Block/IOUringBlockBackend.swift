@@ -3,13 +3,12 @@ import Glibc
 import Hypervisor
 
 /// A block queue's disk file through the queue's own io_uring: operations are prepared into the
-/// submission queue, submitted once per poll, and reaped from the completion queue, whose
-/// eventfd wakes a sleeping executor.
+/// submission queue, submitted once per poll, and reaped from the completion queue; the ring's
+/// descriptor wakes a sleeping executor.
 final class IOUringBlockBackend: BlockBackend {
     private let fd: Int32
     private let memory: GuestMemory
     private let ring: OpaquePointer
-    private let completionSignal: EventFD
     /// Each slot's iovec array, preallocated (`segmentsPerSlot` entries) so the hot path does
     /// not allocate.
     private let iovecs: UnsafeMutableBufferPointer<iovec>
@@ -27,15 +26,9 @@ final class IOUringBlockBackend: BlockBackend {
         self.memory = memory
         self.segmentsPerSlot = segmentsPerSlot
         self.capacity = capacity
-        completionSignal = try EventFD(nonBlocking: true)
         var error: Int32 = 0
         guard let ring = ckvm_uring_create(UInt32(capacity), &error) else {
             throw KVMError(.ioUringSetup(queue: name), errno: error)
-        }
-        let registered = ckvm_uring_register_eventfd(ring, completionSignal.fd)
-        guard registered == 0 else {
-            ckvm_uring_destroy(ring)
-            throw KVMError(.ioUringSetup(queue: name), errno: -registered)
         }
         // Not fatal: without the registration each operation looks the descriptor up.
         _ = ckvm_uring_register_file(ring, fd)
@@ -48,7 +41,7 @@ final class IOUringBlockBackend: BlockBackend {
         iovecs.deallocate()
     }
 
-    var completionDescriptor: Int32? { completionSignal.fd }
+    var completionDescriptor: Int32? { ckvm_uring_fd(ring) }
 
     func hasRoom(for count: Int) -> Bool { operationsInFlight + count <= capacity }
 
@@ -116,8 +109,4 @@ final class IOUringBlockBackend: BlockBackend {
 
     var hasPendingWork: Bool { ckvm_uring_completions_ready(ring) > 0 || ckvm_uring_unsubmitted(ring) > 0 }
 
-    func drainCompletionSignal() { _ = completionSignal.drain() }
-
-    // A kernel without the CQ flags (before 5.8) keeps signalling: slower, still correct.
-    func setCompletionSignal(enabled: Bool) { _ = ckvm_uring_set_eventfd_enabled(ring, enabled ? 1 : 0) }
 }

@@ -38,15 +38,19 @@ public struct AdaptivePollWindow: Equatable {
     /// The queue was asleep for `duration` nanoseconds before a wake descriptor fired; `byKick`:
     /// the guest's doorbell, rather than a backend's completion or a TAP.
     public mutating func queueWoke(afterSleeping duration: UInt64, byKick: Bool = true) {
+        var soon = duration <= maximum
         if byKick && ceiling > floor {
+            // Within reach: the bound grows, and the window with it (halving it now would undo
+            // the step the bound just took).
             if duration / Self.reach <= maximum {
-                maximum = min(ceiling, maximum &* 2)
+                maximum = maximum > ceiling / 2 ? ceiling : maximum * 2
+                soon = true
             } else {
                 maximum = max(floor, maximum / 2)
             }
         }
-        if duration <= maximum {
-            current = min(maximum, max(minimum, current &* 2))
+        if soon {
+            current = min(maximum, max(minimum, current > maximum / 2 ? maximum : current * 2))
         } else {
             current = max(minimum, current / 2)
         }

@@ -8,16 +8,14 @@ public protocol QueueHandler: AnyObject, Sendable {
     /// starts them, finishes completed ones, raises the interrupt if the driver wants one.
     /// Returns how much it did; 0 means it found nothing to do.
     func poll(budget: Int) -> Int
-    /// Asks the driver to kick (true) or not (false, while a side core polls the queues), and
-    /// turns the handler's other wake signals (an io_uring's completion eventfd) on or off with
-    /// it: an executor enables them before it may sleep on `wakeDescriptors`.
+    /// Asks the driver to kick (true) or not (false, while a side core polls the queues).
     func setGuestNotifications(enabled: Bool)
     /// Called before the executor sleeps on `wakeDescriptors`: clears the kick eventfds (counting
     /// them as notifications) and returns true when work is already waiting, e.g. a chain published
     /// just before notifications were re-enabled, which no kick will announce.
     func prepareToSleep() -> Bool
-    /// File descriptors whose readability means work may be waiting: kick eventfds, an io_uring's
-    /// completion eventfd, a TAP. Read after `prepareToSleep`; may change between sleeps.
+    /// File descriptors whose readability means work may be waiting: kick eventfds, an io_uring
+    /// (readable while completions wait), a TAP. Read after `prepareToSleep`; may change between sleeps.
     var wakeDescriptors: [Int32] { get }
     /// Those of `wakeDescriptors` that are the guest's doorbells (kick eventfds): a wake by one of
     /// them is an exit a longer poll window would have saved (`AdaptivePollWindow`).
