@@ -16,6 +16,9 @@ struct CompletionInterrupts {
     /// `count` chains (possibly 0) were returned to the used ring since the last call;
     /// `moreExpected` says requests are still in flight or waiting in the ring.
     mutating func published(_ count: Int, moreExpected: Bool) {
+        // Nothing new and nothing held: no interrupt can be due. Returning before the clock read
+        // matters to an idle poll (a net queue pair's two per round were 4% of side0 in net-rr).
+        if count == 0 && (coalescer?.pending ?? 0) == 0 { return }
         if count > 0 { statistics.completionBatches.add() }
         let due: Bool
         if var coalescer {
