@@ -45,7 +45,8 @@ public final class VMMRuntime: Sendable {
         placement = CPUPlacement(
             sideCores: io.sideCores, vcpuCount: configurations.reduce(0) { $0 + $1.machine.vcpuCount })
         let engine: QueueEngine
-        if let configuration = io.sideCores {
+        if var configuration = io.sideCores {
+            if !placement.sideCoresHaveTheirOwnCPUs { configuration.pollWindowCeiling = nil }
             let sideCores = try SideCoreEngine(configuration: configuration, cpus: placement.sideCoreCPUs)
             self.sideCores = sideCores
             engine = sideCores
