@@ -20,4 +20,9 @@ public final class QueueStatistics: Sendable {
     /// queue's poll rounds see it (block queues).
     public let latency = LatencyBuckets()
     public init() {}
+
+    /// Records one request's latency. Handlers call this rather than `latency.record`: reached
+    /// through two objects, the histogram was retained and released per request, and that atomic
+    /// pair cost a fifth of a side core at 1.3M IOPS (perf record on `hvctl bench --null --qd 64`).
+    public func recordLatency(nanoseconds: UInt64) { latency.record(nanoseconds: nanoseconds) }
 }

@@ -108,5 +108,4 @@ final class IOUringBlockBackend: BlockBackend {
     }
 
     var hasPendingWork: Bool { ckvm_uring_completions_ready(ring) > 0 || ckvm_uring_unsubmitted(ring) > 0 }
-
 }

@@ -209,13 +209,12 @@ public final class SideCore: Sendable {
         guard poll(&fds, nfds_t(fds.count), timeout) > 0 else { return }
         if fds[0].revents != 0 { _ = wakeSignal.drain() }
         let now = MonotonicClock.now()
-        // A handler woken by a kick and another descriptor at once counts as kicked.
-        var kicked = Set<Int>()
-        for position in 1..<fds.count where fds[position].revents != 0 && kicks[position] {
-            kicked.insert(owners[position])
-        }
-        for position in 1..<fds.count where fds[position].revents != 0 {
-            schedule.wake(at: owners[position], now: now, byKick: kicked.contains(owners[position]))
+        // Kicks first: a handler woken by a kick and another descriptor at once counts as kicked
+        // (waking an awake handler again does nothing).
+        for byKick in [true, false] {
+            for position in 1..<fds.count where fds[position].revents != 0 && kicks[position] == byKick {
+                schedule.wake(at: owners[position], now: now, byKick: byKick)
+            }
         }
     }
 }

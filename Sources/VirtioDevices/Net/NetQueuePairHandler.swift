@@ -21,10 +21,6 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
     private let mergeable: Bool
     private let rxStatistics: QueueStatistics
     private let txStatistics: QueueStatistics
-    /// The statistics' latency histograms, held here so recording one retains nothing (as in
-    /// BlockQueueHandler).
-    private let rxLatency: LatencyBuckets
-    private let txLatency: LatencyBuckets
     /// Where chains come from; once the driver broke either ring, the pair stops until reset.
     private var rxIntake: QueueIntake
     private var txIntake: QueueIntake
@@ -69,8 +65,6 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         self.mergeable = mergeable
         self.rxStatistics = rxStatistics
         self.txStatistics = txStatistics
-        rxLatency = rxStatistics.latency
-        txLatency = txStatistics.latency
         rxInterrupts = CompletionInterrupts(context: rx, statistics: rxStatistics)
         txInterrupts = CompletionInterrupts(context: tx, statistics: txStatistics)
     }
@@ -166,7 +160,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
                 txStatistics.bytes.add(UInt64(total - NetDevice.headerSize))
             }
             tx.queue.addUsed(head: chain.head, length: 0)
-            txLatency.record(nanoseconds: clock.now() &- taken)
+            txStatistics.recordLatency(nanoseconds: clock.now() &- taken)
             sent += 1
         }
         txInterrupts.published(sent, moreExpected: sent == budget || pendingTransmit != nil)
@@ -277,7 +271,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         }
         for chain in heldChains { rx.queue.addUsed(head: chain.head, length: chain.length) }
         rxStatistics.bytes.add(UInt64(frameLength - NetDevice.headerSize))
-        rxLatency.record(nanoseconds: clock.now() &- frameReadAt)
+        rxStatistics.recordLatency(nanoseconds: clock.now() &- frameReadAt)
         heldChains.removeAll(keepingCapacity: true)
         frameLength = 0
         return .placed(consumed)
