@@ -53,6 +53,15 @@ public final class LatencyBuckets: @unchecked Sendable {
             self.counts = counts
             self.sum = sum
         }
+
+        /// What was recorded between `earlier` (a snapshot of the same buckets) and this one.
+        public func since(_ earlier: Snapshot) -> Snapshot {
+            Snapshot(
+                counts: counts.indices.map {
+                    counts[$0] &- (earlier.counts.indices.contains($0) ? earlier.counts[$0] : 0)
+                },
+                sum: sum &- earlier.sum)
+        }
     }
 
     public var snapshot: Snapshot {

@@ -11,7 +11,7 @@ struct HVCtl: ParsableCommand {
         abstract: "Sidecore: a KVM micro-hypervisor for small Linux guests.",
         version: HVCtl.version,
         subcommands: [
-            Run.self, Bench.self, BenchReportCommand.self, Check.self, Info.self, Pause.self, Resume.self,
+            Run.self, BenchGroup.self, BenchReportCommand.self, Check.self, Info.self, Pause.self, Resume.self,
             Shutdown.self, PowerButton.self,
             Stats.self,
             Metrics.self,

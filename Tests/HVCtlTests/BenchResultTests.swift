@@ -127,9 +127,10 @@ final class BenchResultTests: XCTestCase {
             "qd=1 bs=4096 write_pct=0 requests=99 hold_ms=5 duration_ms=1500")
         // The network workloads: their own frame size and depth, the host end's MAC for the guest.
         XCTAssertEqual(try BenchWorkload.parse("net-rr,net-stream"), [.netRoundTrip, .netStream])
-        XCTAssertEqual(BenchWorkload.netRoundTrip.networkShape?.qd, 1)
-        XCTAssertEqual(BenchWorkload.netStream.networkShape?.frameBytes, 1514)
-        XCTAssertNil(BenchWorkload.randread.networkShape)
+        XCTAssertEqual(BenchWorkload.netRoundTrip.fixedShape?.qd, 1)
+        XCTAssertEqual(BenchWorkload.netStream.fixedShape?.bytes, 1514)
+        XCTAssertEqual(BenchWorkload.redirect.fixedShape?.qd, 1)
+        XCTAssertNil(BenchWorkload.randread.fixedShape)
         let stream = BenchLoad(workload: .netStream, blockSize: 1514, qd: 32, requests: 7, durationMilliseconds: 20)
         XCTAssertEqual(
             stream.guestCommandLine(holdMilliseconds: 5, verify: true),

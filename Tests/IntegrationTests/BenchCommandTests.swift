@@ -358,6 +358,38 @@ final class BenchCommandTests: XCTestCase {
 
     /// SIGINT during a run: the run ends, the table shows the runs that finished, the exit status
     /// says which signal, and the pattern file is gone.
+    /// `hvctl bench fio` boots Linux guests: on a PVM host it says where it runs instead (one line,
+    /// before anything is made); elsewhere it measures. Bad input is one line either way.
+    func testBenchFioRunsWhereLinuxGuestsBootAndSaysWhereElse() throws {
+        for (arguments, expected) in [
+            (["--workload", "seqread"], "--workload seqread"), (["--qd", "300"], "--qd 300"),
+            (["--irq-redirect", "sometimes"], "--irq-redirect sometimes"),
+            (["--kernel", "/nonexistent/bzImage"], "--kernel /nonexistent/bzImage"),
+        ] {
+            let result = try Toolchain.run(Toolchain.hvctl, ["bench", "fio", "--peer", "none"] + arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.hasPrefix("hvctl: \(expected)"), result.stderr)
+        }
+        let before = benchDirectories()
+        let result = try Toolchain.run(
+            Toolchain.hvctl,
+            [
+                "bench", "fio", "--peer", "none", "--mode", "hybrid", "--qd", "1", "--duration", "1",
+                "--repeat", "1",
+            ])
+        if FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") {
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("PVM") && result.stderr.contains("benchmarks/io.sh"), result.stderr)
+            XCTAssertEqual(result.stdout, "")
+        } else {
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertTrue(result.stdout.contains("hvctl-hybrid  fio-randread"), result.stdout)
+        }
+        XCTAssertEqual(benchDirectories(), before, "a scratch directory left behind")
+    }
+
     func testCtrlCKeepsWhatWasMeasuredAndLeavesNothingBehind() throws {
         let before = benchDirectories()
         let process = Process()

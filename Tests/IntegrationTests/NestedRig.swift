@@ -146,20 +146,23 @@ enum NestedRig {
     }
 
     /// Runs `script` in the rig. A run that ended in a `ForeignFailure` is repeated, within
-    /// `repeatsAllowed`; anything else is the caller's to judge. `files` are copied into L2 (host path: L2 path).
-    static func run(script: String, files: [String: String] = [:], timeoutInSeconds: Int = 500) throws -> (
-        sections: [String: Section], output: String
-    ) {
+    /// `repeatsAllowed`; anything else is the caller's to judge. `files` are copied into L2 (host path: L2 path),
+    /// `binaries` with their libraries at the same path, and with `withQEMU` Debian's QEMU; L2 gets `memoryMiB`.
+    static func run(
+        script: String, files: [String: String] = [:], binaries: [String] = [], withQEMU: Bool = false,
+        memoryMiB: Int = 2048, timeoutInSeconds: Int = 500
+    ) throws -> (sections: [String: Section], output: String) {
         let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("nested-\(UUID().uuidString).sh")
         try script.write(to: scriptURL, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: scriptURL) }
-        let adds = files.sorted { $0.key < $1.key }.flatMap { ["--add", "\($0.key):\($0.value)"] }
+        let adds =
+            files.sorted { $0.key < $1.key }.flatMap { ["--add", "\($0.key):\($0.value)"] }
+            + binaries.flatMap { ["--add-binary", $0] } + (withQEMU ? ["--with-qemu"] : [])
         let runOnce = {
             try Toolchain.run(
                 Toolchain.rig,
-                ["--timeout", "\(timeoutInSeconds)", "--add", "\(scriptURL.path):/test.sh"] + adds + [
-                    "--", "sh", "/test.sh",
-                ])
+                ["--timeout", "\(timeoutInSeconds)", "--memory", "\(memoryMiB)", "--add", "\(scriptURL.path):/test.sh"]
+                    + adds + ["--", "sh", "/test.sh"])
         }
         var result = try runOnce()
         var repeats: [ForeignFailure: Int] = [:]

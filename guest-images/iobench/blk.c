@@ -57,7 +57,6 @@ void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_re
     u64 pages = block_size / 4096;
     u64 taken = interrupts ? interrupts() : 0;
     u8 busy[MAX_QD] = {0};
-    histogram_reset();
     u64 t0 = now_ns(), next_due = t0;
     for (;;) {
         /* A timed run: no new request once the time is up; those in flight finish. */
@@ -122,6 +121,7 @@ void blk_workload(int irq, u64 hold_ns) {
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);  /* the host samples KVM's counters at the mark */
     struct blk_reads r;
+    histogram_reset();
     blk_run(qd, total, rate, 0, &r);
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);

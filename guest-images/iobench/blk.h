@@ -16,5 +16,6 @@ void blk_open(int irq, u32 msi_address, u32 msi_data, u64 qd);
  * checked against the host's pattern (a block's first 8 bytes = its sector number). With
  * `interrupts` (closed loop), a completion is only looked for once the count it points to (the
  * interrupts taken) has grown, as an interrupt-driven driver would; one that has not grown
- * within 10 ms counts as late and the ring is looked at anyway. */
+ * within 10 ms counts as late and the ring is looked at anyway. Each latency goes into the
+ * histogram (latency_histogram.h), which the caller empties first. */
 void blk_run(u64 qd, u64 total, u64 rate, u64 (*interrupts)(void), struct blk_reads *out);

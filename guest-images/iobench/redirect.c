@@ -11,6 +11,7 @@
  * read's latency includes the interrupt's delivery, as with an interrupt-driven driver. */
 #include "blk.h"
 #include "lapic.h"
+#include "latency_histogram.h"
 #include "workloads.h"
 
 struct phase { u64 cpu0, cpu1; struct blk_reads reads; };
@@ -25,11 +26,13 @@ static void run_phase(u64 total, int wait_for_interrupts, struct phase *p) {
     p->cpu1 = irq_count(1) - cpu1;
 }
 
-/* " <phase>_cpu0=N <phase>_cpu1=N <phase>_lat_avg_ns=N <phase>_late=N" */
+/* " <phase>_cpu0=N <phase>_cpu1=N <phase>_lat_avg_ns=N <phase>_late=N <phase>_ns=N" (_ns: the
+ * phase's reads from first to last, for its rate) */
 static void put_phase(const char *phase, struct phase *p) {
-    u64 values[4] = { p->cpu0, p->cpu1, p->reads.completed ? p->reads.latency_sum / p->reads.completed : 0, p->reads.late_interrupts };
-    const char *names[4] = { "_cpu0=", "_cpu1=", "_lat_avg_ns=", "_late=" };
-    for (int i = 0; i < 4; i++) { puts_serial(" "); puts_serial(phase); puts_serial(names[i]); put_u64(values[i]); }
+    u64 values[5] = { p->cpu0, p->cpu1, p->reads.completed ? p->reads.latency_sum / p->reads.completed : 0, p->reads.late_interrupts,
+                      p->reads.ns };
+    const char *names[5] = { "_cpu0=", "_cpu1=", "_lat_avg_ns=", "_late=", "_ns=" };
+    for (int i = 0; i < 5; i++) { puts_serial(" "); puts_serial(phase); puts_serial(names[i]); put_u64(values[i]); }
 }
 
 void redirect_workload(u64 hold_ns) {
@@ -50,6 +53,7 @@ void redirect_workload(u64 hold_ns) {
     puts_serial("iobench: start\n");
     spin_ns(hold_ns);
     struct phase halted, spinning;
+    histogram_reset();  /* one histogram over both phases */
     run_phase(total, wait_for_interrupts, &halted);
     ap_spin = 1;
     send_fixed_ipi(1, WAKE_VECTOR);  /* halted, it would not see ap_spin */
@@ -58,9 +62,16 @@ void redirect_workload(u64 hold_ns) {
     interrupts_off();
     puts_serial("iobench: end\n");
     spin_ns(hold_ns);
+    histogram_print();  /* both phases' reads */
+    /* Both phases together in blk's fields (the host reads them as any run's), then each phase. */
+    u64 requests = halted.reads.completed + spinning.reads.completed, ns = halted.reads.ns + spinning.reads.ns;
+    u64 latency_max = halted.reads.latency_max > spinning.reads.latency_max ? halted.reads.latency_max : spinning.reads.latency_max;
     puts_serial("iobench: result test=redirect");
-    put_field("vector", vector); put_field("requests", halted.reads.completed + spinning.reads.completed);
-    put_field("errors", halted.reads.errors + spinning.reads.errors);
+    put_field("vector", vector); put_field("requests", requests);
+    put_field("errors", halted.reads.errors + spinning.reads.errors); put_field("kicks", halted.reads.kicks + spinning.reads.kicks);
+    put_field("ns", ns); put_field("iops", ns ? requests * 1000000000ull / ns : 0);
+    put_field("lat_avg_ns", requests ? (halted.reads.latency_sum + spinning.reads.latency_sum) / requests : 0);
+    put_field("lat_max_ns", latency_max);
     put_phase("halted", &halted); put_phase("spinning", &spinning);
     puts_serial("\n");
 }

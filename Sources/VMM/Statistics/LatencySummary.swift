@@ -33,6 +33,20 @@ public struct LatencySummary: Codable, Sendable, Equatable {
         self.init(histogram: histogram, meanNanoseconds: count == 0 ? 0 : snapshot.sum / count)
     }
 
+    /// From percentiles another tool worked out (fio's), over `count` requests.
+    public init(
+        count: UInt64, meanNanoseconds: UInt64, p50Nanoseconds: UInt64, p90Nanoseconds: UInt64,
+        p99Nanoseconds: UInt64, p999Nanoseconds: UInt64, maxNanoseconds: UInt64
+    ) {
+        self.count = count
+        self.meanNanoseconds = meanNanoseconds
+        self.p50Nanoseconds = p50Nanoseconds
+        self.p90Nanoseconds = p90Nanoseconds
+        self.p99Nanoseconds = p99Nanoseconds
+        self.p999Nanoseconds = p999Nanoseconds
+        self.maxNanoseconds = maxNanoseconds
+    }
+
     /// From a histogram of nanoseconds whose mean was kept apart (a bucketed histogram's own is
     /// only as exact as its buckets); `maxNanoseconds` replaces the histogram's when known exactly.
     public init(histogram: Histogram<UInt64>, meanNanoseconds: UInt64, maxNanoseconds: UInt64? = nil) {

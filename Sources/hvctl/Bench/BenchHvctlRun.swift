@@ -9,13 +9,29 @@ enum BenchHvctlRun {
     static let holdMilliseconds = 20
 
     /// One VM's counters, and the side cores' CPU time, at one of its marks.
-    private struct Sample {
+    struct Sample {
         var exits: UInt64 = 0
         var interrupts: UInt64 = 0
         var sideCoreNanoseconds: UInt64 = 0
         var latency = LatencyBuckets.Snapshot(counts: Array(repeating: 0, count: LatencyBuckets.count), sum: 0)
+        /// vCPU 1's wake-ups from halt (KVM's halt_wakeup), and the interrupts sent through a
+        /// redirected route: for the redirect workload.
+        var secondVCPUWakeups: UInt64 = 0
+        var redirected: UInt64 = 0
 
         init() {}
+
+        /// KVM's exits and the device's interrupts from `start` to this sample, per request of
+        /// `measurement` (and for the redirect workload, vCPU 1's wake-ups and the redirected interrupts).
+        func addExitsAndInterrupts(since start: Sample, to measurement: inout BenchMeasurement) {
+            let requestCount = Double(max(measurement.requests, 1))
+            measurement.exitsPerRequest = Double(exits &- start.exits) / requestCount
+            measurement.interruptsPerRequest = Double(interrupts &- start.interrupts) / requestCount
+            measurement.redirect?.secondVCPUWakeupsPerRequest =
+                Double(secondVCPUWakeups &- start.secondVCPUWakeups) / requestCount
+            measurement.redirect?.redirectedInterrupts = redirected &- start.redirected
+            measurement.redirect?.deviceInterrupts = interrupts &- start.interrupts
+        }
 
         init(_ report: StatisticsReport, vm index: Int) {
             guard report.vms.indices.contains(index) else { return }
@@ -23,6 +39,8 @@ enum BenchHvctlRun {
             exits = vm.vcpus.reduce(0) { $0 + ($1.kvm["exits"] ?? 0) }
             let queues = vm.devices.flatMap(\.queues)
             interrupts = queues.reduce(0) { $0 + $1.interrupts }
+            redirected = queues.reduce(0) { $0 + $1.redirected }
+            secondVCPUWakeups = vm.vcpus.count > 1 ? vm.vcpus[1].kvm["halt_wakeup"] ?? 0 : 0
             sideCoreNanoseconds = report.sideCores.reduce(0) { $0 + ($1.cpuNanoseconds ?? 0) }
             for queue in queues {
                 latency.sum += queue.latencyBuckets.sum
@@ -33,7 +51,6 @@ enum BenchHvctlRun {
 
     /// What one VM's console gave: its marks' samples, its result lines, an error line.
     private struct ConsoleState {
-        var line: [UInt8] = []
         var samples: [Sample] = []
         var results: [String] = []
         var error: String?
@@ -52,11 +69,10 @@ enum BenchHvctlRun {
     }
 
     /// Runs one measurement: one VM per disk in `disks`, all in one runtime, sharing
-    /// `sideCoreCount` side cores in poll and hybrid modes. `running` holds the runtime while it
-    /// runs, so Ctrl-C can end it; `interrupted` is asked once it is there (a signal between the
-    /// two is not missed).
+    /// `sideCoreCount` side cores in poll and hybrid modes.
     static func measure(
-        guest: String, disks: [BenchDisk], mode: BenchMode, coalescing: Bool, sideCoreCount: Int, load: BenchLoad,
+        guest: String, disks: [BenchDisk], mode: BenchMode, coalescing: Bool, redirect: RedirectSetting,
+        sideCoreCount: Int, load: BenchLoad,
         running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
         let tap = BenchTAP.name(for: "h")
@@ -64,81 +80,36 @@ enum BenchHvctlRun {
             let name = disks.count == 1 ? "bench" : "bench\(index)"
             let cmdline = load.guestCommandLine(holdMilliseconds: holdMilliseconds, verify: disk.hasPattern)
             let machine = MachineConfiguration(
-                boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline), vcpuCount: 1,
-                memoryInBytes: 256 << 20)
+                boot: LinuxBootConfiguration(kernelPath: guest, commandLine: cmdline),
+                vcpuCount: load.workload.vcpus, memoryInBytes: 256 << 20)
             if load.workload.isNetwork {
                 // The NIC's TAP is made here and goes with the runtime; BenchTAP sets up its host end.
                 let nic = NetDeviceConfiguration(tapName: tap, mac: BenchTAP.guestMACBytes)
                 return VMConfiguration(name: name, machine: machine, nets: [nic])
             }
-            var deviceConfiguration: BlockDeviceConfiguration
-            switch disk {
-            case .file(let path, _):
-                deviceConfiguration = BlockDeviceConfiguration(path: path, id: "bench")
-                deviceConfiguration.readOnly = load.workload.writePercent == 0
-            case .null(let bytes):
-                deviceConfiguration = BlockDeviceConfiguration(path: nil, id: "bench")
-                deviceConfiguration.backend = .null
-                deviceConfiguration.nullSizeInBytes = bytes
-            }
-            return VMConfiguration(name: name, machine: machine, disks: [deviceConfiguration])
+            return VMConfiguration(
+                name: name, machine: machine,
+                disks: [blockDevice(disk, readOnly: load.workload.writePercent == 0)])
         }
-        let io: IOConfiguration
-        switch mode {
-        case .notify:
-            io = IOConfiguration(engine: .notify)
-        case .poll, .hybrid:
-            var sideCores = sideCores(hybrid: mode == .hybrid, count: sideCoreCount)
-            if !coalescing { sideCores.coalescing = nil }
-            io = IOConfiguration(engine: .sideCores(sideCores))
-        }
+        let io = ioConfiguration(mode: mode, coalescing: coalescing, redirect: redirect, sideCoreCount: sideCoreCount)
 
         // Each VM's console: lines are read as they come; its marks sample the runtime on its vCPU
         // thread, which waits at the mark anyway.
         let states = vms.map { _ in Lock(ConsoleState()) }
-        let runtimeBox = Lock<VMMRuntime?>(nil)
-        let runtime: VMMRuntime
-        do {
-            runtime = try makeRuntime(vms: vms, io: io, states: states, runtimeBox: runtimeBox)
-        } catch let error as VMBuildError {
-            // A TAP hvctl may not create is the likely one: say which and why, in one line.
-            if let problem = error.underlying as? ConfigurationError, problem.field == .netTAPName {
-                throw BenchError(
-                    "--workload \(load.workload.rawValue): TAP \(problem.value ?? tap): \(problem.problem)"
-                        + " (creating a TAP needs CAP_NET_ADMIN)")
-            }
-            throw BenchError("the bench VM could not be built: \(error.underlying)")
-        }
-        runtimeBox.withLock { $0 = runtime }
-        running.withLock { $0 = runtime }
-        // The TAP exists once the runtime does; a host end that cannot be set up ends the run
-        // before it starts (it still goes through run and finish, which stop the side cores).
-        var setupError: Error?
-        if load.workload.isNetwork {
-            do {
-                try BenchTAP.configure(tap)
-            } catch {
-                setupError = error
-                runtime.stop(.failed("\(error)"))
+        let exits = try runToEnd(
+            vms: vms, io: io, tap: load.workload.isNetwork ? (tap, false) : nil, workload: load.workload.rawValue,
+            running: running, interrupted: interrupted
+        ) { index, line, statistics in
+            let state = states[index]
+            if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
+                let sample = statistics().map { Sample($0, vm: index) } ?? Sample()
+                state.withLock { $0.samples.append(sample) }
+            } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
+                state.withLock { $0.results.append(line) }
+            } else if line.contains("iobench: error") {
+                state.withLock { $0.error = line }
             }
         }
-        defer {
-            // The console closures hold the box: emptying it lets the runtime go (and its disks close
-            // and unlock) before the next cell opens the files.
-            runtimeBox.withLock { $0 = nil }
-            running.withLock { $0 = nil }
-        }
-        if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
-        let exits: [MachineExit]
-        do {
-            exits = try runtime.run()
-        } catch {
-            // Taken down all the same (its side cores stop), then the failure is told.
-            _ = try? runtime.finish(exits: runtime.vms.map { _ in .failed("\(error)") })
-            throw error
-        }
-        _ = try runtime.finish(exits: exits)
-        if let setupError { throw setupError }
         var parts: [BenchMeasurement] = []
         var sideCoreStart = UInt64.max
         var sideCoreEnd: UInt64 = 0
@@ -151,10 +122,8 @@ enum BenchHvctlRun {
                 throw BenchError("the iobench guest\(vm) did not finish (exit: \(exits[index].description))")
             }
             var measurement = result.measurement
-            let requestCount = Double(max(measurement.requests, 1))
             let (start, end) = (samples[0], samples[1])
-            measurement.exitsPerRequest = Double(end.exits &- start.exits) / requestCount
-            measurement.interruptsPerRequest = Double(end.interrupts &- start.interrupts) / requestCount
+            end.addExitsAndInterrupts(since: start, to: &measurement)
             parts.append(measurement)
             sideCoreStart = min(sideCoreStart, start.sideCoreNanoseconds)
             sideCoreEnd = max(sideCoreEnd, end.sideCoreNanoseconds)
@@ -175,36 +144,119 @@ enum BenchHvctlRun {
         return measurement
     }
 
-    /// The runtime of `vms`, each console's lines read as they come into its state: the marks
-    /// sample the runtime (on the VM's vCPU thread, which waits at the mark anyway), result and
-    /// error lines are kept.
-    private static func makeRuntime(
-        vms: [VMConfiguration], io: IOConfiguration, states: [Lock<ConsoleState>], runtimeBox: Lock<VMMRuntime?>
+    /// The bench disk as hvctl's block device.
+    static func blockDevice(_ disk: BenchDisk, readOnly: Bool) -> BlockDeviceConfiguration {
+        var device: BlockDeviceConfiguration
+        switch disk {
+        case .file(let path, _):
+            device = BlockDeviceConfiguration(path: path, id: "bench")
+            device.readOnly = readOnly
+        case .null(let bytes):
+            device = BlockDeviceConfiguration(path: nil, id: "bench")
+            device.backend = .null
+            device.nullSizeInBytes = bytes
+        }
+        return device
+    }
+
+    /// Builds the runtime of `vms`, each console line handed to `onLine` with the VM's index and a
+    /// way to read the runtime's statistics right then (on the vCPU thread, while the guest waits
+    /// for its console write); sets up `tap`'s host end, when given, once the runtime has made the
+    /// TAP; and runs it to its end. `running` holds the runtime meanwhile, so Ctrl-C can end it;
+    /// `interrupted` is asked once it is there (a signal between the two is not missed).
+    /// `workload` names the run in errors.
+    static func runToEnd(
+        vms: [VMConfiguration], io: IOConfiguration, tap: (name: String, guestSpeaksARP: Bool)?, workload: String,
+        running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>,
+        onLine: @escaping @Sendable (Int, String, () -> StatisticsReport?) -> Void
+    ) throws -> [MachineExit] {
+        let runtimeBox = Lock<VMMRuntime?>(nil)
+        let runtime: VMMRuntime
+        do {
+            runtime = try makeRuntime(vms: vms, io: io) { index, line in
+                onLine(index, line) { try? runtimeBox.withLock { $0 }?.statistics() }
+            }
+        } catch let error as VMBuildError {
+            // A TAP hvctl may not create is the likely one: say which and why, in one line.
+            if let problem = error.underlying as? ConfigurationError, problem.field == .netTAPName {
+                throw BenchError(
+                    "--workload \(workload): TAP \(problem.value ?? tap?.name ?? ""): \(problem.problem)"
+                        + " (creating a TAP needs CAP_NET_ADMIN)")
+            }
+            throw BenchError("the bench VM could not be built: \(error.underlying)")
+        }
+        runtimeBox.withLock { $0 = runtime }
+        running.withLock { $0 = runtime }
+        defer {
+            // The console closures hold the box: emptying it lets the runtime go (and its disks close
+            // and unlock) before the next run opens the files.
+            runtimeBox.withLock { $0 = nil }
+            running.withLock { $0 = nil }
+        }
+        // The TAP exists once the runtime does; a host end that cannot be set up ends the run
+        // before it starts (it still goes through run and finish, which stop the side cores).
+        var setupError: Error?
+        if let tap {
+            do {
+                try BenchTAP.configure(tap.name, guestSpeaksARP: tap.guestSpeaksARP)
+            } catch {
+                setupError = error
+                runtime.stop(.failed("\(error)"))
+            }
+        }
+        if let signal = interrupted.withLock({ $0 }) { runtime.stop(.stopped(signal: signal)) }
+        let exits: [MachineExit]
+        do {
+            exits = try runtime.run()
+        } catch {
+            // Taken down all the same (its side cores stop), then the failure is told.
+            _ = try? runtime.finish(exits: runtime.vms.map { _ in .failed("\(error)") })
+            throw error
+        }
+        _ = try runtime.finish(exits: exits)
+        if let setupError { throw setupError }
+        return exits
+    }
+
+    /// hvctl's I/O engine for a bench target: notify threads, or `sideCoreCount` side cores in
+    /// poll or hybrid mode with their coalescing on or off; interrupt redirection as `hvctl run
+    /// --irq-redirect` sets it.
+    static func ioConfiguration(mode: BenchMode, coalescing: Bool, redirect: RedirectSetting, sideCoreCount: Int)
+        -> IOConfiguration
+    {
+        let redirection = redirect.mode(postedInterrupts: HostReport.postedInterrupts != nil)
+        switch mode {
+        case .notify:
+            return IOConfiguration(engine: .notify, interruptRedirection: redirection)
+        case .poll, .hybrid:
+            var sideCores = sideCores(hybrid: mode == .hybrid, count: sideCoreCount)
+            if !coalescing { sideCores.coalescing = nil }
+            return IOConfiguration(engine: .sideCores(sideCores), interruptRedirection: redirection)
+        }
+    }
+
+    /// The runtime of `vms`, each console's lines handed to `onLine` as they come, with the index
+    /// of the VM that printed it, on that VM's vCPU thread (so a mark's statistics are sampled
+    /// while the guest waits for its console write).
+    static func makeRuntime(
+        vms: [VMConfiguration], io: IOConfiguration, onLine: @escaping @Sendable (Int, String) -> Void
     ) throws -> VMMRuntime {
         try VMMRuntime(vms: vms, io: io, kvm: try KVM(), namedVMs: false) { configuration in
             let index = vms.firstIndex { $0.name == configuration.name } ?? 0
-            let state = states[index]
+            let line = Lock<[UInt8]>([])
             return { byte in
                 guard byte == UInt8(ascii: "\n") else {
                     // A serial console ends lines with CR LF: the CR is not part of the line.
                     if byte != UInt8(ascii: "\r") {
-                        state.withLock { if $0.line.count < 4096 { $0.line.append(byte) } }
+                        line.withLock { if $0.count < 4096 { $0.append(byte) } }
                     }
                     return
                 }
-                let line = state.withLock { state -> String in
-                    defer { state.line = [] }
-                    return String(decoding: state.line, as: UTF8.self)
+                let text = line.withLock { line -> String in
+                    defer { line = [] }
+                    return String(decoding: line, as: UTF8.self)
                 }
-                if line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") {
-                    let report = try? runtimeBox.withLock { $0 }?.statistics()
-                    let sample = report.map { Sample($0, vm: index) } ?? Sample()
-                    state.withLock { $0.samples.append(sample) }
-                } else if line.contains("iobench: result") || line.contains("iobench: histogram") {
-                    state.withLock { $0.results.append(line) }
-                } else if line.contains("iobench: error") {
-                    state.withLock { $0.error = line }
-                }
+                onLine(index, text)
             }
         }
     }

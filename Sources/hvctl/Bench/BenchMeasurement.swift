@@ -28,6 +28,43 @@ struct BenchMeasurement: Codable, Sendable {
     var iopsPerSideCoreSecond: Double?
     /// The device's own view: each request's time from its available ring to its used ring (hvctl).
     var deviceLatency: LatencySummary?
+    /// A TCP stream's rate as it reached the host (`hvctl bench fio`'s tcp-stream).
+    var bitsPerSecond: Double?
+    /// The redirect workload's phases.
+    var redirect: RedirectFigures?
+}
+
+/// Where the redirect workload's completion interrupts went, and what its reads cost, in each
+/// phase (vCPU 1 halted, then spinning).
+struct RedirectFigures: Codable, Sendable, Equatable {
+    struct Phase: Codable, Sendable, Equatable {
+        /// Completion interrupts taken by vCPU 0 and by vCPU 1.
+        var interruptsOnVCPU0: UInt64
+        var interruptsOnVCPU1: UInt64
+        var latencyMeanNanoseconds: UInt64
+        /// Reads whose interrupt had not come 10 ms after they were looked for (with interrupts waited for).
+        var lateInterrupts: UInt64
+        /// The phase's reads from first to last.
+        var nanoseconds: UInt64
+
+        /// The guest's `<name>_...` fields; nil without them.
+        init?(_ fields: [String: UInt64], name: String) {
+            guard let cpu0 = fields["\(name)_cpu0"], let cpu1 = fields["\(name)_cpu1"] else { return nil }
+            interruptsOnVCPU0 = cpu0
+            interruptsOnVCPU1 = cpu1
+            latencyMeanNanoseconds = fields["\(name)_lat_avg_ns"] ?? 0
+            lateInterrupts = fields["\(name)_late"] ?? 0
+            nanoseconds = fields["\(name)_ns"] ?? 0
+        }
+    }
+
+    var halted: Phase
+    var spinning: Phase
+    /// vCPU 1's wake-ups from halt (KVM's halt_wakeup), per request of both phases.
+    var secondVCPUWakeupsPerRequest: Double?
+    /// Of the device's interrupts, those sent through a redirected route (hvctl).
+    var redirectedInterrupts: UInt64?
+    var deviceInterrupts: UInt64?
 }
 
 extension BenchMeasurement {
@@ -116,6 +153,9 @@ struct IOBenchResult {
                 LatencySummary(histogram: $0.hdrHistogram, meanNanoseconds: mean, maxNanoseconds: fields["lat_max_ns"])
             },
             latencyHistogram: histogram,
-            kicksPerRequest: requests == 0 ? nil : Double(fields["kicks"] ?? 0) / Double(requests))
+            kicksPerRequest: requests == 0 ? nil : Double(fields["kicks"] ?? 0) / Double(requests),
+            redirect: RedirectFigures.Phase(fields, name: "halted").flatMap { halted in
+                RedirectFigures.Phase(fields, name: "spinning").map { RedirectFigures(halted: halted, spinning: $0) }
+            })
     }
 }

@@ -17,6 +17,8 @@ enum BenchQEMURun {
     static let holdMilliseconds = 100
     /// With a network workload: room for the TAP's host end to be set up before the first request.
     static let networkHoldMilliseconds = 500
+    /// With redirect: its two vCPUs and the iothread may keep the monitor's thread waiting for a CPU.
+    static let redirectHoldMilliseconds = 1500
 
     /// hvctl's placement in poll mode for `vms` one-vCPU VMs on `sideCores` side cores (side cores
     /// on the last CPUs, vCPUs on the others): VM i's I/O thread takes side core i's CPU (modulo
@@ -40,27 +42,55 @@ enum BenchQEMURun {
         guest: String, disk: BenchDisk, load: BenchLoad, pollMaxNanoseconds: UInt64?, index: Int = 0,
         vms: Int = 1, sideCores: Int = 1, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>
     ) throws -> BenchMeasurement {
-        let device: [String]
         let tap = BenchTAP.name(for: "q")
-        if load.workload.isNetwork {
-            // QEMU 7.2 has no iothread for virtio-net: its main loop serves the TAP.
-            device = [
-                "-netdev", "tap,id=n0,ifname=\(tap),script=no,downscript=no", "-device",
-                "virtio-net-pci,netdev=n0,mac=\(BenchTAP.guestMAC),romfile=",
-            ]
-        } else {
-            let drive: String
-            switch disk {
-            case .file(let path, _):
-                let access = load.workload.writePercent == 0 ? ",readonly=on" : ""
-                drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(access)"
-            case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
-            }
-            let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
-            device = ["-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0"]
-        }
+        let device =
+            load.workload.isNetwork
+            ? netArguments(tap: tap)
+            : diskArguments(disk, readOnly: load.workload.writePercent == 0, pollMaxNanoseconds: pollMaxNanoseconds)
         // With a network, the host end is being set up meanwhile: a longer first hold leaves room.
-        let hold = load.workload.isNetwork ? networkHoldMilliseconds : holdMilliseconds
+        let hold =
+            load.workload.isNetwork
+            ? networkHoldMilliseconds : load.workload == .redirect ? redirectHoldMilliseconds : holdMilliseconds
+        let machine =
+            [
+                "-smp", "\(load.workload.vcpus)", "-m", "256", "-kernel", guest, "-append",
+                load.guestCommandLine(holdMilliseconds: hold, verify: disk.hasPattern),
+            ] + device
+        let (output, samples) = try run(
+            machine: machine, tap: load.workload.isNetwork ? tap : nil, placement: (index, vms, sideCores),
+            running: running, interrupted: interrupted
+        ) { $0.hasSuffix("iobench: start") || $0.hasSuffix("iobench: end") }
+        if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
+            throw BenchError("the iobench guest failed under QEMU: \(error)")
+        }
+        guard let result = IOBenchResult(lines: output.split(whereSeparator: \.isNewline).map(String.init)) else {
+            throw BenchError("QEMU ended without the guest's result: \(output.suffix(300))")
+        }
+        guard samples.count == 2 else { throw BenchError("QEMU's guest did not pass both marks") }
+        var measurement = result.measurement
+        let requests = Double(max(measurement.requests, 1))
+        measurement.exitsPerRequest = Double(samples[1].exits &- samples[0].exits) / requests
+        if samples[0].haltWakeups.count > 1, samples[1].haltWakeups.count > 1 {
+            measurement.redirect?.secondVCPUWakeupsPerRequest =
+                Double(samples[1].haltWakeups[1] &- samples[0].haltWakeups[1]) / requests
+        }
+        return measurement
+    }
+
+    /// Runs QEMU to its end with `machine` (memory, kernel, command line, devices) and what every
+    /// bench VM has (KVM, the console on stdio, a QMP socket); returns its output and KVM's
+    /// statistics of its vCPUs at each console line `isMark` accepts. The monitor is connected at the first
+    /// mark (QEMU listens long before), where QEMU's threads are pinned as hvctl's are (VM `index`
+    /// of `vms`, its I/O thread on side core `index % sideCores`'s CPU). With `tap`, the TAP's host
+    /// end is set up as soon as QEMU has made it, on a thread of its own, while the console is read
+    /// (with the guest's neighbour entry unless `guestSpeaksARP`).
+    /// `onLine` sees every line as it comes.
+    static func run(
+        machine: [String], tap: String?, guestSpeaksARP: Bool = false,
+        placement slot: (index: Int, vms: Int, sideCores: Int),
+        running: Lock<Set<Int32>>, interrupted: Lock<Int32?>, onLine: ((String) -> Void)? = nil,
+        isMark: @escaping (String) -> Bool
+    ) throws -> (output: String, samples: [BenchQMP.Sample]) {
         var template = Array("/tmp/hvctl-bench-qmp-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             throw BenchError("a directory for QEMU's QMP socket: \(String(cString: strerror(errno)))")
@@ -73,39 +103,34 @@ enum BenchQEMURun {
         }
         let arguments =
             [
-                "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", "256", "-display", "none", "-no-reboot",
-                "-nodefaults", "-name", "bench\(index),debug-threads=on", "-serial", "stdio", "-qmp",
+                "-enable-kvm", "-cpu", "host,-arch-capabilities", "-display", "none", "-no-reboot", "-nodefaults",
+                "-name", "bench\(slot.index),debug-threads=on", "-serial", "stdio", "-qmp",
                 "unix:\(socket),server=on,wait=off",
-                "-kernel", guest, "-append", load.guestCommandLine(holdMilliseconds: hold, verify: disk.hasPattern),
-            ] + device
-        // The marks' samples; the monitor is connected at the first (QEMU listens long before).
+            ] + machine
         var monitor: BenchQMP?
-        var exitSamples: [UInt64] = []
+        var samples: [BenchQMP.Sample] = []
         var monitorError: Error?
-        // The TAP's host end is set up as soon as QEMU has made the TAP (at its start, long before
-        // the guest's first request), on a thread of its own: the console is read meanwhile.
         let tapSetup = Lock<Result<Void, any Error>?>(nil)
-        let tapThread =
-            try load.workload.isNetwork
-            ? HostThread(name: "bench-tap") {
-                let result = Result { try BenchTAP.configure(tap) }
+        let tapThread = try tap.map { tap in
+            try HostThread(name: "bench-tap") {
+                let result = Result { try BenchTAP.configure(tap, guestSpeaksARP: guestSpeaksARP) }
                 tapSetup.withLock { $0 = result }
-            } : nil
+            }
+        }
         let output: String
         do {
             output = try BenchProcess.run(executable, arguments, running: running, interrupted: interrupted) { line in
-                guard monitorError == nil, line.hasSuffix("iobench: start") || line.hasSuffix("iobench: end") else {
-                    return
-                }
+                onLine?(line)
+                guard monitorError == nil, isMark(line) else { return }
                 do {
                     let connected = try monitor ?? BenchQMP(socket: socket)
                     if monitor == nil {
                         try pin(
-                            try connected.threadIDs(), placement: placement(sideCores: sideCores, vms: vms),
-                            index: index)
+                            try connected.threadIDs(),
+                            placement: placement(sideCores: slot.sideCores, vms: slot.vms), index: slot.index)
                     }
                     monitor = connected
-                    exitSamples.append(try connected.exits())
+                    samples.append(try connected.sample())
                 } catch {
                     monitorError = error
                 }
@@ -118,20 +143,32 @@ enum BenchQEMURun {
         tapThread?.join()
         if case .failure(let error) = tapSetup.withLock({ $0 }) { throw error }
         if let monitorError { throw monitorError }
-        if let error = output.split(whereSeparator: \.isNewline).first(where: { $0.contains("iobench: error") }) {
-            throw BenchError("the iobench guest failed under QEMU: \(error)")
-        }
-        guard let result = IOBenchResult(lines: output.split(whereSeparator: \.isNewline).map(String.init)) else {
-            throw BenchError("QEMU ended without the guest's result: \(output.suffix(300))")
-        }
-        guard exitSamples.count == 2 else { throw BenchError("QEMU's guest did not pass both marks") }
-        var measurement = result.measurement
-        measurement.exitsPerRequest = Double(exitSamples[1] &- exitSamples[0]) / Double(max(measurement.requests, 1))
-        return measurement
+        return (output, samples)
     }
 
-    private static func pin(_ threads: (vcpus: [Int32], iothreads: [Int32]), placement: CPUPlacement, index: Int) throws
-    {
+    /// A virtio-net NIC on `tap` with the bench guest's MAC. QEMU 7.2 has no iothread for
+    /// virtio-net: its main loop serves the TAP.
+    static func netArguments(tap: String) -> [String] {
+        [
+            "-netdev", "tap,id=n0,ifname=\(tap),script=no,downscript=no", "-device",
+            "virtio-net-pci,netdev=n0,mac=\(BenchTAP.guestMAC),romfile=",
+        ]
+    }
+
+    /// A virtio-blk disk on an iothread with `aio=io_uring`, at its default polling limit or the one given.
+    static func diskArguments(_ disk: BenchDisk, readOnly: Bool, pollMaxNanoseconds: UInt64?) -> [String] {
+        let drive: String
+        switch disk {
+        case .file(let path, _):
+            drive = "file=\(path),if=none,id=d0,format=raw,aio=io_uring\(readOnly ? ",readonly=on" : "")"
+        case .null(let bytes): drive = "file=null-co://,size=\(bytes),if=none,id=d0,format=raw"
+        }
+        let iothread = "iothread,id=io0" + (pollMaxNanoseconds.map { ",poll-max-ns=\($0)" } ?? "")
+        return ["-object", iothread, "-drive", drive, "-device", "virtio-blk-pci,drive=d0,iothread=io0"]
+    }
+
+    /// Pins QEMU's vCPU threads where `placement` puts vCPUs and its iothreads on VM `index`'s side core's CPU.
+    static func pin(_ threads: (vcpus: [Int32], iothreads: [Int32]), placement: CPUPlacement, index: Int) throws {
         func restrict(_ tid: Int32, to cpus: [Int32]) throws {
             let list = cpus.map { CInt($0) }
             guard ckvm_set_task_cpus(tid, list, CInt(list.count)) == 0 else {

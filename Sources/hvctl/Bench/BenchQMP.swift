@@ -29,8 +29,15 @@ final class BenchQMP {
 
     deinit { close(fd) }
 
-    /// KVM's `exits` summed over QEMU's vCPUs.
-    func exits() throws -> UInt64 {
+    /// KVM's statistics of QEMU's vCPUs at one moment.
+    struct Sample {
+        /// `exits` summed over the vCPUs.
+        var exits: UInt64
+        /// `halt_wakeup` of each vCPU, in QEMU's order (vCPU 0 first).
+        var haltWakeups: [UInt64]
+    }
+
+    func sample() throws -> Sample {
         struct Reply: Decodable {
             struct Provider: Decodable {
                 struct Stat: Decodable {
@@ -43,14 +50,17 @@ final class BenchQMP {
         }
         let command =
             #"{"execute":"query-stats","arguments":{"target":"vcpu","#
-            + #""providers":[{"provider":"kvm","names":["exits"]}]}}"#
+            + #""providers":[{"provider":"kvm","names":["exits","halt_wakeup"]}]}}"#
         let reply = try execute(command)
         guard let decoded = try? JSONDecoder().decode(Reply.self, from: Data(reply.utf8)) else {
             throw BenchError("QEMU's query-stats reply is not KVM's statistics: \(reply.prefix(200))")
         }
-        let counts = decoded.return.flatMap(\.stats).filter { $0.name == "exits" }.map(\.value)
-        guard !counts.isEmpty else { throw BenchError("QEMU's query-stats reply has no exits: \(reply.prefix(200))") }
-        return counts.reduce(0, &+)
+        // One provider entry per vCPU.
+        let exits = decoded.return.compactMap { $0.stats.first { $0.name == "exits" }?.value }
+        guard !exits.isEmpty else { throw BenchError("QEMU's query-stats reply has no exits: \(reply.prefix(200))") }
+        return Sample(
+            exits: exits.reduce(0, &+),
+            haltWakeups: decoded.return.map { $0.stats.first { $0.name == "halt_wakeup" }?.value ?? 0 })
     }
 
     /// The host thread IDs of QEMU's vCPUs (`query-cpus-fast`) and I/O threads (`query-iothreads`).

@@ -88,6 +88,9 @@ struct BenchReport: Codable {
         var vms: Int? = nil
         /// hvctl's side cores (`--side-cores`; absent in records before it: 1).
         var sideCores: Int? = nil
+        /// hvctl's interrupt redirection settings measured (`--irq-redirect`; absent in records
+        /// before it: none, as bench then ran hvctl with redirection off).
+        var interruptRedirection: [String]? = nil
     }
 
     struct Spread: Codable {
@@ -113,10 +116,14 @@ struct BenchReport: Codable {
         var iops: Spread { Spread(runs.map(\.iops)) }
         var latencyMeanNanoseconds: Spread { Spread(runs.map { Double($0.latencyMeanNanoseconds) }) }
 
-        /// Every run's guest-timed requests in one distribution (nil for the host loop).
+        /// Every run's guest-timed requests in one distribution (nil for the host loop); for runs
+        /// whose percentiles another tool worked out (fio's), which do not merge, the median run's.
         var latency: LatencySummary? {
             let histograms = runs.compactMap(\.latencyHistogram)
-            guard !histograms.isEmpty, histograms.count == runs.count else { return nil }
+            guard !histograms.isEmpty, histograms.count == runs.count else {
+                return histograms.isEmpty && !runs.isEmpty
+                    ? runs.sorted { $0.iops < $1.iops }[runs.count / 2].latency : nil
+            }
             let requests = runs.reduce(0) { $0 + $1.requests }
             let latencySum = runs.reduce(0.0) { $0 + Double($1.latencyMeanNanoseconds) * Double($1.requests) }
             return LatencySummary(

@@ -3,20 +3,63 @@
 /// repeat's requests together), exits and kicks per request, and the ratios against QEMU (at its
 /// default polling limit, and at the best of those measured) and the host under the same load.
 enum BenchTable {
-    /// Columns padded to line up, for a terminal.
+    /// Columns padded to line up, for a terminal; the redirect workload's phases in a second table.
     static func lines(_ report: BenchReport) -> [String] {
-        let rows = rows(report)
-        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { $0.element.padding(widths[$0.offset] + 2) }.joined()
+        func padded(_ rows: [[String]]) -> [String] {
+            let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+            return rows.map { row in
+                row.enumerated().map { $0.element.padding(widths[$0.offset] + 2) }.joined()
+            }
         }
+        let redirect = redirectRows(report)
+        return padded(rows(report)) + (redirect.count > 1 ? [""] + padded(redirect) : [])
     }
 
-    /// A Markdown table, for docs/benchmarks.md.
+    /// Markdown tables, for docs/benchmarks.md.
     static func markdown(_ report: BenchReport) -> [String] {
-        let rows = rows(report)
-        let line = { (cells: [String]) in "| " + cells.joined(separator: " | ") + " |" }
-        return [line(rows[0]), line(rows[0].map { _ in "---" })] + rows.dropFirst().map(line)
+        func table(_ rows: [[String]]) -> [String] {
+            let line = { (cells: [String]) in "| " + cells.joined(separator: " | ") + " |" }
+            return [line(rows[0]), line(rows[0].map { _ in "---" })] + rows.dropFirst().map(line)
+        }
+        let redirect = redirectRows(report)
+        return table(rows(report)) + (redirect.count > 1 ? [""] + table(redirect) : [])
+    }
+
+    /// The redirect workload's cells: where each phase's interrupts went (vCPU 0 / vCPU 1) and its
+    /// reads' mean latency, vCPU 1's wake-ups from halt and the redirected share, from the run of
+    /// median IOPS; and each phase's latency against QEMU's (its median run's).
+    static func redirectRows(_ report: BenchReport) -> [[String]] {
+        var rows = [
+            [
+                "target", "halted: irqs vCPU0/vCPU1", "halted: lat us", "spinning: irqs vCPU0/vCPU1",
+                "spinning: lat us",
+                "exits/req", "vCPU1 wake-ups/req", "redirected", "lat x qemu halted", "lat x qemu spinning",
+            ]
+        ]
+        func medianRun(_ cell: BenchReport.Cell) -> BenchMeasurement? {
+            cell.runs.isEmpty ? nil : cell.runs.sorted { $0.iops < $1.iops }[cell.runs.count / 2]
+        }
+        let qemu = report.cells.first { $0.target == "qemu" && $0.workload == "redirect" }.flatMap(medianRun)?.redirect
+        for cell in report.cells where cell.workload == "redirect" {
+            guard let run = medianRun(cell), let figures = run.redirect else { continue }
+            func microseconds(_ phase: RedirectFigures.Phase) -> String {
+                format(Double(phase.latencyMeanNanoseconds) / 1000, digits: 1)
+            }
+            func ratio(_ phase: RedirectFigures.Phase, _ peer: RedirectFigures.Phase?) -> String {
+                guard let peer, peer.latencyMeanNanoseconds > 0, cell.target != "qemu" else { return "-" }
+                return format(Double(phase.latencyMeanNanoseconds) / Double(peer.latencyMeanNanoseconds), digits: 2)
+            }
+            let redirected = figures.redirectedInterrupts.map { "\($0)/\(figures.deviceInterrupts ?? 0)" } ?? "-"
+            rows.append([
+                cell.target, "\(figures.halted.interruptsOnVCPU0)/\(figures.halted.interruptsOnVCPU1)",
+                microseconds(figures.halted),
+                "\(figures.spinning.interruptsOnVCPU0)/\(figures.spinning.interruptsOnVCPU1)",
+                microseconds(figures.spinning), run.exitsPerRequest.map { format($0, digits: 3) } ?? "-",
+                figures.secondVCPUWakeupsPerRequest.map { format($0, digits: 3) } ?? "-", redirected,
+                ratio(figures.halted, qemu?.halted), ratio(figures.spinning, qemu?.spinning),
+            ])
+        }
+        return rows
     }
 
     /// The header and a row per cell.
@@ -46,9 +89,14 @@ enum BenchTable {
             }
             let exits = cell.runs.compactMap(\.exitsPerRequest)
             let kicks = cell.runs.compactMap(\.kicksPerRequest)
+            // A TCP stream's rate is its bits per second.
+            let bits = cell.runs.compactMap(\.bitsPerSecond)
+            let megabits = BenchReport.Spread(bits.map { $0 / 1e6 })
             rows.append([
-                cell.target, cell.workload, BenchBlockSize.label(cell.blockSize), "\(cell.qd)", "\(Int(median))",
-                "\(Int(cell.iops.min))-\(Int(cell.iops.max))",
+                cell.target, cell.workload, BenchBlockSize.label(cell.blockSize), "\(cell.qd)",
+                bits.isEmpty ? "\(Int(median))" : "\(Int(megabits.median)) Mbit/s",
+                bits.isEmpty
+                    ? "\(Int(cell.iops.min))-\(Int(cell.iops.max))" : "\(Int(megabits.min))-\(Int(megabits.max))",
                 // A stream times no request (frames/s only).
                 cell.latencyMeanNanoseconds.max > 0
                     ? format(cell.latencyMeanNanoseconds.median / 1000, digits: 1) : "-",

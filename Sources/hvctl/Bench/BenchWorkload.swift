@@ -3,16 +3,20 @@ import ArgumentParser
 /// A workload `hvctl bench` runs: block random reads, random writes of the pattern (so a later
 /// read still verifies) or half of each (fio's names), or over a virtio-net NIC on a TAP: ICMP
 /// echo round trips to the host's end, one at a time (like netperf's TCP_RR), or a stream of
-/// 1514-byte UDP frames to it, 32 in flight (like UDP_STREAM; the host stack drops them).
+/// 1514-byte UDP frames to it, 32 in flight (like UDP_STREAM; the host stack drops them); or
+/// interrupt redirection (iobench's redirect.c): two vCPUs, 4 KiB reads at QD1 on vCPU 0 whose
+/// completion interrupts either vCPU may take (lowest-priority MSI), while vCPU 1 first halts
+/// ("halted" phase), then spins ("spinning").
 enum BenchWorkload: String, CaseIterable, Sendable {
     case randread, randwrite, randrw
     case netRoundTrip = "net-rr"
     case netStream = "net-stream"
+    case redirect
 
     /// The share of requests that are writes, as iobench's `write_pct` takes it.
     var writePercent: Int {
         switch self {
-        case .randread, .netRoundTrip, .netStream: 0
+        case .randread, .netRoundTrip, .netStream, .redirect: 0
         case .randwrite: 100
         case .randrw: 50
         }
@@ -20,12 +24,17 @@ enum BenchWorkload: String, CaseIterable, Sendable {
 
     var isNetwork: Bool { self == .netRoundTrip || self == .netStream }
 
-    /// A network workload's own size and depth (the guest's frames: a 98-byte echo request, one
-    /// at a time; 1514-byte frames, 32 in flight), which `--bs` and `--qd` do not change.
-    var networkShape: (frameBytes: Int, qd: Int)? {
+    /// The guest's vCPUs.
+    var vcpus: Int { self == .redirect ? 2 : 1 }
+
+    /// The size and depth of a workload that has its own, which `--bs` and `--qd` do not change:
+    /// the network's frames (a 98-byte echo request, one at a time; 1514-byte frames, 32 in
+    /// flight) and redirect's 4 KiB reads, one at a time.
+    var fixedShape: (bytes: Int, qd: Int)? {
         switch self {
         case .netRoundTrip: (14 + 20 + 8 + 56, 1)
         case .netStream: (1514, 32)
+        case .redirect: (4096, 1)
         default: nil
         }
     }
@@ -35,7 +44,7 @@ enum BenchWorkload: String, CaseIterable, Sendable {
         try list.split(separator: ",", omittingEmptySubsequences: false).map {
             guard let workload = BenchWorkload(rawValue: String($0)) else {
                 throw ValidationError(
-                    "--workload \(list): '\($0)' is not randread, randwrite, randrw, net-rr or net-stream")
+                    "--workload \(list): '\($0)' is not randread, randwrite, randrw, net-rr, net-stream or redirect")
             }
             return workload
         }
@@ -62,6 +71,29 @@ enum BenchBlockSize {
     static func label(_ bytes: Int) -> String { bytes % 1024 == 0 ? "\(bytes / 1024)k" : "\(bytes)" }
 }
 
+/// The lists both bench commands take besides `--bs`.
+enum BenchList {
+    /// `--qd`'s list: queue depths from 1 to `limit`.
+    static func queueDepths(_ list: String, limit: Int) throws -> [Int] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let depth = Int($0), (1...limit).contains(depth) else {
+                throw ValidationError("--qd \(list): '\($0)' is not a queue depth from 1 to \(limit)")
+            }
+            return depth
+        }
+    }
+
+    /// `--irq-coalesce`'s list: true for on, false for off, in the order given.
+    static func coalescing(_ list: String) throws -> [Bool] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard $0 == "on" || $0 == "off" else {
+                throw ValidationError("--irq-coalesce \(list): '\($0)' is not on or off")
+            }
+            return $0 == "on"
+        }
+    }
+}
+
 /// What one measurement runs, whoever runs it: the workload, request size, queue depth, and how
 /// many requests or for how long.
 struct BenchLoad: Sendable {
@@ -78,6 +110,12 @@ struct BenchLoad: Sendable {
 
     /// The iobench guest's command line for it (hold_ms: how long it waits at each mark).
     func guestCommandLine(holdMilliseconds: Int, verify: Bool) -> String {
+        if workload == .redirect {
+            // Vector 0x41, which KVM's lowest-priority hashing gives to vCPU 1; with interrupts, vCPU 0
+            // waits for each completion's interrupt before it looks at the ring.
+            return "redirect=1 requests=\(requests) vector=0x41 hold_ms=\(holdMilliseconds)"
+                + (interrupts ? " irqwait=1" : "")
+        }
         let common =
             "requests=\(requests) hold_ms=\(holdMilliseconds)"
             + (durationMilliseconds.map { " duration_ms=\($0)" } ?? "") + (interrupts ? " irq=1" : "")

@@ -1,0 +1,47 @@
+import Glibc
+import Hypervisor
+
+/// One boot of the Linux bench guest under QEMU: the disk on an iothread with `aio=io_uring` (as
+/// `--peer qemu` has it for iobench), KVM's exits read through QEMU's monitor at each load's marks
+/// (the guest idles a second after each, so the reading lands before the I/O), QEMU's threads
+/// pinned as hvctl's are.
+enum BenchFioQEMURun {
+    static func measure(
+        guest: FioGuest, disk: BenchDisk, loads: [FioLoad], commandLine: String, pollMaxNanoseconds: UInt64?,
+        sideCores: Int, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>, onStart: @escaping (Int) -> Void
+    ) throws -> [BenchMeasurement] {
+        let network = loads.contains { $0.workload.isNetwork }
+        let tap = BenchTAP.name(for: "q")
+        let machine =
+            [
+                "-smp", "\(guest.cpus)", "-m", "\(FioGuest.memoryMiB)", "-kernel", guest.kernel, "-initrd",
+                guest.initrd, "-append", commandLine,
+            ]
+            + BenchQEMURun.diskArguments(
+                disk, readOnly: !loads.contains { $0.workload.writes }, pollMaxNanoseconds: pollMaxNanoseconds)
+            + (network ? BenchQEMURun.netArguments(tap: tap) : [])
+        var boot = FioBoot()
+        var lastWasMark = false
+        let (_, samples) = try BenchQEMURun.run(
+            machine: machine, tap: network ? tap : nil, guestSpeaksARP: true, placement: (0, 1, sideCores),
+            running: running,
+            interrupted: interrupted,
+            onLine: { line in
+                let event = boot.take(line)
+                if case .start(let load) = event { onStart(load) }
+                switch event {
+                case .start, .end: lastWasMark = true
+                default: lastWasMark = false
+                }
+            }, isMark: { _ in lastWasMark })
+        var measurements = try boot.measurements(loads, who: "QEMU")
+        guard samples.count == 2 * loads.count else {
+            throw BenchError("QEMU's monitor was read at \(samples.count) of \(2 * loads.count) marks")
+        }
+        for index in measurements.indices {
+            let exits = samples[2 * index + 1].exits &- samples[2 * index].exits
+            measurements[index].exitsPerRequest = Double(exits) / Double(max(measurements[index].requests, 1))
+        }
+        return measurements
+    }
+}

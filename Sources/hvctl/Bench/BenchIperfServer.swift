@@ -1,0 +1,34 @@
+import Glibc
+import Hypervisor
+
+/// The host's end of `hvctl bench fio`'s tcp-stream: `iperf3 -s -1` (one test, then it exits) on a
+/// port of this process, for one boot; `stop` ends it if the guest never came.
+final class BenchIperfServer {
+    static let executable = "/usr/bin/iperf3"
+
+    static var isInstalled: Bool { access(executable, X_OK) == 0 }
+
+    /// A port of this process, away from iperf3's default (5201) that another server may hold.
+    let port = 20_000 + Int(getpid() % 20_000)
+    private let pids = Lock<Set<Int32>>([])
+    /// Set by `stop`: a server not started yet is killed as it starts (BenchProcess asks).
+    private let stopped = Lock<Int32?>(nil)
+    private var thread: HostThread?
+
+    init() throws {
+        let (pids, stopped, port) = (pids, stopped, port)
+        thread = try HostThread(name: "bench-iperf3") {
+            _ = try? BenchProcess.run(
+                Self.executable, ["-s", "-1", "-p", "\(port)"], running: pids, interrupted: stopped)
+        }
+    }
+
+    func stop() {
+        stopped.withLock { $0 = SIGKILL }
+        for pid in pids.withLock({ $0 }) { kill(pid, SIGKILL) }
+        thread?.join()
+        thread = nil
+    }
+
+    deinit { stop() }
+}
