@@ -117,6 +117,11 @@ final class BenchResultTests: XCTestCase {
             XCTAssertThrowsError(try BenchBlockSize.parse(bad), bad)
         }
         XCTAssertThrowsError(try BenchWorkload.parse("randread,seqread"))
+        let redirect = BenchLoad(workload: .redirect, blockSize: 4096, qd: 1, requests: 50, interrupts: true)
+        XCTAssertEqual(
+            redirect.guestCommandLine(holdMilliseconds: 5, verify: true),
+            "redirect=1 requests=50 vector=0x41 hold_ms=5 irqwait=1")
+        XCTAssertEqual(BenchWorkload.redirect.vcpus, 2)
         let load = BenchLoad(workload: .randwrite, blockSize: 65536, qd: 4, requests: 10)
         XCTAssertEqual(
             load.guestCommandLine(holdMilliseconds: 5, verify: false),
@@ -205,6 +210,65 @@ final class BenchResultTests: XCTestCase {
         XCTAssertEqual(hvctl.map { Array($0.suffix(3)) }, ["3.00", "2.00", "0.50"], "other depths do not count")
         let variant = rows.first { $0.first == "qemu-pmn=0" && $0[3] == "1" }
         XCTAssertEqual(variant.map { Array($0.suffix(3)) }, ["1.50", "-", "0.25"])
+    }
+
+    /// The redirect workload's result: both phases together as any run's figures, each phase on its
+    /// own, and a table of the phases that compares their latency with QEMU's.
+    func testTheRedirectWorkloadsPhasesAreReadAndTabled() throws {
+        func run(halted: (UInt64, UInt64, UInt64), spinning: (UInt64, UInt64, UInt64)) throws -> BenchMeasurement {
+            try XCTUnwrap(
+                IOBenchResult(lines: [
+                    "iobench: histogram b79=10",
+                    "iobench: result test=redirect vector=65 requests=10 errors=0 kicks=0 ns=100000 iops=100000 "
+                        + "lat_avg_ns=9000 lat_max_ns=20000 halted_cpu0=\(halted.0) halted_cpu1=\(halted.1) "
+                        + "halted_lat_avg_ns=\(halted.2) halted_late=0 halted_ns=50000 spinning_cpu0=\(spinning.0) "
+                        + "spinning_cpu1=\(spinning.1) spinning_lat_avg_ns=\(spinning.2) spinning_late=1 spinning_ns=50000",
+                ])
+            ).measurement
+        }
+        var hvctl = try run(halted: (5, 0, 8000), spinning: (1, 4, 10000))
+        XCTAssertEqual(hvctl.requests, 10)
+        XCTAssertEqual(hvctl.iops, 100_000)
+        XCTAssertEqual(hvctl.latencyMeanNanoseconds, 9000)
+        let figures = try XCTUnwrap(hvctl.redirect)
+        XCTAssertEqual(figures.halted.interruptsOnVCPU0, 5)
+        XCTAssertEqual(figures.spinning.interruptsOnVCPU1, 4)
+        XCTAssertEqual(figures.spinning.lateInterrupts, 1)
+        XCTAssertEqual(figures.halted.nanoseconds, 50000)
+        XCTAssertNil(try XCTUnwrap(IOBenchResult(lines: ["iobench: result requests=1 iops=1"])).measurement.redirect)
+
+        // hvctl's counters between the marks: vCPU 1 woke twice, 5 of 9 interrupts were redirected.
+        var start = BenchHvctlRun.Sample()
+        start.interrupts = 1
+        var end = start
+        end.interrupts = 10
+        end.secondVCPUWakeups = 2
+        end.redirected = 5
+        end.addExitsAndInterrupts(since: start, to: &hvctl)
+        XCTAssertEqual(hvctl.redirect?.secondVCPUWakeupsPerRequest, 0.2)
+        XCTAssertEqual(hvctl.redirect?.redirectedInterrupts, 5)
+        XCTAssertEqual(hvctl.redirect?.deviceInterrupts, 9)
+
+        let qemu = try run(halted: (0, 5, 16000), spinning: (0, 5, 5000))
+        let report = BenchReport(
+            environment: .init(
+                hvctlVersion: "v", hvctlCommit: nil, hostKernel: "k", cpuModel: "c", cpus: 2, kvmExecution: "e",
+                qemuVersion: nil),
+            options: .init(
+                workloads: ["redirect"], blockSizes: [4096], qd: [1], modes: ["hybrid"], peers: ["qemu"],
+                qemuPollMaxNanoseconds: [], requests: 5, durationMilliseconds: nil, repeat: 1, disk: "pattern",
+                pinning: "p"),
+            cells: [
+                BenchReport.Cell(target: "hvctl-hybrid", workload: "redirect", blockSize: 4096, qd: 1, runs: [hvctl]),
+                BenchReport.Cell(target: "qemu", workload: "redirect", blockSize: 4096, qd: 1, runs: [qemu]),
+            ])
+        let rows = BenchTable.redirectRows(report)
+        XCTAssertEqual(rows.count, 3)
+        XCTAssertEqual(rows[1], ["hvctl-hybrid", "5/0", "8.0", "1/4", "10.0", "0.000", "0.200", "5/9", "0.50", "2.00"])
+        XCTAssertEqual(rows[2].suffix(3), ["-", "-", "-"], "QEMU has no redirected route, and is the reference")
+        let lines = BenchTable.lines(report)
+        XCTAssertEqual(lines.count, 3 + 1 + 3, "the main table, a blank line, the phases' table")
+        XCTAssertTrue(BenchTable.markdown(report).contains { $0.hasPrefix("| target | halted: irqs vCPU0/vCPU1") })
     }
 
     /// A record read back (`hvctl bench-report`) shows the same table as the run that wrote it,

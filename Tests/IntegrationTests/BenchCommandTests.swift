@@ -358,6 +358,65 @@ final class BenchCommandTests: XCTestCase {
 
     /// SIGINT during a run: the run ends, the table shows the runs that finished, the exit status
     /// says which signal, and the pattern file is gone.
+    /// The redirect workload (two vCPUs, QD1 reads whose interrupts either may take while vCPU 1
+    /// halts, then spins) under hvctl with redirection off and on, and under QEMU: each phase's
+    /// interrupts and latency, vCPU 1's wake-ups, and (hvctl) the interrupts that took a redirected route.
+    func testTheRedirectWorkloadShowsWhereInterruptsWent() throws {
+        let requests = 2000
+        let (result, document) = try bench([
+            "--workload", "redirect", "--mode", "notify", "--irq-redirect", "off,on", "--peer", "qemu,host",
+            "--requests", "\(requests)", "--repeat", "1",
+        ])
+        XCTAssertTrue(result.stdout.contains("halted: irqs vCPU0/vCPU1"), result.stdout)
+        let cells = cells(document)
+        XCTAssertEqual(
+            Set(cells.keys),
+            [
+                "hvctl-notify-redirect-off redirect bs=4096 qd=1", "hvctl-notify-redirect-on redirect bs=4096 qd=1",
+                "qemu redirect bs=4096 qd=1",
+            ], "no host row: the host loop takes no interrupts")
+        for (name, cell) in cells {
+            let run = try XCTUnwrap((cell["runs"] as? [[String: Any]])?.first, name)
+            XCTAssertEqual(run["requests"] as? Double, Double(2 * requests), name)
+            XCTAssertEqual(run["errors"] as? Double, 0, name)
+            let figures = try XCTUnwrap(run["redirect"] as? [String: Any], name)
+            XCTAssertNotNil(figures["secondVCPUWakeupsPerRequest"] as? Double, name)
+            for phase in ["halted", "spinning"] {
+                let figures = try XCTUnwrap(figures[phase] as? [String: Double], name)
+                XCTAssertGreaterThan(figures["latencyMeanNanoseconds"] ?? 0, 0, "\(name) \(phase)")
+                XCTAssertGreaterThan(figures["nanoseconds"] ?? 0, 0, "\(name) \(phase)")
+                // One completion interrupt per read at most (the device may coalesce none here: notify mode).
+                XCTAssertLessThanOrEqual(
+                    (figures["interruptsOnVCPU0"] ?? 0) + (figures["interruptsOnVCPU1"] ?? 0), Double(requests),
+                    "\(name) \(phase)")
+            }
+            if name.hasPrefix("hvctl") {
+                let redirected = try XCTUnwrap(figures["redirectedInterrupts"] as? Double, name)
+                let interrupts = try XCTUnwrap(figures["deviceInterrupts"] as? Double, name)
+                XCTAssertLessThanOrEqual(redirected, interrupts, name)
+                if name.contains("redirect-off") {
+                    XCTAssertEqual(redirected, 0, "redirection off sends nothing through a redirected route")
+                } else {
+                    // vCPU 1 halted: the interrupts KVM would wake it with go to vCPU 0 instead.
+                    XCTAssertGreaterThan(redirected, 0, name)
+                    let halted = try XCTUnwrap(figures["halted"] as? [String: Double])
+                    XCTAssertGreaterThan(
+                        halted["interruptsOnVCPU0"] ?? 0, halted["interruptsOnVCPU1"] ?? 0, "\(halted)")
+                }
+            }
+        }
+        for (arguments, expected) in [
+            (["--duration", "1"], "--duration 1.0: the redirect workload makes --requests reads per phase"),
+            (["--vms", "2"], "--vms 2: the redirect workload runs one VM"),
+            (["--null"], "--null: the redirect workload"),
+            (["--rate", "1000"], "--rate 1000: for the block workloads only"),
+        ] {
+            let result = try Toolchain.run(Toolchain.hvctl, ["bench", "--workload", "redirect"] + arguments)
+            XCTAssertNotEqual(result.status, 0, "\(arguments)")
+            XCTAssertTrue(result.stderr.hasPrefix("hvctl: \(expected)"), result.stderr)
+        }
+    }
+
     /// `hvctl bench fio` boots Linux guests: on a PVM host it says where it runs instead (one line,
     /// before anything is made); elsewhere it measures. Bad input is one line either way.
     func testBenchFioRunsWhereLinuxGuestsBootAndSaysWhereElse() throws {

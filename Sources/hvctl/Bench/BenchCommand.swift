@@ -44,7 +44,8 @@ struct Bench: ParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Workloads: randread, randwrite (writes the pattern back), randrw (half each); net-rr (ICMP echo "
-                + "round trips to a TAP's host end), net-stream (UDP frames to it).",
+                + "round trips to a TAP's host end), net-stream (UDP frames to it); redirect (QD1 reads on vCPU 0 "
+                + "whose interrupts either of 2 vCPUs may take while vCPU 1 halts, then spins; --requests per phase).",
             valueName: "list"))
     var workload = "randread"
 
@@ -57,7 +58,8 @@ struct Bench: ParsableCommand {
     @Flag(
         help: ArgumentHelp(
             "The guest asks for a completion interrupt per request, as an interrupt-driven driver does (it still polls "
-                + "its used ring; its CPU drops the interrupts), so the VMM's interrupt path is measured."))
+                + "its used ring; its CPU drops the interrupts), so the VMM's interrupt path is measured. With "
+                + "redirect: each read waits for its completion's interrupt."))
     var irq = false
 
     @Option(
