@@ -78,7 +78,7 @@ let package = Package(
         // The API's HTTP parser, server and metrics rendering, without a VM.
         .testTarget(name: "VMMTests", dependencies: ["VMM", "Hypervisor", "TestSupport"]),
         // hvctl's own pieces that need no guest (bench's result handling).
-        .testTarget(name: "HVCtlTests", dependencies: ["hvctl"]),
+        .testTarget(name: "HVCtlTests", dependencies: ["hvctl", "Hypervisor", "TestSupport"]),
         // VirtioDevices for the Toeplitz hash the RSS rig test predicts queues with; VMM for the
         // runtime's own tests, which boot the iobench guest without the CLI.
         .testTarget(name: "IntegrationTests", dependencies: ["VirtioDevices", "VMM", "Hypervisor", "TestSupport"]),

@@ -17,7 +17,7 @@ in_l2='set -o pipefail; hvctl bench fio --kernel /guest/bzImage --initrd /bench-
 "$@" 2>&1 | cat; status=$?; echo io-bench-record-start; cat /tmp/bench.json 2>/dev/null; echo io-bench-record-end; exit $status'
 "$here/../guest-images/nested/run" --with-qemu --memory 6144 --timeout 3000 --add-binary /usr/bin/iperf3 \
     --add "$here/../guest-images/out/bench-initramfs.cpio:/bench-initramfs.cpio" -- \
-    sh -c "$in_l2" sh "${defaults[@]}" "$@" | tr -d '\r' |
-    awk -v json="$json" '/^io-bench-record-start$/ { record = 1; printf "" > json; next }
+    sh -c "$in_l2" sh "${defaults[@]}" "$@" |
+    awk -v json="$json" '{ gsub(/\r/, "") } /^io-bench-record-start$/ { record = 1; printf "" > json; next }
         /^io-bench-record-end$/ { record = 0; next }
         record { print >> json; next } { print; fflush() }'

@@ -1,4 +1,6 @@
 import Foundation
+import Hypervisor
+import TestSupport
 import VMM
 import XCTest
 
@@ -134,6 +136,36 @@ final class BenchFioTests: XCTestCase {
         XCTAssertThrowsError(try boot.measurements(loads, who: "QEMU")) { error in
             XCTAssertEqual("\(error)", "fio in the bench guest under QEMU failed (status 1): fio: io_u error")
         }
+    }
+
+    /// A boot that stops making progress is stopped, naming what it waited for; one that keeps
+    /// making progress is not.
+    func testTheWatchdogStopsABootThatHangsAndSaysWhere() throws {
+        let loads = [FioLoad(workload: .randread, blockSize: 4096, qd: 16)]
+        func expiry(_ setUp: (FioWatchdog) -> Void) throws -> String {
+            let told = Lock<String?>(nil)
+            let watchdog = try FioWatchdog(
+                loadSeconds: 0, bootNanoseconds: 50_000_000, slackNanoseconds: 50_000_000
+            ) { message in told.withLock { $0 = message } }
+            setUp(watchdog)
+            XCTAssertTrue(eventually(seconds: 10) { told.withLock { $0 } != nil }, "not stopped")
+            watchdog.stop()
+            XCTAssertEqual(watchdog.expired, told.withLock { $0 })
+            return told.withLock { $0 } ?? ""
+        }
+        XCTAssertEqual(
+            try expiry { _ in }, "the bench guest made no progress: it did not reach its first load in time")
+        XCTAssertEqual(
+            try expiry { $0.note(.start(load: 1), loads: loads) },
+            "the bench guest made no progress: it did not reach the end of fio-randread qd=16 in time")
+        XCTAssertEqual(
+            try expiry { $0.note(.output(load: 1, text: ""), loads: loads) },
+            "the bench guest made no progress: it did not reach its power-off in time")
+
+        let quiet = try FioWatchdog(loadSeconds: 600) { _ in XCTFail("a boot within its time was stopped") }
+        quiet.note(.start(load: 1), loads: loads)
+        quiet.stop()
+        XCTAssertNil(quiet.expired)
     }
 
     func testTheGuestsScriptRunsEveryLoadAndFitsItsCommandLine() throws {

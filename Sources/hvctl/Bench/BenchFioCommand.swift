@@ -109,12 +109,26 @@ struct BenchFio: ParsableCommand {
                     defer { server?.stop() }
                     let commandLine = try FioGuestScript.commandLine(
                         loads: loads, seconds: duration, iperfPort: server?.port ?? 0)
-                    let onStart: @Sendable (Int) -> Void = { load in
+                    // Each load as it starts, and its rate once the guest has printed it.
+                    let onEvent: @Sendable (FioConsole.Event) -> Void = { event in
+                        let load: Int
+                        switch event {
+                        case .start(let started): load = started
+                        case .output(let finished, _): load = finished
+                        case .end: return
+                        }
                         guard loads.indices.contains(load - 1) else { return }
                         let current = loads[load - 1]
-                        session.progress.show(
-                            "\(label): \(current.workload.rawValue) \(BenchBlockSize.label(current.blockSize)) "
-                                + "qd=\(current.qd) (\(load)/\(loads.count))")
+                        let text =
+                            "\(label): \(current.workload.label) \(BenchBlockSize.label(current.blockSize)) "
+                            + "qd=\(current.qd) (\(load)/\(loads.count))"
+                        guard case .output(_, let output) = event else { return session.progress.show(text) }
+                        let measured = try? FioResult.measurement(output, workload: current.workload)
+                        let rate = measured.map { measurement in
+                            measurement.bitsPerSecond.map { "\(Int($0 / 1e6)) Mbit/s" }
+                                ?? "\(Int(measurement.iops)) IOPS"
+                        }
+                        session.progress.show("\(text): \(rate ?? "no result")", done: true)
                     }
                     let measured: [BenchMeasurement?]
                     do {
@@ -124,14 +138,16 @@ struct BenchFio: ParsableCommand {
                                 guest: guest, disk: session.disks[0], mode: mode, coalescing: coalescing,
                                 redirect: redirect,
                                 sideCoreCount: targetOptions.sideCores, loads: loads, commandLine: commandLine,
-                                running: session.runningVMM, interrupted: session.interrupted, onStart: onStart)
+                                seconds: duration, running: session.runningVMM, interrupted: session.interrupted,
+                                onEvent: onEvent)
                         case .qemu(let pollMaxNanoseconds):
                             measured = try BenchFioQEMURun.measure(
                                 guest: guest, disk: session.disks[0], loads: loads, commandLine: commandLine,
-                                pollMaxNanoseconds: pollMaxNanoseconds, sideCores: targetOptions.sideCores,
-                                running: session.runningChildren, interrupted: session.interrupted, onStart: onStart)
+                                seconds: duration, pollMaxNanoseconds: pollMaxNanoseconds,
+                                sideCores: targetOptions.sideCores,
+                                running: session.runningChildren, interrupted: session.interrupted, onEvent: onEvent)
                         case .host:
-                            measured = try hostRuns(loads, disk: session.disks[0], session: session)
+                            measured = try hostRuns(loads, disk: session.disks[0], session: session, label: label)
                         }
                     } catch {
                         if session.isInterrupted { break repeats }
@@ -140,7 +156,6 @@ struct BenchFio: ParsableCommand {
                     for (load, measurement) in measured.enumerated() {
                         if let measurement { runs[targetIndex][load].append(measurement) }
                     }
-                    session.progress.show("\(label) done", done: true)
                 }
             }
             for (loadIndex, load) in loads.enumerated() {
@@ -156,7 +171,9 @@ struct BenchFio: ParsableCommand {
 
     /// The host's own io_uring loop on the same file at each block load's size and depth (none for
     /// a stream, or on the null backend).
-    private func hostRuns(_ loads: [FioLoad], disk: BenchDisk, session: BenchSession) throws -> [BenchMeasurement?] {
+    private func hostRuns(_ loads: [FioLoad], disk: BenchDisk, session: BenchSession, label: String) throws
+        -> [BenchMeasurement?]
+    {
         guard case .file(let path, let blocks) = disk else { return loads.map { _ in nil } }
         return try loads.map { load in
             guard !session.isInterrupted, let workload = BenchWorkload(rawValue: load.workload.rawValue) else {
@@ -165,7 +182,11 @@ struct BenchFio: ParsableCommand {
             let hostLoad = BenchLoad(
                 workload: workload, blockSize: load.blockSize, qd: load.qd, requests: 100_000_000_000,
                 durationMilliseconds: UInt64(duration) * 1000)
-            return try BenchHostRun.measure(disk: path, blocks: blocks, load: hostLoad)
+            let measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: hostLoad)
+            session.progress.show(
+                "\(label): \(load.workload.label) \(BenchBlockSize.label(load.blockSize)) qd=\(load.qd): "
+                    + "\(Int(measurement.iops)) IOPS", done: true)
+            return measurement
         }
     }
 

@@ -6,13 +6,14 @@ import VMM
 /// load in turn, hvctl's statistics sampled at each load's marks (on the vCPU thread, while the
 /// guest waits for its console write).
 enum BenchFioHvctlRun {
-    /// Runs `loads` in one boot with the guest's `commandLine`; a measurement per load.
-    /// `onStart` is told each load's number as it starts.
+    /// Runs `loads` (`seconds` each) in one boot with the guest's `commandLine`; a measurement per
+    /// load. A boot that stops making progress is stopped (FioWatchdog).
+    /// `onEvent` sees each of the guest's marks and outputs as they come (for the progress line).
     static func measure(
         guest: FioGuest, disk: BenchDisk, mode: BenchMode, coalescing: Bool, redirect: RedirectSetting,
         sideCoreCount: Int, loads: [FioLoad],
-        commandLine: String, running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>,
-        onStart: @escaping @Sendable (Int) -> Void
+        commandLine: String, seconds: Int, running: Lock<VMMRuntime?>, interrupted: Lock<Int32?>,
+        onEvent: @escaping @Sendable (FioConsole.Event) -> Void
     ) throws -> [BenchMeasurement] {
         let network = loads.contains { $0.workload.isNetwork }
         let tap = BenchTAP.name(for: "h")
@@ -31,21 +32,36 @@ enum BenchFioHvctlRun {
             var ends: [Int: BenchHvctlRun.Sample] = [:]
         }
         let state = Lock(State())
-        let exits = try BenchHvctlRun.runToEnd(
-            vms: [vm], io: io, tap: network ? (tap, true) : nil, workload: "tcp-stream", running: running,
-            interrupted: interrupted
-        ) { _, line, statistics in
-            switch state.withLock({ $0.boot.take(line) }) {
-            case .start(let load):
-                onStart(load)
-                let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
-                state.withLock { $0.starts[load] = sample }
-            case .end(let load, _):
-                let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
-                state.withLock { $0.ends[load] = sample }
-            case .output, nil: break
-            }
+        let watchdog = try FioWatchdog(loadSeconds: seconds) { message in
+            running.withLock { $0 }?.stop(.failed(message))
         }
+        let exits: [MachineExit]
+        do {
+            defer { watchdog.stop() }
+            exits = try BenchHvctlRun.runToEnd(
+                vms: [vm], io: io, tap: network ? (tap, true) : nil, workload: "tcp-stream", running: running,
+                interrupted: interrupted
+            ) { _, line, statistics in
+                let event = state.withLock { $0.boot.take(line) }
+                if let event {
+                    watchdog.note(event, loads: loads)
+                    onEvent(event)
+                }
+                switch event {
+                case .start(let load):
+                    let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
+                    state.withLock { $0.starts[load] = sample }
+                case .end(let load, _):
+                    let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
+                    state.withLock { $0.ends[load] = sample }
+                case .output, nil: break
+                }
+            }
+        } catch {
+            if let expired = watchdog.expired { throw BenchError(expired + state.withLock { $0.boot.consoleEnd }) }
+            throw error
+        }
+        if let expired = watchdog.expired { throw BenchError(expired + state.withLock { $0.boot.consoleEnd }) }
         let (boot, starts, ends) = state.withLock { ($0.boot, $0.starts, $0.ends) }
         var measurements = try boot.measurements(loads, who: "hvctl (exit: \(exits[0].description))")
         for index in measurements.indices {

@@ -7,8 +7,10 @@ import Hypervisor
 /// pinned as hvctl's are.
 enum BenchFioQEMURun {
     static func measure(
-        guest: FioGuest, disk: BenchDisk, loads: [FioLoad], commandLine: String, pollMaxNanoseconds: UInt64?,
-        sideCores: Int, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>, onStart: @escaping (Int) -> Void
+        guest: FioGuest, disk: BenchDisk, loads: [FioLoad], commandLine: String, seconds: Int,
+        pollMaxNanoseconds: UInt64?,
+        sideCores: Int, running: Lock<Set<Int32>>, interrupted: Lock<Int32?>,
+        onEvent: @escaping (FioConsole.Event) -> Void
     ) throws -> [BenchMeasurement] {
         let network = loads.contains { $0.workload.isNetwork }
         let tap = BenchTAP.name(for: "q")
@@ -22,18 +24,32 @@ enum BenchFioQEMURun {
             + (network ? BenchQEMURun.netArguments(tap: tap) : [])
         var boot = FioBoot()
         var lastWasMark = false
-        let (_, samples) = try BenchQEMURun.run(
-            machine: machine, tap: network ? tap : nil, guestSpeaksARP: true, placement: (0, 1, sideCores),
-            running: running,
-            interrupted: interrupted,
-            onLine: { line in
-                let event = boot.take(line)
-                if case .start(let load) = event { onStart(load) }
-                switch event {
-                case .start, .end: lastWasMark = true
-                default: lastWasMark = false
-                }
-            }, isMark: { _ in lastWasMark })
+        let watchdog = try FioWatchdog(loadSeconds: seconds) { _ in
+            for pid in running.withLock({ $0 }) { kill(pid, SIGKILL) }
+        }
+        let samples: [BenchQMP.Sample]
+        do {
+            defer { watchdog.stop() }
+            (_, samples) = try BenchQEMURun.run(
+                machine: machine, tap: network ? tap : nil, guestSpeaksARP: true, placement: (0, 1, sideCores),
+                running: running,
+                interrupted: interrupted,
+                onLine: { line in
+                    let event = boot.take(line)
+                    if let event {
+                        watchdog.note(event, loads: loads)
+                        onEvent(event)
+                    }
+                    switch event {
+                    case .start, .end: lastWasMark = true
+                    default: lastWasMark = false
+                    }
+                }, isMark: { _ in lastWasMark })
+        } catch {
+            if let expired = watchdog.expired { throw BenchError(expired + boot.consoleEnd) }
+            throw error
+        }
+        if let expired = watchdog.expired { throw BenchError(expired + boot.consoleEnd) }
         var measurements = try boot.measurements(loads, who: "QEMU")
         guard samples.count == 2 * loads.count else {
             throw BenchError("QEMU's monitor was read at \(samples.count) of \(2 * loads.count) marks")

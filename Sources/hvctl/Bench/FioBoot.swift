@@ -31,13 +31,15 @@ struct FioBoot {
         return event
     }
 
+    /// "; its console ended: " and its last lines, for an error.
+    var consoleEnd: String { "; its console ended: " + tail.suffix(8).joined(separator: " | ") }
+
     /// Each load's measurement (load i is the guest's load i + 1); `who` names the VMM for errors.
     func measurements(_ loads: [FioLoad], who: String) throws -> [BenchMeasurement] {
         try loads.enumerated().map { index, load in
             guard let output = outputs[index + 1], let status = statuses[index + 1] else {
                 throw BenchError(
-                    "the bench guest under \(who) did not finish \(load.workload.rawValue) qd=\(load.qd); its console "
-                        + "ended: " + tail.suffix(8).joined(separator: " | "))
+                    "the bench guest under \(who) did not finish \(load.workload.rawValue) qd=\(load.qd)" + consoleEnd)
             }
             guard status == 0 else {
                 let tool = load.workload.isNetwork ? "iperf3" : "fio"
