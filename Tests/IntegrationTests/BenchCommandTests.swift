@@ -356,8 +356,6 @@ final class BenchCommandTests: XCTestCase {
         }
     }
 
-    /// SIGINT during a run: the run ends, the table shows the runs that finished, the exit status
-    /// says which signal, and the pattern file is gone.
     /// The redirect workload (two vCPUs, QD1 reads whose interrupts either may take while vCPU 1
     /// halts, then spins) under hvctl with redirection off and on, and under QEMU: each phase's
     /// interrupts and latency, vCPU 1's wake-ups, and (hvctl) the interrupts that took a redirected route.
@@ -449,6 +447,8 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(benchDirectories(), before, "a scratch directory left behind")
     }
 
+    /// SIGINT during a run: the run ends, the table shows the runs that finished, the exit status
+    /// says which signal, and the pattern file is gone.
     func testCtrlCKeepsWhatWasMeasuredAndLeavesNothingBehind() throws {
         let before = benchDirectories()
         let process = Process()

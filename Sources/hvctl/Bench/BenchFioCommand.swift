@@ -64,6 +64,11 @@ struct BenchFio: ParsableCommand {
                 "--workload tcp-stream: \(BenchIperfServer.executable) is not installed (apt-get install iperf3)")
         }
         _ = try FioGuestScript.commandLine(loads: loads(), seconds: duration, iperfPort: 65535)
+        if let disk = targetOptions.disk, try FioWorkload.parse(workload).contains(where: \.writes) {
+            throw ValidationError(
+                "--disk \(disk): fio's write workloads would overwrite it with fio's data (leave --disk out: a "
+                    + "scratch file is made and removed)")
+        }
     }
 
     func queueDepths() throws -> [Int] { try BenchList.queueDepths(qd, limit: 256) }
@@ -98,8 +103,18 @@ struct BenchFio: ParsableCommand {
         let network = loads.contains { $0.workload.isNetwork }
         let report = BenchReport(environment: .current(qemu: peers.contains("qemu")), options: options(), cells: [])
         try BenchSession.run("bench fio", options: targetOptions, vms: 1, report: report) { session, report in
-            // runs[target][load]: every repeat's measurement.
+            // runs[target][load]: every repeat's measurement; in the report whatever ends the run.
             var runs = targets.map { _ in loads.map { _ in [BenchMeasurement]() } }
+            defer {
+                for (loadIndex, load) in loads.enumerated() {
+                    for (targetIndex, target) in targets.enumerated() where !runs[targetIndex][loadIndex].isEmpty {
+                        report.cells.append(
+                            BenchReport.Cell(
+                                target: target.name, workload: load.workload.label, blockSize: load.blockSize,
+                                qd: load.qd, runs: runs[targetIndex][loadIndex]))
+                    }
+                }
+            }
             repeats: for index in 0..<repeats {
                 for (targetIndex, target) in targets.enumerated() {
                     if session.isInterrupted { break repeats }
@@ -115,7 +130,7 @@ struct BenchFio: ParsableCommand {
                         switch event {
                         case .start(let started): load = started
                         case .output(let finished, _): load = finished
-                        case .end: return
+                        case .go, .end: return
                         }
                         guard loads.indices.contains(load - 1) else { return }
                         let current = loads[load - 1]
@@ -158,14 +173,6 @@ struct BenchFio: ParsableCommand {
                     }
                 }
             }
-            for (loadIndex, load) in loads.enumerated() {
-                for (targetIndex, target) in targets.enumerated() where !runs[targetIndex][loadIndex].isEmpty {
-                    report.cells.append(
-                        BenchReport.Cell(
-                            target: target.name, workload: load.workload.label, blockSize: load.blockSize,
-                            qd: load.qd, runs: runs[targetIndex][loadIndex]))
-                }
-            }
         }
     }
 
@@ -182,7 +189,8 @@ struct BenchFio: ParsableCommand {
             let hostLoad = BenchLoad(
                 workload: workload, blockSize: load.blockSize, qd: load.qd, requests: 100_000_000_000,
                 durationMilliseconds: UInt64(duration) * 1000)
-            let measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: hostLoad)
+            // fio's writes leave its own data where the pattern was: nothing to verify against.
+            let measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: hostLoad, verify: false)
             session.progress.show(
                 "\(label): \(load.workload.label) \(BenchBlockSize.label(load.blockSize)) qd=\(load.qd): "
                     + "\(Int(measurement.iops)) IOPS", done: true)

@@ -3,8 +3,8 @@ import VirtioDevices
 import VMM
 
 /// One boot of the Linux bench guest under hvctl, in this process through the VMM runtime: every
-/// load in turn, hvctl's statistics sampled at each load's marks (on the vCPU thread, while the
-/// guest waits for its console write).
+/// load in turn, hvctl's statistics sampled at each load's go and end marks (on the vCPU thread,
+/// while the guest waits for its console write).
 enum BenchFioHvctlRun {
     /// Runs `loads` (`seconds` each) in one boot with the guest's `commandLine`; a measurement per
     /// load. A boot that stops making progress is stopped (FioWatchdog).
@@ -48,13 +48,13 @@ enum BenchFioHvctlRun {
                     onEvent(event)
                 }
                 switch event {
-                case .start(let load):
+                case .go(let load):
                     let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
                     state.withLock { $0.starts[load] = sample }
                 case .end(let load, _):
                     let sample = statistics().map { BenchHvctlRun.Sample($0, vm: 0) }
                     state.withLock { $0.ends[load] = sample }
-                case .output, nil: break
+                case .start, .output, nil: break
                 }
             }
         } catch {

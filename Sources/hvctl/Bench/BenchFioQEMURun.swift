@@ -2,9 +2,9 @@ import Glibc
 import Hypervisor
 
 /// One boot of the Linux bench guest under QEMU: the disk on an iothread with `aio=io_uring` (as
-/// `--peer qemu` has it for iobench), KVM's exits read through QEMU's monitor at each load's marks
-/// (the guest idles a second after each, so the reading lands before the I/O), QEMU's threads
-/// pinned as hvctl's are.
+/// `--peer qemu` has it for iobench), KVM's exits read through QEMU's monitor at each load's go and
+/// end marks (a monitor round trip after the mark: the I/O may have begun at go; the guest idles
+/// after end), QEMU's threads pinned as hvctl's are.
 enum BenchFioQEMURun {
     static func measure(
         guest: FioGuest, disk: BenchDisk, loads: [FioLoad], commandLine: String, seconds: Int,
@@ -41,7 +41,7 @@ enum BenchFioQEMURun {
                         onEvent(event)
                     }
                     switch event {
-                    case .start, .end: lastWasMark = true
+                    case .go, .end: lastWasMark = true
                     default: lastWasMark = false
                     }
                 }, isMark: { _ in lastWasMark })

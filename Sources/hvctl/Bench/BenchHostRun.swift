@@ -2,17 +2,19 @@ import CKVM
 import Glibc
 
 /// `--peer host`: the same file read (and written) by the host itself through io_uring from one
-/// thread at the same queue depth, verified as the guest verifies it: the limit of one core on this
-/// machine.
+/// thread at the same queue depth, verified as the guest verifies it (unless `verify` is false: a
+/// file fio has written holds fio's data, not the pattern): the limit of one core on this machine.
 enum BenchHostRun {
-    static func measure(disk: String, blocks: UInt64, load: BenchLoad) throws -> BenchMeasurement {
+    static func measure(disk: String, blocks: UInt64, load: BenchLoad, verify: Bool = true) throws
+        -> BenchMeasurement
+    {
         let fd = open(disk, (load.workload.writePercent == 0 ? O_RDONLY : O_RDWR) | O_CLOEXEC)
         guard fd >= 0 else { throw BenchError("--disk \(disk): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var result = ckvm_host_bench_result()
         let status = ckvm_host_bench(
             fd, blocks, UInt32(load.qd), load.requests, (load.durationMilliseconds ?? 0) * 1_000_000,
-            UInt32(load.blockSize), UInt32(load.workload.writePercent), 1, &result)
+            UInt32(load.blockSize), UInt32(load.workload.writePercent), verify ? 1 : 0, &result)
         guard status == 0 else {
             throw BenchError("the host's io_uring loop failed: \(String(cString: strerror(-status)))")
         }

@@ -8,8 +8,9 @@ final class BenchIperfServer {
 
     static var isInstalled: Bool { access(executable, X_OK) == 0 }
 
-    /// A port of this process, away from iperf3's default (5201) that another server may hold.
-    let port = 20_000 + Int(getpid() % 20_000)
+    /// A port of this process, away from iperf3's default (5201) that another server may hold and
+    /// below Linux's ephemeral range (32768 up), where a client's socket may hold it.
+    let port = 20_000 + Int(getpid() % 10_000)
     private let pids = Lock<Set<Int32>>([])
     /// Set by `stop`: a server not started yet is killed as it starts (BenchProcess asks).
     private let stopped = Lock<Int32?>(nil)

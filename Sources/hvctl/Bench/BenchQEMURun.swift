@@ -115,6 +115,8 @@ enum BenchQEMURun {
             try HostThread(name: "bench-tap") {
                 let result = Result { try BenchTAP.configure(tap, guestSpeaksARP: guestSpeaksARP) }
                 tapSetup.withLock { $0 = result }
+                // The run cannot measure without the host end: QEMU goes now, not after every load.
+                if case .failure = result { for pid in running.withLock({ $0 }) { kill(pid, SIGKILL) } }
             }
         }
         let output: String

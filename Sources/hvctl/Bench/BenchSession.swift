@@ -21,8 +21,10 @@ final class BenchSession: Sendable {
     }
 
     /// Sets a session up (a bad --json or --plot path fails here, before minutes of measuring),
-    /// lets `measure` fill `report` in, then prints the table and writes the record and the plot;
-    /// exits non-zero when a signal stopped it or a request failed. `command` names it in errors.
+    /// lets `measure` fill `report` in, then prints the table and writes the record and the plot
+    /// (also when `measure` failed after some cells were measured: then its error follows); exits
+    /// non-zero when a signal stopped it, a request failed or `measure` threw. `command` names it in
+    /// errors.
     static func run(
         _ command: String, options: BenchTargetOptions, vms: Int, report: BenchReport,
         measure: (BenchSession, inout BenchReport) throws -> Void
@@ -43,11 +45,20 @@ final class BenchSession: Sendable {
         defer { signals.stop() }
 
         var report = report
-        try measure(session, &report)
+        // A run that fails after others finished still shows and records them, then says why it ended.
+        var failure: Error?
+        do {
+            try measure(session, &report)
+        } catch {
+            failure = error
+        }
         session.progress.clear()
-        for line in BenchTable.lines(report) { print(line) }
-        try jsonFile?.write(report)
-        try plotFile?.write(bytes: Array(BenchPlot.svg(report).utf8))
+        if !report.cells.isEmpty || failure == nil {
+            for line in BenchTable.lines(report) { print(line) }
+            try jsonFile?.write(report)
+            try plotFile?.write(bytes: Array(BenchPlot.svg(report).utf8))
+        }
+        if let failure { throw failure }
         if let signal = session.interrupted.withLock({ $0 }) {
             printError("hvctl: \(command) stopped by signal \(signal); the table holds what was measured")
             throw ExitCode(128 + signal)

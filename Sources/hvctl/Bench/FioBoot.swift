@@ -26,7 +26,7 @@ struct FioBoot {
         switch event {
         case .end(let load, let status): statuses[load] = status
         case .output(let load, let text): outputs[load] = text
-        case .start, nil: break
+        case .start, .go, nil: break
         }
         return event
     }

@@ -36,9 +36,11 @@ struct FioLoad: Sendable, Equatable {
 }
 
 /// The shell script the bench guest runs (its /init runs `guest.run=`, base64): each load in turn,
-/// between two console marks, with its output (fio's or iperf3's JSON) printed after the end mark.
-/// The guest idles a second after each mark, so a peer whose counters are read from outside
-/// (QEMU's monitor) samples them before the I/O starts and before the output's console writes.
+/// between its "go" and "end" marks, with its output (fio's or iperf3's JSON) printed after the end
+/// mark. The counters are sampled at "go" and "end": hvctl's on the vCPU thread as the mark is
+/// written, QEMU's through its monitor a moment later; the guest idles a second after "end", so
+/// that moment is before the output's console writes. A "start" mark a second before "go" lets the
+/// previous load's output settle.
 enum FioGuestScript {
     /// The guest's and the TAP's host end's addresses (BenchTAP's).
     static let guestAddress = "169.254.77.2"
@@ -55,7 +57,7 @@ enum FioGuestScript {
             i=0
             for load in \(list); do
               set -- $load; i=$((i + 1))
-              echo "bench-fio: start $i"; sleep 1
+              echo "bench-fio: start $i"; sleep 1; echo "bench-fio: go $i"
               if [ $1 = tcp-stream ]; then
                 iperf3 -c \(hostAddress) -p \(iperfPort) -t \(seconds) -i 0 -J > /tmp/out 2> /tmp/err
               else
@@ -88,6 +90,8 @@ enum FioGuestScript {
 struct FioConsole {
     enum Event: Equatable {
         case start(load: Int)
+        /// The I/O starts now.
+        case go(load: Int)
         case end(load: Int, status: Int)
         case output(load: Int, text: String)
     }
@@ -120,6 +124,7 @@ struct FioConsole {
         else { return nil }
         switch words[markIndex + 1] {
         case "start": return .start(load: load)
+        case "go": return .go(load: load)
         case "end" where markIndex + 3 < words.count: return .end(load: load, status: Int(words[markIndex + 3]) ?? -1)
         case "output":
             collecting = load

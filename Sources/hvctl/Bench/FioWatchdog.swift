@@ -67,7 +67,7 @@ final class FioWatchdog: Sendable {
         let now = MonotonicClock.now()
         state.withLock { state in
             switch event {
-            case .start(let load):
+            case .start(let load), .go(let load):
                 state.deadline = now + loadNanoseconds + slackNanoseconds
                 state.waitingFor = "the end of \(name(load))"
             case .end(let load, _):
@@ -80,9 +80,13 @@ final class FioWatchdog: Sendable {
         }
     }
 
+    /// Ends the watchdog's thread (once; later calls do nothing).
     func stop() {
         state.withLock { $0.stopped = true }
-        thread.withLock { $0 }?.join()
+        thread.withLock { thread in
+            defer { thread = nil }
+            return thread
+        }?.join()
     }
 
     deinit { stop() }
