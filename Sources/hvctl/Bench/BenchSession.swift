@@ -3,9 +3,9 @@ import Glibc
 import Hypervisor
 import VMM
 
-/// What a bench command holds while it measures: the disks (scratch files removed at the end), the VMM runtime or child
-/// processes running now (so Ctrl-C can end them), and whether a signal came; then the table,
-/// the record and the plot of whatever was measured, and the exit status.
+/// What a bench command holds while it measures: the disks (scratch files removed at the end),
+/// the VMM runtime or child processes running now (so Ctrl-C can end them), and whether a signal
+/// came; then the table, the record and the plot of whatever was measured, and the exit status.
 final class BenchSession: Sendable {
     /// The disk of each VM (and of each host loop).
     let disks: [BenchDisk]
