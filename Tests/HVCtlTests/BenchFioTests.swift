@@ -137,6 +137,44 @@ final class BenchFioTests: XCTestCase {
         XCTAssertThrowsError(try boot.measurements(loads, who: "QEMU")) { error in
             XCTAssertEqual("\(error)", "fio in the bench guest under QEMU failed (status 1): fio: io_u error")
         }
+        // A stream that failed says iperf3's error and the guest's view of its network (the script's
+        // last lines), past the output's closing blank line.
+        var stream = FioBoot()
+        for line in [
+            "bench-fio: end 1 1", "bench-fio: output 1", "{", #"  "start": {},"#,
+            #"  "error": "unable to connect to server: Connection timed out""#, "}",
+            "guest net: 3 9 169.254.77.1 dev eth0 lladdr 02:00:00:77:00:01 REACHABLE Tcp: 1 200", "",
+            "bench-fio: output-end 1",
+        ] {
+            _ = stream.take(line)
+        }
+        XCTAssertThrowsError(
+            try stream.measurements([FioLoad(workload: .tcpStream, blockSize: 131_072, qd: 1)], who: "QEMU")
+        ) { error in
+            XCTAssertEqual(
+                "\(error)",
+                #"iperf3 in the bench guest under QEMU failed (status 1):   "error": "unable to connect to server: "#
+                    + #"Connection timed out" | } | guest net: 3 9 169.254.77.1 dev eth0 lladdr 02:00:00:77:00:01 "#
+                    + "REACHABLE Tcp: 1 200")
+        }
+    }
+
+    /// The stream's host end keeps what it printed for a failed stream's error, also once killed
+    /// (iperf3 writes through stdio: without --forceflush those lines die in its buffer).
+    func testTheIperfServerKeepsWhatItSaidWhenStopped() throws {
+        let server = try BenchIperfServer()
+        let port = String(format: ":%04X ", server.port)
+        // Listening (state 0A) on IPv4 or IPv6.
+        XCTAssertTrue(
+            eventually(seconds: 10) {
+                ["/proc/net/tcp", "/proc/net/tcp6"].contains { file in
+                    ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").contains {
+                        $0.contains(port) && $0.split(separator: " ").dropFirst(3).first == "0A"
+                    }
+                }
+            }, "iperf3 listens on \(server.port)")
+        server.stop()
+        XCTAssertEqual(server.said, "; the host's iperf3 server said: Server listening on \(server.port) (test #1)")
     }
 
     /// A boot that stops making progress is stopped, naming what it waited for; one that keeps
@@ -184,11 +222,15 @@ final class BenchFioTests: XCTestCase {
         XCTAssertTrue(line.hasPrefix("console=ttyS0 panic=-1 quiet guest.run="))
         let encoded = try XCTUnwrap(line.split(separator: "=", maxSplits: 3).last)
         let script = String(decoding: try XCTUnwrap(Data(base64Encoded: String(encoded))), as: UTF8.self)
-        XCTAssertTrue(script.contains(#"for load in "randread 4096 1" "randread 4096 16""#), script)
+        XCTAssertTrue(script.contains(#"for load in "randread 4k 1" "randread 4k 16""#), script)
         XCTAssertTrue(script.contains("--runtime=7 "), script)
         XCTAssertTrue(script.contains(#"echo "bench-fio: start $i"; sleep 1; echo "bench-fio: go $i""#), script)
         XCTAssertTrue(script.contains("iperf3 -c 169.254.77.1 -p 23456 -t 7"), script)
         XCTAssertTrue(script.contains("ip addr add 169.254.77.2/24 dev eth0"), script)
+        XCTAssertTrue(script.contains("timeout 67 iperf3"), "a stream that hangs ends in the guest: \(script)")
+        // The guest's busybox sh runs it: at least it must parse as POSIX shell (dash here).
+        let check = try BenchProcess.runWithStatus("/bin/sh", ["-n", "-c", script])
+        XCTAssertEqual(check.status, 0, check.output)
         let blockOnly = FioGuestScript.script(loads: Array(loads.prefix(1)), seconds: 1, iperfPort: 1)
         XCTAssertFalse(blockOnly.contains("ip addr"), "no NIC to set up without a stream")
 

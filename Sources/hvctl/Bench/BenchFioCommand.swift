@@ -166,7 +166,9 @@ struct BenchFio: ParsableCommand {
                         }
                     } catch {
                         if session.isInterrupted { break repeats }
-                        throw error
+                        guard let server else { throw error }
+                        server.stop()
+                        throw BenchError("\(error)" + server.said)
                     }
                     for (load, measurement) in measured.enumerated() {
                         if let measurement { runs[targetIndex][load].append(measurement) }

@@ -2,7 +2,8 @@ import Glibc
 import Hypervisor
 
 /// The host's end of `hvctl bench fio`'s tcp-stream: `iperf3 -s -1` (one test, then it exits) on a
-/// port of this process, for one boot; `stop` ends it if the guest never came.
+/// port of this process, for one boot; `stop` ends it if the guest never came. What it printed
+/// (whether a connection came, and from where) is kept for the error of a stream that failed.
 final class BenchIperfServer {
     static let executable = "/usr/bin/iperf3"
 
@@ -14,13 +15,18 @@ final class BenchIperfServer {
     private let pids = Lock<Set<Int32>>([])
     /// Set by `stop`: a server not started yet is killed as it starts (BenchProcess asks).
     private let stopped = Lock<Int32?>(nil)
+    /// Its lines; `--forceflush`, or a killed server's would die in stdio's buffer.
+    private let output = Lock("")
     private var thread: HostThread?
 
     init() throws {
-        let (pids, stopped, port) = (pids, stopped, port)
+        let (pids, stopped, port, output) = (pids, stopped, port, output)
         thread = try HostThread(name: "bench-iperf3") {
-            _ = try? BenchProcess.run(
-                Self.executable, ["-s", "-1", "-p", "\(port)"], running: pids, interrupted: stopped)
+            let said =
+                (try? BenchProcess.run(
+                    Self.executable, ["-s", "-1", "-p", "\(port)", "--forceflush"], running: pids, interrupted: stopped))
+                ?? ""
+            output.withLock { $0 = said }
         }
     }
 
@@ -29,6 +35,15 @@ final class BenchIperfServer {
         for pid in pids.withLock({ $0 }) { kill(pid, SIGKILL) }
         thread?.join()
         thread = nil
+    }
+
+    /// "; the host's iperf3 server said: " and its lines, for an error (after `stop`).
+    var said: String {
+        let lines = output.withLock { $0 }.split(whereSeparator: \.isNewline).filter {
+            !$0.allSatisfy { $0.isWhitespace || $0 == "-" }  // its separator lines
+        }
+        return "; the host's iperf3 server said: "
+            + (lines.isEmpty ? "nothing" : lines.suffix(4).joined(separator: " | "))
     }
 
     deinit { stop() }

@@ -45,7 +45,8 @@ struct FioBoot {
                 let tool = load.workload.isNetwork ? "iperf3" : "fio"
                 throw BenchError(
                     "\(tool) in the bench guest under \(who) failed (status \(status)): "
-                        + output.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " | "))
+                        + output.split(whereSeparator: \.isNewline).filter { !$0.isEmpty }.suffix(3)
+                        .joined(separator: " | "))
             }
             return try FioResult.measurement(output, workload: load.workload)
         }

@@ -46,12 +46,19 @@ enum FioGuestScript {
     static let guestAddress = "169.254.77.2"
     static let hostAddress = "169.254.77.1"
 
+    /// A stream that cannot connect, or runs this long past its time, ends with iperf3's error (or
+    /// `timeout`'s status) and the guest's view of its network, before the watchdog would stop the boot.
+    static let connectTimeoutMilliseconds = 10_000
+    static let streamSlackSeconds = 60
+
     /// Linux's x86 command line holds 2047 bytes.
     static let commandLineLimit = 2047
 
     static func script(loads: [FioLoad], seconds: Int, iperfPort: Int) -> String {
         let network = loads.contains { $0.workload.isNetwork }
-        let list = loads.map { "\"\($0.workload.rawValue) \($0.blockSize) \($0.qd)\"" }.joined(separator: " ")
+        // Sizes as fio writes them (4k: its kb_base is 1024), short enough for 36 loads on one line.
+        let list = loads.map { "\"\($0.workload.rawValue) \(BenchBlockSize.label($0.blockSize)) \($0.qd)\"" }
+            .joined(separator: " ")
         return """
             \(network ? "ip link set eth0 up && ip addr add \(guestAddress)/24 dev eth0" : "true")
             i=0
@@ -59,7 +66,8 @@ enum FioGuestScript {
               set -- $load; i=$((i + 1))
               echo "bench-fio: start $i"; sleep 1; echo "bench-fio: go $i"
               if [ $1 = tcp-stream ]; then
-                iperf3 -c \(hostAddress) -p \(iperfPort) -t \(seconds) -i 0 -J > /tmp/out 2> /tmp/err
+                timeout \(seconds + streamSlackSeconds) iperf3 -c \(hostAddress) -p \(iperfPort) -t \(seconds) -i 0 -J \
+            --connect-timeout \(connectTimeoutMilliseconds) > /tmp/out 2> /tmp/err
               else
                 fio --name=bench --filename=/dev/vda --rw=$1 --rwmixread=50 --bs=$2 --iodepth=$3 --direct=1 \
             --ioengine=libaio --runtime=\(seconds) --time_based --lat_percentiles=1 --percentile_list=50:90:99:99.9 \
@@ -67,7 +75,10 @@ enum FioGuestScript {
               fi
               status=$?
               echo "bench-fio: end $i $status"; sleep 1
-              echo "bench-fio: output $i"; cat /tmp/out; [ $status = 0 ] || cat /tmp/err; echo
+              echo "bench-fio: output $i"; cat /tmp/out; [ $status = 0 ] || cat /tmp/err
+              [ $status = 0 -o $1 != tcp-stream ] || echo guest net: \
+            $(cat /sys/class/net/eth0/statistics/[rt]x_packets) $(ip neigh show \(hostAddress)) $(grep Tcp: /proc/net/snmp)
+              echo
               echo "bench-fio: output-end $i"
             done
             """
