@@ -33,7 +33,7 @@ struct QueueIntake {
             popped = try context.queue.popAvailable()
         } catch {
             isBroken = true
-            statistics.errors.add()
+            statistics.add(.errors)
             onBroken("\(label): \(error)")
             return .none
         }
@@ -43,7 +43,7 @@ struct QueueIntake {
         case .chain(let chain):
             return .chain(chain)
         case .failure(let head, _):
-            statistics.errors.add()
+            statistics.add(.errors)
             context.queue.addUsed(head: head, length: 0)
             return .rejected
         }

@@ -87,8 +87,8 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         var done = reapCompletions()
         done += takeAvailable(budget: budget)
         if roundRequests > 0 {
-            statistics.requests.add(roundRequests)
-            statistics.bytes.add(roundBytes)
+            statistics.add(.requests, roundRequests)
+            statistics.add(.bytes, roundBytes)
             roundRequests = 0
             roundBytes = 0
         }
@@ -103,7 +103,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
 
     func prepareToSleep() -> Bool {
         interrupts.flush()
-        statistics.notifications.add(context.kick.drain())
+        statistics.add(.notifications, context.kick.drain())
         // Checked after draining: a chain that raced the drain is seen here (the backend's
         // descriptor stays readable while completions wait, so it needs no draining).
         return backend.hasPendingWork || (canTakeRequest && context.queue.hasAvailable)
@@ -136,7 +136,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
     private func submit() {
         guard let failure = backend.submit(), !broken else { return }
         submissionFailed = true
-        statistics.errors.add()
+        statistics.add(.errors)
         device.transportNeedsReset?("\(device.name) queue \(context.index): \(failure)")
     }
 
@@ -182,7 +182,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         let request: BlockRequest
         switch parsed {
         case .failure(let refusal):
-            statistics.errors.add()
+            statistics.add(.errors)
             let statusAddress = refusal.statusAddress
             if let statusAddress {
                 try? memory.store(
@@ -258,7 +258,7 @@ final class BlockQueueHandler: QueueHandler, @unchecked Sendable {
         slots[slot] = InFlight()
         freeSlots.append(slot)
         guard !quiesced else { return }
-        if request.failed { statistics.errors.add() }
+        if request.failed { statistics.add(.errors) }
         try? memory.store(
             request.failed ? BlockRequest.statusIOError : BlockRequest.statusOK, at: request.statusAddress)
         context.queue.addUsed(head: request.head, length: request.failed ? 1 : request.usedLength)

@@ -19,12 +19,12 @@ struct CompletionInterrupts {
         // Nothing new and nothing held: no interrupt can be due. Returning before the clock read
         // matters to an idle poll (a net queue pair's two per round were 4% of side0 in net-rr).
         if count == 0 && (coalescer?.pending ?? 0) == 0 { return }
-        if count > 0 { statistics.completionBatches.add() }
+        if count > 0 { statistics.add(.completionBatches) }
         let due: Bool
         if var coalescer {
             due = coalescer.completed(count, now: MonotonicClock.now(), moreExpected: moreExpected)
             self.coalescer = coalescer
-            if !due && count > 0 { statistics.coalesced.add(UInt64(count)) }
+            if !due && count > 0 { statistics.add(.coalesced, UInt64(count)) }
         } else {
             due = count > 0
         }
@@ -39,8 +39,8 @@ struct CompletionInterrupts {
 
     private func raiseIfWanted() {
         if context.queue.needsInterrupt() {
-            statistics.interrupts.add()
-            if context.interrupt.raise() == .redirected { statistics.redirected.add() }
+            statistics.add(.interrupts)
+            if context.interrupt.raise() == .redirected { statistics.add(.redirected) }
         }
     }
 }

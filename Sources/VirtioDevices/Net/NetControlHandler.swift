@@ -39,7 +39,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
     func setGuestNotifications(enabled: Bool) { context.queue.setNotifications(enabled: enabled) }
 
     func prepareToSleep() -> Bool {
-        statistics.notifications.add(context.kick.drain())
+        statistics.add(.notifications, context.kick.drain())
         return !broken && context.queue.hasAvailable
     }
 
@@ -53,13 +53,13 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
             let next = intake.next()
             if case .none = next { break }
             handled += 1
-            statistics.requests.add()
+            statistics.add(.requests)
             switch next {
             case .none, .rejected:
                 break  // rejected: already returned empty
             case .chain(let chain):
                 let status = execute(chain)
-                if status != Self.ok { statistics.errors.add() }
+                if status != Self.ok { statistics.add(.errors) }
                 if let ack = chain.writable.last, ack.length >= 1 {
                     try? memory.store(status, at: ack.address + UInt64(ack.length) - 1)
                     context.queue.addUsed(head: chain.head, length: 1)
@@ -70,7 +70,7 @@ final class NetControlHandler: QueueHandler, @unchecked Sendable {
         }
         if handled > 0 && context.queue.needsInterrupt() {
             // Control commands are rare and the driver waits for each: never coalesced.
-            statistics.interrupts.add()
+            statistics.add(.interrupts)
             context.interrupt.raise()
         }
         return handled
