@@ -16,6 +16,8 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
     var wakeDescriptors: [Int32] = [-1]
     var requestsHandled: UInt64 = 0
     var awaitsKernelThreads = false
+    /// Runs in each poll (a test's clock moving while the handler works).
+    var onPoll: (() -> Void)?
 
     init(name: String, script: [Int] = []) {
         self.name = name
@@ -26,6 +28,7 @@ final class FakeQueueHandler: QueueHandler, @unchecked Sendable {
 
     func poll(budget: Int) -> Int {
         budgets.append(budget)
+        onPoll?()
         return script.isEmpty ? 0 : script.removeFirst()
     }
 

@@ -32,6 +32,40 @@ final class PollScheduleTests: XCTestCase {
         XCTAssertEqual(schedule.entries.map(\.productivePolls), [3, 1])
     }
 
+    /// The clock is a cost on the side core: poll mode never reads it, hybrid once a round after
+    /// every poll, so a queue polled after a busy one is timed after its own poll (not before it).
+    func testTheClockIsReadOnlyByHybridAndOnceARoundAfterThePolls() {
+        var reads = 0
+        let polling = PollSchedule(mode: .poll, budget: 4, pollMaxNanoseconds: 1_000)
+        polling.add(FakeQueueHandler(name: "a", script: [1, 0]), now: clock.now)
+        polling.add(FakeQueueHandler(name: "b"), now: clock.now)
+        for _ in 0..<3 {
+            _ = polling.round {
+                reads += 1; return self.clock.now
+            }
+        }
+        XCTAssertEqual(reads, 0)
+
+        let hybrid = PollSchedule(mode: .hybrid, budget: 4, pollMaxNanoseconds: 100_000)
+        let quiet = FakeQueueHandler(name: "quiet")
+        let busy = FakeQueueHandler(name: "busy", script: [4])
+        hybrid.add(quiet, now: clock.now)
+        hybrid.add(busy, now: clock.now)
+        let window = hybrid.entries[1].window.current
+        // The busy queue's poll takes a whole window: its work ends then, and it stays awake.
+        busy.onPoll = { self.clock.now += window }
+        _ = hybrid.round {
+            reads += 1; return self.clock.now
+        }
+        XCTAssertEqual(reads, 1)
+        busy.onPoll = nil
+        _ = hybrid.round {
+            reads += 1; return self.clock.now
+        }
+        XCTAssertEqual(reads, 2)
+        XCTAssertEqual(hybrid.entries.map(\.awake), [false, true], "idle for its window: only the quiet one")
+    }
+
     func testPollModeNeverSleeps() {
         let schedule = PollSchedule(mode: .poll, budget: 4, pollMaxNanoseconds: 1_000)
         let handler = FakeQueueHandler(name: "a")

@@ -77,10 +77,12 @@ enum PrometheusExposition {
                 "sidecore_side_core_active", "gauge", "1 while the side core serves queues.", labels,
                 core.active ? 1 : 0)
             add(
-                "sidecore_side_core_busy_seconds_total", "counter", "Time in rounds that found work.", labels,
+                "sidecore_side_core_busy_seconds_total", "counter",
+                "Time in poll rounds that found work (yields and sleeps excluded).", labels,
                 Double(core.busyNanoseconds) / 1e9)
             add(
-                "sidecore_side_core_idle_seconds_total", "counter", "Time in rounds that found none.", labels,
+                "sidecore_side_core_idle_seconds_total", "counter",
+                "Time in poll rounds that found none (yields and sleeps excluded).", labels,
                 Double(core.idleNanoseconds) / 1e9)
             if let cpu = core.cpuNanoseconds {
                 add(

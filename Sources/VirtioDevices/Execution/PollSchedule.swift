@@ -18,6 +18,8 @@ public final class PollSchedule: @unchecked Sendable {
         public internal(set) var window: AdaptivePollWindow
         var lastWorkAt: UInt64
         var sleptAt: UInt64 = 0
+        /// Whether its poll in the current round found work (hybrid's window pass reads it).
+        var foundWork = false
         /// What to watch while asleep, and which of it are kicks, taken when it fell asleep.
         public internal(set) var wakeDescriptors: [Int32] = []
         public internal(set) var kickDescriptors: [Int32] = []
@@ -63,26 +65,27 @@ public final class PollSchedule: @unchecked Sendable {
         entries.remove(at: index)
     }
 
-    /// Polls every awake handler once; returns the work done. `now` is read only in hybrid mode,
-    /// once a round after the first poll (the windows are microseconds and up; a clock read per
-    /// handler and round was a tenth of side0's time in net-rr, with the side core's own).
+    /// Polls every awake handler once; returns the work done. In hybrid mode `now` is then read
+    /// once, after every poll, for the windows (a read per handler and round, with the side core's
+    /// own two, was a tenth of side0's time in net-rr); poll mode never reads it.
     public func round(now: () -> UInt64) -> Int {
         var total = 0
         lastRoundProductiveHandlers = 0
-        var roundTime: UInt64?
         for index in entries.indices where entries[index].awake {
-            let handler = entries[index].handler
-            let done = handler.poll(budget: budget)
+            let done = entries[index].handler.poll(budget: budget)
             entries[index].polls += 1
+            entries[index].foundWork = done > 0
             if done > 0 {
                 total += done
                 lastRoundProductiveHandlers += 1
                 entries[index].productivePolls += 1
             }
-            guard mode == .hybrid else { continue }
-            let time = roundTime ?? now()
-            roundTime = time
-            if done > 0 {
+        }
+        guard mode == .hybrid, !entries.isEmpty else { return total }
+        let time = now()
+        for index in entries.indices where entries[index].awake {
+            let handler = entries[index].handler
+            if entries[index].foundWork {
                 entries[index].lastWorkAt = time
             } else if time &- entries[index].lastWorkAt >= entries[index].window.current {
                 // Kicks back on first, then one more look: a chain published in between has no kick.

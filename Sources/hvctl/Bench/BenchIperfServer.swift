@@ -15,18 +15,23 @@ final class BenchIperfServer {
     private let pids = Lock<Set<Int32>>([])
     /// Set by `stop`: a server not started yet is killed as it starts (BenchProcess asks).
     private let stopped = Lock<Int32?>(nil)
-    /// Its lines; `--forceflush`, or a killed server's would die in stdio's buffer.
-    private let output = Lock("")
+    /// Its last lines, kept as they come; `--forceflush`, or a killed server's would die in stdio's buffer.
+    private let lines = Lock<[String]>([])
     private var thread: HostThread?
 
     init() throws {
-        let (pids, stopped, port, output) = (pids, stopped, port, output)
+        let (pids, stopped, port, lines) = (pids, stopped, port, lines)
         thread = try HostThread(name: "bench-iperf3") {
-            let said =
-                (try? BenchProcess.run(
-                    Self.executable, ["-s", "-1", "-p", "\(port)", "--forceflush"], running: pids, interrupted: stopped))
-                ?? ""
-            output.withLock { $0 = said }
+            _ = try? BenchProcess.run(
+                Self.executable, ["-s", "-1", "-p", "\(port)", "--forceflush"], running: pids, interrupted: stopped
+            ) { line in
+                // Its separator lines say nothing.
+                guard !line.allSatisfy({ $0.isWhitespace || $0 == "-" }) else { return }
+                lines.withLock {
+                    $0.append(line)
+                    if $0.count > 4 { $0.removeFirst() }
+                }
+            }
         }
     }
 
@@ -37,13 +42,10 @@ final class BenchIperfServer {
         thread = nil
     }
 
-    /// "; the host's iperf3 server said: " and its lines, for an error (after `stop`).
+    /// "; the host's iperf3 server said: " and its last lines, for an error.
     var said: String {
-        let lines = output.withLock { $0 }.split(whereSeparator: \.isNewline).filter {
-            !$0.allSatisfy { $0.isWhitespace || $0 == "-" }  // its separator lines
-        }
-        return "; the host's iperf3 server said: "
-            + (lines.isEmpty ? "nothing" : lines.suffix(4).joined(separator: " | "))
+        let lines = lines.withLock { $0 }
+        return "; the host's iperf3 server said: " + (lines.isEmpty ? "nothing" : lines.joined(separator: " | "))
     }
 
     deinit { stop() }

@@ -45,7 +45,7 @@ struct FioBoot {
                 let tool = load.workload.isNetwork ? "iperf3" : "fio"
                 throw BenchError(
                     "\(tool) in the bench guest under \(who) failed (status \(status)): "
-                        + output.split(whereSeparator: \.isNewline).filter { !$0.isEmpty }.suffix(3)
+                        + output.split(whereSeparator: \.isNewline).filter { !$0.isEmpty }.suffix(4)
                         .joined(separator: " | "))
             }
             return try FioResult.measurement(output, workload: load.workload)

@@ -46,8 +46,9 @@ enum FioGuestScript {
     static let guestAddress = "169.254.77.2"
     static let hostAddress = "169.254.77.1"
 
-    /// A stream that cannot connect, or runs this long past its time, ends with iperf3's error (or
-    /// `timeout`'s status) and the guest's view of its network, before the watchdog would stop the boot.
+    /// A stream that cannot connect, or runs this long past its time (busybox's timeout then sends
+    /// iperf3 SIGTERM and it exits 1, "interrupt" in its JSON), fails in the guest with iperf3's
+    /// error and the guest's view of its network, before the watchdog would stop the boot.
     static let connectTimeoutMilliseconds = 10_000
     static let streamSlackSeconds = 60
 
@@ -56,28 +57,44 @@ enum FioGuestScript {
 
     static func script(loads: [FioLoad], seconds: Int, iperfPort: Int) -> String {
         let network = loads.contains { $0.workload.isNetwork }
-        // Sizes as fio writes them (4k: its kb_base is 1024), short enough for 36 loads on one line.
+        // Sizes as fio writes them (4k: its kb_base is 1024), to fit more loads on the line.
         let list = loads.map { "\"\($0.workload.rawValue) \(BenchBlockSize.label($0.blockSize)) \($0.qd)\"" }
             .joined(separator: " ")
+        let fio = """
+            fio --name=bench --filename=/dev/vda --rw=$1 --rwmixread=50 --bs=$2 --iodepth=$3 --direct=1 \
+            --ioengine=libaio --runtime=\(seconds) --time_based --lat_percentiles=1 --percentile_list=50:90:99:99.9 \
+            --unified_rw_reporting=both --output-format=json --output=/tmp/out > /tmp/err 2>&1
+            """
+        // The stream's parts only where there is one: a block-only run keeps the line for its loads.
+        let load =
+            network
+            ? """
+            if [ $1 = tcp-stream ]; then
+            t0=$(date +%s); timeout -k 10 \(seconds + streamSlackSeconds) iperf3 -c \(hostAddress) -p \(iperfPort) \
+            -t \(seconds) -i 0 -J --connect-timeout \(connectTimeoutMilliseconds) > /tmp/out 2> /tmp/err
+            else
+            \(fio)
+            fi
+            """ : fio
+        let diagnosis =
+            network
+            ? """
+            [ $status = 0 -o $1 != tcp-stream ] || echo guest net: after $(($(date +%s) - t0)) s, \
+            rx $(cat /sys/class/net/eth0/statistics/rx_packets 2>&1) tx $(cat /sys/class/net/eth0/statistics/tx_packets 2>&1) \
+            packets, neighbour $(ip neigh show \(hostAddress) 2>&1), $(awk '/^Tcp:/ { if (n++) print "tcp opens " $6 \
+            ", failed " $8 ", segments in " $11 ", out " $12 ", retransmitted " $13 }' /proc/net/snmp 2>&1)
+            """ : ""
         return """
             \(network ? "ip link set eth0 up && ip addr add \(guestAddress)/24 dev eth0" : "true")
             i=0
             for load in \(list); do
               set -- $load; i=$((i + 1))
               echo "bench-fio: start $i"; sleep 1; echo "bench-fio: go $i"
-              if [ $1 = tcp-stream ]; then
-                timeout \(seconds + streamSlackSeconds) iperf3 -c \(hostAddress) -p \(iperfPort) -t \(seconds) -i 0 -J \
-            --connect-timeout \(connectTimeoutMilliseconds) > /tmp/out 2> /tmp/err
-              else
-                fio --name=bench --filename=/dev/vda --rw=$1 --rwmixread=50 --bs=$2 --iodepth=$3 --direct=1 \
-            --ioengine=libaio --runtime=\(seconds) --time_based --lat_percentiles=1 --percentile_list=50:90:99:99.9 \
-            --unified_rw_reporting=both --output-format=json --output=/tmp/out > /tmp/err 2>&1
-              fi
+            \(load)
               status=$?
               echo "bench-fio: end $i $status"; sleep 1
               echo "bench-fio: output $i"; cat /tmp/out; [ $status = 0 ] || cat /tmp/err
-              [ $status = 0 -o $1 != tcp-stream ] || echo guest net: \
-            $(cat /sys/class/net/eth0/statistics/[rt]x_packets) $(ip neigh show \(hostAddress)) $(grep Tcp: /proc/net/snmp)
+            \(diagnosis)
               echo
               echo "bench-fio: output-end $i"
             done
