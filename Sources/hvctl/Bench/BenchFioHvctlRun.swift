@@ -35,10 +35,8 @@ enum BenchFioHvctlRun {
         let watchdog = try FioWatchdog(loadSeconds: seconds) { message in
             running.withLock { $0 }?.stop(.failed(message))
         }
-        let exits: [MachineExit]
-        do {
-            defer { watchdog.stop() }
-            exits = try BenchHvctlRun.runToEnd(
+        let exits = try watchdog.guarding(consoleEnd: { state.withLock { $0.boot.consoleEnd } }) {
+            try BenchHvctlRun.runToEnd(
                 vms: [vm], io: io, tap: network ? (tap, true) : nil, workload: "tcp-stream", running: running,
                 interrupted: interrupted
             ) { _, line, statistics in
@@ -57,11 +55,7 @@ enum BenchFioHvctlRun {
                 case .start, .output, nil: break
                 }
             }
-        } catch {
-            if let expired = watchdog.expired { throw BenchError(expired + state.withLock { $0.boot.consoleEnd }) }
-            throw error
         }
-        if let expired = watchdog.expired { throw BenchError(expired + state.withLock { $0.boot.consoleEnd }) }
         let (boot, starts, ends) = state.withLock { ($0.boot, $0.starts, $0.ends) }
         var measurements = try boot.measurements(loads, who: "hvctl (exit: \(exits[0].description))")
         for index in measurements.indices {

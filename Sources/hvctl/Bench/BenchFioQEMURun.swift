@@ -27,10 +27,8 @@ enum BenchFioQEMURun {
         let watchdog = try FioWatchdog(loadSeconds: seconds) { _ in
             for pid in running.withLock({ $0 }) { kill(pid, SIGKILL) }
         }
-        let samples: [BenchQMP.Sample]
-        do {
-            defer { watchdog.stop() }
-            (_, samples) = try BenchQEMURun.run(
+        let (_, samples) = try watchdog.guarding(consoleEnd: { boot.consoleEnd }) {
+            try BenchQEMURun.run(
                 machine: machine, tap: network ? tap : nil, guestSpeaksARP: true, placement: (0, 1, sideCores),
                 running: running,
                 interrupted: interrupted,
@@ -45,11 +43,7 @@ enum BenchFioQEMURun {
                     default: lastWasMark = false
                     }
                 }, isMark: { _ in lastWasMark })
-        } catch {
-            if let expired = watchdog.expired { throw BenchError(expired + boot.consoleEnd) }
-            throw error
         }
-        if let expired = watchdog.expired { throw BenchError(expired + boot.consoleEnd) }
         var measurements = try boot.measurements(loads, who: "QEMU")
         guard samples.count == 2 * loads.count else {
             throw BenchError("QEMU's monitor was read at \(samples.count) of \(2 * loads.count) marks")

@@ -80,6 +80,15 @@ final class FioWatchdog: Sendable {
         }
     }
 
+    /// Runs a boot (`body`) under the watchdog and stops it after; a boot it expired fails with
+    /// what it waited for and `consoleEnd` (the boot's last console lines), whatever `body` did.
+    func guarding<T>(consoleEnd: () -> String, _ body: () throws -> T) throws -> T {
+        let result = Result { try body() }
+        stop()
+        if let expired { throw BenchError(expired + consoleEnd()) }
+        return try result.get()
+    }
+
     /// Ends the watchdog's thread (once; later calls do nothing).
     func stop() {
         state.withLock { $0.stopped = true }
