@@ -85,6 +85,14 @@ final class BenchFioTests: XCTestCase {
         ) { error in
             XCTAssertEqual("\(error)", "iperf3 in the guest failed: unable to connect to server")
         }
+        // The guest's figures are checked before anything converts them: these would trap.
+        let huge = output.replacingOccurrences(of: #""bytes": 131072000"#, with: #""bytes": 1e300"#)
+        XCTAssertThrowsError(try FioResult.measurement(huge, workload: .tcpStream)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("iperf3 in the guest reported figures out of range"), "\(error)")
+        }
+        XCTAssertEqual(BenchTable.whole(1234.7), "1234")
+        XCTAssertEqual(BenchTable.whole(.infinity), "inf")
+        XCTAssertEqual(BenchTable.whole(1e300), "1e+300")
     }
 
     func testTheConsoleGivesMarksAndEachLoadsOutput() {

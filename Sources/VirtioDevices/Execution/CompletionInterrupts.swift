@@ -24,7 +24,7 @@ struct CompletionInterrupts {
         if var coalescer {
             due = coalescer.completed(count, now: MonotonicClock.now(), moreExpected: moreExpected)
             self.coalescer = coalescer
-            if !due && count > 0 { statistics.add(.coalesced, UInt64(count)) }
+            if !due && count > 0 { statistics.add(.coalesced, UInt64(clamping: count)) }
         } else {
             due = count > 0
         }

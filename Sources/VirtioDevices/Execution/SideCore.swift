@@ -24,7 +24,7 @@ public final class SideCoreStatistics: Sendable {
         if productiveHandlers > 0 {
             busyNanoseconds.add(nanoseconds)
             busyRounds.add()
-            productiveHandlerPolls.add(UInt64(productiveHandlers))
+            productiveHandlerPolls.add(UInt64(clamping: productiveHandlers))
         } else {
             idleNanoseconds.add(nanoseconds)
         }

@@ -160,7 +160,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
             if written != total {
                 txStatistics.add(.errors)
             } else {
-                txStatistics.add(.bytes, UInt64(total - NetDevice.headerSize))
+                txStatistics.add(.bytes, UInt64(clamping: total - NetDevice.headerSize))
             }
             tx.queue.addUsed(head: chain.head, length: 0)
             txStatistics.recordLatency(nanoseconds: clock.now() &- taken)
@@ -190,7 +190,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
         var framesPlaced = 0
         // Stopping at the budget means more frames or chains wait; otherwise the TAP ran dry.
         defer {
-            if framesPlaced > 0 { rxStatistics.add(.requests, UInt64(framesPlaced)) }
+            if framesPlaced > 0 { rxStatistics.add(.requests, UInt64(clamping: framesPlaced)) }
             rxInterrupts.published(consumed, moreExpected: consumed >= budget)
         }
         while consumed < budget {
@@ -273,7 +273,7 @@ final class NetQueuePairHandler: QueueHandler, @unchecked Sendable {
             try? memory.store(UInt16(truncatingIfNeeded: heldChains.count), at: first.address + 10)
         }
         for chain in heldChains { rx.queue.addUsed(head: chain.head, length: chain.length) }
-        rxStatistics.add(.bytes, UInt64(frameLength - NetDevice.headerSize))
+        rxStatistics.add(.bytes, UInt64(clamping: frameLength - NetDevice.headerSize))
         rxStatistics.recordLatency(nanoseconds: clock.now() &- frameReadAt)
         heldChains.removeAll(keepingCapacity: true)
         frameLength = 0

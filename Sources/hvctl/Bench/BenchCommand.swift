@@ -202,7 +202,8 @@ struct Bench: ParsableCommand {
                         }
                         cell.runs.append(measurement)
                         session.progress.show(
-                            "\(label) run \(index + 1)/\(repeats): \(Int(measurement.iops)) IOPS", done: true)
+                            "\(label) run \(index + 1)/\(repeats): \(BenchTable.whole(measurement.iops)) IOPS",
+                            done: true)
                     }
                     if !cell.runs.isEmpty { report.cells.append(cell) }
                     if session.isInterrupted { break cells }

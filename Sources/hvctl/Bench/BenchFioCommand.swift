@@ -140,8 +140,8 @@ struct BenchFio: ParsableCommand {
                         guard case .output(_, let output) = event else { return session.progress.show(text) }
                         let measured = try? FioResult.measurement(output, workload: current.workload)
                         let rate = measured.map { measurement in
-                            measurement.bitsPerSecond.map { "\(Int($0 / 1e6)) Mbit/s" }
-                                ?? "\(Int(measurement.iops)) IOPS"
+                            measurement.bitsPerSecond.map { "\(BenchTable.whole($0 / 1e6)) Mbit/s" }
+                                ?? "\(BenchTable.whole(measurement.iops)) IOPS"
                         }
                         session.progress.show("\(text): \(rate ?? "no result")", done: true)
                     }
@@ -195,7 +195,7 @@ struct BenchFio: ParsableCommand {
             let measurement = try BenchHostRun.measure(disk: path, blocks: blocks, load: hostLoad, verify: false)
             session.progress.show(
                 "\(label): \(load.workload.label) \(BenchBlockSize.label(load.blockSize)) qd=\(load.qd): "
-                    + "\(Int(measurement.iops)) IOPS", done: true)
+                    + "\(BenchTable.whole(measurement.iops)) IOPS", done: true)
             return measurement
         }
     }

@@ -94,9 +94,10 @@ enum BenchTable {
             let megabits = BenchReport.Spread(bits.map { $0 / 1e6 })
             rows.append([
                 cell.target, cell.workload, BenchBlockSize.label(cell.blockSize), "\(cell.qd)",
-                bits.isEmpty ? "\(Int(median))" : "\(Int(megabits.median)) Mbit/s",
+                bits.isEmpty ? whole(median) : "\(whole(megabits.median)) Mbit/s",
                 bits.isEmpty
-                    ? "\(Int(cell.iops.min))-\(Int(cell.iops.max))" : "\(Int(megabits.min))-\(Int(megabits.max))",
+                    ? "\(whole(cell.iops.min))-\(whole(cell.iops.max))"
+                    : "\(whole(megabits.min))-\(whole(megabits.max))",
                 // A stream times no request (frames/s only).
                 cell.latencyMeanNanoseconds.max > 0
                     ? format(cell.latencyMeanNanoseconds.median / 1000, digits: 1) : "-",
@@ -111,6 +112,12 @@ enum BenchTable {
     }
 
     /// `value` with `digits` decimals.
+    /// A rate as a whole number. The figures come from guests' output: one too large for an Int
+    /// (or not finite) is shown as it is rather than trapping in the conversion.
+    static func whole(_ value: Double) -> String {
+        value.isFinite && value.magnitude < 0x1p62 ? "\(Int(value))" : "\(value)"
+    }
+
     static func format(_ value: Double, digits: Int) -> String {
         let scale = Double([1, 10, 100, 1000][min(max(digits, 0), 3)])
         let rounded = (value * scale).rounded() / scale

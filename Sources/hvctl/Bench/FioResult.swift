@@ -44,6 +44,12 @@ enum FioResult {
         return decoder
     }
 
+    /// Whether figures the guest printed can be counted and converted: finite, not negative, and
+    /// below 2^53 (where a Double stops holding every whole number; no run comes near it).
+    private static func plausible(_ values: Double...) -> Bool {
+        values.allSatisfy { $0.isFinite && $0 >= 0 && $0 < 0x1p53 }
+    }
+
     /// The measurement of one load's `output`; throws with the output's first line when it is not
     /// what the tool prints on success.
     static func measurement(_ output: String, workload: FioWorkload) throws -> BenchMeasurement {
@@ -57,6 +63,9 @@ enum FioResult {
             guard let received = result.end?.sumReceived, received.seconds > 0 else {
                 throw BenchError("iperf3 in the guest reported no stream")
             }
+            guard plausible(received.seconds, received.bytes, received.bitsPerSecond) else {
+                throw BenchError("iperf3 in the guest reported figures out of range: \(firstLine.prefix(200))")
+            }
             // A request is one of iperf3's writes; what reached the host counts.
             let writes = received.bytes / Double(FioWorkload.streamWriteBytes)
             var measurement = BenchMeasurement(
@@ -69,6 +78,9 @@ enum FioResult {
             throw BenchError("fio in the guest printed no result: \(firstLine.prefix(200))")
         }
         let all = job.mixed
+        guard plausible(all.iops) else {
+            throw BenchError("fio in the guest reported IOPS out of range: \(all.iops)")
+        }
         let latency = all.latNs
         func percentile(_ key: String) -> UInt64 {
             BenchMeasurement.wholeNanoseconds(latency.percentile?[key] ?? 0)
